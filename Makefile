@@ -1,0 +1,56 @@
+# anonstream: every target sets itself up from a fresh clone (virtualenv, install, broker jars),
+# idempotently, then runs.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+KAFKA_DIR := deploy/local-kafka
+KAFKA_STAMP := $(KAFKA_DIR)/libs/.complete
+INSTALL_STAMP := $(VENV)/.installed
+DURATION ?= 0
+RATE ?= 200
+PYTEST_ARGS ?=
+
+.PHONY: all install kafka-jars test lint typecheck demo bench clean distclean
+
+all: test
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python >= 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall when the dependency list changes.
+$(INSTALL_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(INSTALL_STAMP)
+
+# The local broker is assembled from Maven Central jars only; cached in deploy/local-kafka/libs.
+$(KAFKA_STAMP): $(KAFKA_DIR)/pom.xml
+	@command -v mvn >/dev/null 2>&1 || { echo "error: mvn (Apache Maven) not found; it fetches the Kafka broker jars" >&2; exit 1; }
+	@command -v java >/dev/null 2>&1 || { echo "error: java (>= 17) not found; the local Kafka broker needs it" >&2; exit 1; }
+	rm -rf $(KAFKA_DIR)/libs
+	mvn -q -B -f $(KAFKA_DIR)/pom.xml dependency:copy-dependencies
+	@touch $@
+
+kafka-jars: $(KAFKA_STAMP)
+
+test: install kafka-jars
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check stream anonymizers schemas tests benchmarks
+	$(BIN)/mypy
+
+demo: install kafka-jars
+	$(BIN)/anonstream demo --duration $(DURATION) --rate $(RATE)
+
+bench: install kafka-jars
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+distclean: clean
+	rm -rf $(VENV) $(KAFKA_DIR)/libs

@@ -1,0 +1,1 @@
+"""Kafka side of anonstream: settings, the Faust apps, topics, agents and the CLI."""

@@ -1,0 +1,25 @@
+"""Exceptions of the stream layer (settings, broker, topics)."""
+
+from __future__ import annotations
+
+from anonymizers.exceptions import AnonstreamError
+
+
+class StreamError(AnonstreamError):
+    """Root of the stream layer's exceptions."""
+
+
+class SettingsError(StreamError):
+    """A setting is missing or invalid; the message names it."""
+
+
+class BrokerError(StreamError):
+    """The local broker could not be fetched, started, reached or stopped."""
+
+
+class BrokerUnreachableError(BrokerError):
+    """No Kafka broker answered at the configured bootstrap address."""
+
+
+class TopicConfigError(StreamError):
+    """A topic could not be created or has a configuration other than the expected one."""
