@@ -32,10 +32,30 @@ from anonymizers.urls import ReferrerScrubber, UrlScrubber, host_of_scrubbed
 
 RAW_FIELDS: Final = frozenset(
     {
-        "event_id", "event_type", "occurred_at", "user_id", "cookie_id", "device_id", "ad_id",
-        "mac", "imei", "ip", "user_agent", "os", "browser", "browser_language", "hardware",
-        "page_url", "referrer_url", "link_url", "search_terms", "time_on_page_ms", "gpc", "dnt",
-        "age_under_16", "consent",
+        "event_id",
+        "event_type",
+        "occurred_at",
+        "user_id",
+        "cookie_id",
+        "device_id",
+        "ad_id",
+        "mac",
+        "imei",
+        "ip",
+        "user_agent",
+        "os",
+        "browser",
+        "browser_language",
+        "hardware",
+        "page_url",
+        "referrer_url",
+        "link_url",
+        "search_terms",
+        "time_on_page_ms",
+        "gpc",
+        "dnt",
+        "age_under_16",
+        "consent",
     }
 )
 """Fields of raw event v1; any other field is unknown and dropped (counted when recording)."""
@@ -67,7 +87,7 @@ Outcome = Anonymized | Dropped
 
 
 class _EventTime:
-    """Parses RFC 3339 times to (unix seconds, UTC text to the second, UTC day); cached per minute."""
+    """RFC 3339 text to (unix seconds, UTC text to the second, UTC day); cached per minute."""
 
     def __init__(self) -> None:
         self._minutes: dict[int, tuple[str, str]] = {}
@@ -135,7 +155,15 @@ class Pipeline:
         self._context = ContextAnonymizer(policy.context)
         self._want_context = bool(
             wanted
-            & {"browser", "browser_major", "os", "os_major", "hardware", "language", "time_on_page_ms"}
+            & {
+                "browser",
+                "browser_major",
+                "os",
+                "os_major",
+                "hardware",
+                "language",
+                "time_on_page_ms",
+            }
         )
 
     @classmethod
@@ -249,7 +277,9 @@ class Pipeline:
             if name in event:
                 actions.append(f"{name}:{'scrubbed' if name in out else 'dropped'}")
         if "referrer_url" in event:
-            actions.append("referrer_url:to_host" if "referrer_host" in out else "referrer_url:dropped")
+            actions.append(
+                "referrer_url:to_host" if "referrer_host" in out else "referrer_url:dropped"
+            )
         if "search_terms" in event:
             action = search.action if search is not None else None
             if action is None:

@@ -22,7 +22,7 @@ IP: Final = "[ip]"
 MAC: Final = "[mac]"
 UUID: Final = "[uuid]"
 NUMBER: Final = "[number]"
-TOKEN: Final = "[token]"
+TOKEN: Final = "[token]"  # noqa: S105 (a redaction marker, not a secret)
 IDENTIFIER: Final = "[id]"
 MARKERS: Final = (EMAIL, PHONE, CARD, IBAN, IP, MAC, UUID, NUMBER, TOKEN, IDENTIFIER)
 
@@ -38,7 +38,9 @@ _MAC_RE: Final = re.compile(r"\b[0-9A-Fa-f]{2}(?:([:\-])[0-9A-Fa-f]{2})(?:\1[0-9
 _UUID_RE: Final = re.compile(
     r"\b[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}\b"
 )
-_IPV6_RE: Final = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|\d+\.\d+\.\d+\.\d+)(?![\w:])")
+_IPV6_RE: Final = re.compile(
+    r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|\d+\.\d+\.\d+\.\d+)(?![\w:])"
+)
 _IPV4_RE: Final = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 # Digit groups joined by one separator, optionally led by + or 00 and an area code in ().
 _NUMBER_RE: Final = re.compile(
@@ -46,7 +48,7 @@ _NUMBER_RE: Final = re.compile(
 )
 _SEPARATORS_RE: Final = re.compile(r"[^\d]")
 _NON_DIGITS_RE: Final = re.compile(r"\D+")
-_DIGIT_RUN_RE: Final = re.compile(r"\d{%d,}" % DIGIT_RUN_MIN)
+_DIGIT_RUN_RE: Final = re.compile(rf"\d{{{DIGIT_RUN_MIN},}}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -89,7 +91,9 @@ def _classify_number(match: re.Match[str]) -> str | None:
     return None
 
 
-def _sub_valid(pattern: re.Pattern[str], marker: str, check: Callable[[str], bool]) -> Callable[[str, list[str]], str]:
+def _sub_valid(
+    pattern: re.Pattern[str], marker: str, check: Callable[[str], bool]
+) -> Callable[[str, list[str]], str]:
     def apply(text: str, found: list[str]) -> str:
         def replace(match: re.Match[str]) -> str:
             if check(match.group(0)):
