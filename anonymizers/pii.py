@@ -35,8 +35,8 @@ _IBAN_RE: Final = re.compile(
     r"\b[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?)\b"
 )
 _MAC_RE: Final = re.compile(r"\b[0-9A-Fa-f]{2}(?:([:\-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}\b")
-_UUID_RE: Final = re.compile(
-    r"\b[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}\b"
+UUID_RE: Final = re.compile(
+    r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b"
 )
 _IPV6_RE: Final = re.compile(
     r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|\d+\.\d+\.\d+\.\d+)(?![\w:])"
@@ -143,7 +143,7 @@ def _emails(text: str, found: list[str]) -> str:
 
 _STAGES: Final = (
     _emails,
-    _sub_valid(_UUID_RE, UUID, _always),
+    _sub_valid(UUID_RE, UUID, _always),
     _sub_valid(_MAC_RE, MAC, _always),
     _sub_valid(_IPV6_RE, IP, _is_ip),
     _sub_valid(_IPV4_RE, IP, _is_ip),

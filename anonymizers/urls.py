@@ -43,6 +43,8 @@ def _decode(text: str) -> str:
 
 def _is_token(piece: str) -> bool:
     """A run of token characters holding a long random-looking part (not a slug of words)."""
+    if pii.UUID_RE.fullmatch(piece):
+        return False  # left to the detector, which marks it [uuid]
     for part in _SUBPIECE_SPLIT_RE.split(piece):
         if len(part) < TOKEN_MIN_LENGTH:
             continue
