@@ -460,7 +460,9 @@ class ReleaseConfig(_Section):
         "suppressed too, so suppressed cells cannot be recovered by subtraction.",
         _one_of(("other", "suppress_total")),
     )
-    noise: NoiseConfig = _setting(NoiseConfig(), "Noise.", "a table")
+    noise: NoiseConfig = _setting(
+        NoiseConfig(), "Differentially private noise on released values.", "a table"
+    )
 
 
 SECTIONS: Final[dict[str, type[_Section]]] = {
@@ -979,6 +981,8 @@ def _table_lines(model: BaseModel, header: str) -> list[str]:
             lines.append(f"{name} = {_toml_value(value)}")
     for name, sub in nested:
         lines.append("")
+        description = type(model).model_fields[name].description or ""
+        lines.extend(_comment(f"---- {header}.{name}: {description}"))
         lines.extend(_table_lines(sub, f"{header}.{name}"))
     for name, items in arrays:
         info = type(model).model_fields[name]
