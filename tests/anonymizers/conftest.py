@@ -1,9 +1,10 @@
+# ruff: noqa: E501  (long literal tables of test data)
 """Shared fixtures: small MaxMind-format databases with known networks, keys, pipelines."""
 
 from __future__ import annotations
 
-import hashlib
 import base64
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,18 +44,28 @@ def _record(country: str, code: str | None, region: str | None, city: str | None
     return record
 
 
-def build_mmdb(path: Path, *, ip_version: int = 6, database_type: str = "GeoIP2-City",
-               country_only: bool = False) -> Path:
+def build_mmdb(
+    path: Path,
+    *,
+    ip_version: int = 6,
+    database_type: str = "GeoIP2-City",
+    country_only: bool = False,
+) -> Path:
     """Write an mmdb of CITY_NETWORKS (IPv4 networks only when ip_version is 4)."""
     writer = MMDBWriter(
-        ip_version=ip_version, database_type=database_type,
-        ipv4_compatible=ip_version == 6, languages=["en"], description={"en": "test"},
+        ip_version=ip_version,
+        database_type=database_type,
+        ipv4_compatible=ip_version == 6,
+        languages=["en"],
+        description={"en": "test"},
     )
     for network, (country, code, region, city) in CITY_NETWORKS.items():
         if ip_version == 4 and ":" in network:
             continue
         record = (
-            {"country": {"iso_code": country}} if country_only else _record(country, code, region, city)
+            {"country": {"iso_code": country}}
+            if country_only
+            else _record(country, code, region, city)
         )
         writer.insert_network(IPSet([network]), record)
     writer.to_db_file(str(path))
@@ -70,7 +81,8 @@ def city_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def country_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_mmdb(
         tmp_path_factory.mktemp("geo") / "country.mmdb",
-        database_type="GeoLite2-Country", country_only=True,
+        database_type="GeoLite2-Country",
+        country_only=True,
     )
 
 

@@ -12,9 +12,21 @@ from anonymizers.policy import OutputConfig
 
 def test_only_allowlisted_non_null_fields() -> None:
     """Fields not named, and None values, never reach the output."""
-    unit = Allowlist(OutputConfig(fields=("event_type", "occurred_at", "epoch", "subject", "country")))
-    out, _ = unit({"event_type": "page_view", "occurred_at": "t", "epoch": 1, "subject": "s",
-                   "country": None, "region": "ENG", "ip": "81.2.69.160", "anything": 1})
+    unit = Allowlist(
+        OutputConfig(fields=("event_type", "occurred_at", "epoch", "subject", "country"))
+    )
+    out, _ = unit(
+        {
+            "event_type": "page_view",
+            "occurred_at": "t",
+            "epoch": 1,
+            "subject": "s",
+            "country": None,
+            "region": "ENG",
+            "ip": "81.2.69.160",
+            "anything": 1,
+        }
+    )
     assert out == {"event_type": "page_view", "occurred_at": "t", "epoch": 1, "subject": "s"}
 
 
@@ -27,10 +39,22 @@ def test_unknown_fields_never_pass(extra: dict[str, int]) -> None:
 
 
 ECHO_CASES = [
-    pytest.param("https://shop.example/u/alice-1234/cart", ["alice-1234"], "https://shop.example/u/[id]/cart", id="plain"),
-    pytest.param("https://shop.example/u/ALICE-1234", ["alice-1234"], "https://shop.example/u/[id]", id="case"),
+    pytest.param(
+        "https://shop.example/u/alice-1234/cart",
+        ["alice-1234"],
+        "https://shop.example/u/[id]/cart",
+        id="plain",
+    ),
+    pytest.param(
+        "https://shop.example/u/ALICE-1234",
+        ["alice-1234"],
+        "https://shop.example/u/[id]",
+        id="case",
+    ),
     pytest.param("https://shop.example/u/al%69ce-1234", ["alice-1234"], None, id="percent-encoded"),
-    pytest.param("https://shop.example/u/bob", ["alice-1234"], "https://shop.example/u/bob", id="absent"),
+    pytest.param(
+        "https://shop.example/u/bob", ["alice-1234"], "https://shop.example/u/bob", id="absent"
+    ),
 ]
 
 
@@ -44,7 +68,11 @@ def test_allowlist_guard_removes_echoed_identifiers() -> None:
     """The allowlist runs the guard on free-text fields with the event's identifiers."""
     unit = Allowlist(OutputConfig())
     out, touched = unit(
-        {"event_type": "search", "search_terms": "track ck-77aa88bb", "page_url": "https://s.example/ck-77aa88bb"},
+        {
+            "event_type": "search",
+            "search_terms": "track ck-77aa88bb",
+            "page_url": "https://s.example/ck-77aa88bb",
+        },
         identifiers=["ck-77aa88bb", "abc"],
     )
     assert out["search_terms"] == "track [id]" and out["page_url"] == "https://s.example/[id]"

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long literal tables of test data)
 """The whole chain: drop reasons, output shape, and no identifier leaks (hypothesis)."""
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import schemas
 from anonymizers import reasons
 from anonymizers.chain import Anonymized, Dropped, Pipeline
 from anonymizers.consent import ConsentState
-from anonymizers.fields import OUTPUT_FIELD_SCHEMAS
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.policy import default_policy
 from tests.anonymizers.conftest import EPOCH_MAY_1, build_mmdb, static_keys, unkeyed_hashes
@@ -27,10 +27,18 @@ BASE = {"event_id": "e-1", "event_type": "page_view", "occurred_at": "2024-05-01
 def test_full_event(make_pipeline: Callable[..., Pipeline]) -> None:
     """A rich event becomes the documented flat output, nothing else."""
     event = {
-        **BASE, "occurred_at": "2024-05-01T12:34:56.789+02:00", "user_id": "alice-1234",
-        "ip": "81.2.69.160", "user_agent": UA, "browser_language": "en-GB,en;q=0.8",
-        "page_url": "https://shop.example/p/1?utm_source=nl&sid=9#x", "referrer_url": "https://www.google.com/?q=a",
-        "time_on_page_ms": 4_000_000, "mac": "00:1a:2b:3c:4d:5e", "imei": "490154203237518", "ad_id": "38400000-8cf0-11bd-b23e-10b96e40000d",
+        **BASE,
+        "occurred_at": "2024-05-01T12:34:56.789+02:00",
+        "user_id": "alice-1234",
+        "ip": "81.2.69.160",
+        "user_agent": UA,
+        "browser_language": "en-GB,en;q=0.8",
+        "page_url": "https://shop.example/p/1?utm_source=nl&sid=9#x",
+        "referrer_url": "https://www.google.com/?q=a",
+        "time_on_page_ms": 4_000_000,
+        "mac": "00:1a:2b:3c:4d:5e",
+        "imei": "490154203237518",
+        "ad_id": "38400000-8cf0-11bd-b23e-10b96e40000d",
         "secret_field": "leak",
     }
     result = make_pipeline()(event)
@@ -42,7 +50,13 @@ def test_full_event(make_pipeline: Callable[..., Pipeline]) -> None:
     assert (out["country"], out["region"]) == ("GB", "ENG") and "city" not in out
     assert out["page_url"] == "https://shop.example/p/1?utm_source=nl"
     assert (out["referrer_host"], out["referrer_internal"]) == ("www.google.com", False)
-    assert (out["browser"], out["browser_major"], out["os"], out["hardware"], out["language"]) == ("Chrome", 120, "Windows", "desktop", "en")
+    assert (out["browser"], out["browser_major"], out["os"], out["hardware"], out["language"]) == (
+        "Chrome",
+        120,
+        "Windows",
+        "desktop",
+        "en",
+    )
     assert out["time_on_page_ms"] == 1_800_000
     assert set(out) <= set(default_policy().output.fields)
 
@@ -50,19 +64,41 @@ def test_full_event(make_pipeline: Callable[..., Pipeline]) -> None:
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
-        pytest.param({**BASE, "user_id": "u", "occurred_at": "2031-01-01T00:00:00Z"}, reasons.NO_KEY, id="no-key"),
+        pytest.param(
+            {**BASE, "user_id": "u", "occurred_at": "2031-01-01T00:00:00Z"},
+            reasons.NO_KEY,
+            id="no-key",
+        ),
         pytest.param({**BASE}, reasons.NO_SUBJECT, id="no-subject"),
         pytest.param({**BASE, "ip": "010.1.1.1"}, reasons.NO_SUBJECT, id="malformed-ip-no-subject"),
-        pytest.param({**BASE, "user_id": "u", "occurred_at": "2024-05-01T10:00:00"}, reasons.INVALID_EVENT, id="naive-time"),
-        pytest.param({**BASE, "user_id": "u", "occurred_at": None}, reasons.INVALID_EVENT, id="None-time"),
-        pytest.param({**BASE, "user_id": "u", "occurred_at": "soon"}, reasons.INVALID_EVENT, id="garbage-time"),
-        pytest.param({**BASE, "user_id": "u", "event_type": "purchase"}, reasons.INVALID_EVENT, id="unknown-type"),
-        pytest.param({**BASE, "user_id": "u", "age_under_16": True}, reasons.UNDER_16, id="under-16"),
+        pytest.param(
+            {**BASE, "user_id": "u", "occurred_at": "2024-05-01T10:00:00"},
+            reasons.INVALID_EVENT,
+            id="naive-time",
+        ),
+        pytest.param(
+            {**BASE, "user_id": "u", "occurred_at": None}, reasons.INVALID_EVENT, id="None-time"
+        ),
+        pytest.param(
+            {**BASE, "user_id": "u", "occurred_at": "soon"},
+            reasons.INVALID_EVENT,
+            id="garbage-time",
+        ),
+        pytest.param(
+            {**BASE, "user_id": "u", "event_type": "purchase"},
+            reasons.INVALID_EVENT,
+            id="unknown-type",
+        ),
+        pytest.param(
+            {**BASE, "user_id": "u", "age_under_16": True}, reasons.UNDER_16, id="under-16"
+        ),
         pytest.param({**BASE, "user_id": "u", "gpc": True}, reasons.GPC, id="gpc"),
         pytest.param({**BASE, "user_id": "opted"}, reasons.OPTED_OUT, id="opted-out"),
     ],
 )
-def test_drop_reasons(make_pipeline: Callable[..., Pipeline], event: dict[str, Any], reason: str) -> None:
+def test_drop_reasons(
+    make_pipeline: Callable[..., Pipeline], event: dict[str, Any], reason: str
+) -> None:
     """Events that cannot be anonymized safely are dropped with their reason."""
     state = ConsentState()
     state.apply({"subject_type": "user_id", "subject_id": "opted", "action": "opt_out"})
@@ -75,7 +111,11 @@ def test_pseudonyms_change_with_epoch(make_pipeline: Callable[..., Pipeline]) ->
     day1 = pipeline({**BASE, "user_id": "alice"})
     day2 = pipeline({**BASE, "user_id": "alice", "occurred_at": "2024-05-02T10:00:00Z"})
     same_day = pipeline({**BASE, "user_id": "alice", "occurred_at": "2024-05-01T23:59:59Z"})
-    assert isinstance(day1, Anonymized) and isinstance(day2, Anonymized) and isinstance(same_day, Anonymized)
+    assert (
+        isinstance(day1, Anonymized)
+        and isinstance(day2, Anonymized)
+        and isinstance(same_day, Anonymized)
+    )
     assert day1.subject == same_day.subject != day2.subject
     assert (day1.epoch, day2.epoch) == (EPOCH_MAY_1, EPOCH_MAY_1 + 1)
 
@@ -94,15 +134,27 @@ def test_visitor_id_computed_from_ip_before_drop(make_pipeline: Callable[..., Pi
 def test_rotation_mismatch_refused() -> None:
     """A key provider whose rotation differs from the policy's cannot build a pipeline."""
     with pytest.raises(ValueError):
-        Pipeline.from_policy(default_policy(), keys=GeneratedKeyProvider(rotation_seconds=3600), geo=None)
+        Pipeline.from_policy(
+            default_policy(), keys=GeneratedKeyProvider(rotation_seconds=3600), geo=None
+        )
 
 
 def test_outputs_follow_wire_schema(make_pipeline: Callable[..., Pipeline]) -> None:
     """Every output field is declared in schemas/pseudonymized-event.v1.json with its type."""
     schema = schemas.load(schemas.PSEUDONYMIZED_EVENT_V1)
-    result = make_pipeline()({**BASE, "user_id": "u", "ip": "81.2.69.160", "user_agent": UA,
-                              "page_url": "https://a.example/", "referrer_url": "https://b.example/",
-                              "search_terms": "x", "time_on_page_ms": 5, "browser_language": "fr"})
+    result = make_pipeline()(
+        {
+            **BASE,
+            "user_id": "u",
+            "ip": "81.2.69.160",
+            "user_agent": UA,
+            "page_url": "https://a.example/",
+            "referrer_url": "https://b.example/",
+            "search_terms": "x",
+            "time_on_page_ms": 5,
+            "browser_language": "fr",
+        }
+    )
     assert isinstance(result, Anonymized)
     assert set(schema["required"]) <= set(result.event) <= set(schema["properties"])
     python_types = {"string": str, "integer": int, "boolean": bool}
@@ -137,7 +189,9 @@ _PIPELINE = _pipeline_for_property()
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    ids=st.fixed_dictionaries({n: _ID for n in ("user_id", "cookie_id", "device_id", "ad_id", "mac", "imei")}),
+    ids=st.fixed_dictionaries(
+        {n: _ID for n in ("user_id", "cookie_id", "device_id", "ad_id", "mac", "imei")}
+    ),
     present=st.sets(st.sampled_from(["user_id", "cookie_id", "device_id", "ad_id", "mac", "imei"])),
     ip=st.one_of(_IPV4, st.ip_addresses(v=6).map(str)),
     email=st.emails(),
@@ -175,7 +229,39 @@ def test_no_output_contains_an_input_identifier(
 def test_no_output_contains_identifier_json_escaped(make_pipeline: Callable[..., Pipeline]) -> None:
     """A unicode identifier is not in the output, raw or JSON-escaped."""
     uid = "ülrich-élève-2024"
-    result = make_pipeline()({**BASE, "user_id": uid, "search_terms": f"find {uid}", "event_type": "search"})
+    result = make_pipeline()(
+        {**BASE, "user_id": uid, "search_terms": f"find {uid}", "event_type": "search"}
+    )
     assert isinstance(result, Anonymized)
     assert uid not in json.dumps(result.event, ensure_ascii=False)
     assert json.dumps(uid)[1:-1] not in json.dumps(result.event)
+
+
+TIME_CASES = [
+    pytest.param("2024-05-01T10:00:05Z", "2024-05-01T10:00:05Z", id="utc"),
+    pytest.param("2024-05-01T10:00:05.999Z", "2024-05-01T10:00:05Z", id="fraction-truncated"),
+    pytest.param("2024-05-01T12:00:05+02:00", "2024-05-01T10:00:05Z", id="offset"),
+    pytest.param("2024-05-01T05:30:05-04:30", "2024-05-01T10:00:05Z", id="negative-offset"),
+    pytest.param("2024-05-01t10:00:05z", "2024-05-01T10:00:05Z", id="lower-case"),
+    pytest.param("2024-05-01T10:00:60Z", None, id="second-60"),
+    pytest.param("2024-05-01T10:00:5xZ", None, id="garbage-seconds"),
+    pytest.param("2024-05-01T10:00:05.Z", None, id="empty-fraction"),
+    pytest.param("2024-05-01T10:00:05", None, id="no-zone"),
+    pytest.param("", None, id="empty"),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), TIME_CASES)
+def test_occurred_at_normalised_to_utc(
+    make_pipeline: Callable[..., Pipeline], raw: str, expected: str | None
+) -> None:
+    """occurred_at becomes UTC RFC 3339 to the second; bad times drop the event (fast path too)."""
+    pipeline = make_pipeline()
+    for _ in range(2):  # the second pass goes through the per-minute fast path
+        warm = pipeline({**BASE, "user_id": "u", "occurred_at": "2024-05-01T10:00:00Z"})
+        assert isinstance(warm, Anonymized)
+        result = pipeline({**BASE, "user_id": "u", "occurred_at": raw})
+        if expected is None:
+            assert result == Dropped(reasons.INVALID_EVENT)
+        else:
+            assert isinstance(result, Anonymized) and result.event["occurred_at"] == expected

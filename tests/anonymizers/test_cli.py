@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long literal tables of test data)
 """The privacy team's commands: `policy init/check/schema` and `preview` (acceptance)."""
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ dimensions = ["search_terms"]
         'geo.granularity must be one of "none", "country", "region", "city"; got "street"',
         "geo.ipv4_prefix must be an integer from 0 to 24; got 28",
         'identifiers.imei must be one of "pseudonymize", "drop"; got "hash"',
-        'keys.rotation must be a duration',
+        "keys.rotation must be a duration",
         "release.k_min_subjects must be an integer >= 2; got 1",
         "release.noise.epsilon must be a number > 0 and <= 10; got -1",
         'consent.honour_gpc must be true or false; got "yes"',
@@ -122,28 +123,78 @@ def _compact(value: str) -> str:
 
 def _events() -> list[dict[str, Any]]:
     s = SECRETS
-    base = {"event_type": "page_view", "occurred_at": "2024-05-01T10:00:00Z",
-            "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"}
+    base = {
+        "event_type": "page_view",
+        "occurred_at": "2024-05-01T10:00:00Z",
+        "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    }
     return [
-        {**base, "event_id": "1", "user_id": s["user_id"], "cookie_id": s["cookie_id"], "device_id": s["device_id"],
-         "ad_id": s["ad_id"], "mac": s["mac"], "imei": s["imei"], "ip": s["ipv4"],
-         "page_url": f"https://shop.example/account/{s['user_id']}/orders?email={s['email_url']}&utm_source=nl#{s['cookie_id']}",
-         "referrer_url": f"https://mail.example/read?to={s['email_url']}"},
-        {**base, "event_id": "2", "cookie_id": s["cookie_id"], "ip": s["ipv6"],
-         "page_url": f"https://shop.example/u/{s['email_url']}/profile", "browser_language": "fr-FR"},
-        {**base, "event_id": "3", "ip": s["ipv4_mapped"], "event_type": "search",
-         "search_terms": f"contact {s['email']} or {s['phone_intl']}"},
-        {**base, "event_id": "4", "device_id": s["device_id"], "event_type": "search",
-         "search_terms": f"call {s['phone_national']} / {s['phone_dashes']}"},
-        {**base, "event_id": "5", "user_id": s["user_id"], "event_type": "search",
-         "search_terms": f"pay {s['card']} and {s['card_dashes']}"},
-        {**base, "event_id": "6", "user_id": s["user_id"], "event_type": "search",
-         "search_terms": f"iban {s['iban']} {s['iban_compact']}"},
-        {**base, "event_id": "7", "ad_id": s["ad_id"], "event_type": "link_click",
-         "link_url": f"https://pay.example/c/{_compact(s['card'])}?iban={s['iban_compact']}",
-         "page_url": f"https://shop.example/search?q={s['phone_intl']}&utm_campaign={s['email']}"},
-        {**base, "event_id": "8", "user_id": s["user_id"], "mac": s["mac"], "imei": s["imei"],
-         "page_url": f"https://shop.example/device/{s['imei']}/{s['mac']}", "unknown_field": s["email"]},
+        {
+            **base,
+            "event_id": "1",
+            "user_id": s["user_id"],
+            "cookie_id": s["cookie_id"],
+            "device_id": s["device_id"],
+            "ad_id": s["ad_id"],
+            "mac": s["mac"],
+            "imei": s["imei"],
+            "ip": s["ipv4"],
+            "page_url": f"https://shop.example/account/{s['user_id']}/orders?email={s['email_url']}&utm_source=nl#{s['cookie_id']}",
+            "referrer_url": f"https://mail.example/read?to={s['email_url']}",
+        },
+        {
+            **base,
+            "event_id": "2",
+            "cookie_id": s["cookie_id"],
+            "ip": s["ipv6"],
+            "page_url": f"https://shop.example/u/{s['email_url']}/profile",
+            "browser_language": "fr-FR",
+        },
+        {
+            **base,
+            "event_id": "3",
+            "ip": s["ipv4_mapped"],
+            "event_type": "search",
+            "search_terms": f"contact {s['email']} or {s['phone_intl']}",
+        },
+        {
+            **base,
+            "event_id": "4",
+            "device_id": s["device_id"],
+            "event_type": "search",
+            "search_terms": f"call {s['phone_national']} / {s['phone_dashes']}",
+        },
+        {
+            **base,
+            "event_id": "5",
+            "user_id": s["user_id"],
+            "event_type": "search",
+            "search_terms": f"pay {s['card']} and {s['card_dashes']}",
+        },
+        {
+            **base,
+            "event_id": "6",
+            "user_id": s["user_id"],
+            "event_type": "search",
+            "search_terms": f"iban {s['iban']} {s['iban_compact']}",
+        },
+        {
+            **base,
+            "event_id": "7",
+            "ad_id": s["ad_id"],
+            "event_type": "link_click",
+            "link_url": f"https://pay.example/c/{_compact(s['card'])}?iban={s['iban_compact']}",
+            "page_url": f"https://shop.example/search?q={s['phone_intl']}&utm_campaign={s['email']}",
+        },
+        {
+            **base,
+            "event_id": "8",
+            "user_id": s["user_id"],
+            "mac": s["mac"],
+            "imei": s["imei"],
+            "page_url": f"https://shop.example/device/{s['imei']}/{s['mac']}",
+            "unknown_field": s["email"],
+        },
         {**base, "event_id": "9", "cookie_id": s["cookie_id"], "ip": s["ipv4"], "gpc": True},
         {**base, "event_id": "10", "user_id": s["user_id"], "age_under_16": True, "ip": s["ipv6"]},
     ]
@@ -154,24 +205,57 @@ def test_preview_output_holds_no_identifier_nor_unkeyed_hash(tmp_path: Path) -> 
     events = tmp_path / "events.jsonl"
     lines = [orjson.dumps(e) for e in _events()]
     lines.insert(3, b"{not json")
-    lines.insert(5, orjson.dumps({"event_id": "x", "event_type": "page_view", "occurred_at": "yesterday",
-                                  "user_id": SECRETS["user_id"]}))
+    lines.insert(
+        5,
+        orjson.dumps(
+            {
+                "event_id": "x",
+                "event_type": "page_view",
+                "occurred_at": "yesterday",
+                "user_id": SECRETS["user_id"],
+            }
+        ),
+    )
     lines.append(orjson.dumps([_events()[0], _events()[2]]))
     events.write_bytes(b"\n".join(lines) + b"\n")
     consent = tmp_path / "consent.jsonl"
-    consent.write_bytes(orjson.dumps({"subject_type": "device_id", "subject_id": SECRETS["device_id"], "action": "opt_out"}) + b"\n")
+    consent.write_bytes(
+        orjson.dumps(
+            {"subject_type": "device_id", "subject_id": SECRETS["device_id"], "action": "opt_out"}
+        )
+        + b"\n"
+    )
     geo = build_mmdb(tmp_path / "geo.mmdb")
     out = tmp_path / "out"
-    result = _run("preview", "--events", str(events), "--consent", str(consent),
-                  "--geo-db", str(geo), "--out", str(out))
+    result = _run(
+        "preview",
+        "--events",
+        str(events),
+        "--consent",
+        str(consent),
+        "--geo-db",
+        str(geo),
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["invalid"] == 2
     assert [i["line"] for i in report["invalid_lines"]] == [4, 6]
-    assert report["invalid_lines"][1] == {"line": 6, "reason": "schema_violation", "path": "$.occurred_at", "rule": "format date-time"}
+    assert report["invalid_lines"][1] == {
+        "line": 6,
+        "reason": "schema_violation",
+        "path": "$.occurred_at",
+        "rule": "format date-time",
+    }
     # device_id is opted out: events 1, 4 and the batched copy of 1 carry it.
     assert report["dropped_by_reason"] == {"gpc": 1, "opted_out": 3, "under_16": 1}
-    assert report["emitted"] == len((out / "anonymized.jsonl").read_text().splitlines()) == report["events"] - report["dropped"] == 12 - 5
+    assert (
+        report["emitted"]
+        == len((out / "anonymized.jsonl").read_text().splitlines())
+        == report["events"] - report["dropped"]
+        == 12 - 5
+    )
     assert report["actions"]["search_terms:redacted"] >= 3
     assert report["examples"] and report["aggregates"] is None
     assert not (out / "aggregates.jsonl").exists()
@@ -194,9 +278,18 @@ def test_preview_output_holds_no_identifier_nor_unkeyed_hash(tmp_path: Path) -> 
 def test_preview_without_policy_or_geo_uses_defaults(tmp_path: Path) -> None:
     """Without --policy and --geo-db, preview runs the default policy and the bundled database."""
     events = tmp_path / "e.jsonl"
-    events.write_bytes(orjson.dumps({"event_id": "1", "event_type": "page_view",
-                                     "occurred_at": "2024-05-01T10:00:00Z", "ip": "81.2.69.160",
-                                     "cookie_id": "c-123456789"}) + b"\n")
+    events.write_bytes(
+        orjson.dumps(
+            {
+                "event_id": "1",
+                "event_type": "page_view",
+                "occurred_at": "2024-05-01T10:00:00Z",
+                "ip": "81.2.69.160",
+                "cookie_id": "c-123456789",
+            }
+        )
+        + b"\n"
+    )
     result = _run("preview", "--events", str(events), "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
@@ -216,4 +309,12 @@ def test_preview_refuses_invalid_policy(tmp_path: Path) -> None:
     from anonymizers.exceptions import PolicyError
 
     with pytest.raises(PolicyError):
-        _run("preview", "--events", str(events), "--policy", str(policy), "--out", str(tmp_path / "o"))
+        _run(
+            "preview",
+            "--events",
+            str(events),
+            "--policy",
+            str(policy),
+            "--out",
+            str(tmp_path / "o"),
+        )

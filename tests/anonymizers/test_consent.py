@@ -13,7 +13,9 @@ from anonymizers.exceptions import ConsentRecordError
 from anonymizers.policy import ConsentConfig
 
 
-def _record(action: str, subject_id: str = "u1", subject_type: str = "user_id", **extra: Any) -> dict[str, Any]:
+def _record(
+    action: str, subject_id: str = "u1", subject_type: str = "user_id", **extra: Any
+) -> dict[str, Any]:
     return {"subject_type": subject_type, "subject_id": subject_id, "action": action, **extra}
 
 
@@ -21,7 +23,11 @@ def test_latest_record_wins() -> None:
     """Each record replaces the subject's state (as a compacted topic replay does)."""
     state = ConsentState()
     state.apply(_record("opt_out"))
-    assert state.status("user_id", "u1").opted_out == {"analytics", "advertising", "personalization"}
+    assert state.status("user_id", "u1").opted_out == {
+        "analytics",
+        "advertising",
+        "personalization",
+    }
     state.apply(_record("opt_in", purposes=["analytics"]))
     assert state.status("user_id", "u1").opted_out == frozenset()
     state.apply(_record("opt_out", purposes=["advertising"]))
@@ -56,11 +62,24 @@ def test_types_are_separate_subjects() -> None:
         {"subject_type": "user_id", "subject_id": "", "action": "opt_out"},
         {"subject_type": "user_id", "subject_id": "u", "action": "delete"},
         {"subject_type": "user_id", "subject_id": "u", "action": "opt_out", "purposes": []},
-        {"subject_type": "user_id", "subject_id": "u", "action": "opt_out", "purposes": ["marketing"]},
+        {
+            "subject_type": "user_id",
+            "subject_id": "u",
+            "action": "opt_out",
+            "purposes": ["marketing"],
+        },
         {"subject_type": "user_id", "subject_id": "u", "action": "opt_out", "extra": 1},
         {"subject_type": "user_id", "action": "opt_out"},
     ],
-    ids=["bad-type", "empty-id", "bad-action", "empty-purposes", "bad-purpose", "unknown-field", "missing-id"],
+    ids=[
+        "bad-type",
+        "empty-id",
+        "bad-action",
+        "empty-purposes",
+        "bad-purpose",
+        "unknown-field",
+        "missing-id",
+    ],
 )
 def test_invalid_records_rejected(record: dict[str, Any]) -> None:
     """Records outside the consent schema raise ConsentRecordError without the id in it."""
@@ -117,8 +136,15 @@ def test_gate(event: dict[str, Any], expected: str | None) -> None:
     [
         pytest.param(ConsentConfig(honour_gpc=False), {"gpc": True}, None, id="gpc-off"),
         pytest.param(ConsentConfig(honour_dnt=True), {"dnt": True}, reasons.DNT, id="dnt-on"),
-        pytest.param(ConsentConfig(require_consent_signal=True), {}, reasons.NO_CONSENT, id="signal-required"),
-        pytest.param(ConsentConfig(require_consent_signal=True), {"consent": {"analytics": True}}, None, id="signal-given"),
+        pytest.param(
+            ConsentConfig(require_consent_signal=True), {}, reasons.NO_CONSENT, id="signal-required"
+        ),
+        pytest.param(
+            ConsentConfig(require_consent_signal=True),
+            {"consent": {"analytics": True}},
+            None,
+            id="signal-given",
+        ),
     ],
 )
 def test_gate_switches(config: ConsentConfig, event: dict[str, Any], expected: str | None) -> None:

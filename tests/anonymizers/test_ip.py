@@ -194,7 +194,9 @@ def test_truncation(raw: str, v4: int, v6: int, expected: str) -> None:
     assert unit(parse_ip(raw)).ip_prefix == expected
 
 
-@pytest.mark.parametrize(("v4", "v6"), [(25, 48), (24, 49), (32, 128)], ids=["v4-25", "v6-49", "full"])
+@pytest.mark.parametrize(
+    ("v4", "v6"), [(25, 48), (24, 49), (32, 128)], ids=["v4-25", "v6-49", "full"]
+)
 def test_looser_prefixes_rejected(v4: int, v6: int) -> None:
     """Prefixes longer than /24 or /48 are rejected by the policy and by truncate()."""
     with pytest.raises(ValueError):
@@ -223,7 +225,9 @@ def test_kept_prefix_never_longer_than_allowed(address: object, v4: int, v6: int
     assert ipaddress.ip_address(parsed.text) in network
 
 
-@pytest.mark.parametrize("raw", [None, "", "010.1.1.1", "81.2.69.160:80"], ids=["None", "empty", "leading-zero", "port"])
+@pytest.mark.parametrize(
+    "raw", [None, "", "010.1.1.1", "81.2.69.160:80"], ids=["None", "empty", "leading-zero", "port"]
+)
 def test_malformed_ip_gives_no_geo_and_no_ip(city_db: Path, raw: object) -> None:
     """A missing or malformed IP yields no location and no prefix at all."""
     unit = IpAnonymizer(GeoConfig(granularity="city", keep_ip_prefix=True), GeoLookup(str(city_db)))

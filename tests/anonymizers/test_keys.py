@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from anonymizers.exceptions import KeyMaterialError
-from anonymizers.keys import EpochKey, GeneratedKeyProvider, KeyProvider, StaticKeyProvider, epoch_of
+from anonymizers.keys import (
+    EpochKey,
+    GeneratedKeyProvider,
+    KeyProvider,
+    StaticKeyProvider,
+    epoch_of,
+)
 from tests.anonymizers.conftest import KEY_A
 
 

@@ -18,7 +18,11 @@ IP = parse_ip("81.2.69.160")
 UA = "Mozilla/5.0 test"
 
 SUBJECT_CASES = [
-    pytest.param({"user_id": "u1", "cookie_id": "c1", "device_id": "d1", "ad_id": "a1"}, "user_id", id="user-first"),
+    pytest.param(
+        {"user_id": "u1", "cookie_id": "c1", "device_id": "d1", "ad_id": "a1"},
+        "user_id",
+        id="user-first",
+    ),
     pytest.param({"cookie_id": "c1", "device_id": "d1"}, "cookie_id", id="cookie-second"),
     pytest.param({"device_id": "d1", "ad_id": "a1"}, "device_id", id="device-third"),
     pytest.param({"ad_id": "a1"}, "ad_id", id="ad-last"),
@@ -26,7 +30,11 @@ SUBJECT_CASES = [
     pytest.param({"user_id": "", "cookie_id": "c1"}, "cookie_id", id="empty-skipped"),
     pytest.param({"user_id": 42, "cookie_id": "c1"}, "cookie_id", id="non-string-skipped"),
     pytest.param({"user_id": "x" * 513, "cookie_id": "c1"}, "cookie_id", id="too-long-skipped"),
-    pytest.param({"mac": "00:1a:2b:3c:4d:5e", "imei": "490154203237518"}, "visitor", id="mac-imei-never-subject"),
+    pytest.param(
+        {"mac": "00:1a:2b:3c:4d:5e", "imei": "490154203237518"},
+        "visitor",
+        id="mac-imei-never-subject",
+    ),
     pytest.param({}, "visitor", id="no-identifier"),
 ]
 
@@ -84,8 +92,12 @@ def test_visitor_id_is_daily() -> None:
 def test_same_id_differs_across_epochs_and_types() -> None:
     """Different epoch keys, or a different identifier type, give different pseudonyms."""
     a, b = EpochKey(1, KEY_A), EpochKey(2, KEY_B)
-    assert identifier_pseudonym(a, "user_id", "alice") != identifier_pseudonym(b, "user_id", "alice")
-    assert identifier_pseudonym(a, "user_id", "alice") != identifier_pseudonym(a, "cookie_id", "alice")
+    assert identifier_pseudonym(a, "user_id", "alice") != identifier_pseudonym(
+        b, "user_id", "alice"
+    )
+    assert identifier_pseudonym(a, "user_id", "alice") != identifier_pseudonym(
+        a, "cookie_id", "alice"
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,7 +122,8 @@ def test_identifier_actions_keep_only_pseudonymized_allowlisted() -> None:
     config = IdentifiersConfig(mac="pseudonymize")
     unit = Pseudonymizer(config, kept=frozenset({"user_id", "ad_id", "mac"}))
     out = unit.identifiers(
-        {"user_id": "u", "ad_id": "a", "mac": "00:1a:2b:3c:4d:5e", "cookie_id": "c"}, EpochKey(1, KEY_A)
+        {"user_id": "u", "ad_id": "a", "mac": "00:1a:2b:3c:4d:5e", "cookie_id": "c"},
+        EpochKey(1, KEY_A),
     )
     assert set(out) == {"user_id", "mac"}
     assert all(len(v) == 22 for v in out.values())

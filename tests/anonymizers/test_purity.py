@@ -12,8 +12,22 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "anonymizers"
 # Modules of other issues may land here too; they are held to the same rule.
 FORBIDDEN_MODULES = {
-    "faust", "aiokafka", "kafka", "confluent_kafka", "socket", "ssl", "http", "urllib.request",
-    "requests", "httpx", "asyncio", "subprocess", "stream", "os", "shutil", "dotenv",
+    "faust",
+    "aiokafka",
+    "kafka",
+    "confluent_kafka",
+    "socket",
+    "ssl",
+    "http",
+    "urllib.request",
+    "requests",
+    "httpx",
+    "asyncio",
+    "subprocess",
+    "stream",
+    "os",
+    "shutil",
+    "dotenv",
 }
 FORBIDDEN_NAMES = {"environ", "getenv", "putenv", "system", "popen"}
 # open() is allowed only where the policy file and the geo database are read.
@@ -31,7 +45,10 @@ def test_no_forbidden_imports_or_names(path: Path) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                assert alias.name.split(".")[0] not in FORBIDDEN_MODULES | {"os"}, (path.name, alias.name)
+                assert alias.name.split(".")[0] not in FORBIDDEN_MODULES | {"os"}, (
+                    path.name,
+                    alias.name,
+                )
                 assert alias.name not in FORBIDDEN_MODULES, (path.name, alias.name)
         elif isinstance(node, ast.ImportFrom) and node.module:
             assert node.module.split(".")[0] not in FORBIDDEN_MODULES, (path.name, node.module)
@@ -59,7 +76,11 @@ def test_importing_pulls_in_no_kafka_or_network() -> None:
         + "print(','.join(bad))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
-        cwd=PACKAGE.parent, timeout=120,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+        timeout=120,
     )
     assert result.stdout.strip() == ""

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (long literal tables of test data)
 """Search terms: normalisation and personal-data detection, drop or redact."""
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ REDACT_CASES = [
     pytest.param("4111-1111-1111-1111", "[card]", "redacted", id="card-dashes"),
     pytest.param("card 5500005555555559", "card [card]", "redacted", id="card-compact"),
     pytest.param("FR76 3000 6000 0112 3456 7890 189", "[iban]", "redacted", id="iban-spaces"),
-    pytest.param("de89370400440532013000 transfer", "[iban] transfer", "redacted", id="iban-compact"),
+    pytest.param(
+        "de89370400440532013000 transfer", "[iban] transfer", "redacted", id="iban-compact"
+    ),
     pytest.param("router 192.168.1.1", "router [ip]", "redacted", id="ipv4"),
     pytest.param("2001:db8::1 setup", "[ip] setup", "redacted", id="ipv6"),
     pytest.param("::ffff:81.2.69.160", "[ip]", "redacted", id="ipv4-mapped"),
@@ -100,7 +103,10 @@ def test_generated_cards_redacted(prefix: str, separator: str) -> None:
     assert not any(ch.isdigit() for ch in outcome.terms)
 
 
-@given(st.sampled_from(["FR", "DE", "GB", "ES", "NL"]), st.from_regex(r"[0-9A-Z]{12,26}", fullmatch=True))
+@given(
+    st.sampled_from(["FR", "DE", "GB", "ES", "NL"]),
+    st.from_regex(r"[0-9A-Z]{12,26}", fullmatch=True),
+)
 def test_generated_ibans_redacted(country: str, bban: str) -> None:
     """Any mod-97-valid IBAN, compact or in groups of four, is redacted."""
     iban = _iban(country, bban)
@@ -115,10 +121,16 @@ def test_generated_ibans_redacted(country: str, bban: str) -> None:
 def test_generated_emails_redacted(email: str) -> None:
     """Any e-mail address is redacted."""
     outcome = SearchTermScrubber(SearchTermsConfig())(f"mail {email} x")
-    assert outcome.terms is None or ("@" not in outcome.terms and email.casefold() not in outcome.terms)
+    assert outcome.terms is None or (
+        "@" not in outcome.terms and email.casefold() not in outcome.terms
+    )
 
 
-@given(st.integers(min_value=6, max_value=30).flatmap(lambda n: st.from_regex(rf"[0-9]{{{n}}}", fullmatch=True)))
+@given(
+    st.integers(min_value=6, max_value=30).flatmap(
+        lambda n: st.from_regex(rf"[0-9]{{{n}}}", fullmatch=True)
+    )
+)
 def test_long_digit_runs_redacted(digits: str) -> None:
     """Six or more digits in a row never survive."""
     outcome = SearchTermScrubber(SearchTermsConfig())(f"ref {digits}")
