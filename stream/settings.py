@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         for server in servers:
             host, sep, port = server.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"each entry must be host:port; got {server!r}")
+                raise ValueError("must be a comma-separated list of host:port")
         return ",".join(servers)
 
     @model_validator(mode="after")

@@ -1,0 +1,99 @@
+"""Worker processes for integration tests: the production command, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from stream.broker import free_port
+from stream.settings import ENV_PREFIX, Settings
+
+
+def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
+    """The environment that makes a child process load exactly `settings` (+ `extra`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    values = settings.model_dump(exclude_none=True)
+    values.update(extra)
+    for name, value in values.items():
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class WorkerProcess:
+    """One running `python -m stream worker --stage S`."""
+
+    def __init__(self, *, stage: str, process: subprocess.Popen[bytes], log: Path, web_port: int):
+        self.stage = stage
+        self.process = process
+        self.log = log
+        self.web_port = web_port
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, *, timeout_s: float = 30.0) -> int:
+        """SIGTERM and wait (the worker shuts down cleanly and commits)."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no clean-up."""
+        if self.alive():
+            self.process.kill()
+            self.process.wait()
+
+
+class WorkerFactory:
+    """Starts workers and remembers them so the fixture can stop them all."""
+
+    def __init__(self, *, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[WorkerProcess] = []
+
+    def start(self, settings: Settings, stage: str, **extra_env: Any) -> WorkerProcess:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        log = self.log_dir / f"{stage}-{len(self.started)}.log"
+        env = settings_env(settings, web_port=port, **extra_env)
+        with log.open("wb") as out:
+            process = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "stream", "worker", "--stage", stage, "--loglevel", "warn"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        worker = WorkerProcess(stage=stage, process=process, log=log, web_port=port)
+        self.started.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()
+
+
+def wait_for(predicate: Any, *, timeout_s: float, interval_s: float = 0.2, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns a truthy value; raise AssertionError on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
