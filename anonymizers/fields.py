@@ -1,0 +1,152 @@
+"""The catalogue of fields an anonymized event may carry (its wire schema's source).
+
+The policy's `output.fields` allowlist may name only these; metric dimensions only the
+`DIMENSION_FIELDS`. Raw inputs (ip, user_agent, mac...) are not output fields at all: naming
+one is a policy error, so no setting can pass a raw value through.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+OutputField = Literal[
+    "event_type",
+    "occurred_at",
+    "epoch",
+    "subject",
+    "country",
+    "region",
+    "city",
+    "ip_prefix",
+    "page_url",
+    "referrer_host",
+    "referrer_internal",
+    "link_url",
+    "search_terms",
+    "browser",
+    "browser_major",
+    "os",
+    "os_major",
+    "language",
+    "hardware",
+    "time_on_page_ms",
+    "user_id",
+    "cookie_id",
+    "device_id",
+    "ad_id",
+    "mac",
+    "imei",
+]
+
+DimensionField = Literal[
+    "event_type",
+    "country",
+    "region",
+    "city",
+    "page_url",
+    "referrer_host",
+    "referrer_internal",
+    "link_url",
+    "search_terms",
+    "browser",
+    "browser_major",
+    "os",
+    "os_major",
+    "language",
+    "hardware",
+]
+
+ValueField = Literal["time_on_page_ms"]
+
+IdentifierField = Literal["user_id", "cookie_id", "device_id", "ad_id", "mac", "imei"]
+SubjectField = Literal["user_id", "cookie_id", "device_id", "ad_id"]
+EventType = Literal["page_view", "page_leave", "search", "link_click"]
+
+IDENTIFIER_FIELDS: Final[tuple[str, ...]] = ("user_id", "cookie_id", "device_id", "ad_id", "mac", "imei")
+SUBJECT_FIELDS: Final[tuple[str, ...]] = ("user_id", "cookie_id", "device_id", "ad_id")
+EVENT_TYPES: Final[tuple[str, ...]] = ("page_view", "page_leave", "search", "link_click")
+REQUIRED_OUTPUT_FIELDS: Final[tuple[str, ...]] = ("event_type", "occurred_at", "epoch", "subject")
+"""Always in the output: the stream keys by `subject`, windows by `occurred_at`."""
+
+_PSEUDONYM = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_-]{22}$",
+    "description": "Keyed pseudonym: base64url of the first 16 bytes of HMAC-SHA256 under the epoch key.",
+}
+_TEXT = {"type": "string"}
+
+OUTPUT_FIELD_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
+    "event_type": {"enum": list(EVENT_TYPES)},
+    "occurred_at": {
+        "type": "string",
+        "format": "date-time",
+        "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$",
+        "description": "Event time in UTC, RFC 3339, truncated to the second.",
+    },
+    "epoch": {
+        "type": "integer",
+        "description": "floor(unix seconds of occurred_at / keys.rotation): which key made the pseudonyms.",
+    },
+    "subject": {
+        **_PSEUDONYM,
+        "description": "Pseudonym of the first identifier present (policy identifiers.subject_order), "
+        "or a cookieless daily visitor id from IP and user agent.",
+    },
+    "country": {"type": "string", "description": "ISO 3166-1 alpha-2 country code."},
+    "region": {
+        "type": "string",
+        "description": "First subdivision: ISO 3166-2 subdivision code, or its English name when the database has no code.",
+    },
+    "city": {"type": "string", "description": "English city name."},
+    "ip_prefix": {
+        "type": "string",
+        "description": "The IP truncated to the policy's prefix (IPv4 at most /24, IPv6 at most /48), CIDR text.",
+    },
+    "page_url": {**_TEXT, "description": "Scrubbed URL: scheme, host, path, allow-listed query parameters."},
+    "referrer_host": {**_TEXT, "description": "Host of the referring page."},
+    "referrer_internal": {"type": "boolean", "description": "True when the referrer is one of the site's own hosts."},
+    "link_url": {**_TEXT, "description": "Scrubbed URL of the clicked link."},
+    "search_terms": {**_TEXT, "description": "Normalised search terms with personal data redacted."},
+    "browser": {**_TEXT, "description": "Browser family."},
+    "browser_major": {"type": "integer", "minimum": 0, "description": "Browser major version."},
+    "os": {**_TEXT, "description": "Operating system family."},
+    "os_major": {"type": "integer", "minimum": 0, "description": "Operating system major version."},
+    "language": {**_TEXT, "description": "Primary language subtag, with region if the policy keeps it."},
+    "hardware": {
+        "enum": ["desktop", "mobile", "tablet", "tv", "console", "wearable", "bot", "other"],
+        "description": "Hardware class.",
+    },
+    "time_on_page_ms": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "Time on page in milliseconds, clamped to context.time_on_page_max.",
+    },
+    "user_id": _PSEUDONYM,
+    "cookie_id": _PSEUDONYM,
+    "device_id": _PSEUDONYM,
+    "ad_id": _PSEUDONYM,
+    "mac": _PSEUDONYM,
+    "imei": _PSEUDONYM,
+}
+"""JSON Schema of each output field: `schemas/pseudonymized-event.v1.json` is built from it."""
+
+HARDWARE_CLASSES: Final[tuple[str, ...]] = tuple(OUTPUT_FIELD_SCHEMAS["hardware"]["enum"])
+
+
+def pseudonymized_event_schema() -> dict[str, Any]:
+    """The JSON Schema of the anonymized event (`schemas/pseudonymized-event.v1.json`)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://anonstream.dev/schemas/pseudonymized-event.v1.json",
+        "title": "Pseudonymized event v1",
+        "description": (
+            "One anonymized event on events.pseudonymized, Kafka key = subject. Flat object "
+            "holding only the fields the policy's output.fields allowlist names; a field whose "
+            "value could not be derived safely is absent, never null. Generated from "
+            "anonymizers.fields."
+        ),
+        "type": "object",
+        "required": list(REQUIRED_OUTPUT_FIELDS),
+        "additionalProperties": False,
+        "properties": {name: dict(schema) for name, schema in OUTPUT_FIELD_SCHEMAS.items()},
+    }

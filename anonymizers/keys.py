@@ -1,0 +1,197 @@
+"""Pseudonym keys: one random 256-bit key per epoch, and the providers that hand them out.
+
+An epoch is `floor(unix_seconds / rotation_seconds)` of the event's own time (`occurred_at`),
+so every aggregation window (the policy checks that each divides the rotation) sees a single
+key per subject. `KeyProvider.key_for_epoch` returning `None` means "no key": the chain then
+drops the event with reason `no_key`; it never falls back to an unkeyed or default value.
+
+Python cannot promise that key bytes never linger in memory; `EpochKey` keeps the material in
+one `bytearray`, zeroes it on `destroy()` and drops every object derived from it (the HMAC
+state and the pseudonym memo), which is the best a CPython process can do.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+from collections.abc import Mapping
+from typing import Final, Protocol, runtime_checkable
+
+from anonymizers.exceptions import KeyMaterialError
+
+KEY_BYTES: Final = 32
+"""Size of an epoch key in bytes (256 bits)."""
+PSEUDONYM_BYTES: Final = 16
+"""Bytes of the HMAC-SHA256 output kept in a pseudonym (128 bits; 22 base64url characters)."""
+DEFAULT_MEMO_SIZE: Final = 262_144
+"""Pseudonyms remembered per epoch key (entries) so repeated subjects skip the HMAC."""
+
+
+def epoch_of(unix_seconds: float, rotation_seconds: int) -> int:
+    """The epoch number of a moment: `floor(unix_seconds / rotation_seconds)`."""
+    if rotation_seconds <= 0:
+        raise ValueError("rotation_seconds must be > 0")
+    return int(unix_seconds // rotation_seconds)
+
+
+def _check_material(material: bytes | bytearray) -> None:
+    if len(material) != KEY_BYTES:
+        raise KeyMaterialError(f"an epoch key must be {KEY_BYTES} bytes; got {len(material)}")
+    # A key of one repeated byte (all zeros, the default of many configs) is not random.
+    if material.count(material[0]) == len(material):
+        raise KeyMaterialError("an epoch key must be random; got one byte value repeated")
+
+
+class EpochKey:
+    """One epoch's 256-bit HMAC-SHA256 key.
+
+    `repr` and `str` never show the material. `mac` computes HMAC-SHA256; `pseudonym`
+    returns the 22-character base64url text of its first 16 bytes, memoised (bounded by
+    `memo_size` entries, 0 disables) so a subject seen again costs a dict look-up. The memo
+    maps domain-separated identifier strings to pseudonyms: it lives in process memory only,
+    is never persisted, and goes with the key in `destroy()`.
+    """
+
+    __slots__ = ("_hmac", "_lock", "_material", "_memo", "_memo_size", "epoch")
+
+    def __init__(
+        self, epoch: int, material: bytes | bytearray, *, memo_size: int = DEFAULT_MEMO_SIZE
+    ) -> None:
+        _check_material(material)
+        self.epoch: int = epoch
+        self._material: bytearray = bytearray(material)
+        self._hmac: hmac.HMAC | None = hmac.new(self._material, digestmod=hashlib.sha256)
+        self._memo: dict[str, str] = {}
+        self._memo_size = memo_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def generate(cls, epoch: int, *, memo_size: int = DEFAULT_MEMO_SIZE) -> EpochKey:
+        """A fresh key of 32 bytes from `secrets` for `epoch`."""
+        return cls(epoch, secrets.token_bytes(KEY_BYTES), memo_size=memo_size)
+
+    def __repr__(self) -> str:
+        state = "destroyed" if self._hmac is None else "live"
+        return f"EpochKey(epoch={self.epoch}, {state})"
+
+    __str__ = __repr__
+
+    @property
+    def destroyed(self) -> bool:
+        """True once `destroy()` ran."""
+        return self._hmac is None
+
+    def mac(self, data: bytes) -> bytes:
+        """HMAC-SHA256 of `data` under this key (32 bytes)."""
+        base = self._hmac
+        if base is None:
+            raise KeyMaterialError(f"the key of epoch {self.epoch} was destroyed")
+        mac = base.copy()
+        mac.update(data)
+        return mac.digest()
+
+    def pseudonym(self, message: str) -> str:
+        """base64url (no padding) of the first 16 bytes of HMAC-SHA256(key, message)."""
+        cached = self._memo.get(message)
+        if cached is not None:
+            return cached
+        digest = self.mac(message.encode("utf-8"))
+        text = base64.urlsafe_b64encode(digest[:PSEUDONYM_BYTES]).decode("ascii").rstrip("=")
+        if self._memo_size:
+            memo = self._memo
+            if len(memo) >= self._memo_size:
+                # Evict the oldest entry; dicts keep insertion order.
+                memo.pop(next(iter(memo)), None)
+            memo[message] = text
+        return text
+
+    def destroy(self) -> None:
+        """Zero the material and drop everything derived from it; later use raises."""
+        with self._lock:
+            for index in range(len(self._material)):
+                self._material[index] = 0
+            self._hmac = None
+            self._memo.clear()
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Where the chain gets the key of an epoch.
+
+    `rotation_seconds` is the epoch length; `key_for_epoch` returns `None` when no key
+    exists (not yet shared, or destroyed after retention): the event is then dropped.
+    """
+
+    @property
+    def rotation_seconds(self) -> int: ...
+
+    def key_for_epoch(self, epoch: int) -> EpochKey | None: ...
+
+
+class StaticKeyProvider:
+    """Explicit keys, for tests and for a preview whose pseudonyms must be reproducible.
+
+    `keys` maps epoch numbers to 32-byte keys; an epoch not in it has no key.
+    """
+
+    def __init__(self, keys: Mapping[int, bytes | bytearray], *, rotation_seconds: int) -> None:
+        if rotation_seconds <= 0:
+            raise ValueError("rotation_seconds must be > 0")
+        self._rotation_seconds = rotation_seconds
+        self._keys = {epoch: EpochKey(epoch, material) for epoch, material in keys.items()}
+
+    @property
+    def rotation_seconds(self) -> int:
+        """Epoch length in seconds."""
+        return self._rotation_seconds
+
+    def key_for_epoch(self, epoch: int) -> EpochKey | None:
+        """The key given for `epoch`, or None."""
+        key = self._keys.get(epoch)
+        return None if key is None or key.destroyed else key
+
+
+class GeneratedKeyProvider:
+    """A random key per epoch, made on first use and held in this process only.
+
+    For preview and single-process runs: pseudonyms are consistent within the run and can
+    never be recomputed after it. `forget_before(epoch)` destroys older keys (retention).
+    """
+
+    def __init__(self, *, rotation_seconds: int, memo_size: int = DEFAULT_MEMO_SIZE) -> None:
+        if rotation_seconds <= 0:
+            raise ValueError("rotation_seconds must be > 0")
+        self._rotation_seconds = rotation_seconds
+        self._memo_size = memo_size
+        self._keys: dict[int, EpochKey] = {}
+        self._forgotten_before: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def rotation_seconds(self) -> int:
+        """Epoch length in seconds."""
+        return self._rotation_seconds
+
+    def key_for_epoch(self, epoch: int) -> EpochKey | None:
+        """The key of `epoch`, generated on first request; None for a forgotten epoch."""
+        key = self._keys.get(epoch)
+        if key is not None:
+            return key
+        with self._lock:
+            if self._forgotten_before is not None and epoch < self._forgotten_before:
+                return None
+            key = self._keys.get(epoch)
+            if key is None:
+                key = EpochKey.generate(epoch, memo_size=self._memo_size)
+                self._keys[epoch] = key
+            return key
+
+    def forget_before(self, epoch: int) -> None:
+        """Destroy every key of an epoch before `epoch`; those epochs get no key again."""
+        with self._lock:
+            self._forgotten_before = max(epoch, self._forgotten_before or epoch)
+            for old in [e for e in self._keys if e < epoch]:
+                self._keys.pop(old).destroy()
