@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535, description="Worker web server port; 0 = any.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    clock_offset_s: float = Field(
+        0.0,
+        description="Seconds added to the wall clock for key epochs and retention; for "
+        "drills and tests only (e.g. to watch a key expire). Leave 0 in production.",
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

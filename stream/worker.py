@@ -40,5 +40,12 @@ def worker_cli(stage: str, loglevel: str | None) -> None:
     require_reachable(settings)
     app = build_worker_app(settings, stage)
     level = loglevel or {"warning": "warn"}.get(settings.log_level, settings.log_level)
-    worker = faust.Worker(app, loglevel=level, redirect_stdouts=False)  # type: ignore[arg-type]
+    from stream.logs import logging_config
+
+    worker = faust.Worker(
+        app,  # type: ignore[arg-type]
+        loglevel=level,
+        redirect_stdouts=False,
+        logging_config=logging_config(level),
+    )
     worker.execute_from_commandline()
