@@ -1,0 +1,189 @@
+"""Consent state and the gate every event passes before anything else.
+
+`ConsentState` holds, per subject, the latest consent record (`schemas/consent-record.v1.json`)
+reduced to bit flags, under a keyed hash of the subject: BLAKE2b-64 keyed with a random
+secret made per process (`subject_digest`), so the state never holds a raw id and its keys
+mean nothing outside the process. It costs about 100 bytes per subject (an int-to-int dict).
+
+A record replaces the subject's whole state, so the state after replaying a compacted topic
+(one record per key) equals the state before a restart:
+- `opt_out` purposes P: opted out of P only;  `opt_in` P: opted out of nothing;
+- `erase`: erased (every later event dropped);  `child`: a child's (every later event dropped).
+`purposes` absent means all three.
+
+`ConsentGate` returns the drop reason for an event, or None to let it through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Final, NamedTuple
+
+from anonymizers import reasons
+from anonymizers.exceptions import ConsentRecordError
+from anonymizers.fields import SUBJECT_FIELDS
+from anonymizers.policy import ConsentConfig
+
+PURPOSES: Final = ("analytics", "advertising", "personalization")
+ACTIONS: Final = ("opt_out", "opt_in", "erase", "child")
+_PURPOSE_BITS: Final = {"analytics": 1, "advertising": 2, "personalization": 4}
+_ALL_PURPOSES: Final = 7
+ERASED_BIT: Final = 8
+CHILD_BIT: Final = 16
+_RECORD_KEYS: Final = frozenset({"subject_type", "subject_id", "action", "purposes", "requested_at"})
+SECRET_BYTES: Final = 32
+
+
+def subject_digest(secret: bytes, subject_type: str, subject_id: str) -> int:
+    """The 64-bit keyed hash (BLAKE2b keyed with `secret`) a subject's state is stored under."""
+    data = f"{subject_type}:{subject_id}".encode()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=secret).digest(), "big")
+
+
+class ConsentStatus(NamedTuple):
+    """A subject's consent as the latest record left it."""
+
+    opted_out: frozenset[str]
+    erased: bool
+    child: bool
+
+
+def _flags_of(record: Mapping[str, object]) -> int:
+    unknown = set(record) - _RECORD_KEYS
+    if unknown:
+        raise ConsentRecordError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    subject_type = record.get("subject_type")
+    if subject_type not in SUBJECT_FIELDS:
+        raise ConsentRecordError(f"subject_type must be one of {', '.join(SUBJECT_FIELDS)}")
+    subject_id = record.get("subject_id")
+    if not isinstance(subject_id, str) or not 1 <= len(subject_id) <= 512:
+        raise ConsentRecordError("subject_id must be a string of 1 to 512 characters")
+    action = record.get("action")
+    if action not in ACTIONS:
+        raise ConsentRecordError(f"action must be one of {', '.join(ACTIONS)}")
+    purposes = record.get("purposes")
+    bits = _ALL_PURPOSES
+    if purposes is not None:
+        if (
+            not isinstance(purposes, list)
+            or not purposes
+            or len(set(map(str, purposes))) != len(purposes)
+            or any(p not in _PURPOSE_BITS for p in purposes)
+        ):
+            raise ConsentRecordError(
+                f"purposes must be a non-empty list of distinct values from {', '.join(PURPOSES)}"
+            )
+        bits = 0
+        for purpose in purposes:
+            bits |= _PURPOSE_BITS[purpose]
+    requested_at = record.get("requested_at")
+    if requested_at is not None and not isinstance(requested_at, str):
+        raise ConsentRecordError("requested_at must be an RFC 3339 date-time string")
+    if action == "opt_out":
+        return bits
+    if action == "erase":
+        return ERASED_BIT
+    if action == "child":
+        return CHILD_BIT
+    return 0
+
+
+class ConsentState:
+    """Latest consent per subject, stored under keyed 64-bit digests. Not thread-safe.
+
+    `secret` (32 bytes) keys the digests; by default a random one per process, so a state
+    is rebuilt from the consent topic at start-up, never persisted.
+    """
+
+    def __init__(self, *, secret: bytes | None = None) -> None:
+        self._secret = secret if secret is not None else secrets.token_bytes(SECRET_BYTES)
+        if len(self._secret) < 16:
+            raise ConsentRecordError("the consent digest secret must be at least 16 bytes")
+        self._flags: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"ConsentState(subjects={len(self._flags)})"
+
+    def __len__(self) -> int:
+        return len(self._flags)
+
+    def digest(self, subject_type: str, subject_id: str) -> int:
+        """The keyed digest of a subject under this state's secret."""
+        return subject_digest(self._secret, subject_type, subject_id)
+
+    def apply(self, record: Mapping[str, object]) -> None:
+        """Make `record` the subject's state; `ConsentRecordError` for an invalid record."""
+        if not isinstance(record, Mapping):
+            raise ConsentRecordError("a consent record must be an object")
+        flags = _flags_of(record)
+        digest = self.digest(str(record["subject_type"]), str(record["subject_id"]))
+        if flags:
+            self._flags[digest] = flags
+        else:
+            # Nothing opted out: no entry at all, which keeps the state small.
+            self._flags.pop(digest, None)
+
+    def forget(self, subject_type: str, subject_id: str) -> None:
+        """Remove a subject's state (a tombstone on the compacted consent topic)."""
+        self._flags.pop(self.digest(subject_type, subject_id), None)
+
+    def flags(self, subject_type: str, subject_id: str) -> int:
+        """The raw bit flags of a subject (0 when it has no record)."""
+        if not self._flags:
+            return 0
+        return self._flags.get(self.digest(subject_type, subject_id), 0)
+
+    def status(self, subject_type: str, subject_id: str) -> ConsentStatus:
+        """The subject's consent status."""
+        flags = self.flags(subject_type, subject_id)
+        opted_out = frozenset(p for p, bit in _PURPOSE_BITS.items() if flags & bit)
+        return ConsentStatus(opted_out, bool(flags & ERASED_BIT), bool(flags & CHILD_BIT))
+
+
+class ConsentGate:
+    """Decides, per event, whether consent and rights let it through.
+
+    Drop reasons, in this order: `under_16` (the event says so), `child`, `erased` or
+    `opted_out` (a record for ANY identifier on the event: user_id, cookie_id, device_id,
+    ad_id; opted out means of analytics), `no_consent` (the event's consent.analytics is
+    false, or absent while `require_consent_signal`), `gpc` and `dnt` (when honoured).
+    """
+
+    def __init__(self, config: ConsentConfig, state: ConsentState | None = None) -> None:
+        self._state = state if state is not None else ConsentState()
+        self._honour_gpc = config.honour_gpc
+        self._honour_dnt = config.honour_dnt
+        self._require_signal = config.require_consent_signal
+
+    @property
+    def state(self) -> ConsentState:
+        """The consent state consulted."""
+        return self._state
+
+    def __call__(self, event: Mapping[str, object]) -> str | None:
+        if event.get("age_under_16") is True:
+            return reasons.UNDER_16
+        state = self._state
+        if len(state):
+            worst = 0
+            for name in SUBJECT_FIELDS:
+                value = event.get(name)
+                if isinstance(value, str) and value:
+                    worst |= state.flags(name, value)
+            if worst & CHILD_BIT:
+                return reasons.CHILD
+            if worst & ERASED_BIT:
+                return reasons.ERASED
+            if worst & _PURPOSE_BITS["analytics"]:
+                return reasons.OPTED_OUT
+        consent = event.get("consent")
+        analytics = consent.get("analytics") if isinstance(consent, Mapping) else None
+        if analytics is False or (self._require_signal and analytics is not True):
+            return reasons.NO_CONSENT
+        if self._honour_gpc and event.get("gpc") is True:
+            return reasons.GPC
+        if self._honour_dnt and event.get("dnt") is True:
+            return reasons.DNT
+        return None

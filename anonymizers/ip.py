@@ -1,0 +1,248 @@
+"""IP addresses: strict parsing, geolocation, truncation.
+
+`parse_ip` accepts IPv4 dotted quads, IPv6 and IPv4-mapped IPv6 (unwrapped to IPv4), with
+surrounding whitespace; anything else (a port, leading zeros, a zone id, brackets, a
+prefix, garbage, a non-string) gives None, so the event gets no geolocation and no IP.
+
+`GeoLookup` opens any MaxMind-format City or Country database by path and caches results by
+network (see its docstring). `IpAnonymizer` turns a parsed address into the fields the policy
+allows (country, region, city, ip_prefix); the address itself never reaches the output.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Final, NamedTuple
+
+import maxminddb
+
+from anonymizers.exceptions import GeoDatabaseError
+from anonymizers.policy import GeoConfig
+
+MAX_IPV4_PREFIX: Final = 24
+"""Longest IPv4 prefix ever kept (bits); looser settings are rejected by the policy."""
+MAX_IPV6_PREFIX: Final = 48
+"""Longest IPv6 prefix ever kept (bits)."""
+DEFAULT_CACHE_SIZE: Final = 131_072
+"""Entries of the geolocation cache (networks plus single addresses)."""
+
+_IPV4_CHARS: Final = frozenset("0123456789.")
+_IPV6_REJECT: Final = frozenset("%[]/ \t")
+
+
+class ParsedIp(NamedTuple):
+    """A valid address: version (4 or 6), its integer value and canonical text."""
+
+    version: int
+    value: int
+    text: str
+
+
+class GeoResult(NamedTuple):
+    """What a database says about an address; each part None when unknown."""
+
+    country: str | None
+    region: str | None
+    city: str | None
+
+
+_UNKNOWN: Final = GeoResult(None, None, None)
+
+
+def _parse_ipv4(text: str) -> ParsedIp | None:
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for part in parts:
+        # 1-3 ASCII digits, no leading zero (010 is octal to some parsers, decimal to others).
+        if not part or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = (value << 8) | octet
+    return ParsedIp(4, value, text)
+
+
+def parse_ip(raw: object) -> ParsedIp | None:
+    """A strictly parsed address, or None for anything that is not exactly one address."""
+    if not isinstance(raw, str):
+        return None
+    text = raw.strip()
+    if not text or len(text) > 45:
+        return None
+    if _IPV4_CHARS.issuperset(text):
+        return _parse_ipv4(text)
+    if ":" not in text or not _IPV6_REJECT.isdisjoint(text) or not text.isascii():
+        return None
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    mapped = address.ipv4_mapped
+    if mapped is not None:
+        # mmdb files written by common tools do not alias ::ffff:0:0/96; look up the IPv4.
+        return ParsedIp(4, int(mapped), str(mapped))
+    return ParsedIp(6, int(address), address.compressed)
+
+
+def truncate(ip: ParsedIp, *, ipv4_prefix: int, ipv6_prefix: int) -> str:
+    """The network of `ip` at the given prefix length, as CIDR text ("81.2.69.0/24").
+
+    Prefixes longer than /24 (IPv4) or /48 (IPv6) are refused: ValueError.
+    """
+    if not 0 <= ipv4_prefix <= MAX_IPV4_PREFIX or not 0 <= ipv6_prefix <= MAX_IPV6_PREFIX:
+        raise ValueError("prefix longer than /24 (IPv4) or /48 (IPv6)")
+    if ip.version == 4:
+        bits, prefix, factory = 32, ipv4_prefix, ipaddress.IPv4Network
+    else:
+        bits, prefix, factory = 128, ipv6_prefix, ipaddress.IPv6Network  # type: ignore[assignment]
+    host_bits = bits - prefix
+    network = (ip.value >> host_bits) << host_bits
+    return str(factory((network, prefix)))
+
+
+def _record_to_result(record: Any) -> GeoResult:
+    if not isinstance(record, dict):
+        return _UNKNOWN
+    country = record.get("country")
+    country_code = country.get("iso_code") if isinstance(country, dict) else None
+    region: str | None = None
+    subdivisions = record.get("subdivisions")
+    if isinstance(subdivisions, list) and subdivisions and isinstance(subdivisions[0], dict):
+        first = subdivisions[0]
+        code = first.get("iso_code")
+        names = first.get("names")
+        # DB-IP lite has names but no subdivision codes: fall back to the English name.
+        region = code if isinstance(code, str) else _english(names)
+    city = record.get("city")
+    city_name = _english(city.get("names")) if isinstance(city, dict) else None
+    return GeoResult(
+        country_code if isinstance(country_code, str) else None, region, city_name
+    )
+
+
+def _english(names: object) -> str | None:
+    if isinstance(names, dict):
+        name = names.get("en")
+        if isinstance(name, str):
+            return name
+    return None
+
+
+class GeoLookup:
+    """Geolocation from a MaxMind-format database (GeoLite2/GeoIP2, DB-IP lite; City or Country).
+
+    Opening is the only I/O of `anonymizers`. The cache is keyed by the /24 (IPv4) or /48
+    (IPv6) network containing the address, but only filled when the database's own network
+    for the address (from `get_with_prefix_len`) is at least that wide, so that every
+    address of the cached network has the same record: exact, not approximate. Addresses in
+    finer database networks are cached one by one. Bounded by `cache_size` entries (oldest
+    evicted first); 0 disables it.
+    """
+
+    def __init__(self, path: str, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        try:
+            self._reader = maxminddb.open_database(path)
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
+            raise GeoDatabaseError(f"cannot open geolocation database {path!r}: {exc}") from exc
+        metadata = self._reader.metadata()
+        self.database_type: str = str(metadata.database_type)
+        self.build_epoch: int = int(metadata.build_epoch)
+        self._ipv4_only = metadata.ip_version == 4
+        self._cache: dict[tuple[int, int, bool], GeoResult] = {}
+        self._cache_size = cache_size
+        self.lookups = 0
+        """Database look-ups made (cache misses)."""
+
+    def __repr__(self) -> str:
+        return f"GeoLookup(database_type={self.database_type!r})"
+
+    def __call__(self, ip: ParsedIp) -> GeoResult:
+        """Country, region and city of `ip`; `GeoResult(None, None, None)` when unknown."""
+        width = 32 - MAX_IPV4_PREFIX if ip.version == 4 else 128 - MAX_IPV6_PREFIX
+        network_key = (ip.version, ip.value >> width, False)
+        cache = self._cache
+        cached = cache.get(network_key)
+        if cached is not None:
+            return cached
+        address_key = (ip.version, ip.value, True)
+        cached = cache.get(address_key)
+        if cached is not None:
+            return cached
+        result, prefix_len = self._lookup(ip)
+        if self._cache_size:
+            if len(cache) >= self._cache_size:
+                cache.pop(next(iter(cache)), None)
+            coarse = prefix_len <= (MAX_IPV4_PREFIX if ip.version == 4 else MAX_IPV6_PREFIX)
+            cache[network_key if coarse else address_key] = result
+        return result
+
+    def _lookup(self, ip: ParsedIp) -> tuple[GeoResult, int]:
+        if ip.version == 6 and self._ipv4_only:
+            return _UNKNOWN, 0
+        self.lookups += 1
+        try:
+            record, prefix_len = self._reader.get_with_prefix_len(ip.text)
+        except ValueError:
+            return _UNKNOWN, 128
+        return _record_to_result(record), prefix_len
+
+    def close(self) -> None:
+        """Close the database."""
+        self._reader.close()
+
+
+class IpOutcome(NamedTuple):
+    """The IP unit's output fields; None where the policy or the data gives nothing."""
+
+    country: str | None
+    region: str | None
+    city: str | None
+    ip_prefix: str | None
+
+
+_NOTHING: Final = IpOutcome(None, None, None, None)
+
+
+class IpAnonymizer:
+    """Geolocation at the policy's granularity, then the IP is dropped or truncated.
+
+    Configured once from `GeoConfig`; called with the address `parse_ip` returned (None for
+    a missing or malformed one, which yields no geolocation and no prefix).
+    """
+
+    def __init__(self, config: GeoConfig, geo: GeoLookup | None) -> None:
+        self._geo = geo if config.granularity != "none" else None
+        self._granularity = config.granularity
+        self._keep_prefix = config.keep_ip_prefix
+        self._ipv4_prefix = config.ipv4_prefix
+        self._ipv6_prefix = config.ipv6_prefix
+        self._prefixes: dict[tuple[int, int], str] = {}
+
+    def __call__(self, ip: ParsedIp | None) -> IpOutcome:
+        if ip is None:
+            return _NOTHING
+        country = region = city = None
+        if self._geo is not None:
+            found = self._geo(ip)
+            country = found.country
+            granularity = self._granularity
+            if granularity != "country" and country is not None:
+                region = found.region
+                if granularity == "city":
+                    city = found.city
+        prefix = self._prefix(ip) if self._keep_prefix else None
+        return IpOutcome(country, region, city, prefix)
+
+    def _prefix(self, ip: ParsedIp) -> str:
+        prefix = self._ipv4_prefix if ip.version == 4 else self._ipv6_prefix
+        key = (ip.version, ip.value >> ((32 if ip.version == 4 else 128) - prefix))
+        text = self._prefixes.get(key)
+        if text is None:
+            if len(self._prefixes) >= DEFAULT_CACHE_SIZE:
+                self._prefixes.clear()
+            text = truncate(ip, ipv4_prefix=self._ipv4_prefix, ipv6_prefix=self._ipv6_prefix)
+            self._prefixes[key] = text
+        return text
