@@ -40,6 +40,7 @@ def broker_credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, stage: str, **overrides: Any) -> faust.App:
     """The Faust app of `stage`, with its web server on `settings.web_port`."""
+    (settings.data_dir / stage).mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "broker": [f"kafka://{server}" for server in settings.bootstrap_list],
         "broker_credentials": broker_credentials(settings),
@@ -48,9 +49,9 @@ def create_app(settings: Settings, stage: str, **overrides: Any) -> faust.App:
         "autodiscover": False,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
-        # Source and sink topics are provisioned by `anonstream topics create`, with their
-        # configuration; Faust must not create them with its defaults.
-        "topic_allow_declare": False,
+        # Faust declares its own internal topics (the assignor's leader topic). Ours are
+        # provisioned by `anonstream topics create` and checked before the worker starts
+        # (`require_topics`), so Faust's create-if-missing never applies to them.
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
         "producer_max_request_size": 4 * settings.max_message_bytes,

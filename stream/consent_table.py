@@ -64,7 +64,7 @@ class ConsentTable:
         )
         await consumer.start()
         self._consumer = consumer
-        partitions = await _partitions(consumer, self._topic)
+        partitions = await topic_partitions(self._settings, self._topic)
         tps = [TopicPartition(self._topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -138,14 +138,19 @@ class ConsentTable:
             log.warning("invalid consent record skipped: %s", type(exc).__name__)
 
 
-async def _partitions(consumer: Any, topic: str) -> list[int]:
-    """Partition ids of `topic` (waits for metadata)."""
-    for _ in range(50):
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        await asyncio.sleep(0.1)
+async def topic_partitions(settings: Settings, topic: str) -> list[int]:
+    """Partition ids of `topic`; `TopicConfigError` when it does not exist."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
     from stream.exceptions import TopicConfigError
 
+    admin = AIOKafkaAdminClient(**settings.aiokafka_config())
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry.get("topic") == topic and not entry.get("error_code") and entry.get("partitions"):
+            return sorted(p["partition"] for p in entry["partitions"])
     raise TopicConfigError(f"topic {topic} does not exist; run `anonstream topics create`")

@@ -147,6 +147,19 @@ def _compare(spec: TopicSpec, described: dict[str, Any] | None, configs: dict[st
     return problems
 
 
+def require_topics(settings: Settings, names: list[str]) -> None:
+    """Raise `TopicConfigError` naming the missing topics unless all of `names` exist."""
+    from stream.kafka import admin_client
+
+    with admin_client(settings) as admin:
+        existing = set(admin.list_topics())
+    missing = [name for name in names if name not in existing]
+    if missing:
+        raise TopicConfigError(
+            f"missing topic(s) {', '.join(missing)}; create them with `anonstream topics create`"
+        )
+
+
 @click.group("topics")
 def topics_cli() -> None:
     """Provision the pipeline's Kafka topics."""

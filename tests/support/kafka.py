@@ -17,20 +17,21 @@ def produce(
     *,
     keys: Iterable[bytes | None] | None = None,
     partition: int | None = None,
-) -> int:
-    """Send `values` (in order) and wait until the broker acknowledged all of them."""
+) -> list[Any]:
+    """Send `values` (in order), wait until the broker acknowledged all of them, and return
+    their RecordMetadata (topic, partition, offset), in order.
+    """
     producer = kafka_clients.producer(settings, max_request_size=4_000_000)
-    sent = 0
+    futures = []
     try:
         key_iter = iter(keys) if keys is not None else None
         for value in values:
             key = next(key_iter) if key_iter is not None else None
-            producer.send(topic, value=value, key=key, partition=partition)
-            sent += 1
+            futures.append(producer.send(topic, value=value, key=key, partition=partition))
         producer.flush(timeout=60)
+        return [future.get(timeout=60) for future in futures]
     finally:
         producer.close()
-    return sent
 
 
 def read_topic(
@@ -40,9 +41,11 @@ def read_topic(
     until: Callable[[list[Any]], bool],
     timeout_s: float = 60.0,
     settle_s: float = 1.0,
+    check: Callable[[], None] | None = None,
 ) -> list[Any]:
     """Read `topic` from the beginning until `until(records)` holds, then `settle_s` more
-    (so that duplicates arriving just after would be seen). Raises AssertionError on timeout.
+    (so that duplicates arriving just after would be seen). Raises AssertionError on timeout;
+    `check` is called while waiting (e.g. a worker's `ensure_alive`).
     """
     consumer = kafka_clients.consumer(settings, topic, consumer_timeout_ms=200)
     records: list[Any] = []
@@ -50,6 +53,8 @@ def read_topic(
     satisfied_at: float | None = None
     try:
         while time.monotonic() < deadline:
+            if check is not None:
+                check()
             batch = consumer.poll(timeout_ms=200)
             for partition_records in batch.values():
                 records.extend(partition_records)

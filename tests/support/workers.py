@@ -42,6 +42,13 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def ensure_alive(self) -> None:
+        """Raise AssertionError with the end of the worker's log if it exited."""
+        if not self.alive():
+            raise AssertionError(
+                f"{self.stage} worker exited with {self.process.returncode}:\n{self.output()[-4000:]}"
+            )
+
     def stop(self, *, timeout_s: float = 30.0) -> int:
         """SIGTERM and wait (the worker shuts down cleanly and commits)."""
         if self.alive():
