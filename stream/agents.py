@@ -48,25 +48,46 @@ class AnonymizeRuntime:
     def metric_families(self) -> Iterator[Any]:
         c = self.stage.counters
         yield counter("anonstream_messages_consumed", "Raw messages consumed.", c.messages)
-        yield counter("anonstream_events_consumed", "Raw events consumed (batch items).", c.consumed)
+        yield counter(
+            "anonstream_events_consumed", "Raw events consumed (batch items).", c.consumed
+        )
         yield counter("anonstream_events_forwarded", "Anonymized events emitted.", c.forwarded)
         yield counter_by(
-            "anonstream_events_deadlettered", "Invalid items dead-lettered.", "reason", dict(c.deadlettered)
+            "anonstream_events_deadlettered",
+            "Invalid items dead-lettered.",
+            "reason",
+            dict(c.deadlettered),
         )
-        yield counter_by("anonstream_events_dropped", "Events dropped by policy.", "reason", dict(c.dropped))
-        yield gauge("anonstream_consent_subjects", "Subjects in the consent table.", len(self.consent))
-        yield counter(
-            "anonstream_consent_records_applied", "Consent records applied.", self.consent.records_applied
+        yield counter_by(
+            "anonstream_events_dropped", "Events dropped by policy.", "reason", dict(c.dropped)
+        )
+        yield gauge(
+            "anonstream_consent_subjects", "Subjects in the consent table.", len(self.consent)
         )
         yield counter(
-            "anonstream_consent_records_invalid", "Consent records skipped.", self.consent.invalid_records
+            "anonstream_consent_records_applied",
+            "Consent records applied.",
+            self.consent.records_applied,
+        )
+        yield counter(
+            "anonstream_consent_records_invalid",
+            "Consent records skipped.",
+            self.consent.invalid_records,
         )
         epochs = self.keyring.log.epochs()
-        yield gauge("anonstream_key_epoch", "Latest epoch whose key is held (-1: none).", max(epochs, default=-1))
-        yield gauge("anonstream_ready", "1 when the worker may process events.", float(self.ready()))
+        yield gauge(
+            "anonstream_key_epoch",
+            "Latest epoch whose key is held (-1: none).",
+            max(epochs, default=-1),
+        )
+        yield gauge(
+            "anonstream_ready", "1 when the worker may process events.", float(self.ready())
+        )
 
 
-def register_web(app: faust.App, *, ready: Callable[[], bool], families: Callable[[], Iterator[Any]]) -> None:
+def register_web(
+    app: faust.App, *, ready: Callable[[], bool], families: Callable[[], Iterator[Any]]
+) -> None:
     """/healthz (alive), /readyz (ready to process) and /metrics (Prometheus)."""
     registry = new_registry()
     registry.register(CallbackCollector(families))
@@ -93,7 +114,7 @@ def register_anonymize(app: faust.App, *, settings: Settings, runtime: Anonymize
     deadletter = raw_topic(app, settings.topic_deadletter)
     stage = runtime.stage
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def start_key_ring_and_consent() -> None:
         await runtime.keyring.start()
         await runtime.consent.start(wait=True)

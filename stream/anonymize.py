@@ -65,7 +65,8 @@ class Routed:
 
 def partition_for(subject: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives a message keyed `subject`."""
-    return (murmur2(subject.encode()) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(subject.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 class AnonymizeStage:
@@ -117,7 +118,9 @@ class AnonymizeStage:
             cached = self._partition_cache[subject] = partition_for(subject, self._partitions)
         return cached
 
-    def deadletter_record(self, invalid: Invalid, *, topic: str, partition: int, offset: int) -> bytes:
+    def deadletter_record(
+        self, invalid: Invalid, *, topic: str, partition: int, offset: int
+    ) -> bytes:
         """The dead-letter record (schemas/deadletter-record.v1.json) of one invalid item."""
         original = invalid.original
         truncated = invalid.reason == TOO_LARGE and len(original) > DEADLETTER_ORIGINAL_MAX_BYTES
@@ -127,7 +130,12 @@ class AnonymizeStage:
             "detail": invalid.detail,
             "path": invalid.path,
             "rule": invalid.rule,
-            "source": {"topic": topic, "partition": partition, "offset": offset, "index": invalid.index},
+            "source": {
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "index": invalid.index,
+            },
             "original_b64": base64.b64encode(
                 original[:DEADLETTER_ORIGINAL_MAX_BYTES] if truncated else original
             ).decode(),

@@ -158,8 +158,19 @@ class LocalBroker:
         classpath = f"{libs}/*"
         log_config = f"-Dlog4j2.configurationFile={self.recipe / 'log4j2.xml'}"
         fmt = subprocess.run(  # noqa: S603 - fixed argv
-            [java, "-cp", classpath, log_config, "kafka.tools.StorageTool", "format",
-             "--standalone", "-t", cluster_id(), "-c", str(properties)],
+            [
+                java,
+                "-cp",
+                classpath,
+                log_config,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id(),
+                "-c",
+                str(properties),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -169,9 +180,18 @@ class LocalBroker:
         log_file = self.home / "broker.log"
         with log_file.open("wb") as out:
             process = subprocess.Popen(  # noqa: S603 - fixed argv
-                [java, f"-Xmx{heap_mb}m", f"-Xms{min(heap_mb, 256)}m", "-XX:+UseG1GC",
-                 "-Djava.awt.headless=true", log_config, "-cp", classpath,
-                 "kafka.Kafka", str(properties)],
+                [
+                    java,
+                    f"-Xmx{heap_mb}m",
+                    f"-Xms{min(heap_mb, 256)}m",
+                    "-XX:+UseG1GC",
+                    "-Djava.awt.headless=true",
+                    log_config,
+                    "-cp",
+                    classpath,
+                    "kafka.Kafka",
+                    str(properties),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -325,12 +345,24 @@ def broker_cli() -> None:
 
 
 @broker_cli.command("start")
-@click.option("--port", type=click.IntRange(0, 65535), default=0,
-              help="Loopback port; 0 = 9092 if free, otherwise any free port.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="State directory (default: ANONSTREAM_DATA_DIR, .anonstream).")
-@click.option("--partitions", type=click.IntRange(1, 64), default=6,
-              help="Default partitions of auto-created internal topics.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Loopback port; 0 = 9092 if free, otherwise any free port.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="State directory (default: ANONSTREAM_DATA_DIR, .anonstream).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 64),
+    default=6,
+    help="Default partitions of auto-created internal topics.",
+)
 def broker_start(port: int, data_dir: str | None, partitions: int) -> None:
     """Format a fresh log dir, start the broker, wait until it answers, print its address."""
     state = LocalBroker(_home(data_dir)).start(port=port or None, partitions=partitions)

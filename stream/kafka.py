@@ -19,7 +19,8 @@ def require_reachable(settings: Settings, *, timeout_s: float = 3.0) -> None:
     """
     if not tcp_reachable(settings.bootstrap_servers, timeout_s=timeout_s):
         raise BrokerUnreachableError(
-            f"no Kafka broker reachable at ANONSTREAM_BOOTSTRAP_SERVERS={settings.bootstrap_servers}"
+            "no Kafka broker reachable at "
+            f"ANONSTREAM_BOOTSTRAP_SERVERS={settings.bootstrap_servers}"
             " (start one with `anonstream broker start`)"
         )
 

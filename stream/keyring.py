@@ -30,11 +30,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from anonymizers.exceptions import KeyMaterialError
 from anonymizers.keys import KEY_BYTES, EpochKey, epoch_of
+from anonymizers.policy import Policy
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -164,10 +166,16 @@ class KeyLog:
         epoch only), so expired epochs form a prefix of the log.
         """
         now = self._clock()
-        live = [min(offsets) for epoch, offsets in self._offsets.items()
-                if not self.schedule.expired(epoch, now)]
-        expired = [max(offsets) for epoch, offsets in self._offsets.items()
-                   if self.schedule.expired(epoch, now)]
+        live = [
+            min(offsets)
+            for epoch, offsets in self._offsets.items()
+            if not self.schedule.expired(epoch, now)
+        ]
+        expired = [
+            max(offsets)
+            for epoch, offsets in self._offsets.items()
+            if self.schedule.expired(epoch, now)
+        ]
         if not expired:
             return None
         boundary = min(live) if live else max(expired) + 1
@@ -204,9 +212,9 @@ class KafkaKeyRing:
         self.schedule = schedule
         self._clock = clock
         self._upkeep_interval_s = upkeep_interval_s or max(1.0, min(60.0, schedule.rotation_s / 20))
-        self._consumer: object | None = None
-        self._producer: object | None = None
-        self._admin: object | None = None
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._admin: Any = None
         self._position = 0
         self._progress = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -270,7 +278,7 @@ class KafkaKeyRing:
         for client in (self._consumer, self._producer, self._admin):
             if client is not None:
                 with contextlib.suppress(Exception):
-                    await client.stop() if hasattr(client, "stop") else await client.close()  # type: ignore[attr-defined]
+                    await (client.close() if client is self._admin else client.stop())
 
     async def wait_current(self, *, poll_s: float = 0.2) -> None:
         """Return once the current epoch's key is held (fail closed: wait, never guess)."""
@@ -283,7 +291,7 @@ class KafkaKeyRing:
         assert consumer is not None
         while True:
             try:
-                batches = await consumer.getmany(timeout_ms=500)  # type: ignore[attr-defined]
+                batches = await consumer.getmany(timeout_ms=500)
             except Exception as exc:  # broker hiccup: keep the keys we have, retry
                 log.warning("key ring read failed: %s", type(exc).__name__)
                 await asyncio.sleep(1.0)
@@ -304,7 +312,7 @@ class KafkaKeyRing:
         consumer = self._consumer
         assert consumer is not None
         tp = TopicPartition(self._topic, 0)
-        position: int = await consumer.position(tp)  # type: ignore[attr-defined]
+        position: int = await consumer.position(tp)
         return position
 
     async def _wait_position(self, offset: int) -> None:
@@ -336,7 +344,9 @@ class KafkaKeyRing:
         material = secrets.token_bytes(KEY_BYTES)
         record_key, value = encode_proposal(epoch, material)
         del material
-        metadata = await producer.send_and_wait(self._topic, value=value, key=record_key, partition=0)  # type: ignore[attr-defined]
+        metadata = await producer.send_and_wait(
+            self._topic, value=value, key=record_key, partition=0
+        )
         del value
         # Whoever's proposal came first in the log wins; wait until we have read that far.
         await self._wait_position(metadata.offset + 1)
@@ -352,13 +362,13 @@ class KafkaKeyRing:
         admin = self._admin
         assert admin is not None
         tp = TopicPartition(self._topic, 0)
-        await admin.delete_records({tp: RecordsToDelete(before_offset=before)})  # type: ignore[attr-defined]
+        await admin.delete_records({tp: RecordsToDelete(before_offset=before)})
         self.log.forget_deleted(before)
 
 
-def schedule_from_policy(policy: object) -> KeySchedule:
+def schedule_from_policy(policy: Policy) -> KeySchedule:
     """The key schedule of a policy's `keys` section."""
-    keys = policy.keys  # type: ignore[attr-defined]
+    keys = policy.keys
     return KeySchedule.of(rotation_s=keys.rotation_seconds, retention_s=keys.retention_seconds)
 
 

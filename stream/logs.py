@@ -79,5 +79,7 @@ def logging_config(level: str = "info") -> dict[str, Any]:
             "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stdout}
         },
         "root": {"level": level_name(level), "handlers": ["stdout"]},
-        "loggers": {name: {"level": logging.getLevelName(floor)} for name, floor in PAYLOAD_LOGGERS.items()},
+        "loggers": {
+            name: {"level": logging.getLevelName(floor)} for name, floor in PAYLOAD_LOGGERS.items()
+        },
     }

@@ -41,7 +41,9 @@ def topic_specs(settings: Settings, *, key_retention_ms: int = 2 * DAY_MS) -> li
 
     compact = {"cleanup.policy": "compact"}
     return [
-        TopicSpec(settings.topic_raw, n, "raw events from collectors", delete(settings.raw_retention_ms)),
+        TopicSpec(
+            settings.topic_raw, n, "raw events from collectors", delete(settings.raw_retention_ms)
+        ),
         TopicSpec(
             settings.topic_pseudonymized,
             n,
@@ -60,7 +62,9 @@ def topic_specs(settings: Settings, *, key_retention_ms: int = 2 * DAY_MS) -> li
             "per-partition window partials",
             delete(settings.intermediate_retention_ms),
         ),
-        TopicSpec(settings.topic_aggregates, n, "released aggregates (analytics team)", dict(compact)),
+        TopicSpec(
+            settings.topic_aggregates, n, "released aggregates (analytics team)", dict(compact)
+        ),
         TopicSpec(settings.topic_consent, n, "consent and rights records", dict(compact)),
         TopicSpec(
             settings.topic_keys,
@@ -126,7 +130,9 @@ def create_topics(
             )
             topic_configs = configs.get("topic", configs.get("TOPIC", {}))
             for spec in present:
-                problems = _compare(spec, described.get(spec.name), topic_configs.get(spec.name, {}))
+                problems = _compare(
+                    spec, described.get(spec.name), topic_configs.get(spec.name, {})
+                )
                 if problems:
                     mismatches.extend(f"{spec.name}: {p}" for p in problems)
                 else:
@@ -134,7 +140,9 @@ def create_topics(
     return TopicReport(created=created, ok=ok, missing=missing, mismatches=mismatches)
 
 
-def _compare(spec: TopicSpec, described: dict[str, Any] | None, configs: dict[str, Any]) -> list[str]:
+def _compare(
+    spec: TopicSpec, described: dict[str, Any] | None, configs: dict[str, Any]
+) -> list[str]:
     problems = []
     partitions = len(described["partitions"]) if described else 0
     if partitions != spec.partitions:
@@ -166,7 +174,9 @@ def topics_cli() -> None:
 
 
 @topics_cli.command("create")
-@click.option("--check", is_flag=True, help="Create nothing; exit 1 if a topic is missing or differs.")
+@click.option(
+    "--check", is_flag=True, help="Create nothing; exit 1 if a topic is missing or differs."
+)
 def topics_create(check: bool) -> None:
     """Create every topic with its configuration and report mismatches on existing ones."""
     settings = load_settings()

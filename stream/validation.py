@@ -28,7 +28,7 @@ REASONS = (NOT_UTF8, NOT_JSON, NOT_OBJECT, TOO_LARGE, SCHEMA_VIOLATION)
 
 @dataclass(frozen=True, slots=True)
 class SchemaViolation:
-    """The first rule an event breaks: JSON path (`$.consent.analytics`) and rule (`type boolean`)."""
+    """The first rule an event breaks: JSON path (`$.consent.analytics`), rule (`type boolean`)."""
 
     path: str
     rule: str

@@ -52,7 +52,6 @@ def worker_cli(stage: str, loglevel: str | None) -> None:
 
     from stream.kafka import require_reachable
     from stream.logs import logging_config
-
     from stream.topics import require_topics, topic_specs
 
     settings = load_settings()

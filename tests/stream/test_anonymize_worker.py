@@ -1,4 +1,4 @@
-"""The anonymize worker on the real broker: validation, dead-letter, nothing lost, nothing doubled."""
+"""The anonymize worker on the real broker: validation, dead-letter, nothing lost or doubled."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def invalid_items(now: datetime, max_bytes: int) -> list[tuple[bytes, str]]:
     good = valid_event(0, now)
     too_large = orjson.dumps({**good, "padding": "x" * (max_bytes + 10)})
     return [
-        (b"\xff\xfe{\"event_id\": 1}", "not_utf8"),
+        (b'\xff\xfe{"event_id": 1}', "not_utf8"),
         (b'{"event_id": "a", ', "not_json"),
         (b"<html>", "not_json"),
         (b"42", "not_object"),
@@ -80,7 +80,7 @@ def test_valid_events_forwarded_once_invalid_dead_lettered(
     batch_meta = metadata[500]
     expected_dead[(batch_meta.partition, batch_meta.offset, 25)] = "not_object"
     expected_dead[(batch_meta.partition, batch_meta.offset, 26)] = "schema_violation"
-    for meta, (_, reason) in zip(metadata[-len(invalid):], invalid, strict=True):
+    for meta, (_, reason) in zip(metadata[-len(invalid) :], invalid, strict=True):
         expected_dead[(meta.partition, meta.offset, None)] = reason
 
     forwarded = read_topic(
@@ -119,15 +119,21 @@ def test_valid_events_forwarded_once_invalid_dead_lettered(
 
     # The worker's own counters reconcile with what was sent.
     items_sent = 1000 + 2 + len(invalid)
-    status, text = wait_for(
-        lambda: (lambda r: r if r[0] == 200 else None)(get(f"http://127.0.0.1:{worker.web_port}/metrics")),
+    _, text = wait_for(
+        lambda: (lambda r: r if r[0] == 200 else None)(
+            get(f"http://127.0.0.1:{worker.web_port}/metrics")
+        ),
         timeout_s=30,
         what="/metrics",
     )
     values = metric_values(text)
     consumed = values["anonstream_events_consumed_total"]
-    dead_total = sum(v for k, v in values.items() if k.startswith("anonstream_events_deadlettered_total"))
-    dropped_total = sum(v for k, v in values.items() if k.startswith("anonstream_events_dropped_total"))
+    dead_total = sum(
+        v for k, v in values.items() if k.startswith("anonstream_events_deadlettered_total")
+    )
+    dropped_total = sum(
+        v for k, v in values.items() if k.startswith("anonstream_events_dropped_total")
+    )
     assert consumed == items_sent
     assert values["anonstream_events_forwarded_total"] == 1000
     assert dead_total == len(expected_dead)

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.logs import clamp_library_loggers
 from stream.keyring import KafkaKeyRing, KeyLog, KeySchedule, encode_proposal
+from stream.logs import clamp_library_loggers
 from stream.settings import Settings
 from stream.topics import create_topics, topic_specs
 from tests.support.kafka import read_all
@@ -59,9 +59,32 @@ def test_first_proposal_in_log_order_wins() -> None:
     [
         pytest.param(b"not json", id="not-json"),
         pytest.param(orjson.dumps({"schema": "epoch-key.v1", "epoch": 1}), id="no-key"),
-        pytest.param(orjson.dumps({"schema": "x", "epoch": 1, "key_b64": base64.b64encode(b"k" * 32).decode()}), id="wrong-schema"),
-        pytest.param(orjson.dumps({"schema": "epoch-key.v1", "epoch": 1, "key_b64": base64.b64encode(b"short").decode()}), id="short-key"),
-        pytest.param(orjson.dumps({"schema": "epoch-key.v1", "epoch": 1, "key_b64": base64.b64encode(bytes(32)).decode()}), id="all-zero-key"),
+        pytest.param(
+            orjson.dumps(
+                {"schema": "x", "epoch": 1, "key_b64": base64.b64encode(b"k" * 32).decode()}
+            ),
+            id="wrong-schema",
+        ),
+        pytest.param(
+            orjson.dumps(
+                {
+                    "schema": "epoch-key.v1",
+                    "epoch": 1,
+                    "key_b64": base64.b64encode(b"short").decode(),
+                }
+            ),
+            id="short-key",
+        ),
+        pytest.param(
+            orjson.dumps(
+                {
+                    "schema": "epoch-key.v1",
+                    "epoch": 1,
+                    "key_b64": base64.b64encode(bytes(32)).decode(),
+                }
+            ),
+            id="all-zero-key",
+        ),
     ],
 )
 def test_invalid_records_give_no_key(value: bytes) -> None:
@@ -159,7 +182,9 @@ def test_key_is_gone_everywhere_after_retention(
         assert key is not None
         pseudonym = key.pseudonym("user_id:u-1")
         records = await asyncio.to_thread(read_all, key_topic, key_topic.topic_keys, idle_s=1.0)
-        material = [orjson.loads(r.value)["key_b64"] for r in records if r.key.startswith(b"20000:")]
+        material = [
+            orjson.loads(r.value)["key_b64"] for r in records if r.key.startswith(b"20000:")
+        ]
         assert material, "the key must have been published"
         # Two days later: 20000 is past retention, 20002 is current.
         clock.now = T0 + 2 * DAY
@@ -191,4 +216,4 @@ def test_key_is_gone_everywhere_after_retention(
     logged = caplog.text
     assert material_b64.decode() not in logged
     assert pseudonym not in logged
-    assert "EpochKey(epoch=20000, destroyed)" == repr(old_key)
+    assert repr(old_key) == "EpochKey(epoch=20000, destroyed)"

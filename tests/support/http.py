@@ -9,7 +9,7 @@ import urllib.request
 def get(url: str, *, timeout_s: float = 2.0) -> tuple[int, str]:
     """(status, body) of a GET; (0, "") when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - test URL
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()

@@ -67,7 +67,9 @@ def read_topic(
     raise AssertionError(f"{topic}: condition not met within {timeout_s}s ({len(records)} records)")
 
 
-def read_all(settings: Settings, topic: str, *, idle_s: float = 2.0, timeout_s: float = 60.0) -> list[Any]:
+def read_all(
+    settings: Settings, topic: str, *, idle_s: float = 2.0, timeout_s: float = 60.0
+) -> list[Any]:
     """Every record currently in `topic`: read until nothing new arrives for `idle_s`."""
     consumer = kafka_clients.consumer(settings, topic)
     records: list[Any] = []

@@ -45,9 +45,9 @@ class WorkerProcess:
     def ensure_alive(self) -> None:
         """Raise AssertionError with the end of the worker's log if it exited."""
         if not self.alive():
-            raise AssertionError(
-                f"{self.stage} worker exited with {self.process.returncode}:\n{self.output()[-4000:]}"
-            )
+            code = self.process.returncode
+            tail = self.output()[-4000:]
+            raise AssertionError(f"{self.stage} worker exited with {code}:\n{tail}")
 
     def stop(self, *, timeout_s: float = 30.0) -> int:
         """SIGTERM and wait (the worker shuts down cleanly and commits)."""
@@ -80,7 +80,7 @@ class WorkerFactory:
         log = self.log_dir / f"{stage}-{len(self.started)}.log"
         env = settings_env(settings, web_port=port, **extra_env)
         with log.open("wb") as out:
-            process = subprocess.Popen(  # noqa: S603
+            process = subprocess.Popen(
                 [sys.executable, "-m", "stream", "worker", "--stage", stage, "--loglevel", "warn"],
                 env=env,
                 stdout=out,
@@ -95,7 +95,9 @@ class WorkerFactory:
             worker.stop()
 
 
-def wait_for(predicate: Any, *, timeout_s: float, interval_s: float = 0.2, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Any, *, timeout_s: float, interval_s: float = 0.2, what: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns a truthy value; raise AssertionError on timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
