@@ -57,6 +57,9 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: expected errors become one line on stderr and exit 2."""
+    from stream.logs import clamp_library_loggers
+
+    clamp_library_loggers()
     try:
         return cli.main(args=argv, prog_name="anonstream", standalone_mode=False)
     except click.exceptions.Abort:

@@ -16,7 +16,6 @@ Keys are generated for the run and never written: pseudonyms differ on every run
 from __future__ import annotations
 
 import collections
-import importlib.util
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,6 +32,7 @@ from anonymizers.chain import RAW_FIELDS, Anonymized, Pipeline
 from anonymizers.consent import ConsentState
 from anonymizers.exceptions import ConsentRecordError
 from anonymizers.fields import IDENTIFIER_FIELDS
+from anonymizers.geodata import default_database_path
 from anonymizers.ip import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.policy import Policy, default_policy, load_policy
@@ -49,8 +49,6 @@ MAX_REPORTED_INVALID: Final = 1000
 """Invalid lines listed one by one in the report; all are counted."""
 PROGRESS_EVERY_SECONDS: Final = 2.0
 MASK: Final = "[masked]"
-BUNDLED_GEO_MODULE: Final = "_maxminddb_geolite2"
-BUNDLED_GEO_FILE: Final = "GeoLite2-City.mmdb"
 
 
 class AggregationSink(Protocol):
@@ -73,15 +71,8 @@ def aggregation_sink(policy: Policy) -> AggregationSink | None:
 
 
 def bundled_geo_database() -> Path | None:
-    """The GeoLite2 City database of the `maxminddb-geolite2` package, if installed."""
-    spec = importlib.util.find_spec(BUNDLED_GEO_MODULE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / BUNDLED_GEO_FILE
-        if candidate.is_file():
-            return candidate
-    return None
+    """The bundled GeoLite2 City database, if installed (see `anonymizers.geodata`)."""
+    return default_database_path()
 
 
 # --------------------------------------------------------------------------------- masking

@@ -1,73 +1,198 @@
-"""TEMPORARY stand-in for the foundation's `stream/validation.py` (lands on main separately).
+"""Decode a raw Kafka message into events and validate each against the raw event schema.
 
-Only `validate_event` and `SchemaViolation`, with the same names and shapes as announced, so
-that `anonstream preview` can be written and tested before the real module lands. Delete
-this file when merging main (the real one replaces it).
+A message value is one event object or a JSON array of them (collectors batch). Every
+problem becomes an `Invalid` with a machine-readable reason from the dead-letter schema;
+one bad event in a batch never loses the others. Details name JSON paths and schema rules,
+never input values.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import jsonschema_rs
+import orjson
+
 import schemas
 
-_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "boolean": (bool,),
-    "object": (dict,),
-    "number": (int, float),
-    "integer": (int,),
-}
+NOT_UTF8 = "not_utf8"
+NOT_JSON = "not_json"
+NOT_OBJECT = "not_object"
+TOO_LARGE = "too_large"
+SCHEMA_VIOLATION = "schema_violation"
+REASONS = (NOT_UTF8, NOT_JSON, NOT_OBJECT, TOO_LARGE, SCHEMA_VIOLATION)
 
 
 @dataclass(frozen=True, slots=True)
 class SchemaViolation:
-    """Where (`path`, like "$.occurred_at") and which rule (like "format date-time")."""
+    """The first rule an event breaks: JSON path (`$.consent.analytics`), rule (`type boolean`)."""
 
     path: str
     rule: str
-    reason: str = "schema_violation"
+    reason: str = SCHEMA_VIOLATION
+
+    @property
+    def detail(self) -> str:
+        return f"{self.path}: {self.rule}"
 
 
-def _check(value: Any, schema: dict[str, Any], path: str) -> SchemaViolation | None:
-    kind = schema.get("type")
-    if kind is not None:
-        allowed = _TYPES[kind]
-        if not isinstance(value, allowed) or (kind != "boolean" and isinstance(value, bool)):
-            return SchemaViolation(path, f"type {kind}")
-    if "enum" in schema and value not in schema["enum"]:
-        return SchemaViolation(path, "enum")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            return SchemaViolation(path, f"minLength {schema['minLength']}")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            return SchemaViolation(path, f"maxLength {schema['maxLength']}")
-        if schema.get("format") == "date-time":
-            try:
-                valid = bool(_DATE_TIME.match(value)) and datetime.fromisoformat(value) is not None
-            except ValueError:
-                valid = False
-            if not valid:
-                return SchemaViolation(path, "format date-time")
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if number and "minimum" in schema and value < schema["minimum"]:
-        return SchemaViolation(path, f"minimum {schema['minimum']}")
-    if isinstance(value, dict):
-        for name in schema.get("required", ()):
-            if name not in value:
-                return SchemaViolation(f"{path}.{name}", "required")
-        for name, sub in schema.get("properties", {}).items():
-            if name in value:
-                found = _check(value[name], sub, f"{path}.{name}")
-                if found is not None:
-                    return found
-    return None
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """One dead-letter-worthy item: a whole message (`index` None) or one event of a batch."""
+
+    reason: str
+    detail: str
+    original: bytes
+    index: int | None = None
+    path: str | None = None
+    rule: str | None = None
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What one message held: its valid events in order, and its invalid items."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    invalid: list[Invalid] = field(default_factory=list)
+    batched: bool = False
+
+    @property
+    def consumed(self) -> int:
+        """Events this message counts for: valid + invalid items."""
+        return len(self.events) + len(self.invalid)
+
+
+@functools.cache
+def _validator() -> Any:
+    return jsonschema_rs.validator_for(schemas.load(schemas.RAW_EVENT_V1), validate_formats=True)
 
 
 def validate_event(event: object) -> SchemaViolation | None:
-    """The first violation of `schemas/raw-event.v1.json` by `event`, or None."""
-    return _check(event, schemas.load(schemas.RAW_EVENT_V1), "$")
+    """Return the first rule `event` breaks (schema, then a parseable `occurred_at`), or None."""
+    validator = _validator()
+    if validator.is_valid(event):
+        assert isinstance(event, dict)
+        if _parse_time(event["occurred_at"]) is None:
+            return SchemaViolation(path="$.occurred_at", rule="format date-time")
+        return None
+    errors = sorted(
+        validator.iter_errors(event),
+        key=lambda e: (list(map(str, e.instance_path)), list(map(str, e.schema_path))),
+    )
+    return _describe(errors[0])
+
+
+def parse_occurred_at(value: str) -> datetime | None:
+    """`occurred_at` as an aware datetime, or None if it is not RFC 3339 with a zone."""
+    return _parse_time(value)
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _describe(error: Any) -> SchemaViolation:
+    path = "$" + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.instance_path
+    )
+    keyword_path = list(error.schema_path)
+    keyword = str(keyword_path[-1]) if keyword_path else "schema"
+    kind = error.kind
+    if keyword == "required":
+        rule = f"required {kind.property}"
+    elif keyword == "format":
+        rule = f"format {kind.format}"
+    elif keyword == "type":
+        rule = "type " + "|".join(str(t) for t in kind.types)
+    elif keyword == "enum":
+        rule = "enum " + "|".join(str(option) for option in _schema_at(keyword_path))
+    elif keyword in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
+        rule = f"{keyword} {kind.limit}"
+    else:
+        rule = keyword
+    return SchemaViolation(path=path, rule=rule)
+
+
+def _schema_at(schema_path: list[Any]) -> Any:
+    node: Any = schemas.load(schemas.RAW_EVENT_V1)
+    for part in schema_path:
+        node = node[part]
+    return node
+
+
+def decode_message(value: bytes | None, *, max_bytes: int) -> Decoded:
+    """Split one raw message into valid events and `Invalid` items (see module doc)."""
+    decoded = Decoded()
+    if value is None:
+        decoded.invalid.append(Invalid(NOT_JSON, "$: empty message (null value)", b""))
+        return decoded
+    if len(value) > max_bytes:
+        decoded.invalid.append(
+            Invalid(TOO_LARGE, f"$: {len(value)} bytes > max_message_bytes {max_bytes}", value)
+        )
+        return decoded
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        decoded.invalid.append(Invalid(NOT_UTF8, f"$: invalid UTF-8 at byte {exc.start}", value))
+        return decoded
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        decoded.invalid.append(Invalid(NOT_JSON, f"$: not JSON ({exc.msg})", value))
+        return decoded
+    if isinstance(document, dict):
+        _add(decoded, document, index=None, original=value)
+    elif isinstance(document, list):
+        decoded.batched = True
+        if not document:
+            decoded.invalid.append(Invalid(NOT_OBJECT, "$: empty batch", value))
+        for index, item in enumerate(document):
+            _add(decoded, item, index=index, original=None)
+    else:
+        decoded.invalid.append(
+            Invalid(NOT_OBJECT, f"$: {_json_type(document)} is not an object or array", value)
+        )
+    return decoded
+
+
+def _add(decoded: Decoded, item: object, *, index: int | None, original: bytes | None) -> None:
+    if not isinstance(item, dict):
+        decoded.invalid.append(
+            Invalid(
+                NOT_OBJECT,
+                f"$: {_json_type(item)} is not an object",
+                original if original is not None else orjson.dumps(item),
+                index=index,
+            )
+        )
+        return
+    violation = validate_event(item)
+    if violation is None:
+        decoded.events.append(item)
+        return
+    decoded.invalid.append(
+        Invalid(
+            SCHEMA_VIOLATION,
+            violation.detail,
+            original if original is not None else orjson.dumps(item),
+            index=index,
+            path=violation.path,
+            rule=violation.rule,
+        )
+    )
+
+
+def _json_type(item: object) -> str:
+    if item is None:
+        return "null"
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array"}.get(
+        type(item), type(item).__name__
+    )

@@ -1,0 +1,66 @@
+"""Build the Faust app of one stage from the settings.
+
+Each stage (anonymize, aggregate, release) is its own app, hence its own consumer group
+(`<app_id>-<stage>`), so stages scale independently: run more worker processes of a stage
+and Kafka spreads the partitions over them.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from stream.settings import Settings
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for the configured security protocol (None for PLAINTEXT)."""
+    context: ssl.SSLContext | None = None
+    if settings.security_protocol.endswith("SSL"):
+        context = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH,
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+        )
+        if settings.ssl_certfile:
+            context.load_cert_chain(
+                str(settings.ssl_certfile),
+                keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+            )
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    return context
+
+
+def create_app(settings: Settings, stage: str, **overrides: Any) -> faust.App:
+    """The Faust app of `stage`, with its web server on `settings.web_port`."""
+    (settings.data_dir / stage).mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "broker": [f"kafka://{server}" for server in settings.bootstrap_list],
+        "broker_credentials": broker_credentials(settings),
+        "store": "memory://",
+        "datadir": str(settings.data_dir / stage),
+        "autodiscover": False,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        # Faust declares its own internal topics (the assignor's leader topic). Ours are
+        # provisioned by `anonstream topics create` and checked before the worker starts
+        # (`require_topics`), so Faust's create-if-missing never applies to them.
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "producer_max_request_size": 4 * settings.max_message_bytes,
+        "broker_commit_every": 1000,
+        "broker_commit_interval": 1.0,
+        "web_enabled": True,
+        "web_host": settings.web_host,
+        "web_port": settings.web_port,
+        "web_in_thread": False,
+    }
+    config.update(overrides)
+    return faust.App(settings.group_id(stage), **config)

@@ -1,0 +1,69 @@
+"""`anonstream worker --stage S`: run one production worker of one stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from stream.settings import STAGES, Settings, load_settings
+
+
+def build_worker_app(settings: Settings, stage: str) -> Any:
+    """The Faust app of `stage` with its agents registered, ready for `faust.Worker`.
+
+    Everything that can be wrong with the configuration (settings, policy, geo database)
+    fails here, before the worker joins its consumer group.
+    """
+    from anonymizers.chain import Pipeline
+    from stream.agents import AnonymizeRuntime, register_anonymize
+    from stream.anonymize import AnonymizeStage
+    from stream.app import create_app
+    from stream.consent_table import ConsentTable
+    from stream.keyring import KafkaKeyRing, clock_for, schedule_from_policy
+    from stream.pipeline import load_stream_policy, open_geo
+
+    policy = load_stream_policy(settings)
+    app = create_app(settings, stage)
+    if stage == "anonymize":
+        keyring = KafkaKeyRing(settings, schedule_from_policy(policy), clock=clock_for(settings))
+        consent = ConsentTable(settings)
+        pipeline = Pipeline.from_policy(
+            policy, keys=keyring, geo=open_geo(settings), consent=consent.state
+        )
+        stage_logic = AnonymizeStage(
+            pipeline=pipeline,
+            partitions=settings.partitions,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        runtime = AnonymizeRuntime(stage=stage_logic, keyring=keyring, consent=consent)
+        register_anonymize(app, settings=settings, runtime=runtime)
+    else:
+        raise click.UsageError(f"stage {stage!r} is not available in this version")
+    return app
+
+
+@click.command("worker")
+@click.option("--stage", type=click.Choice(STAGES), required=True, help="Pipeline stage to run.")
+@click.option("--loglevel", type=click.Choice(["debug", "info", "warn", "error"]), default=None)
+def worker_cli(stage: str, loglevel: str | None) -> None:
+    """Run a worker of one pipeline stage; start more to scale (one consumer group per stage)."""
+    import faust
+
+    from stream.kafka import require_reachable
+    from stream.logs import logging_config
+    from stream.topics import require_topics, topic_specs
+
+    settings = load_settings()
+    app = build_worker_app(settings, stage)
+    require_reachable(settings)
+    require_topics(settings, [spec.name for spec in topic_specs(settings)])
+    level = loglevel or {"warning": "warn"}.get(settings.log_level, settings.log_level)
+    worker = faust.Worker(
+        app,
+        loglevel=level,
+        redirect_stdouts=False,
+        quiet=True,
+        logging_config=logging_config(level),
+    )
+    worker.execute_from_commandline()

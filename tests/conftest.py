@@ -1,0 +1,65 @@
+"""Session-wide fixtures: one real Kafka broker per test session, unique topics per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream.broker import LocalBroker, free_port
+from stream.settings import Settings
+from tests.support.workers import WorkerFactory
+
+BROKER_ENV = "ANONSTREAM_TEST_BOOTSTRAP"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Address of the session's real Kafka broker (KRaft, Maven Central jars).
+
+    Set ANONSTREAM_TEST_BOOTSTRAP to reuse a broker you started yourself
+    (`anonstream broker start`) and save its start-up time while iterating.
+    """
+    existing = os.environ.get(BROKER_ENV)
+    if existing:
+        yield existing
+        return
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka") / "broker")
+    state = broker.start(port=free_port(), partitions=4)
+    try:
+        yield state.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings for one test: its own topics, consumer groups and state directory."""
+    uid = uuid.uuid4().hex[:10]
+    return Settings(
+        bootstrap_servers=kafka_bootstrap,
+        app_id=f"t{uid}",
+        topic_raw=f"t{uid}.events.raw",
+        topic_pseudonymized=f"t{uid}.events.pseudonymized",
+        topic_deadletter=f"t{uid}.events.deadletter",
+        topic_partials=f"t{uid}.stats.partials",
+        topic_aggregates=f"t{uid}.stats.aggregates",
+        topic_consent=f"t{uid}.privacy.consent",
+        topic_keys=f"t{uid}.privacy.keys",
+        partitions=4,
+        data_dir=tmp_path / "state",
+        web_port=0,
+    )
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start real worker processes (`python -m stream worker`); all are stopped after the test."""
+    factory = WorkerFactory(log_dir=tmp_path / "logs")
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
