@@ -1,0 +1,125 @@
+"""Seeded random draws, fast enough for ~100k events/s in one process.
+
+numpy produces uniforms, normals and bytes in blocks; the generator consumes them one by
+one from Python lists, which costs ~0.1 µs per draw instead of ~1 µs for a numpy scalar
+call. Every draw comes from one `numpy.random.Generator`, so one seed fixes the traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from itertools import accumulate
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+BLOCK = 65_536  # draws fetched from numpy at a time
+
+
+class Weighted(Generic[T]):
+    """Options with relative weights, picked by one uniform draw (bisection, O(log n))."""
+
+    __slots__ = ("cumulative", "options", "total")
+
+    def __init__(self, pairs: Sequence[tuple[T, float]]) -> None:
+        if not pairs or any(weight < 0 for _, weight in pairs):
+            raise ValueError("Weighted needs at least one option and non-negative weights")
+        self.options: tuple[T, ...] = tuple(option for option, _ in pairs)
+        self.cumulative: list[float] = list(accumulate(weight for _, weight in pairs))
+        self.total: float = self.cumulative[-1]
+        if self.total <= 0:
+            raise ValueError("Weighted needs a positive total weight")
+
+    @classmethod
+    def zipf(cls, options: Sequence[T], *, exponent: float) -> Weighted[T]:
+        """Rank-ordered `options` with weight 1/rank**exponent (first = most frequent)."""
+        return cls([(option, 1.0 / (rank**exponent)) for rank, option in enumerate(options, 1)])
+
+    def at(self, uniform: float) -> T:
+        """The option a uniform draw in [0, 1) selects."""
+        index = bisect_right(self.cumulative, uniform * self.total)
+        return self.options[min(index, len(self.options) - 1)]
+
+
+class Draws:
+    """Buffered draws from one seeded `numpy.random.Generator` (PCG64).
+
+    `uniform` and `normal` are the `__next__` of generators over numpy blocks: the cheapest
+    call Python offers for "next value from a buffer".
+    """
+
+    __slots__ = ("_bytes", "_bytes_at", "_rng", "normal", "uniform", "uuid4")
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+        self.uniform: Callable[[], float] = self._blocks(self._rng.random).__next__
+        """A float in [0, 1)."""
+        self.normal: Callable[[], float] = self._blocks(self._rng.standard_normal).__next__
+        """A standard normal draw."""
+        self.uuid4: Callable[[], str] = self._uuids().__next__
+        """A random RFC 4122 version-4 UUID string."""
+        self._bytes = b""
+        self._bytes_at = 0
+
+    def _uuids(self) -> Iterator[str]:
+        variant = {f"{n:x}": "89ab"[n & 3] for n in range(16)}
+        while True:
+            h = self._rng.bytes(16 * 4096).hex()
+            for i in range(0, len(h), 32):
+                yield (f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{variant[h[i + 16]]}"
+                       f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}")  # fmt: skip
+
+    @staticmethod
+    def _blocks(draw: Callable[[int], Any]) -> Iterator[float]:
+        while True:
+            yield from draw(BLOCK).tolist()
+
+    def below(self, n: int) -> int:
+        """An int in [0, n), for n up to 2**40 (uniform to within 2**-13)."""
+        return int(self.uniform() * n)
+
+    def between(self, low: int, high: int) -> int:
+        """An int in [low, high], both inclusive."""
+        return low + int(self.uniform() * (high - low + 1))
+
+    def chance(self, probability: float) -> bool:
+        """True with `probability`."""
+        return self.uniform() < probability
+
+    def pick(self, options: Sequence[T]) -> T:
+        """One of `options`, uniformly."""
+        return options[int(self.uniform() * len(options))]
+
+    def weighted(self, table: Weighted[T]) -> T:
+        """One option of `table`, by weight."""
+        return table.at(self.uniform())
+
+    def lognormal(self, *, median: float, sigma: float) -> float:
+        """A log-normal draw with the given median and log-space standard deviation."""
+        return median * math.exp(sigma * self.normal())
+
+    def raw_bytes(self, n: int) -> bytes:
+        """`n` random bytes."""
+        at = self._bytes_at
+        if at + n > len(self._bytes):
+            self._bytes = self._rng.bytes(max(BLOCK, n))
+            at = 0
+        self._bytes_at = at + n
+        return self._bytes[at : at + n]
+
+    def hex(self, n_bytes: int) -> str:
+        """`2 * n_bytes` lower-case hex digits."""
+        return self.raw_bytes(n_bytes).hex()
+
+    def big(self, n: int) -> int:
+        """An int in [0, n) for any n (rejection-free: modulo of 64 extra random bits)."""
+        n_bytes = (n.bit_length() + 7) // 8 + 8
+        return int.from_bytes(self.raw_bytes(n_bytes), "big") % n
+
+    def digits(self, n: int) -> str:
+        """`n` random decimal digits (leading zeros allowed)."""
+        return str(self.big(10**n)).zfill(n)
