@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote
 
 SITE = "https://www.bijoux-example.fr"
@@ -150,6 +151,12 @@ def build_products(count: int = PRODUCT_COUNT) -> tuple[Product, ...]:
     return tuple(products[:count])
 
 
+@lru_cache(maxsize=16_384)
+def encode_component(text: str) -> str:
+    """`text` percent-encoded as a URL query value (cached: terms and URLs repeat a lot)."""
+    return quote(text, safe="")
+
+
 def search_results_url(terms: str) -> str:
     """The search results page of `terms` (URL-encoded in `q`)."""
-    return f"{SITE}/recherche?q={quote(terms, safe='')}"
+    return f"{SITE}/recherche?q={encode_component(terms)}"

@@ -9,6 +9,7 @@ array of 1..50), plants malformed items, and emits consent records mid-stream.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Iterator
@@ -16,13 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
 from stream.settings import Settings
 from stream.traffic import catalogue, pii
-from stream.traffic.catalogue import SITE
+from stream.traffic.catalogue import SITE, encode_component
 from stream.traffic.geo import GeoPool
 from stream.traffic.malformed import REASON_MIX, make_malformed
 from stream.traffic.people import DEFAULT_PEOPLE, Person, Population
@@ -39,10 +39,11 @@ DEFAULT_MAX_MESSAGE_BYTES: int = Settings.model_fields["max_message_bytes"].defa
 ACTIVE_SESSIONS = 48  # sessions running at once (their events interleave)
 SINGLE_OBJECT_SHARE = 0.3  # messages holding one event object, not an array
 MAX_BATCH = 50
-JITTER_MS = 800  # events occur up to this long before the collector's clock
+JITTER_MS = 800  # events occur up to this long before the collector's clock (which starts
+# this much after `start`, so that no event but a late one precedes `start`)
 LATE_MS = (30_000, 600_000)  # delay of late events (offline apps, retries), ms
 LOGGED_IN_SHARE = 0.55  # sessions of account holders that are logged in
-CONTINUE_SHARE = 0.72  # chance to view another page after leaving one
+CONTINUE_SHARE = 0.8  # chance to view another page after leaving one (~5 pages a visit)
 PAGE_LEAVE_SHARE = 0.8  # page views followed by a page_leave (beacons get lost)
 SEARCH_PII_SHARE = 0.05  # searches carrying personal data
 MAC_IMEI_EVENT_SHARE = 0.3  # app events that carry the device's MAC / IMEI when it has one
@@ -76,6 +77,7 @@ class Session:
     referrer: str | None
     referrer_tags: tuple[str, ...]
     device_ids: bool  # the events may carry the device's MAC / IMEI
+    visit: int  # serial number of the session
     consent_due: bool
     state: int = VIEW
     next_page: tuple[str, tuple[str, ...]] | None = None
@@ -148,10 +150,12 @@ class TrafficGenerator:
         self._search_mix: Weighted[str] = Weighted.zipf(catalogue.SEARCH_TERMS, exponent=1.0)
         self._stamps: dict[int, str] = {}  # second -> "YYYY-MM-DDTHH:MM:SS"
         self._ms_per_item = 1000.0 / rate
+        self._clock0_ms = self.start_ms + JITTER_MS  # the collector clock at the first item
         self._items = 0
         self._pending_consent: list[Message] = []
         self._opted_out: dict[int, list[tuple[str, str]]] = {}
         self._truth = Truth(keep_log=keep_log)
+        self._visit_numbers = itertools.count()
         self._sessions = [self._new_session() for _ in range(ACTIVE_SESSIONS)]
 
     # --- public -------------------------------------------------------------------------
@@ -189,39 +193,40 @@ class TrafficGenerator:
     # --- messages -----------------------------------------------------------------------
 
     def _next_messages(self, limit: int) -> list[Message]:
-        draws = self._draws
-        if draws.chance(SINGLE_OBJECT_SHARE):
+        """One collector message of up to `limit` items (split around standalone malformed
+        items), then the consent records its events triggered."""
+        uniform = self._draws.uniform
+        if uniform() < SINGLE_OBJECT_SHARE:
             size, as_array = 1, False
         else:
-            size, as_array = min(draws.between(1, MAX_BATCH), limit), True
+            size, as_array = min(1 + int(uniform() * MAX_BATCH), limit), True
         out: list[Message] = []
         batch: list[Item] = []
         for _ in range(size):
-            item, standalone = self._next_item()
-            if standalone:
-                if batch:
-                    out.append(_raw_message(batch, as_array=as_array))
-                    batch = []
-                out.append(Message("raw", None, item.data, (item,)))
+            event, session = self._next_event()
+            self._items += 1
+            person = session.person
+            if uniform() < self.malformed_share:
+                bad = make_malformed(self._draws.weighted(REASON_MIX), event, self._draws,
+                                     max_message_bytes=self.max_message_bytes)  # fmt: skip
+                item = Item(bad.document, bad.data, bad.reason, bad.path, person.index,
+                            person.country)  # fmt: skip
+                if bad.standalone:
+                    if batch:
+                        out.append(_raw_message(batch, as_array=as_array))
+                        batch = []
+                    out.append(Message("raw", None, item.data, (item,)))
+                    continue
             else:
-                batch.append(item)
+                tags = tuple(session.tags) if session.tags else ()
+                item = _new_item((event, orjson.dumps(event), None, None, person.index,
+                                  person.country, tags, session.visit))  # fmt: skip
+            batch.append(item)
         if batch:
             out.append(_raw_message(batch, as_array=as_array))
         out.extend(self._pending_consent)
         self._pending_consent.clear()
         return out
-
-    def _next_item(self) -> tuple[Item, bool]:
-        event, session = self._next_event()
-        self._items += 1
-        person = session.person
-        if self.malformed_share and self._draws.chance(self.malformed_share):
-            reason = self._draws.weighted(REASON_MIX)
-            bad = make_malformed(reason, event, self._draws, max_message_bytes=self.max_message_bytes)
-            item = Item(bad.document, bad.data, bad.reason, bad.path, person.index, person.country)
-            return item, bad.standalone
-        tags = tuple(session.tags) if session.tags else ()
-        return Item(event, orjson.dumps(event), None, None, person.index, person.country, tags), False
 
     # --- events -------------------------------------------------------------------------
 
@@ -304,7 +309,10 @@ class TrafficGenerator:
 
     def _occurred_at(self, session: Session) -> str:
         uniform = self._draws.uniform
-        stamp_ms = self._clock_ms() - int(uniform() * JITTER_MS)
+        if self.realtime:
+            stamp_ms = int(time.time() * 1000) - int(uniform() * JITTER_MS)
+        else:
+            stamp_ms = self._clock0_ms + int(self._items * self._ms_per_item - uniform() * JITTER_MS)
         if uniform() < self.late_share:
             stamp_ms -= self._draws.between(*LATE_MS)
             session.tags.append("occurred_at:late")
@@ -348,6 +356,7 @@ class TrafficGenerator:
             person=person, base=base, page=page, page_tags=page_tags, referrer=referrer,
             referrer_tags=referrer_tags,
             device_ids=not cookieless and (person.mac is not None or person.imei is not None),
+            visit=next(self._visit_numbers),
             consent_due=bool(person.subject_ids()) and draws.chance(self.optout_share),
         )  # fmt: skip
 
@@ -428,7 +437,7 @@ class TrafficGenerator:
             url = SITE + draws.pick(catalogue.BLOG_PAGES)
         elif kind == "confirmation":
             email = pii.email_address(draws)
-            url = f"{SITE}/commande/confirmation?commande=CMD-2025-{draws.digits(6)}&email={quote(email)}"
+            url = f"{SITE}/commande/confirmation?commande=CMD-2025-{draws.digits(6)}&email={encode_component(email)}"
             tags = ("page_url:email",)
         elif kind == "password_reset":
             url = f"{SITE}/mon-compte/reinitialiser-mot-de-passe/{draws.hex(24)}"
@@ -460,9 +469,9 @@ class TrafficGenerator:
             referrer = "https://www.bing.com/"
             url = _with_query(url, f"utm_source=bing&utm_medium=cpc&msclkid={draws.hex(16)}")
         elif source in ("instagram", "facebook"):
-            referrer = (f"https://l.instagram.com/?u={quote(url, safe='')}&e=AT{draws.hex(10)}"
+            referrer = (f"https://l.instagram.com/?u={encode_component(url)}&e=AT{draws.hex(10)}"
                         if source == "instagram" else f"https://lm.facebook.com/l.php?u="
-                        f"{quote(url, safe='')}&h=AT{draws.hex(10)}")  # fmt: skip
+                        f"{encode_component(url)}&h=AT{draws.hex(10)}")  # fmt: skip
             url = _with_query(url, f"utm_source={source}&utm_medium=social"
                                    f"&utm_campaign={campaign}&fbclid=IwAR{draws.hex(20)}")  # fmt: skip
         elif source == "pinterest":
@@ -485,13 +494,13 @@ class TrafficGenerator:
         draws = self._draws
         query = f"utm_source=newsletter&utm_medium=email&utm_campaign={campaign}"
         if draws.chance(0.5):  # the e-mail service appends the recipient
-            query += f"&email={quote(person.email)}"
+            query += f"&email={encode_component(person.email)}"
             tags = (*tags, "page_url:email")
         referrer: str | None = None
         referrer_tags: tuple[str, ...] = ()
         roll = draws.uniform()
         if roll < 0.3:
-            referrer = (f"https://newsletter.bijoux-example.fr/c/clic?email={quote(person.email)}"
+            referrer = (f"https://newsletter.bijoux-example.fr/c/clic?email={encode_component(person.email)}"
                         f"&lien={draws.between(1, 40)}")  # fmt: skip
             referrer_tags = ("referrer_url:email",)
         elif roll < 0.6:
@@ -579,7 +588,7 @@ class TrafficGenerator:
     def _clock_ms(self) -> int:
         if self.realtime:
             return int(time.time() * 1000)
-        return self.start_ms + int(self._items * self._ms_per_item)
+        return self._clock0_ms + int(self._items * self._ms_per_item)
 
 
 ACTION_MIX: Weighted[str] = Weighted([("opt_out", 0.65), ("erase", 0.2), ("child", 0.15)])
@@ -587,6 +596,11 @@ PURPOSE_MIX: Weighted[tuple[str, ...]] = Weighted([
     ((), 0.6), (("analytics", "advertising", "personalization"), 0.2), (("advertising",), 0.12),
     (("analytics",), 0.05), (("advertising", "personalization"), 0.03),
 ])  # fmt: skip
+
+
+def _new_item(fields: tuple[Any, ...]) -> Item:
+    """`Item(*fields)` without NamedTuple's Python-level `__new__` (3x faster)."""
+    return tuple.__new__(Item, fields)  # type: ignore[no-any-return]
 
 
 def _raw_message(items: list[Item], *, as_array: bool) -> Message:

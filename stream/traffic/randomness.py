@@ -23,7 +23,7 @@ BLOCK = 65_536  # draws fetched from numpy at a time
 class Weighted(Generic[T]):
     """Options with relative weights, picked by one uniform draw (bisection, O(log n))."""
 
-    __slots__ = ("cumulative", "options", "total")
+    __slots__ = ("_padded", "cumulative", "options", "total")
 
     def __init__(self, pairs: Sequence[tuple[T, float]]) -> None:
         if not pairs or any(weight < 0 for _, weight in pairs):
@@ -33,6 +33,8 @@ class Weighted(Generic[T]):
         self.total: float = self.cumulative[-1]
         if self.total <= 0:
             raise ValueError("Weighted needs a positive total weight")
+        # uniform * total can round up to total itself: the extra last option absorbs it.
+        self._padded: tuple[T, ...] = (*self.options, self.options[-1])
 
     @classmethod
     def zipf(cls, options: Sequence[T], *, exponent: float) -> Weighted[T]:
@@ -41,8 +43,7 @@ class Weighted(Generic[T]):
 
     def at(self, uniform: float) -> T:
         """The option a uniform draw in [0, 1) selects."""
-        index = bisect_right(self.cumulative, uniform * self.total)
-        return self.options[min(index, len(self.options) - 1)]
+        return self._padded[bisect_right(self.cumulative, uniform * self.total)]
 
 
 class Draws:
@@ -96,7 +97,7 @@ class Draws:
 
     def weighted(self, table: Weighted[T]) -> T:
         """One option of `table`, by weight."""
-        return table.at(self.uniform())
+        return table._padded[bisect_right(table.cumulative, self.uniform() * table.total)]
 
     def lognormal(self, *, median: float, sigma: float) -> float:
         """A log-normal draw with the given median and log-space standard deviation."""

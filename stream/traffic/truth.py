@@ -7,6 +7,7 @@ objects it built, the reasons it planted), so tests can compare the pipeline wit
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from stream.traffic.malformed import REASONS
@@ -19,6 +20,8 @@ ANALYTICS = "analytics"
 # Which consent state an event falls under when several of its identifiers have one.
 BLOCK_PRECEDENCE = ("child", "erase", "opt_out")
 _RANK = {state: rank for rank, state in enumerate(BLOCK_PRECEDENCE)}
+PROFILE_FLAGS = ("none", "gpc", "dnt", "age_under_16", "consent_analytics_false")
+VISIT_CACHE = 4096  # visits whose shared facts are remembered (48 run at once)
 
 
 class Item(NamedTuple):
@@ -34,6 +37,7 @@ class Item(NamedTuple):
     person: int | None = None  # index of the person behind it
     country: str | None = None  # country of the person's IP network (geolocation truth)
     tags: tuple[str, ...] = ()  # planted features, e.g. "search_terms:email", "occurred_at:late"
+    visit: int | None = None  # serial number of the visit (session) it belongs to
 
 
 class Message(NamedTuple):
@@ -56,6 +60,14 @@ def blocking_state(record: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass(slots=True)
+class _VisitFacts:
+    profile: tuple[bool, bool, bool, bool, bool, str | None]
+    keys: list[str]  # "type:id" of the subject identifiers present, in subject order
+    state: str | None  # blocking consent state of the visit's identifiers
+    states_version: int  # `Truth._states_version` `state` was computed at
+
+
 class Truth:
     """Running counts over the messages in send order; `summary()` is the ground truth."""
 
@@ -68,17 +80,16 @@ class Truth:
         self.consent_by_action: Counter[str] = Counter(dict.fromkeys(ACTIONS, 0))
         self.consent_by_subject_type: Counter[str] = Counter(dict.fromkeys(SUBJECT_TYPES, 0))
         self.after_record: Counter[str] = Counter(dict.fromkeys(BLOCK_PRECEDENCE, 0))
-        self.signals: Counter[str] = Counter(
-            dict.fromkeys(("gpc", "dnt", "age_under_16", "consent_analytics_false"), 0)
-        )
-        self.by_country: Counter[str] = Counter()
         self.tags: Counter[str] = Counter()
-        self.without_identifiers = 0
         self.people: set[int] = set()
-        self.subjects: set[tuple[str, str]] = set()
+        self.subjects: set[str] = set()  # "type:id" of each event's subject
         self.first_at: str | None = None
         self.last_at: str | None = None
         self._states: dict[str, str] = {}  # "type:id" -> blocking state of its latest record
+        self._states_version = 0  # bumped by every consent record
+        self._visits: dict[int, _VisitFacts] = {}
+        # (no identifier, gpc, dnt, under 16, analytics refused, country) -> valid events
+        self._profiles: Counter[tuple[bool, bool, bool, bool, bool, str | None]] = Counter()
         self.log: list[dict[str, Any]] | None = [] if keep_log else None
 
     def add(self, message: Message) -> None:
@@ -103,6 +114,7 @@ class Truth:
             self._states.pop(key, None)
         else:
             self._states[key] = state
+        self._states_version += 1
 
     def _add_raw(self, message: Message) -> None:
         if message.value[:1] == b"[":
@@ -123,49 +135,61 @@ class Truth:
             self.first_at = stamp
         if self.last_at is None or stamp > self.last_at:
             self.last_at = stamp
-        for kind in SUBJECT_TYPES:
-            if kind in event:
-                self.subjects.add((kind, event[kind]))
-                break
-        else:
-            if "mac" not in event and "imei" not in event:
-                self.without_identifiers += 1
-        if item.person is not None:
-            self.people.add(item.person)
-        if item.country is not None:
-            self.by_country[item.country] += 1
         if item.tags:
             self.tags.update(item.tags)
-        self._add_signals(event)
+        facts = self._visits.get(item.visit) if item.visit is not None else None
+        if facts is None:
+            facts = self._learn(item, event)
+        self._profiles[facts.profile] += 1
         if self._states:
-            self._add_consent_state(event)
+            if facts.states_version != self._states_version:
+                facts.state = self._consent_state(facts.keys)
+                facts.states_version = self._states_version
+            if facts.state is not None:
+                self.after_record[facts.state] += 1
 
-    def _add_signals(self, event: dict[str, Any]) -> None:
-        signals = self.signals
-        if event.get("gpc") is True:
-            signals["gpc"] += 1
-        if event.get("dnt") is True:
-            signals["dnt"] += 1
-        if event.get("age_under_16") is True:
-            signals["age_under_16"] += 1
+    def _learn(self, item: Item, event: dict[str, Any]) -> _VisitFacts:
+        """Read the fields every event of a visit shares (identifiers, IP, signals) once."""
+        keys = [f"{kind}:{event[kind]}" for kind in SUBJECT_TYPES if kind in event]
+        if keys:
+            self.subjects.add(keys[0])
+        if item.person is not None:
+            self.people.add(item.person)
         consent = event.get("consent")
-        if consent is not None and consent.get(ANALYTICS) is False:
-            signals["consent_analytics_false"] += 1
+        profile = (
+            not keys and "mac" not in event and "imei" not in event,
+            event.get("gpc") is True,
+            event.get("dnt") is True,
+            event.get("age_under_16") is True,
+            isinstance(consent, dict) and consent.get(ANALYTICS) is False,
+            item.country,
+        )
+        facts = _VisitFacts(profile, keys, self._consent_state(keys), self._states_version)
+        if item.visit is not None:
+            if len(self._visits) >= VISIT_CACHE:
+                self._visits.clear()
+            self._visits[item.visit] = facts
+        return facts
 
-    def _add_consent_state(self, event: dict[str, Any]) -> None:
+    def _consent_state(self, keys: list[str]) -> str | None:
         found: str | None = None
-        for kind in SUBJECT_TYPES:
-            if kind in event:
-                state = self._states.get(f"{kind}:{event[kind]}")
-                if state is not None and (found is None or _RANK[state] < _RANK[found]):
-                    found = state
-        if found is not None:
-            self.after_record[found] += 1
+        for key in keys:
+            state = self._states.get(key)
+            if state is not None and (found is None or _RANK[state] < _RANK[found]):
+                found = state
+        return found
 
     def summary(self) -> dict[str, Any]:
         """The ground-truth summary (see docs/generator-readme-section.md for each field)."""
         events = sum(self.events_by_type.values())
         malformed = sum(self.malformed.values())
+        flags: Counter[str] = Counter()
+        countries: Counter[str] = Counter()
+        for profile, n in self._profiles.items():
+            for name, flag in zip(PROFILE_FLAGS, profile[:-1], strict=True):
+                flags[name] += n if flag else 0
+            if profile[-1] is not None:
+                countries[profile[-1]] += n
         summary: dict[str, Any] = {
             "messages": {"raw": self.messages["raw"], "consent": self.messages["consent"]},
             "items": events + malformed,
@@ -177,17 +201,17 @@ class Truth:
                 "array_messages": sum(self.batch_sizes.values()),
                 "array_sizes": {str(size): n for size, n in sorted(self.batch_sizes.items())},
             },
-            "events_without_identifiers": self.without_identifiers,
+            "events_without_identifiers": flags["none"],
             "consent_records_by_action": dict(self.consent_by_action),
             "consent_records_by_subject_type": dict(self.consent_by_subject_type),
             "events_after_consent_record": dict(self.after_record),
-            "events_with_gpc": self.signals["gpc"],
-            "events_with_dnt": self.signals["dnt"],
-            "events_age_under_16": self.signals["age_under_16"],
-            "events_consent_analytics_false": self.signals["consent_analytics_false"],
+            "events_with_gpc": flags["gpc"],
+            "events_with_dnt": flags["dnt"],
+            "events_age_under_16": flags["age_under_16"],
+            "events_consent_analytics_false": flags["consent_analytics_false"],
             "distinct_people": len(self.people),
             "distinct_subjects": len(self.subjects),
-            "events_by_country": dict(sorted(self.by_country.items())),
+            "events_by_country": dict(sorted(countries.items())),
             "tags": dict(sorted(self.tags.items())),
             "first_occurred_at": self.first_at,
             "last_occurred_at": self.last_at,
