@@ -43,34 +43,34 @@ CATEGORIES: dict[str, tuple[float, tuple[str, ...], tuple[str, ...], tuple[str, 
                  "montre-connectee"),
                 ("acier", "or-rose", "titane", "cuir-noir", "milanais"),
                 ("nacre", "cadran-bleu", "saphir", "")),
-}  # fmt: skip
+}
 
 SUBCATEGORIES = (
     "/bagues/alliances", "/bagues/solitaires", "/bagues/bagues-de-fiancailles",
     "/colliers/pendentifs", "/colliers/chaines", "/bracelets/joncs",
     "/boucles-d-oreilles/creoles", "/montres/femme", "/montres/homme", "/mariage",
     "/nouveautes", "/idees-cadeaux", "/idees-cadeaux/fete-des-meres", "/soldes", "/gravure",
-)  # fmt: skip
+)
 INFO_PAGES = (
     "/nos-boutiques", "/nos-boutiques/paris-opera", "/nos-boutiques/lyon-bellecour",
     "/nos-boutiques/bordeaux", "/contact", "/cgv", "/livraison-et-retours", "/guide-des-tailles",
     "/entretien-des-bijoux", "/carte-cadeau", "/mentions-legales", "/politique-de-confidentialite",
     "/faq",
-)  # fmt: skip
+)
 BLOG_PAGES = (
     "/journal/tendances-bijoux-2025", "/journal/choisir-sa-bague-de-fiancailles",
     "/journal/or-18-carats-ou-9-carats", "/journal/entretenir-ses-perles",
     "/journal/mesurer-son-tour-de-doigt", "/journal/histoire-du-solitaire",
-)  # fmt: skip
+)
 CHECKOUT_PAGES = ("/commande/identification", "/commande/livraison", "/commande/paiement")
 ACCOUNT_PAGES = ("/mon-compte", "/mon-compte/commandes", "/mon-compte/adresses",
-                 "/mon-compte/favoris", "/mon-compte/informations")  # fmt: skip
+                 "/mon-compte/favoris", "/mon-compte/informations")
 CATEGORY_FILTERS = (
     "tri=prix-croissant", "tri=prix-decroissant", "tri=nouveautes", "page=2", "page=3",
     "matiere=or-rose", "matiere=argent-925&prix=50-100", "pierre=diamant", "prix=100-200&page=2",
-)  # fmt: skip
+)
 PRODUCT_PARAMS = ("taille=52", "taille=54", "taille=56", "couleur=or-rose", "couleur=or-blanc",
-                  "gravure=1", "variante=2")  # fmt: skip
+                  "gravure=1", "variante=2")
 FRAGMENTS = ("avis", "description", "caracteristiques", "livraison", "top", "guide-tailles")
 
 SEARCH_TERMS = (
@@ -86,42 +86,42 @@ SEARCH_TERMS = (
     "bague taille 54", "collier moins de 100€", "nouveautés", "bague empierrée", "topaze",
     "bijoux argent 925", "plaqué or", "alliance platine", "bague diamant 0,3 carat",
     "boucles d'oreilles perle", "collier étoile", "bracelet initiale", "idée cadeau femme",
-)  # fmt: skip
+)
 SEARCH_TYPOS = ("colier", "braclet", "bage or", "boucle d oreille", "montre fmme",
-                "allience", "solitere", "pendantif", "chevaliere", "emeraude")  # fmt: skip
+                "allience", "solitere", "pendantif", "chevaliere", "emeraude")
 
 SEARCH_ENGINES = (
     ("https://www.google.fr/", 0.55), ("https://www.google.com/", 0.15),
     ("https://www.bing.com/", 0.08), ("https://www.qwant.com/", 0.07),
     ("https://duckduckgo.com/", 0.06), ("https://www.ecosia.org/", 0.04),
     ("https://search.yahoo.com/", 0.03), ("https://www.google.be/", 0.02),
-)  # fmt: skip
+)
 MAGAZINES = (
     "https://www.marieclaire.fr/bijoux-tendance,1234.asp",
     "https://www.elle.fr/Mode/Les-bijoux/Bagues-tendance",
     "https://www.madmoizelle.com/idees-cadeaux-bijoux",
     "https://forum.doctissimo.fr/mariage/alliances/sujet_12345_1.htm",
-)  # fmt: skip
+)
 WEBMAILS = (
     "https://mail.google.com/",
     "https://webmail1.orange.fr/webmail/fr_FR/read.html?FOLDER=SF_INBOX&IDMSG=48213&SORTBY=1",
     "https://outlook.live.com/",
     "https://webmail.free.fr/",
-)  # fmt: skip
+)
 CAMPAIGNS = ("noel-2025", "saint-valentin", "fete-des-meres", "soldes-hiver", "black-friday",
-             "nouvelle-collection", "mariage-2025")  # fmt: skip
+             "nouvelle-collection", "mariage-2025")
 
 SOCIAL_LINKS = (
     "https://www.instagram.com/bijouxexample/", "https://www.facebook.com/bijouxexample",
     "https://fr.pinterest.com/bijouxexample/", "https://www.youtube.com/watch?v=dQw4bJx0Xy8",
     "https://www.tiktok.com/@bijouxexample", "https://fr.trustpilot.com/review/bijoux-example.fr",
-)  # fmt: skip
+)
 SERVICE_LINKS = (
     "https://www.google.com/maps/place/Bijoux+Example+Op%C3%A9ra/@48.8708,2.3317,17z",
     "https://www.paypal.com/fr/home", "https://www.alma.eu/fr/paiement-en-plusieurs-fois",
     "tel:+33142000000", "mailto:service-client@bijoux-example.fr",
     "https://www.laposte.fr/outils/suivre-vos-envois",
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,14 +36,14 @@ def _parse_start(value: str | None) -> datetime | None:
         ) from None
     if start.tzinfo is None:
         raise click.BadParameter(f"must carry a zone (Z or +hh:mm); got {value!r}",
-                                 param_hint="--start")  # fmt: skip
+                                 param_hint="--start")
     return start
 
 
 def _check_target(value: str) -> str:
     if value != "kafka" and not value.endswith(".jsonl"):
         raise click.BadParameter(f"must be 'kafka' or a path ending in .jsonl; got {value!r}",
-                                 param_hint="--to")  # fmt: skip
+                                 param_hint="--to")
     return value
 
 
@@ -76,7 +76,8 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
 @click.option("--to", "target", required=True, callback=lambda _c, _p, v: _check_target(v),
               help="'kafka' (the settings' topics) or FILE.jsonl (+ .consent.jsonl, .truth.json).")
 @click.option("--malformed-share", type=SHARE, default=gen.DEFAULT_MALFORMED_SHARE,
-              show_default=True, help="Share of items that are malformed (every dead-letter reason).")
+              show_default=True,
+              help="Share of items that are malformed (every dead-letter reason).")
 @click.option("--no-id-share", type=SHARE, default=gen.DEFAULT_NO_ID_SHARE, show_default=True,
               help="Share of sessions (so of events) without any identifier.")
 @click.option("--optout-share", type=SHARE, default=gen.DEFAULT_OPTOUT_SHARE, show_default=True,
@@ -88,11 +89,11 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
                                  "FILE.truth.json for files).")
 @click.option("--truth-events", is_flag=True,
               help="Include every message's events and consent records in the truth.")
-def generate_cli(  # noqa: PLR0913 - one parameter per option
+def generate_cli(
     rate: float, duration: float, seed: int | None, start: str | None, geo_db: Path | None,
     target: str, malformed_share: float, no_id_share: float, optout_share: float, people: int,
     truth_path: Path | None, truth_events: bool,
-) -> None:  # fmt: skip
+) -> None:
     """Generate realistic traffic of a French jewellery shop, with its ground truth.
 
     Kafka output is paced at --rate and ends after --duration seconds or on Ctrl-C (then
@@ -108,21 +109,21 @@ def generate_cli(  # noqa: PLR0913 - one parameter per option
         geo_db=geo_db or settings.geo_db_path, people=people, no_id_share=no_id_share,
         malformed_share=malformed_share, optout_share=optout_share,
         max_message_bytes=settings.max_message_bytes, keep_log=truth_events,
-    )  # fmt: skip
+    )
     with _stop_on_interrupt() as stop:
         if target == "kafka":
             _to_kafka(settings, generator, duration_s=duration, truth_path=truth_path, stop=stop)
         else:
             _to_files(generator, Path(target), items=round(rate * duration),
-                      truth_path=truth_path, stop=stop)  # fmt: skip
+                      truth_path=truth_path, stop=stop)
 
 
 def _to_kafka(settings: Settings, generator: gen.TrafficGenerator, *, duration_s: float,
-              truth_path: Path | None, stop: threading.Event) -> None:  # fmt: skip
+              truth_path: Path | None, stop: threading.Event) -> None:
     from stream.traffic.sinks import send_to_kafka, write_truth
 
     truth = send_to_kafka(settings, generator, duration_s=duration_s, stop=stop,
-                          progress=_echo_err)  # fmt: skip
+                          progress=_echo_err)
     if truth_path is None:
         sys.stdout.buffer.write(orjson.dumps(truth, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
@@ -131,17 +132,17 @@ def _to_kafka(settings: Settings, generator: gen.TrafficGenerator, *, duration_s
 
 
 def _to_files(generator: gen.TrafficGenerator, path: Path, *, items: int,
-              truth_path: Path | None, stop: threading.Event) -> None:  # fmt: skip
+              truth_path: Path | None, stop: threading.Event) -> None:
     from stream.traffic.sinks import output_paths, write_files
 
     started = time.monotonic()
     truth = write_files(generator, path, max_items=max(1, items), truth_path=truth_path,
-                        stop=stop)  # fmt: skip
+                        stop=stop)
     elapsed = max(time.monotonic() - started, 1e-9)
     consent_path, default_truth = output_paths(path)
     _echo_err(f"wrote {truth['items']} events ({truth['items'] / elapsed:.0f}/s) to {path}, "
               f"{truth['messages']['consent']} consent records to {consent_path}, truth to "
-              f"{truth_path or default_truth}")  # fmt: skip
+              f"{truth_path or default_truth}")
 
 
 def _echo_err(line: str) -> None:

@@ -54,12 +54,12 @@ PAGE_KINDS: Weighted[str] = Weighted([
     ("product", 0.45), ("category", 0.17), ("subcategory", 0.06), ("home", 0.08), ("cart", 0.06),
     ("checkout", 0.03), ("account", 0.04), ("info", 0.05), ("blog", 0.04), ("confirmation", 0.01),
     ("password_reset", 0.005), ("unsubscribe", 0.005),
-])  # fmt: skip
+])
 SOURCES: Weighted[str] = Weighted([
     ("direct", 0.28), ("organic", 0.30), ("google_ads", 0.08), ("instagram", 0.07),
     ("facebook", 0.05), ("pinterest", 0.04), ("newsletter", 0.07), ("magazine", 0.03),
     ("bing_ads", 0.02), ("affiliate", 0.03), ("internal", 0.03),
-])  # fmt: skip
+])
 ENGINES: Weighted[str] = Weighted(catalogue.SEARCH_ENGINES)
 PII_KINDS = ("email", "phone", "card", "iban", "ip", "digits")
 CATEGORY_URLS = tuple(f"{SITE}/{category}" for category in catalogue.CATEGORIES)
@@ -134,7 +134,7 @@ class TrafficGenerator:
         now = datetime.now(UTC) if start is None else start
         self.start_ms = int(now.timestamp() * 1000)
         self.geo = geo_db if isinstance(geo_db, GeoPool) else (
-            GeoPool.builtin() if geo_db is None else GeoPool.from_mmdb(Path(geo_db)))  # fmt: skip
+            GeoPool.builtin() if geo_db is None else GeoPool.from_mmdb(Path(geo_db)))
         self.no_id_share = no_id_share
         self.malformed_share = malformed_share
         self.optout_share = optout_share
@@ -165,7 +165,7 @@ class TrafficGenerator:
         generated (None: forever). Consent messages follow the raw message that triggered
         them. Each yielded message is counted in `truth()` as sent."""
         while max_items is None or self._items < max_items:
-            limit = MAX_BATCH if max_items is None else min(MAX_BATCH, max_items - self._items)
+            limit = 1_000_000 if max_items is None else max_items - self._items
             for message in self._next_messages(limit):
                 self._truth.add(message)
                 yield message
@@ -193,35 +193,34 @@ class TrafficGenerator:
     # --- messages -----------------------------------------------------------------------
 
     def _next_messages(self, limit: int) -> list[Message]:
-        """One collector message of up to `limit` items (split around standalone malformed
-        items), then the consent records its events triggered."""
+        """One collector message of up to `limit` items, preceded by the standalone malformed
+        messages met while filling it and followed by the consent records it triggered."""
         uniform = self._draws.uniform
         if uniform() < SINGLE_OBJECT_SHARE:
             size, as_array = 1, False
         else:
-            size, as_array = min(1 + int(uniform() * MAX_BATCH), limit), True
+            size, as_array = 1 + int(uniform() * MAX_BATCH), True
         out: list[Message] = []
         batch: list[Item] = []
-        for _ in range(size):
+        for _ in range(limit):
             event, session = self._next_event()
             self._items += 1
             person = session.person
             if uniform() < self.malformed_share:
                 bad = make_malformed(self._draws.weighted(REASON_MIX), event, self._draws,
-                                     max_message_bytes=self.max_message_bytes)  # fmt: skip
+                                     max_message_bytes=self.max_message_bytes)
                 item = Item(bad.document, bad.data, bad.reason, bad.path, person.index,
-                            person.country)  # fmt: skip
-                if bad.standalone:
-                    if batch:
-                        out.append(_raw_message(batch, as_array=as_array))
-                        batch = []
+                            person.country)
+                if bad.standalone:  # sent on its own, next to the batch being filled
                     out.append(Message("raw", None, item.data, (item,)))
                     continue
             else:
                 tags = tuple(session.tags) if session.tags else ()
                 item = _new_item((event, orjson.dumps(event), None, None, person.index,
-                                  person.country, tags, session.visit))  # fmt: skip
+                                  person.country, tags, session.visit))
             batch.append(item)
+            if len(batch) == size:
+                break
         if batch:
             out.append(_raw_message(batch, as_array=as_array))
         out.extend(self._pending_consent)
@@ -244,7 +243,7 @@ class TrafficGenerator:
                 continue
             event_type, fields = step
             event = {"event_id": self._draws.uuid4(), "event_type": event_type,
-                     "occurred_at": self._occurred_at(session), **session.base, **fields}  # fmt: skip
+                     "occurred_at": self._occurred_at(session), **session.base, **fields}
             person = session.person
             if session.device_ids:
                 if person.mac is not None and uniform() < MAC_IMEI_EVENT_SHARE:
@@ -283,7 +282,8 @@ class TrafficGenerator:
                 s.tags.extend(s.page_tags)
                 s.tags.extend(link_tags)
                 if internal:
-                    s.next_page = (link, tuple(t.replace("link_url", "page_url") for t in link_tags))
+                    page_tags = tuple(t.replace("link_url", "page_url") for t in link_tags)
+                    s.next_page = (link, page_tags)
                 s.leaving = not internal
                 s.state = LEAVE
                 return "link_click", {"page_url": s.page, "link_url": link}
@@ -293,7 +293,7 @@ class TrafficGenerator:
                 if draws.chance(PAGE_LEAVE_SHARE):
                     s.tags.extend(left[1])
                     return "page_leave", {"page_url": left[0],
-                                          "time_on_page_ms": self._time_on_page(s)}  # fmt: skip
+                                          "time_on_page_ms": self._time_on_page(s)}
                 continue
             return None
 
@@ -312,7 +312,8 @@ class TrafficGenerator:
         if self.realtime:
             stamp_ms = int(time.time() * 1000) - int(uniform() * JITTER_MS)
         else:
-            stamp_ms = self._clock0_ms + int(self._items * self._ms_per_item - uniform() * JITTER_MS)
+            elapsed_ms = self._items * self._ms_per_item
+            stamp_ms = self._clock0_ms + int(elapsed_ms - uniform() * JITTER_MS)
         if uniform() < self.late_share:
             stamp_ms -= self._draws.between(*LATE_MS)
             session.tags.append("occurred_at:late")
@@ -358,7 +359,7 @@ class TrafficGenerator:
             device_ids=not cookieless and (person.mac is not None or person.imei is not None),
             visit=next(self._visit_numbers),
             consent_due=bool(person.subject_ids()) and draws.chance(self.optout_share),
-        )  # fmt: skip
+        )
 
     def _session_base(self, person: Person, *, cookieless: bool, logged_in: bool) -> dict[str, Any]:
         draws = self._draws
@@ -367,7 +368,7 @@ class TrafficGenerator:
             if logged_in:
                 base["user_id"] = person.user_id
             for kind, value in (("cookie_id", person.cookie_id), ("device_id", person.device_id),
-                                ("ad_id", person.ad_id)):  # fmt: skip
+                                ("ad_id", person.ad_id)):
                 if value is not None:
                     base[kind] = value
         ip = self._session_ip(person)
@@ -437,7 +438,8 @@ class TrafficGenerator:
             url = SITE + draws.pick(catalogue.BLOG_PAGES)
         elif kind == "confirmation":
             email = pii.email_address(draws)
-            url = f"{SITE}/commande/confirmation?commande=CMD-2025-{draws.digits(6)}&email={encode_component(email)}"
+            url = (f"{SITE}/commande/confirmation?commande=CMD-2025-{draws.digits(6)}"
+                   f"&email={encode_component(email)}")
             tags = ("page_url:email",)
         elif kind == "password_reset":
             url = f"{SITE}/mon-compte/reinitialiser-mot-de-passe/{draws.hex(24)}"
@@ -451,7 +453,7 @@ class TrafficGenerator:
         return url, tags
 
     def _landing(self, person: Person) -> tuple[tuple[str, tuple[str, ...]],
-                                                  tuple[str | None, tuple[str, ...]]]:  # fmt: skip
+                                                  tuple[str | None, tuple[str, ...]]]:
         """First page of a visit and its referrer, decorated by the traffic source."""
         draws = self._draws
         source = draws.weighted(SOURCES)
@@ -464,16 +466,17 @@ class TrafficGenerator:
         elif source == "google_ads":
             referrer = "https://www.google.fr/"
             url = _with_query(url, f"utm_source=google&utm_medium=cpc&utm_campaign={campaign}"
-                                   f"&gclid=EAIaIQobChMI{draws.hex(12)}")  # fmt: skip
+                                   f"&gclid=EAIaIQobChMI{draws.hex(12)}")
         elif source == "bing_ads":
             referrer = "https://www.bing.com/"
             url = _with_query(url, f"utm_source=bing&utm_medium=cpc&msclkid={draws.hex(16)}")
-        elif source in ("instagram", "facebook"):
+        elif source in ("instagram", "facebook"):  # link shims carry the landing URL
             referrer = (f"https://l.instagram.com/?u={encode_component(url)}&e=AT{draws.hex(10)}"
                         if source == "instagram" else f"https://lm.facebook.com/l.php?u="
-                        f"{encode_component(url)}&h=AT{draws.hex(10)}")  # fmt: skip
+                        f"{encode_component(url)}&h=AT{draws.hex(10)}")
+            referrer_tags = tuple(t.replace("page_url", "referrer_url") for t in tags)
             url = _with_query(url, f"utm_source={source}&utm_medium=social"
-                                   f"&utm_campaign={campaign}&fbclid=IwAR{draws.hex(20)}")  # fmt: skip
+                                   f"&utm_campaign={campaign}&fbclid=IwAR{draws.hex(20)}")
         elif source == "pinterest":
             referrer = f"https://fr.pinterest.com/pin/{draws.digits(15)}/"
             url = _with_query(url, "utm_source=pinterest&utm_medium=social")
@@ -483,7 +486,8 @@ class TrafficGenerator:
             referrer = draws.pick(catalogue.MAGAZINES)
         elif source == "affiliate":
             referrer = "https://www.igraal.com/codes-promo/bijoux-example"
-            url = _with_query(url, f"utm_source=affiliation&utm_medium=cashback&aff_id={draws.digits(5)}")
+            url = _with_query(url, "utm_source=affiliation&utm_medium=cashback"
+                                   f"&aff_id={draws.digits(5)}")
         elif source == "internal":
             referrer = draws.weighted(self._product_mix).url
         return (url, tags), (referrer, referrer_tags)
@@ -501,7 +505,7 @@ class TrafficGenerator:
         roll = draws.uniform()
         if roll < 0.3:
             referrer = (f"https://newsletter.bijoux-example.fr/c/clic?email={encode_component(person.email)}"
-                        f"&lien={draws.between(1, 40)}")  # fmt: skip
+                        f"&lien={draws.between(1, 40)}")
             referrer_tags = ("referrer_url:email",)
         elif roll < 0.6:
             referrer = draws.pick(catalogue.WEBMAILS)
@@ -520,10 +524,10 @@ class TrafficGenerator:
             return draws.pick(catalogue.SERVICE_LINKS), (), False
         if roll < 0.98:  # parcel tracking: a long digit run
             return f"https://www.laposte.fr/outils/suivre-vos-envois?code=6A{draws.digits(11)}", (
-                "link_url:digits",), False  # fmt: skip
+                "link_url:digits",), False
         phone = "33" + pii.mobile_number(draws)[1:]  # share with a friend on WhatsApp
         return f"https://api.whatsapp.com/send?phone={phone}&text=Regarde%20cette%20bague", (
-            "link_url:phone",), False  # fmt: skip
+            "link_url:phone",), False
 
     def _search_terms(self, person: Person) -> tuple[str, str | None]:
         """Search terms and the kind of PII they carry (None if none)."""
@@ -595,19 +599,16 @@ ACTION_MIX: Weighted[str] = Weighted([("opt_out", 0.65), ("erase", 0.2), ("child
 PURPOSE_MIX: Weighted[tuple[str, ...]] = Weighted([
     ((), 0.6), (("analytics", "advertising", "personalization"), 0.2), (("advertising",), 0.12),
     (("analytics",), 0.05), (("advertising", "personalization"), 0.03),
-])  # fmt: skip
+])
 
 
 def _new_item(fields: tuple[Any, ...]) -> Item:
     """`Item(*fields)` without NamedTuple's Python-level `__new__` (3x faster)."""
-    return tuple.__new__(Item, fields)  # type: ignore[no-any-return]
+    return tuple.__new__(Item, fields)
 
 
 def _raw_message(items: list[Item], *, as_array: bool) -> Message:
-    if as_array:
-        value = b"[" + b",".join(item.data for item in items) + b"]"
-    else:
-        value = items[0].data
+    value = b"[" + b",".join(item.data for item in items) + b"]" if as_array else items[0].data
     return Message("raw", None, value, tuple(items))
 
 
@@ -619,7 +620,7 @@ def _with_query(url: str, query: str) -> str:
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")  # fmt: skip
+        "+00:00", "Z")
 
 
 def _check_share(name: str, value: float) -> None:

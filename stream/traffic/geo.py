@@ -48,7 +48,7 @@ BUILTIN_PREFIXES: dict[str, tuple[str, ...]] = {
     "LU": ("85.93.192.0/19", "2001:7e8::/32"),
     "NL": ("84.24.0.0/13", "2a02:a440::/29"),
     "MA": ("105.128.0.0/11",),
-}  # fmt: skip
+}
 
 # Visitor countries of a French shop: the rest of the traffic goes to OTHER_COUNTRIES
 # present in the database (or, if none is, to any other country it holds).
@@ -93,7 +93,7 @@ class GeoPool:
             country: ([(int(n.network_address), n.num_addresses) for n in entry.ipv4],
                       [(int(n.network_address), n.num_addresses) for n in entry.ipv6])
             for country, entry in self.countries.items()
-        }  # fmt: skip
+        }
 
     @classmethod
     def builtin(cls) -> GeoPool:
@@ -102,7 +102,7 @@ class GeoPool:
             ((ipaddress.ip_network(prefix), country)
              for country, prefixes in BUILTIN_PREFIXES.items() for prefix in prefixes),
             source="built-in prefix table",
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_mmdb(cls, path: Path) -> GeoPool:
@@ -111,7 +111,7 @@ class GeoPool:
 
         try:
             reader = maxminddb.open_database(str(path))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
             raise GeoDatabaseError(f"cannot read geo database {path}: {exc}") from None
         try:
             if reader.metadata().node_count <= ITERATE_MAX_NODES:
@@ -181,7 +181,7 @@ def _probe(reader: Any) -> Iterable[tuple[IPNetwork, str]]:
         if country is None:
             continue
         network = ipaddress.IPv4Network((int(address) >> (32 - prefix_len) << (32 - prefix_len),
-                                         prefix_len))  # fmt: skip
+                                         prefix_len))
         if network not in seen:
             seen.add(network)
             yield network, country

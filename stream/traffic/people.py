@@ -16,7 +16,7 @@ ACTIVITY_ZIPF = 0.8  # exponent of activity by person rank: top person ~3% of se
 DEFAULT_PEOPLE = 20_000
 
 CHROME = ("131.0.6778.86", "130.0.6723.117", "129.0.6668.101", "128.0.6613.138",
-          "126.0.6478.127", "124.0.6367.207", "120.0.6099.230")  # fmt: skip
+          "126.0.6478.127", "124.0.6367.207", "120.0.6099.230")
 EDGE = ("131.0.2903.70", "130.0.2849.80", "129.0.2792.89", "126.0.2592.113")
 FIREFOX = ("133.0", "132.0.2", "131.0.3", "128.5.1", "115.17.0")
 SAFARI = ("18.2", "18.1.1", "17.6", "17.5", "16.6")
@@ -28,7 +28,7 @@ IOS = ("18.2", "18.1.1", "17.7.2", "17.6.1", "17.5.1", "16.7.10")
 ANDROID = ("15", "14", "13", "12", "11", "10")
 LINUX = ("",)
 PHONES = ("SM-S928B", "SM-S918B", "SM-A546B", "SM-A356B", "SM-G991B", "Pixel 8", "Pixel 7a",
-          "2312DRAABG", "CPH2581")  # fmt: skip
+          "2312DRAABG", "CPH2581")
 TABLETS = ("SM-X710", "SM-X210", "Lenovo TB-X606F")
 
 
@@ -69,11 +69,13 @@ PROFILES: tuple[DeviceProfile, ...] = (
     DeviceProfile("desktop", "desktop", 0.05, "Firefox", FIREFOX, "Windows", WINDOWS,
                   "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{bmajor}.0) Gecko/20100101 Firefox/{bmajor}.0"),  # noqa: E501
     DeviceProfile("desktop", "desktop", 0.05, "Safari", SAFARI, "macOS", MACOS,
-                  f"{_MAC} AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{{bv}} Safari/605.1.15"),
+                  f"{_MAC} AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{{bv}} "
+                  "Safari/605.1.15"),
     DeviceProfile("desktop", "desktop", 0.03, "Chrome", CHROME, "macOS", MACOS,
                   f"{_MAC} {_BLINK} Safari/537.36"),
     DeviceProfile("desktop", "desktop", 0.01, "Firefox", FIREFOX, "Linux", LINUX,
-                  "Mozilla/5.0 (X11; Linux x86_64; rv:{bmajor}.0) Gecko/20100101 Firefox/{bmajor}.0"),
+                  "Mozilla/5.0 (X11; Linux x86_64; rv:{bmajor}.0) Gecko/20100101 "
+                  "Firefox/{bmajor}.0"),
     DeviceProfile("desktop", "desktop", 0.01, "Chrome", CHROME, "Linux", LINUX,
                   f"Mozilla/5.0 (X11; Linux x86_64) {_BLINK} Safari/537.36"),
     DeviceProfile("mobile", "mobile", 0.15, "Mobile Safari", SAFARI, "iOS", IOS,
@@ -90,12 +92,13 @@ PROFILES: tuple[DeviceProfile, ...] = (
     DeviceProfile("tablet", "tablet", 0.04, "Mobile Safari", SAFARI, "iPadOS", IOS,
                   f"{_IPAD} Version/{{bv}} Mobile/15E148 Safari/604.1"),
     DeviceProfile("tablet", "tablet", 0.02, "Chrome", CHROME, "Android", ANDROID,
-                  f"Mozilla/5.0 (Linux; Android {{ov}}; {{model}}) {_BLINK} Safari/537.36", TABLETS),
+                  f"Mozilla/5.0 (Linux; Android {{ov}}; {{model}}) {_BLINK} Safari/537.36",
+                  TABLETS),
     DeviceProfile("ios_app", "mobile", 0.07, "BijouxExemple iOS", APP, "iOS", IOS,
                   "BijouxExemple/{bv} (fr.bijoux-example.app; build:{build}; iOS {ov}) Alamofire/5.9.1"),  # noqa: E501
     DeviceProfile("android_app", "mobile", 0.06, "BijouxExemple Android", APP, "Android", ANDROID,
                   "BijouxExemple/{bv} (Android {ov}; {model}) okhttp/4.12.0", PHONES),
-)  # fmt: skip
+)
 PROFILE_MIX: Weighted[DeviceProfile] = Weighted([(p, p.weight) for p in PROFILES])
 
 _LANG_HEADER = "fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"
@@ -115,7 +118,7 @@ LANGUAGES: dict[str, Weighted[str]] = {
     "ES": Weighted([("es-ES", 0.90), ("en-US", 0.10)]),
     "IT": Weighted([("it-IT", 0.90), ("en-US", 0.10)]),
     "NL": Weighted([("nl-NL", 0.90), ("en-US", 0.10)]),
-}  # fmt: skip
+}
 OTHER_LANGUAGES: Weighted[str] = Weighted([("en-US", 0.6), ("fr-FR", 0.3), ("en-GB", 0.1)])
 
 ACCOUNT_SHARE = 0.35  # people with a customer account (user_id when logged in)
@@ -157,7 +160,7 @@ class Person:
     def subject_ids(self) -> list[tuple[str, str]]:
         """The person's (subject_type, subject_id) pairs, in the pipeline's subject order."""
         pairs = (("user_id", self.user_id), ("cookie_id", self.cookie_id),
-                 ("device_id", self.device_id), ("ad_id", self.ad_id))  # fmt: skip
+                 ("device_id", self.device_id), ("ad_id", self.ad_id))
         return [(kind, value) for kind, value in pairs if value is not None]
 
 
@@ -188,6 +191,7 @@ def _new_person(index: int, geo: GeoPool, draws: Draws) -> Person:
     has_account = draws.chance(ACCOUNT_SHARE)
     email = pii.email_address(draws)
     reports_signals = not is_app and draws.chance(SIGNALS_SHARE)
+    ipv4_count = draws.between(1, 3 if profile.hardware == "mobile" else 2)  # mobiles roam
     return Person(
         index=index,
         country=country,
@@ -196,9 +200,8 @@ def _new_person(index: int, geo: GeoPool, draws: Draws) -> Person:
         browser=browser,
         os=os_name,
         language=draws.weighted(LANGUAGES.get(country, OTHER_LANGUAGES)),
-        ipv4=_addresses(geo, country, 4, draws.between(1, 3 if profile.hardware == "mobile" else 2),
-                        draws),
-        ipv6=_addresses(geo, country, 6, 1 + draws.below(2), draws)
+        ipv4=_addresses(geo, country, version=4, count=ipv4_count, draws=draws),
+        ipv6=_addresses(geo, country, version=6, count=1 + draws.below(2), draws=draws)
         if draws.chance(IPV6_SHARE) else (),
         cookie_id=None if is_app else _cookie_id(draws),
         device_id=_device_id(profile, draws) if is_app else None,
@@ -214,7 +217,7 @@ def _new_person(index: int, geo: GeoPool, draws: Draws) -> Person:
         under_16=draws.chance(UNDER_16_SHARE),
         consent=_consent(draws) if draws.chance(CONSENT_OBJECT_SHARE) else None,
         described=draws.chance(DESCRIBED_SHARE),
-    )  # fmt: skip
+    )
 
 
 def _user_agent(profile: DeviceProfile, draws: Draws) -> tuple[str, str, str]:
@@ -226,11 +229,13 @@ def _user_agent(profile: DeviceProfile, draws: Draws) -> tuple[str, str, str]:
         bv=version, bmajor=version.split(".")[0], ov=os_version,
         ov_=os_version.replace(".", "_"), model=draws.pick(profile.models),
         build=version.replace(".", ""),
-    )  # fmt: skip
+    )
     return agent, f"{profile.browser} {version}", f"{profile.os} {os_version}".strip()
 
 
-def _addresses(geo: GeoPool, country: str, version: int, count: int, draws: Draws) -> tuple[str, ...]:
+def _addresses(
+    geo: GeoPool, country: str, *, version: int, count: int, draws: Draws
+) -> tuple[str, ...]:
     found = (geo.address(country, version=version, draws=draws) for _ in range(count))
     return tuple(address for address in found if address is not None)
 
@@ -240,7 +245,8 @@ def _cookie_id(draws: Draws) -> str:
     if style < 9:
         return draws.uuid4()
     if style < 16:  # Google Analytics `_ga` cookie: random number and first-visit time
-        return f"GA1.1.{draws.between(10**8, 2 * 10**9)}.{draws.between(1_600_000_000, 1_735_000_000)}"
+        first_visit = draws.between(1_600_000_000, 1_735_000_000)
+        return f"GA1.1.{draws.between(10**8, 2 * 10**9)}.{first_visit}"
     return f"bjx_{draws.hex(16)}"
 
 
@@ -266,4 +272,4 @@ def _consent(draws: Draws) -> dict[str, bool]:
     analytics = not draws.chance(0.18)
     advertising = not draws.chance(0.9 if not analytics else 0.4)
     return {"analytics": analytics, "advertising": advertising,
-            "personalization": not draws.chance(0.3)}  # fmt: skip
+            "personalization": not draws.chance(0.3)}

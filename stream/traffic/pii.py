@@ -14,18 +14,18 @@ FIRST_NAMES = (
     "anne", "nathalie", "isabelle", "sophie", "claire", "aurelie", "elodie", "laura", "pauline",
     "thomas", "nicolas", "julien", "maxime", "antoine", "lucas", "hugo", "louis", "pierre",
     "alexandre", "romain", "kevin", "mehdi", "karim", "yasmine", "fatima", "jean", "michel",
-)  # fmt: skip
+)
 LAST_NAMES = (
     "martin", "bernard", "dubois", "thomas", "robert", "richard", "petit", "durand", "leroy",
     "moreau", "simon", "laurent", "lefebvre", "michel", "garcia", "david", "bertrand", "roux",
     "vincent", "fournier", "morel", "girard", "andre", "mercier", "dupont", "lambert", "bonnet",
     "francois", "martinez", "benali", "nguyen", "peeters", "janssens", "muller", "tremblay",
-)  # fmt: skip
+)
 MAIL_DOMAINS = (
     "gmail.com", "orange.fr", "free.fr", "hotmail.fr", "yahoo.fr", "laposte.net", "sfr.fr",
     "wanadoo.fr", "outlook.fr", "icloud.com", "gmail.com", "gmail.com", "skynet.be",
     "bluewin.ch", "videotron.ca",
-)  # fmt: skip
+)
 # Payment card prefixes: CB/Visa issued in France, Mastercard, American Express.
 CARD_PREFIXES = (("4970", 16), ("4973", 16), ("5132", 16), ("5355", 16), ("4556", 16), ("3782", 15))
 # Type allocation codes (first 8 IMEI digits) of common handsets (Samsung, Apple, Xiaomi).

@@ -72,7 +72,7 @@ class Draws:
             h = self._rng.bytes(16 * 4096).hex()
             for i in range(0, len(h), 32):
                 yield (f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{variant[h[i + 16]]}"
-                       f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}")  # fmt: skip
+                       f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}")
 
     @staticmethod
     def _blocks(draw: Callable[[int], Any]) -> Iterator[float]:

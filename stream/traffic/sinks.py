@@ -26,7 +26,7 @@ def output_paths(events_path: Path) -> tuple[Path, Path]:
     `x.truth.json`)."""
     stem = events_path.name.removesuffix(".jsonl")
     return (events_path.with_name(f"{stem}.consent.jsonl"),
-            events_path.with_name(f"{stem}.truth.json"))  # fmt: skip
+            events_path.with_name(f"{stem}.truth.json"))
 
 
 def message_lines(message: Message) -> bytes:
@@ -59,7 +59,7 @@ def write_files(
 
 
 def _write_messages(generator: TrafficGenerator, events: BinaryIO, consent: BinaryIO, *,
-                    max_items: int, stop: threading.Event | None) -> None:  # fmt: skip
+                    max_items: int, stop: threading.Event | None) -> None:
     for message in generator.messages(max_items=max_items):
         if message.topic_kind == "consent":
             consent.write(message.value + b"\n")
@@ -121,7 +121,7 @@ def send_to_kafka(
     meter.report(final=True)
     if failures:
         raise TrafficError(f"{len(failures)} messages were not acknowledged by Kafka; first "
-                           f"error: {type(failures[0]).__name__}: {failures[0]}")  # fmt: skip
+                           f"error: {type(failures[0]).__name__}: {failures[0]}")
     return generator.truth()
 
 
@@ -153,4 +153,4 @@ class _Meter:
         rate = self.items / max(now - self.started, 1e-9)
         self.progress(f"{'sent' if final else 'sending'}: {self.items} events in "
                       f"{self.messages} messages, {self.records} consent records, "
-                      f"{rate:.0f} events/s")  # fmt: skip
+                      f"{rate:.0f} events/s")

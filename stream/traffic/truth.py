@@ -76,7 +76,7 @@ class Truth:
         self.events_by_type: Counter[str] = Counter(dict.fromkeys(EVENT_TYPES, 0))
         self.malformed: Counter[str] = Counter(dict.fromkeys(REASONS, 0))
         self.batch_sizes: Counter[int] = Counter()
-        self.single_object_messages = 0
+        self.single_messages = 0
         self.consent_by_action: Counter[str] = Counter(dict.fromkeys(ACTIONS, 0))
         self.consent_by_subject_type: Counter[str] = Counter(dict.fromkeys(SUBJECT_TYPES, 0))
         self.after_record: Counter[str] = Counter(dict.fromkeys(BLOCK_PRECEDENCE, 0))
@@ -117,10 +117,12 @@ class Truth:
         self._states_version += 1
 
     def _add_raw(self, message: Message) -> None:
-        if message.value[:1] == b"[":
+        if message.value == b"[]":  # the empty batch (a malformed message)
+            self.batch_sizes[0] += 1
+        elif message.value[:1] == b"[":
             self.batch_sizes[len(message.items)] += 1
         else:
-            self.single_object_messages += 1
+            self.single_messages += 1
         for item in message.items:
             if item.reason is not None:
                 self.malformed[item.reason] += 1
@@ -197,7 +199,7 @@ class Truth:
             "events_by_type": dict(self.events_by_type),
             "malformed_by_reason": dict(self.malformed),
             "batches": {
-                "single_object_messages": self.single_object_messages,
+                "single_messages": self.single_messages,
                 "array_messages": sum(self.batch_sizes.values()),
                 "array_sizes": {str(size): n for size, n in sorted(self.batch_sizes.items())},
             },
@@ -224,8 +226,9 @@ class Truth:
 def _log_entry(seq: int, message: Message) -> dict[str, Any]:
     if message.topic_kind == "consent":
         item = message.items[0]
-        return {"seq": seq, "topic": "consent", "key": message.key.decode() if message.key else None,
-                "record": item.document, "person": item.person}  # fmt: skip
+        key = message.key.decode() if message.key else None
+        return {"seq": seq, "topic": "consent", "key": key, "record": item.document,
+                "person": item.person}
     return {
         "seq": seq,
         "topic": "raw",
@@ -234,4 +237,4 @@ def _log_entry(seq: int, message: Message) -> dict[str, Any]:
              else None, "person": item.person, "country": item.country, "tags": list(item.tags)}
             for item in message.items
         ],
-    }  # fmt: skip
+    }
