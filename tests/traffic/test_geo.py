@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import maxminddb
 import pytest
@@ -22,7 +23,7 @@ def _check_addresses(pool: GeoPool, geo_db: Path) -> None:
                 address = pool.address(country, version=version, draws=draws)
                 if address is None:
                     continue
-                record = reader.get(address)
+                record: Any = reader.get(address)
                 assert isinstance(record, dict) and record["country"]["iso_code"] == country
                 assert ipaddress.ip_address(address).is_global
 
@@ -65,7 +66,7 @@ def test_unreadable_database_is_one_clear_error(tmp_path: Path) -> None:
     """A file that is not an .mmdb raises GeoDatabaseError naming it."""
     bogus = tmp_path / "not-a-db.mmdb"
     bogus.write_bytes(b"hello")
-    with pytest.raises(GeoDatabaseError, match="not-a-db.mmdb"):
+    with pytest.raises(GeoDatabaseError, match=r"not-a-db\.mmdb"):
         GeoPool.from_mmdb(bogus)
 
 

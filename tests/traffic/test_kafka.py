@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from stream.settings import Settings
@@ -13,6 +17,9 @@ from stream.topics import create_topics, topic_specs
 from stream.traffic import TrafficGenerator, send_to_kafka
 from stream.validation import decode_message
 from tests.support.kafka import read_all
+from tests.support.workers import settings_env
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.kafka
 
@@ -51,3 +58,26 @@ def test_stop_ends_sending_cleanly(settings: Settings, geo_db: Path) -> None:
     assert 0 < truth["items"] < 2_000
     raw = read_all(settings, settings.topic_raw)
     assert len(raw) == truth["messages"]["raw"]
+
+
+def test_cli_interrupt_flushes_and_prints_the_truth(settings: Settings, geo_db: Path) -> None:
+    """`anonstream generate --to kafka` stopped with Ctrl-C (SIGINT) flushes, prints the
+    truth as JSON on stdout and exits 0; the topic holds exactly what it reports."""
+    create_topics(settings, topic_specs(settings))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream", "generate", "--to", "kafka", "--rate", "300",
+         "--duration", "60", "--seed", "12", "--geo-db", str(geo_db)],
+        cwd=ROOT, env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    time.sleep(4.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    truth = orjson.loads(stdout)
+    assert 0 < truth["items"] < 300 * 60
+    assert b"sent: " in stderr
+    assert b'"event_id"' not in stderr  # progress lines carry counts, never payloads
+    raw = read_all(settings, settings.topic_raw)
+    assert len(raw) == truth["messages"]["raw"]
+    decoded = [decode_message(r.value, max_bytes=settings.max_message_bytes) for r in raw]
+    assert sum(d.consumed for d in decoded) == truth["items"]
