@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from stream.settings import Settings
@@ -42,6 +43,7 @@ MAX_BATCH = 50
 JITTER_MS = 800  # events occur up to this long before the collector's clock (which starts
 # this much after `start`, so that no event but a late one precedes `start`)
 LATE_MS = (30_000, 600_000)  # delay of late events (offline apps, retries), ms
+STAMP_BLOCK = 4_096  # simulated timestamps formatted at a time
 LOGGED_IN_SHARE = 0.55  # sessions of account holders that are logged in
 CONTINUE_SHARE = 0.8  # chance to view another page after leaving one (~5 pages a visit)
 PAGE_LEAVE_SHARE = 0.8  # page views followed by a page_leave (beacons get lost)
@@ -151,6 +153,7 @@ class TrafficGenerator:
         self._stamps: dict[int, str] = {}  # second -> "YYYY-MM-DDTHH:MM:SS"
         self._ms_per_item = 1000.0 / rate
         self._clock0_ms = self.start_ms + JITTER_MS  # the collector clock at the first item
+        self._next_stamp = self._simulated_stamps().__next__
         self._items = 0
         self._pending_consent: list[Message] = []
         self._opted_out: dict[int, list[tuple[str, str]]] = {}
@@ -308,20 +311,34 @@ class TrafficGenerator:
         s.state = VIEW
 
     def _occurred_at(self, session: Session) -> str:
-        uniform = self._draws.uniform
-        if self.realtime:
-            stamp_ms = int(time.time() * 1000) - int(uniform() * JITTER_MS)
-        else:
-            elapsed_ms = self._items * self._ms_per_item
-            stamp_ms = self._clock0_ms + int(elapsed_ms - uniform() * JITTER_MS)
-        if uniform() < self.late_share:
+        """The event's time: the collector clock minus up to JITTER_MS (much more for a late
+        event). Simulated times come in blocks from `_simulated_stamps`."""
+        if not self.realtime:
+            stamp, late = self._next_stamp()
+            if late:
+                session.tags.append("occurred_at:late")
+            return stamp
+        stamp_ms = int(time.time() * 1000) - self._draws.below(JITTER_MS)
+        if self._draws.chance(self.late_share):
             stamp_ms -= self._draws.between(*LATE_MS)
             session.tags.append("occurred_at:late")
-        second, milli = divmod(stamp_ms, 1000)
-        prefix = self._stamps.get(second)
-        if prefix is None:
-            prefix = self._second_prefix(second)
-        return f"{prefix}.{milli:03d}Z"
+        return self._stamp(stamp_ms)
+
+    def _simulated_stamps(self) -> Iterator[tuple[str, bool]]:
+        """(occurred_at, late) of item 0, 1, 2...: item k is stamped `start + JITTER_MS +
+        k / rate` minus its jitter, formatted by numpy a block at a time."""
+        rng = self._draws.numpy
+        first = 0
+        while True:
+            index = np.arange(first, first + STAMP_BLOCK, dtype=np.float64)
+            jitter = (rng.random(STAMP_BLOCK) * JITTER_MS).astype(np.int64)
+            late = rng.random(STAMP_BLOCK) < self.late_share
+            delay = np.where(late, rng.integers(LATE_MS[0], LATE_MS[1] + 1, STAMP_BLOCK), 0)
+            ms = self._clock0_ms + np.floor(index * self._ms_per_item).astype(np.int64)
+            stamps = np.datetime_as_string((ms - jitter - delay).astype("datetime64[ms]"),
+                                           unit="ms").tolist()
+            yield from zip([f"{stamp}Z" for stamp in stamps], late.tolist(), strict=True)
+            first += STAMP_BLOCK
 
     def _stamp(self, ms: int) -> str:
         second, milli = divmod(ms, 1000)

@@ -18,6 +18,10 @@ import numpy as np
 T = TypeVar("T")
 
 BLOCK = 65_536  # draws fetched from numpy at a time
+UUID_BLOCK = 4_096  # UUIDs formatted at a time
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Where the 32 hex digits of a UUID go in its 36-character text form (dashes elsewhere).
+_UUID_SLOTS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 
 
 class Weighted(Generic[T]):
@@ -66,13 +70,14 @@ class Draws:
         self._bytes = b""
         self._bytes_at = 0
 
+    @property
+    def numpy(self) -> np.random.Generator:
+        """The underlying generator, for draws made in bulk (same seed, same sequence)."""
+        return self._rng
+
     def _uuids(self) -> Iterator[str]:
-        variant = {f"{n:x}": "89ab"[n & 3] for n in range(16)}
         while True:
-            h = self._rng.bytes(16 * 4096).hex()
-            for i in range(0, len(h), 32):
-                yield (f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{variant[h[i + 16]]}"
-                       f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}")
+            yield from uuid4_block(self._rng, UUID_BLOCK)
 
     @staticmethod
     def _blocks(draw: Callable[[int], Any]) -> Iterator[float]:
@@ -124,3 +129,17 @@ class Draws:
     def digits(self, n: int) -> str:
         """`n` random decimal digits (leading zeros allowed)."""
         return str(self.big(10**n)).zfill(n)
+
+
+def uuid4_block(rng: np.random.Generator, n: int) -> list[str]:
+    """`n` random RFC 4122 version-4 UUID strings, formatted with numpy (~0.1 µs each)."""
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # variant 10xx
+    nibbles = np.empty((n, 32), dtype=np.uint8)
+    nibbles[:, 0::2] = raw >> 4
+    nibbles[:, 1::2] = raw & 0x0F
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    text[:, _UUID_SLOTS] = _HEX_DIGITS[nibbles]
+    joined = text.tobytes().decode("ascii")
+    return [joined[i : i + 36] for i in range(0, 36 * n, 36)]

@@ -6,6 +6,7 @@ objects it built, the reasons it planted), so tests can compare the pipeline wit
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -66,6 +67,7 @@ class _VisitFacts:
     keys: list[str]  # "type:id" of the subject identifiers present, in subject order
     state: str | None  # blocking consent state of the visit's identifiers
     states_version: int  # `Truth._states_version` `state` was computed at
+    events: int = 0  # valid events counted, not yet in `Truth._profiles`
 
 
 class Truth:
@@ -88,6 +90,7 @@ class Truth:
         self._states: dict[str, str] = {}  # "type:id" -> blocking state of its latest record
         self._states_version = 0  # bumped by every consent record
         self._visits: dict[int, _VisitFacts] = {}
+        self._unnumbered = itertools.count(-1, -1)  # keys for items without a visit number
         # (no identifier, gpc, dnt, under 16, analytics refused, country) -> valid events
         self._profiles: Counter[tuple[bool, bool, bool, bool, bool, str | None]] = Counter()
         self.log: list[dict[str, Any]] | None = [] if keep_log else None
@@ -117,38 +120,43 @@ class Truth:
         self._states_version += 1
 
     def _add_raw(self, message: Message) -> None:
+        items = message.items
         if message.value == b"[]":  # the empty batch (a malformed message)
             self.batch_sizes[0] += 1
         elif message.value[:1] == b"[":
-            self.batch_sizes[len(message.items)] += 1
+            self.batch_sizes[len(items)] += 1
         else:
             self.single_messages += 1
-        for item in message.items:
-            if item.reason is not None:
-                self.malformed[item.reason] += 1
-            else:
-                assert item.document is not None
-                self._add_event(item, item.document)
+        events = [item for item in items if item.reason is None]
+        if len(events) < len(items):
+            self.malformed.update(item.reason for item in items if item.reason is not None)
+        if events:
+            self._add_events(events)
 
-    def _add_event(self, item: Item, event: dict[str, Any]) -> None:
-        self.events_by_type[event["event_type"]] += 1
-        stamp = event["occurred_at"]
-        if self.first_at is None or stamp < self.first_at:
-            self.first_at = stamp
-        if self.last_at is None or stamp > self.last_at:
-            self.last_at = stamp
-        if item.tags:
-            self.tags.update(item.tags)
-        facts = self._visits.get(item.visit) if item.visit is not None else None
-        if facts is None:
-            facts = self._learn(item, event)
-        self._profiles[facts.profile] += 1
-        if self._states:
-            if facts.states_version != self._states_version:
-                facts.state = self._consent_state(facts.keys)
-                facts.states_version = self._states_version
-            if facts.state is not None:
-                self.after_record[facts.state] += 1
+    def _add_events(self, items: list[Item]) -> None:
+        """Count the valid events of one message (bulk operations where possible)."""
+        documents: list[dict[str, Any]] = [item.document for item in items]  # type: ignore[misc]
+        self.events_by_type.update([event["event_type"] for event in documents])
+        stamps = [event["occurred_at"] for event in documents]
+        low, high = min(stamps), max(stamps)
+        if self.first_at is None or low < self.first_at:
+            self.first_at = low
+        if self.last_at is None or high > self.last_at:
+            self.last_at = high
+        for tags in [item.tags for item in items if item.tags]:
+            self.tags.update(tags)
+        visits = self._visits
+        for item, event in zip(items, documents, strict=True):
+            facts = visits.get(item.visit) if item.visit is not None else None
+            if facts is None:
+                facts = self._learn(item, event)
+            facts.events += 1
+            if self._states:
+                if facts.states_version != self._states_version:
+                    facts.state = self._consent_state(facts.keys)
+                    facts.states_version = self._states_version
+                if facts.state is not None:
+                    self.after_record[facts.state] += 1
 
     def _learn(self, item: Item, event: dict[str, Any]) -> _VisitFacts:
         """Read the fields every event of a visit shares (identifiers, IP, signals) once."""
@@ -167,11 +175,17 @@ class Truth:
             item.country,
         )
         facts = _VisitFacts(profile, keys, self._consent_state(keys), self._states_version)
-        if item.visit is not None:
-            if len(self._visits) >= VISIT_CACHE:
-                self._visits.clear()
-            self._visits[item.visit] = facts
+        if len(self._visits) >= VISIT_CACHE:
+            self._flush_visits()
+        visit = next(self._unnumbered) if item.visit is None else item.visit
+        self._visits[visit] = facts
         return facts
+
+    def _flush_visits(self) -> None:
+        """Move the events counted per visit into the per-profile totals; forget the visits."""
+        for facts in self._visits.values():
+            self._profiles[facts.profile] += facts.events
+        self._visits.clear()
 
     def _consent_state(self, keys: list[str]) -> str | None:
         found: str | None = None
@@ -183,6 +197,7 @@ class Truth:
 
     def summary(self) -> dict[str, Any]:
         """The ground-truth summary (see docs/generator-readme-section.md for each field)."""
+        self._flush_visits()
         events = sum(self.events_by_type.values())
         malformed = sum(self.malformed.values())
         flags: Counter[str] = Counter()
