@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class Session:
     """One visit: who, the fields every event shares, and where the visitor is."""
 
     person: Person
-    base: dict[str, Any]
+    base: dict[str, Any]  # every event's fields but its own, after 3 placeholders (event_id...)
     page: str
     page_tags: tuple[str, ...]
     referrer: str | None
@@ -168,7 +169,7 @@ class TrafficGenerator:
         generated (None: forever). Consent messages follow the raw message that triggered
         them. Each yielded message is counted in `truth()` as sent."""
         while max_items is None or self._items < max_items:
-            limit = 1_000_000 if max_items is None else max_items - self._items
+            limit = sys.maxsize if max_items is None else max_items - self._items
             for message in self._next_messages(limit):
                 self._truth.add(message)
                 yield message
@@ -245,8 +246,11 @@ class TrafficGenerator:
                 sessions[slot] = self._new_session()
                 continue
             event_type, fields = step
-            event = {"event_id": self._draws.uuid4(), "event_type": event_type,
-                     "occurred_at": self._occurred_at(session), **session.base, **fields}
+            event = session.base.copy()  # a C-level copy; these keys keep their place first:
+            event["event_id"] = self._draws.uuid4()
+            event["event_type"] = event_type
+            event["occurred_at"] = self._occurred_at(session)
+            event.update(fields)
             person = session.person
             if session.device_ids:
                 if person.mac is not None and uniform() < MAC_IMEI_EVENT_SHARE:
@@ -380,7 +384,7 @@ class TrafficGenerator:
 
     def _session_base(self, person: Person, *, cookieless: bool, logged_in: bool) -> dict[str, Any]:
         draws = self._draws
-        base: dict[str, Any] = {}
+        base: dict[str, Any] = dict.fromkeys(("event_id", "event_type", "occurred_at"))
         if not cookieless:
             if logged_in:
                 base["user_id"] = person.user_id

@@ -29,6 +29,8 @@ class Item(NamedTuple):
     """One unit of a message: a raw event (valid or not) or a consent record.
 
     `data` is its bytes as sent: inside a batch, its own JSON; alone, the whole message.
+    `document` is read-only (events of one visit share nested objects such as `consent`):
+    `orjson.loads(item.data)` gives a private copy to modify.
     """
 
     document: dict[str, Any] | None  # the JSON object, if it is one (invalid ones too)
