@@ -12,12 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stream.processes import settings_env
 from stream.settings import Settings
 from stream.topics import create_topics, topic_specs
 from stream.traffic import TrafficGenerator, send_to_kafka
 from stream.validation import decode_message
 from tests.support.kafka import read_all
-from tests.support.workers import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
