@@ -1,0 +1,271 @@
+"""Compact per-subject state of open windows (numpy), used by `anonymizers.aggregation`.
+
+Subjects are interned per epoch to dense int ids through a 128-bit BLAKE2b digest of the
+pseudonym kept in an open-addressing numpy table (about 40 bytes per subject at load 1/2).
+A (subject, cell) pair is one uint64 key `subject_id << 32 | cell_id`; sorting by key groups
+a subject's pairs together. New entries are appended to a log in arrival order and merged
+into sorted arrays by `compact`, which also applies the contribution bounds:
+
+- at most `bound_l` per (subject, cell): counts saturate at L, summary cells keep the first L
+  values in arrival order;
+- at most `bound_m` cells per subject: the first M cells by first arrival are kept, later
+  ones dropped for good (they can never be admitted, since bounds count from the window start).
+
+Both bounds are defined by arrival order only, so processing the same events in the same
+order gives the same state however they are batched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+U32 = npt.NDArray[np.uint32]
+U16 = npt.NDArray[np.uint16]
+CELL_MASK = np.uint64(0xFFFF_FFFF)
+SHIFT = np.uint64(32)
+_EMPTY = -1
+
+
+class SubjectIndex:
+    """Dense ids for 128-bit subject digests (one index per pseudonym epoch).
+
+    Two different pseudonyms share an id only if their 128-bit BLAKE2b digests collide
+    (probability about n^2 / 2^129: 1e-25 for ten million subjects), so distinct counts are
+    exact in the same sense as the pseudonyms themselves.
+    """
+
+    __slots__ = ("_hi", "_ids", "_lo", "_n")
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._hi: U64 = np.zeros(capacity, np.uint64)
+        self._lo: U64 = np.zeros(capacity, np.uint64)
+        self._ids: npt.NDArray[np.int32] = np.full(capacity, _EMPTY, np.int32)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the table's arrays."""
+        return int(self._hi.nbytes + self._lo.nbytes + self._ids.nbytes)
+
+    def _probe(self, hi: U64, lo: U64) -> I64:
+        """Ids of the keys, -1 where absent."""
+        mask = np.int64(len(self._ids) - 1)
+        slots = (hi & np.uint64(mask)).astype(np.int64)
+        found = np.full(len(hi), _EMPTY, np.int64)
+        pending = np.arange(len(hi))
+        while len(pending):
+            s = slots[pending]
+            ids = self._ids[s]
+            empty = ids == _EMPTY
+            match = ~empty & (self._hi[s] == hi[pending]) & (self._lo[s] == lo[pending])
+            found[pending[match]] = ids[match]
+            pending = pending[~empty & ~match]
+            slots[pending] = (slots[pending] + 1) & mask
+        return found
+
+    def _insert(self, hi: U64, lo: U64, ids: I64) -> None:
+        """Insert keys known to be absent."""
+        mask = np.int64(len(self._ids) - 1)
+        slots = (hi & np.uint64(mask)).astype(np.int64)
+        pending = np.arange(len(hi))
+        while len(pending):
+            s = slots[pending]
+            free = self._ids[s] == _EMPTY
+            cand = pending[free]
+            _, first = np.unique(s[free], return_index=True)
+            winners = cand[first]
+            ws = slots[winners]
+            self._hi[ws] = hi[winners]
+            self._lo[ws] = lo[winners]
+            self._ids[ws] = ids[winners].astype(np.int32)
+            done = np.zeros(len(hi), bool)
+            done[winners] = True
+            busy = pending[~free]
+            slots[busy] = (slots[busy] + 1) & mask
+            pending = pending[~done[pending]]
+
+    def _grow(self, needed: int) -> None:
+        capacity = len(self._ids)
+        while needed * 2 > capacity:
+            capacity *= 2
+        if capacity == len(self._ids):
+            return
+        used = self._ids != _EMPTY
+        hi, lo, ids = self._hi[used], self._lo[used], self._ids[used].astype(np.int64)
+        self._hi = np.zeros(capacity, np.uint64)
+        self._lo = np.zeros(capacity, np.uint64)
+        self._ids = np.full(capacity, _EMPTY, np.int32)
+        self._insert(hi, lo, ids)
+
+    def ids_for(self, hi: U64, lo: U64) -> I64:
+        """Ids of the digests `(hi, lo)`, inserting new ones in order of first appearance."""
+        if not len(hi):
+            return np.zeros(0, np.int64)
+        order = np.lexsort((lo, hi))
+        sh, sl = hi[order], lo[order]
+        head = np.ones(len(order), bool)
+        head[1:] = (sh[1:] != sh[:-1]) | (sl[1:] != sl[:-1])
+        starts = np.flatnonzero(head)
+        uh, ul, first_pos = sh[starts], sl[starts], order[starts]
+        inverse = np.empty(len(order), np.int64)
+        inverse[order] = np.cumsum(head) - 1
+        found = self._probe(uh, ul)
+        absent = np.flatnonzero(found == _EMPTY)
+        if len(absent):
+            absent = absent[np.argsort(first_pos[absent], kind="stable")]
+            self._grow(self._n + len(absent))
+            new_ids = self._n + np.arange(len(absent), dtype=np.int64)
+            self._n += len(absent)
+            self._insert(uh[absent], ul[absent], new_ids)
+            found[absent] = new_ids
+        return found[inverse]
+
+    def find(self, hi: int, lo: int) -> int | None:
+        """The id of one digest, or None."""
+        got = int(self._probe(np.array([hi], np.uint64), np.array([lo], np.uint64))[0])
+        return None if got == _EMPTY else got
+
+
+def _group_heads(sorted_keys: U64) -> npt.NDArray[np.bool_]:
+    head = np.ones(len(sorted_keys), bool)
+    head[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return head
+
+
+def _admit_cells(unique_keys: U64, first_pos: I64, bound_m: int) -> npt.NDArray[np.bool_]:
+    """For pairs sorted by key, whether each is among its subject's first M cells by first
+    arrival (`first_pos`)."""
+    subjects = unique_keys >> SHIFT
+    order = np.lexsort((first_pos, subjects))
+    s = subjects[order]
+    head = np.ones(len(s), bool)
+    head[1:] = s[1:] != s[:-1]
+    start = np.maximum.accumulate(np.where(head, np.arange(len(s)), 0))
+    rank = np.arange(len(s)) - start
+    keep = np.empty(len(s), bool)
+    keep[order] = rank < bound_m
+    return keep
+
+
+@dataclass(slots=True)
+class PairStore:
+    """(subject, cell) pairs of one window and cell space, with saturating counts."""
+
+    keys: U64
+    counts: U16
+    log: list[U64]
+    log_len: int = 0
+
+    @classmethod
+    def empty(cls) -> PairStore:
+        """A store with no pairs."""
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint16), [])
+
+    def add(self, keys: U64, *, bound_l: int, bound_m: int) -> None:
+        """Append pair keys in arrival order; compacts when the log outgrows the state."""
+        self.log.append(keys)
+        self.log_len += len(keys)
+        if self.log_len > max(4096, len(self.keys)):
+            self.compact(bound_l=bound_l, bound_m=bound_m)
+
+    def compact(self, *, bound_l: int, bound_m: int) -> None:
+        """Merge the log into the sorted arrays, applying L and M."""
+        if not self.log:
+            return
+        new = np.concatenate(self.log)
+        keys = np.concatenate([self.keys, new])
+        weights = np.concatenate([self.counts.astype(np.int64), np.ones(len(new), np.int64)])
+        order = np.argsort(keys, kind="stable")
+        sk = keys[order]
+        starts = np.flatnonzero(_group_heads(sk))
+        sums = np.add.reduceat(weights[order], starts) if len(starts) else np.zeros(0, np.int64)
+        unique_keys = sk[starts]
+        keep = _admit_cells(unique_keys, order[starts].astype(np.int64), bound_m)
+        self.keys = unique_keys[keep]
+        self.counts = np.minimum(sums[keep], bound_l).astype(np.uint16)
+        self.log = []
+        self.log_len = 0
+
+    def remove_subject(self, subject_id: int) -> int:
+        """Drop every pair of one subject (log included); returns how many entries went."""
+        sid = np.uint64(subject_id)
+        before = len(self.keys) + self.log_len
+        keep = (self.keys >> SHIFT) != sid
+        self.keys, self.counts = self.keys[keep], self.counts[keep]
+        self.log = [chunk[(chunk >> SHIFT) != sid] for chunk in self.log]
+        self.log_len = sum(len(c) for c in self.log)
+        return before - len(self.keys) - self.log_len
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by arrays."""
+        return int(self.keys.nbytes + self.counts.nbytes + sum(c.nbytes for c in self.log))
+
+
+@dataclass(slots=True)
+class ValueStore:
+    """(subject, cell, value) entries of one window and summary space: at most L values per
+    (subject, cell), first M cells per subject; values are already clamped."""
+
+    keys: U64
+    values: U32
+    log_keys: list[U64]
+    log_values: list[U32]
+    log_len: int = 0
+
+    @classmethod
+    def empty(cls) -> ValueStore:
+        """A store with no entries."""
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint32), [], [])
+
+    def add(self, keys: U64, values: U32, *, bound_l: int, bound_m: int) -> None:
+        """Append entries in arrival order; compacts when the log outgrows the state."""
+        self.log_keys.append(keys)
+        self.log_values.append(values)
+        self.log_len += len(keys)
+        if self.log_len > max(4096, len(self.keys)):
+            self.compact(bound_l=bound_l, bound_m=bound_m)
+
+    def compact(self, *, bound_l: int, bound_m: int) -> None:
+        """Merge the log into the sorted arrays, applying L and M."""
+        if not self.log_keys:
+            return
+        keys = np.concatenate([self.keys, *self.log_keys])
+        values = np.concatenate([self.values, *self.log_values])
+        order = np.argsort(keys, kind="stable")
+        sk, sv = keys[order], values[order]
+        head = _group_heads(sk)
+        starts = np.flatnonzero(head)
+        group = np.cumsum(head) - 1
+        position = np.arange(len(sk)) - starts[group]
+        pair_keep = _admit_cells(sk[starts], order[starts].astype(np.int64), bound_m)
+        keep = (position < bound_l) & pair_keep[group]
+        self.keys, self.values = sk[keep], sv[keep]
+        self.log_keys, self.log_values = [], []
+        self.log_len = 0
+
+    def remove_subject(self, subject_id: int) -> int:
+        """Drop every entry of one subject (log included); returns how many went."""
+        sid = np.uint64(subject_id)
+        before = len(self.keys) + self.log_len
+        keep = (self.keys >> SHIFT) != sid
+        self.keys, self.values = self.keys[keep], self.values[keep]
+        masks = [(k >> SHIFT) != sid for k in self.log_keys]
+        self.log_keys = [k[m] for k, m in zip(self.log_keys, masks, strict=True)]
+        self.log_values = [v[m] for v, m in zip(self.log_values, masks, strict=True)]
+        self.log_len = sum(len(k) for k in self.log_keys)
+        return before - len(self.keys) - self.log_len
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by arrays."""
+        logs = sum(k.nbytes for k in self.log_keys) + sum(v.nbytes for v in self.log_values)
+        return int(self.keys.nbytes + self.values.nbytes + logs)
