@@ -1,7 +1,7 @@
 """Compact per-subject state of open windows (numpy), used by `anonymizers.aggregation`.
 
 Subjects are interned per epoch to dense int ids through a 128-bit BLAKE2b digest of the
-pseudonym kept in an open-addressing numpy table (about 40 bytes per subject at load 1/2).
+pseudonym, found through an open-addressing numpy table (about 28 bytes per subject).
 A (subject, cell) pair is one uint64 key `subject_id << 32 | cell_id`; sorting by key groups
 a subject's pairs together. New entries are appended to a log in arrival order and merged
 into sorted arrays by `compact`, which also applies the contribution bounds:
@@ -34,17 +34,19 @@ _EMPTY = -1
 class SubjectIndex:
     """Dense ids for 128-bit subject digests (one index per pseudonym epoch).
 
-    Two different pseudonyms share an id only if their 128-bit BLAKE2b digests collide
-    (probability about n^2 / 2^129: 1e-25 for ten million subjects), so distinct counts are
-    exact in the same sense as the pseudonyms themselves.
+    Digests live in dense arrays indexed by id; an open-addressing table of int32 ids (load at
+    most 1/2, linear probing on the digest's high bits) finds them: about 28 bytes per
+    subject. Two different pseudonyms share an id only if their 128-bit BLAKE2b digests
+    collide (probability about n^2 / 2^129: 1e-25 for ten million subjects), so distinct
+    counts are exact in the same sense as the pseudonyms themselves.
     """
 
-    __slots__ = ("_hi", "_ids", "_lo", "_n")
+    __slots__ = ("_hi", "_lo", "_n", "_slots")
 
     def __init__(self, capacity: int = 1024) -> None:
-        self._hi: U64 = np.zeros(capacity, np.uint64)
-        self._lo: U64 = np.zeros(capacity, np.uint64)
-        self._ids: npt.NDArray[np.int32] = np.full(capacity, _EMPTY, np.int32)
+        self._slots: npt.NDArray[np.int32] = np.full(capacity, _EMPTY, np.int32)
+        self._hi: U64 = np.zeros(capacity // 2, np.uint64)
+        self._lo: U64 = np.zeros(capacity // 2, np.uint64)
         self._n = 0
 
     def __len__(self) -> int:
@@ -53,57 +55,54 @@ class SubjectIndex:
     @property
     def nbytes(self) -> int:
         """Bytes held by the table's arrays."""
-        return int(self._hi.nbytes + self._lo.nbytes + self._ids.nbytes)
+        return int(self._slots.nbytes + self._hi.nbytes + self._lo.nbytes)
 
-    def _probe(self, hi: U64, lo: U64) -> I64:
-        """Ids of the keys, -1 where absent."""
-        mask = np.int64(len(self._ids) - 1)
+    def _probe(self, hi: U64, lo: U64) -> tuple[I64, I64]:
+        """Ids of the keys (-1 where absent) and, for absent ones, the empty slot found."""
+        mask = np.int64(len(self._slots) - 1)
         slots = (hi & np.uint64(mask)).astype(np.int64)
         found = np.full(len(hi), _EMPTY, np.int64)
         pending = np.arange(len(hi))
         while len(pending):
             s = slots[pending]
-            ids = self._ids[s]
+            ids = self._slots[s].astype(np.int64)
             empty = ids == _EMPTY
-            match = ~empty & (self._hi[s] == hi[pending]) & (self._lo[s] == lo[pending])
+            safe = np.where(empty, 0, ids)
+            match = ~empty & (self._hi[safe] == hi[pending]) & (self._lo[safe] == lo[pending])
             found[pending[match]] = ids[match]
             pending = pending[~empty & ~match]
             slots[pending] = (slots[pending] + 1) & mask
-        return found
+        return found, slots
 
-    def _insert(self, hi: U64, lo: U64, ids: I64) -> None:
-        """Insert keys known to be absent."""
-        mask = np.int64(len(self._ids) - 1)
+    def _place(self, hi: U64, ids: I64) -> None:
+        """Put ids of digests known to be absent into empty slots."""
+        mask = np.int64(len(self._slots) - 1)
         slots = (hi & np.uint64(mask)).astype(np.int64)
         pending = np.arange(len(hi))
         while len(pending):
             s = slots[pending]
-            free = self._ids[s] == _EMPTY
+            free = self._slots[s] == _EMPTY
             cand = pending[free]
             _, first = np.unique(s[free], return_index=True)
             winners = cand[first]
-            ws = slots[winners]
-            self._hi[ws] = hi[winners]
-            self._lo[ws] = lo[winners]
-            self._ids[ws] = ids[winners].astype(np.int32)
+            self._slots[slots[winners]] = ids[winners].astype(np.int32)
             done = np.zeros(len(hi), bool)
             done[winners] = True
             busy = pending[~free]
             slots[busy] = (slots[busy] + 1) & mask
             pending = pending[~done[pending]]
 
-    def _grow(self, needed: int) -> None:
-        capacity = len(self._ids)
+    def _reserve(self, needed: int) -> None:
+        if needed > len(self._hi):
+            size = max(needed, len(self._hi) * 3 // 2)
+            self._hi = np.concatenate([self._hi, np.zeros(size - len(self._hi), np.uint64)])
+            self._lo = np.concatenate([self._lo, np.zeros(size - len(self._lo), np.uint64)])
+        capacity = len(self._slots)
         while needed * 2 > capacity:
             capacity *= 2
-        if capacity == len(self._ids):
-            return
-        used = self._ids != _EMPTY
-        hi, lo, ids = self._hi[used], self._lo[used], self._ids[used].astype(np.int64)
-        self._hi = np.zeros(capacity, np.uint64)
-        self._lo = np.zeros(capacity, np.uint64)
-        self._ids = np.full(capacity, _EMPTY, np.int32)
-        self._insert(hi, lo, ids)
+        if capacity != len(self._slots):
+            self._slots = np.full(capacity, _EMPTY, np.int32)
+            self._place(self._hi[: self._n], np.arange(self._n, dtype=np.int64))
 
     def ids_for(self, hi: U64, lo: U64) -> I64:
         """Ids of the digests `(hi, lo)`, inserting new ones in order of first appearance."""
@@ -117,20 +116,23 @@ class SubjectIndex:
         uh, ul, first_pos = sh[starts], sl[starts], order[starts]
         inverse = np.empty(len(order), np.int64)
         inverse[order] = np.cumsum(head) - 1
-        found = self._probe(uh, ul)
+        found, _ = self._probe(uh, ul)
         absent = np.flatnonzero(found == _EMPTY)
         if len(absent):
             absent = absent[np.argsort(first_pos[absent], kind="stable")]
-            self._grow(self._n + len(absent))
+            self._reserve(self._n + len(absent))
             new_ids = self._n + np.arange(len(absent), dtype=np.int64)
+            self._hi[new_ids] = uh[absent]
+            self._lo[new_ids] = ul[absent]
             self._n += len(absent)
-            self._insert(uh[absent], ul[absent], new_ids)
+            self._place(uh[absent], new_ids)
             found[absent] = new_ids
         return found[inverse]
 
     def find(self, hi: int, lo: int) -> int | None:
         """The id of one digest, or None."""
-        got = int(self._probe(np.array([hi], np.uint64), np.array([lo], np.uint64))[0])
+        found, _ = self._probe(np.array([hi], np.uint64), np.array([lo], np.uint64))
+        got = int(found[0])
         return None if got == _EMPTY else got
 
 
