@@ -358,6 +358,8 @@ class ReleaseEngine:
                 },
                 total_subjects=total_subjects,
                 k=k,
+                other=self._release.suppression == "other" and metric.aggregate != "distinct_subjects",
+                max_cells=self._release.max_cells_per_metric,
             )
             self.counters["cells_released"] += len(decision.released)
             self.counters["cells_suppressed"] += len(decision.suppressed)
@@ -367,19 +369,11 @@ class ReleaseEngine:
                 out.extend(self._emit(metric, window, cell, dims[cell], cells[cell], "cell", k))
             held = [cells[c] for c in sorted(decision.suppressed)]
             mode = self._release.suppression
-            if mode == "other" and held and metric.aggregate != "distinct_subjects":
+            if decision.other:
                 folded = _Merged()
                 for part in held:
                     folded.absorb(part)
-                spread = min(self._release.max_cells_per_metric, len(held))
-                released_subjects = sum(cells[c].subjects for c in decision.released)
-                lower_bound = max(
-                    max(p.subjects for p in held),
-                    -(-folded.subjects // spread),
-                    total_subjects - released_subjects,
-                )
-                if lower_bound >= k:
-                    out.extend(self._emit(metric, window, OTHER_CELL, {}, folded, "other", k, distinct=False))
+                out.extend(self._emit(metric, window, OTHER_CELL, {}, folded, "other", k, distinct=False))
             if mode == "suppress_total" and not held:
                 whole = _Merged()
                 for part in cells.values():

@@ -50,12 +50,14 @@ class CellFacts:
 @dataclass(frozen=True, slots=True)
 class Decision:
     """Outcome for one metric window: cells to release and cells held back (primary:
-    fewer than k subjects; complementary: held back to avoid a bridge). `unresolved` is True
-    when no complementary choice removed every bridge and everything was held back."""
+    fewer than k subjects; complementary: held back to avoid a bridge); `other` says whether
+    the sum of the held cells is released as an `other` cell. `unresolved` is True when no
+    complementary choice removed every bridge and everything was held back."""
 
     released: frozenset[str]
     suppressed: frozenset[str]
     complementary: frozenset[str]
+    other: bool = False
     unresolved: bool = False
 
 
@@ -63,6 +65,8 @@ class Decision:
 class _Ledger:
     # Unknown edges of decided windows: (vertex, vertex, protected).
     edges: list[tuple[Vertex, Vertex, bool]] = field(default_factory=list)
+    # Totals of decided windows: (vertex, vertex, at least k subjects, released by `other`).
+    total_edges: list[tuple[Vertex, Vertex, bool, bool]] = field(default_factory=list)
     # Per undecided coarse window: its cells seen below, each with the largest number of
     # distinct subjects seen in a finer window (a lower bound of its own).
     present: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)
@@ -76,10 +80,13 @@ class SuppressionAudit:
     `sizes`: the window sizes in seconds, ascending, each dividing the next. State is kept
     per top-level (largest) window and dropped once that window is decided.
 
-    Protected unknowns (their edge must never be a bridge): cells held back for having fewer
-    than k subjects, totals below k, and undecided coarse cells or totals that may turn out
-    below k (no finer window has shown them with k subjects yet). Cells held back only to
-    protect others, and undecided values already known to reach k, may be determined.
+    Protected unknowns (their edge must never become a bridge): cells held back for having
+    fewer than k subjects, and undecided coarse cells that may turn out below k (no finer
+    window has shown them with k subjects yet). Cells held back only to protect others,
+    undecided cells already known to reach k, and window totals may be determined. A bridge
+    that exists even if the window releases nothing (a window total below k that is the
+    difference of totals of k or more, whose window has a single cell) is not of the
+    window's making and is left alone; every bridge a release would add is repaired.
     """
 
     def __init__(self, sizes: tuple[int, ...]) -> None:
@@ -121,11 +128,16 @@ class SuppressionAudit:
         cells: Mapping[str, CellFacts],
         total_subjects: int,
         k: int,
+        other: bool = False,
+        max_cells: int = 1,
     ) -> Decision:
         """Decide one metric window: release cells with at least `k` subjects unless a cell
         must be held back so that no protected value becomes derivable. `cells` maps the
         canonical dimensions text of each cell to its facts; `total_subjects` is the
-        window's exact distinct subjects of this metric."""
+        window's exact distinct subjects of this metric. With `other`, the held cells are
+        released as one `other` cell when it provably has k subjects: at least
+        max(largest held cell, ceil(held subjects / min(max_cells, held cells)),
+        total - released subjects), `max_cells` being M (a subject is in at most M cells)."""
         level = self._sizes.index(window_seconds)
         top_start = self._start_at(self._top, start_us)
         ledger = self._ledgers.setdefault(top_start, _Ledger())
@@ -147,29 +159,79 @@ class SuppressionAudit:
             seen = ledger.present[(lvl, a_start)]
             for c in sorted(seen):
                 pending.append((*self._edge(ledger, lvl, a_start, c), seen[c] < k))
-            pending.append((*self._edge(ledger, lvl, a_start, None), ledger.totals[(lvl, a_start)] < k))
-        total_edge = (
-            [] if total_subjects >= k else [(*self._edge(ledger, level, start_us, None), True)]
-        )
+            pending.append((*self._edge(ledger, lvl, a_start, None), False))
+        own_total = self._edge(ledger, level, start_us, None)
         cell_edge = {c: self._edge(ledger, level, start_us, c) for c in names}
+        # Two attackers: one who also knows every total of k or more subjects (from another
+        # metric over the same events), one who knows only what this metric released.
+        fixed_with = [*ledger.edges, *pending, *((a, b, False) for a, b, big, _ in ledger.total_edges if not big)]
+        if total_subjects < k:
+            fixed_with.append((*own_total, False))
+        fixed_without = [
+            *ledger.edges,
+            *pending,
+            *((a, b, False) for a, b, _, shown in ledger.total_edges if not shown),
+            (*own_total, False),
+        ]
+        roots = [v for c in names for v in cell_edge[c]] + list(own_total)
+
+        def other_released(kept: set[str]) -> bool:
+            if not other or not kept:
+                return False
+            held_subjects = [cells[c].subjects for c in kept]
+            bound = max(
+                max(held_subjects),
+                -(-sum(held_subjects) // min(max_cells, len(kept))),
+                total_subjects - sum(cells[c].subjects for c in names if c not in kept),
+            )
+            return bound >= k
+
+        def new_bridges(
+            fixed: list[tuple[Vertex, Vertex, bool]], kept: set[str], baseline: set[object]
+        ) -> tuple[_Bridges, list[object]]:
+            cells_kept = [c for c in names if c in kept]
+            edges = [*fixed, *((*cell_edge[c], c in primary) for c in cells_kept)]
+            found = _bridges(edges, roots)
+            keys = _edge_keys(cells_kept, found, len(fixed))
+            return found, [key for key in keys if key not in baseline]
+
+        # With totals known, a bridge present even when this window releases nothing is not of
+        # its making (a total below k that is a difference of totals of k or more, over a
+        # window with a single cell): only bridges its releases would add are repaired.
+        _, base = new_bridges(fixed_with, set(names), set())
+        baseline = set(base)
         held = set(primary)
         complementary: list[str] = []
         unresolved = False
         while True:
-            current = [(*cell_edge[c], c in primary) for c in names if c in held]
-            edges = [*ledger.edges, *pending, *total_edge, *current]
-            roots = [v for c in names for v in cell_edge[c]] + [e[0] for e in total_edge]
-            found = _bridges(edges, roots)
-            if not found.bridges:
+            repaired = False
+            for fixed, base_keys in ((fixed_without, set()), (fixed_with, baseline)):
+                found, keys = new_bridges(fixed, held, base_keys)
+                if not keys:
+                    continue
+                all_keys = _edge_keys([c for c in names if c in held], found, len(fixed))
+                found.bridges = [b for b, key in zip(found.bridges, all_keys, strict=True) if key in keys]
+                choice = _repair(found, [c for c in candidates if c not in held], cell_edge)
+                if choice is None:
+                    unresolved = True
+                else:
+                    held.add(choice)
+                    complementary.append(choice)
+                    repaired = True
                 break
-            choice = _repair(found, [c for c in candidates if c not in held], cell_edge)
-            if choice is None:
-                unresolved = True
+            if unresolved:
                 held = set(names)
                 break
-            held.add(choice)
-            complementary.append(choice)
-        ledger.edges.extend(total_edge)
+            if not repaired:
+                break
+        # An `other` cell reveals this window's total to the attacker who knows only this
+        # metric: release it only if that adds no bridge.
+        with_other = (
+            not unresolved
+            and other_released(held)
+            and not new_bridges(fixed_without[:-1], held, set())[1]
+        )
+        ledger.total_edges.append((*own_total, total_subjects >= k, with_other))
         ledger.edges.extend((*cell_edge[c], c in primary or unresolved) for c in names if c in held)
         if level == self._top:
             del self._ledgers[top_start]
@@ -180,6 +242,7 @@ class SuppressionAudit:
             released=frozenset(c for c in names if c not in held),
             suppressed=frozenset(held),
             complementary=frozenset() if unresolved else frozenset(complementary),
+            other=with_other,
             unresolved=unresolved,
         )
 
@@ -192,6 +255,7 @@ class SuppressionAudit:
 @dataclass(slots=True)
 class _Bridges:
     bridges: list[tuple[Vertex, Vertex]]  # (parent side, child side) of each bridge
+    edge_ids: list[int]  # index in the edge list of each bridge
     tin: dict[Vertex, int]
     tout: dict[Vertex, int]
     component: dict[Vertex, int]
@@ -210,6 +274,7 @@ def _bridges(edges: list[tuple[Vertex, Vertex, bool]], roots: Iterable[Vertex]) 
     tout: dict[Vertex, int] = {}
     component: dict[Vertex, int] = {}
     found: list[tuple[Vertex, Vertex]] = []
+    ids: list[int] = []
     timer = 0
     for root in roots:
         if root in tin or root not in adjacency:
@@ -243,7 +308,13 @@ def _bridges(edges: list[tuple[Vertex, Vertex, bool]], roots: Iterable[Vertex]) 
                 low[parent] = min(low[parent], low[vertex])
                 if low[vertex] > tin[parent] and edges[parent_edge][2]:
                     found.append((parent, vertex))
-    return _Bridges(found, tin, tout, component)
+                    ids.append(parent_edge)
+    return _Bridges(found, ids, tin, tout, component)
+
+
+def _edge_keys(cells: list[str], found: _Bridges, n_fixed: int) -> list[object]:
+    """Stable names of the bridges found: the index of a fixed edge, or the cell's name."""
+    return [i if i < n_fixed else ("cell", cells[i - n_fixed]) for i in found.edge_ids]
 
 
 def _repair(

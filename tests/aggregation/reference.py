@@ -33,7 +33,7 @@ class RefCell:
     values: list[int] = field(default_factory=list)
 
 
-CellKey = tuple[str, int, int, tuple[tuple[str, str], ...]]  # metric, size, start_s, dims
+CellKey = tuple[str, int, int, tuple[tuple[str, str], ...]]  # metric, size, start - BASE_S, dims
 
 
 def reference_cells(
@@ -75,7 +75,7 @@ def reference_cells(
     for (name, size, start, subject, dims), values in contributions.items():
         if cells_of_subject[(name, size, start, subject)].index(dims) >= M:
             continue
-        cell = out[(name, size, start, dims)]
+        cell = out[(name, size, start - BASE_S, dims)]
         cell.subjects.add(subject)
         kept = values[:L]
         cell.count += len(kept)

@@ -81,7 +81,7 @@ def expected_cells(
             fields["count"] = cell.count
             fields["sum"] = sum(cell.values)
             fields["histogram"] = Counter(min(v // metric.bin_width, metric.nbins - 1) for v in cell.values)
-        out[(name, size, start - BASE_S, dims)] = fields
+        out[(name, size, start, dims)] = fields
     return out
 
 
