@@ -161,9 +161,13 @@ class PartitionAggregator:
         event."""
         if self._next_offset is not None or self._open:
             raise RuntimeError("resume() must be called before any event is processed")
-        through = parse_time_us(closed_through) if isinstance(closed_through, str) else closed_through
+        through = (
+            parse_time_us(closed_through) if isinstance(closed_through, str) else closed_through
+        )
         if through is None:
-            raise ValueError(f"closed_through must be RFC 3339 or microseconds; got {closed_through!r}")
+            raise ValueError(
+                f"closed_through must be RFC 3339 or microseconds; got {closed_through!r}"
+            )
         self._watermark = through
         self._reported_through = through
 
@@ -528,7 +532,9 @@ class PartitionAggregator:
             cell["report"] = report
             records.append(
                 Record(
-                    partial_key(self._partition, cell["metric"], start, end, dims_part(cell["dimensions"])),
+                    partial_key(
+                        self._partition, cell["metric"], start, end, dims_part(cell["dimensions"])
+                    ),
                     cell,
                 )
             )
@@ -587,7 +593,9 @@ def _metric_cells(
                     "bin_width": metric.bin_width,
                     "histogram": [
                         [int(b), int(c)]
-                        for b, c in zip(hist_bins[lo:hi].tolist(), counts[lo:hi].tolist(), strict=True)
+                        for b, c in zip(
+                            hist_bins[lo:hi].tolist(), counts[lo:hi].tolist(), strict=True
+                        )
                     ],
                 },
             )

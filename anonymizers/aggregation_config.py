@@ -100,15 +100,21 @@ class MetricSpec:
         if not self.name or not all(c.islower() or c.isdigit() or c == "_" for c in self.name):
             out.append(f"{path}.name must match [a-z0-9_]+; got {self.name!r}")
         if not self.event_types:
-            out.append(f"{path}.event_types must name at least one of {sorted(EVENT_TYPES)}; got []")
+            out.append(
+                f"{path}.event_types must name at least one of {sorted(EVENT_TYPES)}; got []"
+            )
         for event_type in self.event_types:
             if event_type not in EVENT_TYPES:
-                out.append(f"{path}.event_types must be among {sorted(EVENT_TYPES)}; got {event_type!r}")
+                out.append(
+                    f"{path}.event_types must be among {sorted(EVENT_TYPES)}; got {event_type!r}"
+                )
         if len(set(self.dimensions)) != len(self.dimensions):
             out.append(f"{path}.dimensions must not repeat a field; got {list(self.dimensions)}")
         for dimension in self.dimensions:
             if dimension not in DIMENSIONS:
-                out.append(f"{path}.dimensions must be among {sorted(DIMENSIONS)}; got {dimension!r}")
+                out.append(
+                    f"{path}.dimensions must be among {sorted(DIMENSIONS)}; got {dimension!r}"
+                )
         if self.aggregate not in ("count", "distinct_subjects", "summary"):
             out.append(
                 f"{path}.aggregate must be one of ['count', 'distinct_subjects', 'summary']; "
@@ -130,7 +136,9 @@ class MetricSpec:
                     f"value_max={self.value_max}; got {self.bin_width}"
                 )
         elif self.value_field is not None:
-            out.append(f"{path}.value_field is only allowed for a summary; got {self.value_field!r}")
+            out.append(
+                f"{path}.value_field is only allowed for a summary; got {self.value_field!r}"
+            )
         return out
 
     @property
@@ -211,7 +219,9 @@ class AggregationConfig:
             out.append("aggregation.windows must list at least one window size; got []")
         for i, size in enumerate(self.windows):
             if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-                out.append(f"aggregation.windows[{i}] must be an integer >= 1 (seconds); got {size!r}")
+                out.append(
+                    f"aggregation.windows[{i}] must be an integer >= 1 (seconds); got {size!r}"
+                )
         sizes_ok = not out
         if sizes_ok:
             if list(self.windows) != sorted(set(self.windows)):
@@ -237,7 +247,9 @@ class AggregationConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 out.append(f"aggregation.{name} must be an integer >= 0 (seconds); got {value!r}")
         if not isinstance(self.epoch_seconds, int) or self.epoch_seconds < 1:
-            out.append(f"aggregation.epoch_seconds must be an integer >= 1; got {self.epoch_seconds!r}")
+            out.append(
+                f"aggregation.epoch_seconds must be an integer >= 1; got {self.epoch_seconds!r}"
+            )
         if not self.metrics:
             out.append("aggregation.metrics must list at least one metric; got []")
         names = [m.name for m in self.metrics]
@@ -253,7 +265,9 @@ class AggregationConfig:
         for metric in self.metrics:
             if metric.name == name:
                 return metric
-        raise AggregationConfigError([f"unknown metric {name!r}; known: {[m.name for m in self.metrics]}"])
+        raise AggregationConfigError(
+            [f"unknown metric {name!r}; known: {[m.name for m in self.metrics]}"]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,10 +315,13 @@ class ReleaseConfig:
                 or isinstance(value, bool)
                 or not 1 <= value <= MAX_CELL_BOUND
             ):
-                out.append(f"release.{name} must be an integer in [1, {MAX_CELL_BOUND}]; got {value!r}")
+                out.append(
+                    f"release.{name} must be an integer in [1, {MAX_CELL_BOUND}]; got {value!r}"
+                )
         if self.suppression not in ("other", "suppress_total"):
             out.append(
-                f"release.suppression must be one of ['other', 'suppress_total']; got {self.suppression!r}"
+                "release.suppression must be one of ['other', 'suppress_total']; "
+                f"got {self.suppression!r}"
             )
         if self.noise.mechanism not in ("geometric", "discrete_gaussian"):
             out.append(

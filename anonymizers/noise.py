@@ -50,7 +50,10 @@ def secure_generator() -> np.random.Generator:
 class Mechanism(Protocol):
     """An integer noise distribution with mean 0."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """`geometric` or `discrete_gaussian`."""
+        ...
 
     def sample(self, rng: np.random.Generator, size: int) -> I64:
         """`size` independent draws."""
@@ -134,7 +137,9 @@ class MetricNoise:
     sum: Mechanism | None
 
 
-def plan_metric(metric: MetricSpec, release: ReleaseConfig, *, n_metrics: int) -> MetricNoise | None:
+def plan_metric(
+    metric: MetricSpec, release: ReleaseConfig, *, n_metrics: int
+) -> MetricNoise | None:
     """Calibrate the noise of `metric` (see the module docstring); None when noise is off."""
     noise = release.noise
     if not noise.enabled:
@@ -148,7 +153,9 @@ def plan_metric(metric: MetricSpec, release: ReleaseConfig, *, n_metrics: int) -
             return 2 * bound_m * per_cell, per_cell * math.sqrt(bound_m + bound_m * bound_m)
         return bound_m * per_cell, bound_m * per_cell
 
-    distinct = (bound_m + 1, math.sqrt(bound_m + 1)) if with_total else (bound_m, math.sqrt(bound_m))
+    distinct = (
+        (bound_m + 1, math.sqrt(bound_m + 1)) if with_total else (bound_m, math.sqrt(bound_m))
+    )
 
     if noise.mechanism == "geometric":
         share = noise.epsilon / n_metrics
@@ -164,9 +171,8 @@ def plan_metric(metric: MetricSpec, release: ReleaseConfig, *, n_metrics: int) -
             return DiscreteGaussian(sens[1] / math.sqrt(2 * rho))
 
     subjects = make(distinct)
-    if metric.aggregate == "distinct_subjects":
-        value = subjects
-    else:
-        value = make(additive(float(bound_l)))
-    total = make(additive(float(bound_l) * metric.value_max)) if metric.aggregate == "summary" else None
+    value = subjects if metric.aggregate == "distinct_subjects" else make(additive(float(bound_l)))
+    total = (
+        make(additive(float(bound_l) * metric.value_max)) if metric.aggregate == "summary" else None
+    )
     return MetricNoise(noise.mechanism, share, value, subjects, total)

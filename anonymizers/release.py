@@ -130,7 +130,8 @@ class ReleaseEngine:
         self._metrics: tuple[MetricSpec, ...] = tuple(aggregation.metric(n) for n in names)
         self._metric_names = frozenset(names)
         self._noise: dict[str, MetricNoise | None] = {
-            m.name: plan_metric(m, release, n_metrics=len(aggregation.metrics)) for m in self._metrics
+            m.name: plan_metric(m, release, n_metrics=len(aggregation.metrics))
+            for m in self._metrics
         }
         self._rng = rng if rng is not None else secure_generator()
         self._sizes = aggregation.windows
@@ -327,7 +328,9 @@ class ReleaseEngine:
             out[source] = lowest
         return out
 
-    def _merge(self, pending: _PendingWindow, metric: MetricSpec) -> tuple[dict[str, _Merged], dict[str, dict[str, str]], int]:
+    def _merge(
+        self, pending: _PendingWindow, metric: MetricSpec
+    ) -> tuple[dict[str, _Merged], dict[str, dict[str, str]], int]:
         cells: dict[str, _Merged] = {}
         dims: dict[str, dict[str, str]] = {}
         total_subjects = 0
@@ -353,12 +356,16 @@ class ReleaseEngine:
                 window_seconds=window.size,
                 start_us=window.start_us,
                 cells={
-                    c: CellFacts(m.subjects, m.count if metric.aggregate != "distinct_subjects" else m.subjects)
+                    c: CellFacts(
+                        m.subjects,
+                        m.count if metric.aggregate != "distinct_subjects" else m.subjects,
+                    )
                     for c, m in cells.items()
                 },
                 total_subjects=total_subjects,
                 k=k,
-                other=self._release.suppression == "other" and metric.aggregate != "distinct_subjects",
+                other=self._release.suppression == "other"
+                and metric.aggregate != "distinct_subjects",
                 max_cells=self._release.max_cells_per_metric,
             )
             self.counters["cells_released"] += len(decision.released)
@@ -373,7 +380,9 @@ class ReleaseEngine:
                 folded = _Merged()
                 for part in held:
                     folded.absorb(part)
-                out.extend(self._emit(metric, window, OTHER_CELL, {}, folded, "other", k, distinct=False))
+                out.extend(
+                    self._emit(metric, window, OTHER_CELL, {}, folded, "other", k, distinct=False)
+                )
             if mode == "suppress_total" and not held:
                 whole = _Merged()
                 for part in cells.values():
@@ -437,7 +446,9 @@ class ReleaseEngine:
     def _draw(self, mechanism: Any) -> int:
         return int(mechanism.sample(self._rng, 1)[0])
 
-    def _summary(self, metric: MetricSpec, merged: _Merged, noise: MetricNoise | None) -> dict[str, Any]:
+    def _summary(
+        self, metric: MetricSpec, merged: _Merged, noise: MetricNoise | None
+    ) -> dict[str, Any]:
         if noise is None:
             n = merged.count
             return {
@@ -467,7 +478,9 @@ def release_events(
     from anonymizers.aggregation import PartitionAggregator
 
     aggregator = PartitionAggregator(aggregation, release, partition=0)
-    engine = ReleaseEngine(aggregation, release, partitions=1, policy_version=policy_version, rng=rng)
+    engine = ReleaseEngine(
+        aggregation, release, partitions=1, policy_version=policy_version, rng=rng
+    )
     batch = list(events)
     records = aggregator.process_batch(batch, offsets=list(range(len(batch))))
     records += aggregator.close_all()

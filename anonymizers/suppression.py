@@ -148,7 +148,9 @@ class SuppressionAudit:
             key=lambda c: (cells[c].subjects, cells[c].size, c),
         )
         # Windows above this one are undecided: their cells and totals are unknowns for now.
-        ancestors = [(lvl, self._start_at(lvl, start_us)) for lvl in range(level + 1, self._top + 1)]
+        ancestors = [
+            (lvl, self._start_at(lvl, start_us)) for lvl in range(level + 1, self._top + 1)
+        ]
         for a in ancestors:
             seen = ledger.present.setdefault(a, {})
             for c in names:
@@ -164,7 +166,11 @@ class SuppressionAudit:
         cell_edge = {c: self._edge(ledger, level, start_us, c) for c in names}
         # Two attackers: one who also knows every total of k or more subjects (from another
         # metric over the same events), one who knows only what this metric released.
-        fixed_with = [*ledger.edges, *pending, *((a, b, False) for a, b, big, _ in ledger.total_edges if not big)]
+        fixed_with = [
+            *ledger.edges,
+            *pending,
+            *((a, b, False) for a, b, big, _ in ledger.total_edges if not big),
+        ]
         if total_subjects < k:
             fixed_with.append((*own_total, False))
         fixed_without = [
@@ -210,7 +216,9 @@ class SuppressionAudit:
                 if not keys:
                     continue
                 all_keys = _edge_keys([c for c in names if c in held], found, len(fixed))
-                found.bridges = [b for b, key in zip(found.bridges, all_keys, strict=True) if key in keys]
+                found.bridges = [
+                    b for b, key in zip(found.bridges, all_keys, strict=True) if key in keys
+                ]
                 choice = _repair(found, [c for c in candidates if c not in held], cell_edge)
                 if choice is None:
                     unresolved = True
@@ -332,7 +340,11 @@ def _repair(
         comp = component[child]
         for cell in candidates:
             a, b = cell_edge[cell]
-            if component.get(a) == comp and component.get(b) == comp and inside(a, child) != inside(b, child):
+            if (
+                component.get(a) == comp
+                and component.get(b) == comp
+                and inside(a, child) != inside(b, child)
+            ):
                 return cell
     for _, child in found.bridges:
         comp = component[child]

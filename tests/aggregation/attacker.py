@@ -2,9 +2,10 @@
 
 The attacker knows every released record of a count metric and, optionally and
 conservatively, the exact total of every metric window with at least k subjects (as another
-metric over the same events could reveal). Treating values as exactly additive over cells and nested windows, a
-suppressed quantity is revealed when its indicator vector over the finest cells lies in the
-span of the known rows. This tries every combination of subtractions at once."""
+metric over the same events could reveal). Treating values as exactly additive over cells
+and nested windows, a suppressed quantity is revealed when its indicator vector over the
+finest cells lies in the span of the known rows. This tries every combination of
+subtractions at once."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def exposed(
     unknowns = sorted((st, d) for (s, st, d) in present if s == finest)
     column = {u: i for i, u in enumerate(unknowns)}
 
-    def indicator(size: int, start: int, dims: Iterable[tuple[tuple[str, str], ...]] | None) -> np.ndarray:
+    def indicator(
+        size: int, start: int, dims: Iterable[tuple[tuple[str, str], ...]] | None
+    ) -> np.ndarray:
         row = np.zeros(len(unknowns))
         for (st, d), i in column.items():
             if start <= st < start + size and (dims is None or d in dims):
@@ -46,7 +49,9 @@ def exposed(
         if record["metric"] != metric:
             continue
         size = record["window_seconds"]
-        start = int(np.datetime64(record["window_start"].rstrip("Z"), "s").astype(np.int64)) - BASE_S
+        start = (
+            int(np.datetime64(record["window_start"].rstrip("Z"), "s").astype(np.int64)) - BASE_S
+        )
         cells_here = {d for (s, st, d) in present if (s, st) == (size, start)}
         if record["cell"] == "cell":
             dims = tuple(sorted(record["dimensions"].items()))
@@ -69,4 +74,6 @@ def exposed(
     for (s, st, d), cell in present.items():
         if len(cell.subjects) < k and d not in released_cells.get((s, st), set()):
             targets.append(((s, st, d), indicator(s, st, [d])))
-    return sorted(name for name, row in targets if np.linalg.matrix_rank(np.vstack([known, row])) == rank)
+    return sorted(
+        name for name, row in targets if np.linalg.matrix_rank(np.vstack([known, row])) == rank
+    )

@@ -15,7 +15,9 @@ SMALL_METRICS = (
     MetricSpec("unique_visitors", ("page_view",), ("page_url",), "distinct_subjects"),
     MetricSpec("visitors", ("page_view",), ("country",), "distinct_subjects"),
     MetricSpec("searches", ("search",), ("search_terms",), "count", sensitive=True),
-    MetricSpec("time_on_page", ("page_leave",), ("page_url",), "summary", value_field="time_on_page_ms"),
+    MetricSpec(
+        "time_on_page", ("page_leave",), ("page_url",), "summary", value_field="time_on_page_ms"
+    ),
 )
 
 
@@ -62,7 +64,9 @@ def release_records(
     **kwargs: Any,
 ) -> list[Record]:
     """Feed records to a ReleaseEngine, releasing after each, and return what it published."""
-    engine = ReleaseEngine(aggregation, release, partitions=partitions, policy_version="test", **kwargs)
+    engine = ReleaseEngine(
+        aggregation, release, partitions=partitions, policy_version="test", **kwargs
+    )
     out: list[Record] = []
     for record in records:
         engine.add(record.value)

@@ -43,8 +43,12 @@ def reference_cells(
     watermark in force, the latest earlier event time minus the lateness) skipped per window
     size; a subject's first M cells per metric and window admitted; at most L per cell."""
     L, M = release.max_contributions_per_cell, release.max_cells_per_metric
-    cells_of_subject: dict[tuple[str, int, int, str], list[tuple[tuple[str, str], ...]]] = defaultdict(list)
-    contributions: dict[tuple[str, int, int, str, tuple[tuple[str, str], ...]], list[int]] = defaultdict(list)
+    cells_of_subject: dict[tuple[str, int, int, str], list[tuple[tuple[str, str], ...]]] = (
+        defaultdict(list)
+    )
+    contributions: dict[tuple[str, int, int, str, tuple[tuple[str, str], ...]], list[int]] = (
+        defaultdict(list)
+    )
     latest: float | None = None
     for event in events:
         t = seconds_of(event["occurred_at"])
@@ -83,9 +87,7 @@ def reference_cells(
     return dict(out)
 
 
-def metric_subjects(
-    cells: Mapping[CellKey, RefCell], name: str, size: int, start: int
-) -> set[str]:
+def metric_subjects(cells: Mapping[CellKey, RefCell], name: str, size: int, start: int) -> set[str]:
     """Distinct subjects of a metric window (union over its cells)."""
     out: set[str] = set()
     for (m, s, st, _), cell in cells.items():

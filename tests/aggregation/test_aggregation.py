@@ -24,7 +24,9 @@ COUNTRIES = ["FR", "DE", "ES"]
 TERMS = ["shoes", "red shoes", "socks"]
 
 
-def make_event(subject: int, kind: int, page: int, country: int, second: float, value: int) -> dict[str, Any]:
+def make_event(
+    subject: int, kind: int, page: int, country: int, second: float, value: int
+) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_type": ["page_view", "page_view", "page_leave", "search"][kind],
         "occurred_at": at(second),
@@ -58,7 +60,12 @@ def partial_cells(records: Iterable[Record]) -> dict[CellKey, dict[str, Any]]:
     for value in latest.values():
         start = parse_time_us(value["window_start"])
         assert start is not None
-        key = (value["metric"], value["window_seconds"], start // 1_000_000 - BASE_S, tuple(sorted(value["dimensions"].items())))
+        key = (
+            value["metric"],
+            value["window_seconds"],
+            start // 1_000_000 - BASE_S,
+            tuple(sorted(value["dimensions"].items())),
+        )
         cell = out.setdefault(key, {"subjects": 0, "count": 0, "sum": 0, "histogram": Counter()})
         cell["subjects"] += value["subjects"]
         cell["count"] += value.get("count", 0)
@@ -74,20 +81,34 @@ def expected_cells(
     out: dict[CellKey, dict[str, Any]] = {}
     for (name, size, start, dims), cell in reference_cells(events, aggregation, release).items():
         metric = aggregation.metric(name)
-        fields: dict[str, Any] = {"subjects": len(cell.subjects), "count": 0, "sum": 0, "histogram": Counter()}
+        fields: dict[str, Any] = {
+            "subjects": len(cell.subjects),
+            "count": 0,
+            "sum": 0,
+            "histogram": Counter(),
+        }
         if metric.aggregate == "count":
             fields["count"] = cell.count
         if metric.aggregate == "summary":
             fields["count"] = cell.count
             fields["sum"] = sum(cell.values)
-            fields["histogram"] = Counter(min(v // metric.bin_width, metric.nbins - 1) for v in cell.values)
+            fields["histogram"] = Counter(
+                min(v // metric.bin_width, metric.nbins - 1) for v in cell.values
+            )
         out[(name, size, start, dims)] = fields
     return out
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=event_lists, lateness=st.sampled_from([0, 30, 200]), batch=st.integers(1, 30), bounds=st.tuples(st.integers(1, 3), st.integers(1, 3)))
-def test_partials_equal_reference(events: list[dict[str, Any]], lateness: int, batch: int, bounds: tuple[int, int]) -> None:
+@given(
+    events=event_lists,
+    lateness=st.sampled_from([0, 30, 200]),
+    batch=st.integers(1, 30),
+    bounds=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+)
+def test_partials_equal_reference(
+    events: list[dict[str, Any]], lateness: int, batch: int, bounds: tuple[int, int]
+) -> None:
     """Partials of one partition, in any batching and with out-of-order events, equal the
     reference computed from the definitions (lateness, first M cells, at most L per cell)."""
     aggregation = small_config(allowed_lateness=lateness)
@@ -98,7 +119,9 @@ def test_partials_equal_reference(events: list[dict[str, Any]], lateness: int, b
 
 @settings(max_examples=40, deadline=None)
 @given(events=event_lists, partitions=st.integers(1, 4))
-def test_partition_split_equals_single_partition(events: list[dict[str, Any]], partitions: int) -> None:
+def test_partition_split_equals_single_partition(
+    events: list[dict[str, Any]], partitions: int
+) -> None:
     """Keyed by subject, partitions hold disjoint subjects: their partials add up to the single
     partition's (in-order input, so lateness is the same everywhere)."""
     events = sorted(events, key=lambda e: e["occurred_at"])
@@ -117,16 +140,41 @@ def test_heavy_subject_moves_a_cell_by_at_most_l() -> None:
     aggregation = small_config(windows=(60,))
     release = ReleaseConfig(max_contributions_per_cell=4, max_cells_per_metric=2)
     heavy = [
-        {"event_type": "page_view", "occurred_at": at(i % 60 / 1.0 * 0.999), "subject": "heavy", "page_url": PAGES[i % 4], "country": "FR"}
+        {
+            "event_type": "page_view",
+            "occurred_at": at(i % 60 / 1.0 * 0.999),
+            "subject": "heavy",
+            "page_url": PAGES[i % 4],
+            "country": "FR",
+        }
         for i in range(100_000)
     ]
-    heavy.append({"event_type": "page_leave", "occurred_at": at(30), "subject": "heavy", "page_url": "/", "time_on_page_ms": 10**9})
-    heavy.append({"event_type": "page_leave", "occurred_at": at(31), "subject": "light", "page_url": "/", "time_on_page_ms": 2_500})
+    heavy.append(
+        {
+            "event_type": "page_leave",
+            "occurred_at": at(30),
+            "subject": "heavy",
+            "page_url": "/",
+            "time_on_page_ms": 10**9,
+        }
+    )
+    heavy.append(
+        {
+            "event_type": "page_leave",
+            "occurred_at": at(31),
+            "subject": "light",
+            "page_url": "/",
+            "time_on_page_ms": 2_500,
+        }
+    )
     cells = partial_cells(run_partitions([heavy], aggregation, release, batch=5000))
     page_views = {dims: c for (m, _, _, dims), c in cells.items() if m == "page_views"}
     assert len(page_views) == 2  # M = 2 cells
     assert all(c["count"] == 4 for c in page_views.values())  # L = 4 each
-    assert set(page_views) == {(("page_url", PAGES[0]),), (("page_url", PAGES[1]),)}  # the first two
+    assert set(page_views) == {
+        (("page_url", PAGES[0]),),
+        (("page_url", PAGES[1]),),
+    }  # the first two
     time_on_page = cells[("time_on_page", 60, 0, (("page_url", "/"),))]
     assert time_on_page["sum"] == 1_800_000 + 2_500
     assert time_on_page["histogram"] == Counter({1800: 1, 2: 1})
@@ -136,7 +184,13 @@ def test_malformed_events_are_counted_never_raised() -> None:
     """Non-objects, unknown types, bad times, naive times, missing subjects, bad dimension and
     value types are skipped and counted; good events around them still count."""
     aggregator = PartitionAggregator(small_config(windows=(60,)), ReleaseConfig(), partition=0)
-    good = {"event_type": "page_view", "occurred_at": at(1), "subject": "s", "page_url": "/", "country": "FR"}
+    good = {
+        "event_type": "page_view",
+        "occurred_at": at(1),
+        "subject": "s",
+        "page_url": "/",
+        "country": "FR",
+    }
     bad: list[Any] = [
         "not an object",
         {**good, "event_type": "purchase"},
@@ -146,8 +200,20 @@ def test_malformed_events_are_counted_never_raised() -> None:
         {**good, "subject": ""},
         {**good, "page_url": ["/"]},
         {**good, "page_url": None},
-        {"event_type": "page_leave", "occurred_at": at(2), "subject": "s", "page_url": "/", "time_on_page_ms": "long"},
-        {"event_type": "page_leave", "occurred_at": at(2), "subject": "s", "page_url": "/", "time_on_page_ms": float("nan")},
+        {
+            "event_type": "page_leave",
+            "occurred_at": at(2),
+            "subject": "s",
+            "page_url": "/",
+            "time_on_page_ms": "long",
+        },
+        {
+            "event_type": "page_leave",
+            "occurred_at": at(2),
+            "subject": "s",
+            "page_url": "/",
+            "time_on_page_ms": float("nan"),
+        },
     ]
     out = aggregator.process_batch([good, *bad, good], offsets=0) + aggregator.close_all()
     c = aggregator.counters
@@ -159,7 +225,9 @@ def test_malformed_events_are_counted_never_raised() -> None:
     assert c["skipped:page_views:bad_dimension"] == 1
     assert c["skipped:page_views:missing_dimension"] == 1
     assert c["skipped:time_on_page:bad_value"] == 2
-    views = [r.value for r in out if r.value["kind"] == "partial" and r.value["metric"] == "page_views"]
+    views = [
+        r.value for r in out if r.value["kind"] == "partial" and r.value["metric"] == "page_views"
+    ]
     assert [(v["count"], v["subjects"]) for v in views] == [(2, 1)]
 
 
@@ -169,7 +237,9 @@ def test_late_events_are_counted_and_change_nothing() -> None:
     aggregation = small_config(windows=(60, 240), allowed_lateness=10)
     aggregator = PartitionAggregator(aggregation, ReleaseConfig(), partition=0)
     view = {"event_type": "page_view", "subject": "s", "page_url": "/", "country": "FR"}
-    first = aggregator.process_batch([{**view, "occurred_at": at(5)}, {**view, "occurred_at": at(75)}], offsets=[0, 1])
+    first = aggregator.process_batch(
+        [{**view, "occurred_at": at(5)}, {**view, "occurred_at": at(75)}], offsets=[0, 1]
+    )
     late = aggregator.process_batch([{**view, "occurred_at": at(6), "subject": "t"}], offsets=2)
     rest = aggregator.close_all()
     assert aggregator.counters["late:60"] == 1
@@ -181,7 +251,9 @@ def test_late_events_are_counted_and_change_nothing() -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(events=event_lists, victim=st.integers(0, 9), cut=st.floats(0, 1))
-def test_erasure_equals_a_run_without_the_subject(events: list[dict[str, Any]], victim: int, cut: float) -> None:
+def test_erasure_equals_a_run_without_the_subject(
+    events: list[dict[str, Any]], victim: int, cut: float
+) -> None:
     """Erasing a subject mid-stream leaves exactly the partials of a run that never saw its
     events (in-order input; windows the erasure finds already closed are excluded)."""
     events = sorted(events, key=lambda e: e["occurred_at"])
@@ -193,16 +265,24 @@ def test_erasure_equals_a_run_without_the_subject(events: list[dict[str, Any]], 
     removed = aggregator.erase(name)
     after = aggregator.process_batch(events[split:], offsets=1) + aggregator.close_all()
     closed = partial_cells(before)
-    without = partial_cells(run_partitions([[e for e in events if e["subject"] != name]], aggregation, SMALL_RELEASE))
-    expected = {k: v for k, v in without.items() if (k[1], k[2]) not in {(c[1], c[2]) for c in closed}}
+    without = partial_cells(
+        run_partitions([[e for e in events if e["subject"] != name]], aggregation, SMALL_RELEASE)
+    )
+    expected = {
+        k: v for k, v in without.items() if (k[1], k[2]) not in {(c[1], c[2]) for c in closed}
+    }
     assert partial_cells(after) == expected
-    if not closed and any(e["subject"] == name and e["event_type"] != "search" for e in events[:split]):
+    if not closed and any(
+        e["subject"] == name and e["event_type"] != "search" for e in events[:split]
+    ):
         assert removed > 0
 
 
 @settings(max_examples=40, deadline=None)
 @given(events=event_lists, crash=st.floats(0, 1), lateness=st.sampled_from([0, 45]))
-def test_restart_from_safe_offset_reproduces_the_same_partials(events: list[dict[str, Any]], crash: float, lateness: int) -> None:
+def test_restart_from_safe_offset_reproduces_the_same_partials(
+    events: list[dict[str, Any]], crash: float, lateness: int
+) -> None:
     """Crash after any batch: a new aggregator resumed from the last progress record and fed
     from safe_offset() emits, under the same keys, the same values, and the final compacted
     set of partials equals an uninterrupted run's."""
@@ -212,14 +292,18 @@ def test_restart_from_safe_offset_reproduces_the_same_partials(events: list[dict
     sent: list[Record] = []
     stop = int(crash * len(events))
     for i in range(0, stop, 5):
-        sent += first.process_batch(events[i : min(i + 5, stop)], offsets=list(range(i, min(i + 5, stop))))
+        sent += first.process_batch(
+            events[i : min(i + 5, stop)], offsets=list(range(i, min(i + 5, stop)))
+        )
     commit = first.safe_offset() or 0
     progress = [r for r in sent if r.value["kind"] == "progress"]
     second = PartitionAggregator(aggregation, SMALL_RELEASE, partition=0)
     if progress:
         second.resume(progress[-1].value["closed_through"])
     for i in range(commit, len(events), 5):
-        sent += second.process_batch(events[i : i + 5], offsets=list(range(i, min(i + 5, len(events)))))
+        sent += second.process_batch(
+            events[i : i + 5], offsets=list(range(i, min(i + 5, len(events))))
+        )
     sent += second.close_all()
     first_values: dict[str, Any] = {}
     for record in sent:
@@ -240,7 +324,16 @@ def test_idle_partition_reports_progress_and_closes_windows() -> None:
     assert [r.value["kind"] for r in out] == ["progress"]
     assert out[0].value["closed_from"] is None
     busy = PartitionAggregator(aggregation, ReleaseConfig(), partition=0)
-    busy.process({"event_type": "page_view", "occurred_at": at(590), "subject": "s", "page_url": "/", "country": "FR"}, offset=0)
+    busy.process(
+        {
+            "event_type": "page_view",
+            "occurred_at": at(590),
+            "subject": "s",
+            "page_url": "/",
+            "country": "FR",
+        },
+        offset=0,
+    )
     assert busy.advance_idle(now) == []
     assert busy.advance_idle(now + 29_000_000) == []
     closed = busy.advance_idle(now + 60_000_000)
@@ -269,7 +362,13 @@ def test_memory_state_is_compact() -> None:
     aggregator = PartitionAggregator(aggregation, ReleaseConfig(), partition=0)
     rng = random.Random(4)
     events = [
-        {"event_type": "page_view", "occurred_at": at(rng.random() * 3000), "subject": f"s{i}", "page_url": f"/{rng.randrange(50)}", "country": "FR"}
+        {
+            "event_type": "page_view",
+            "occurred_at": at(rng.random() * 3000),
+            "subject": f"s{i}",
+            "page_url": f"/{rng.randrange(50)}",
+            "country": "FR",
+        }
         for i in range(50_000)
     ]
     aggregator.process_batch(events, offsets=0)

@@ -35,20 +35,55 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
         ({"windows": (7,)}, "must divide the pseudonym epoch"),
         ({"windows": ()}, "aggregation.windows must list at least one"),
         ({"allowed_lateness": -1}, "aggregation.allowed_lateness must be an integer >= 0"),
-        ({"metrics": (MetricSpec("x", ("page_view",), ("user_id",), "count"),)}, "aggregation.metrics.x.dimensions must be among"),
-        ({"metrics": (MetricSpec("x", ("click",), ("page_url",), "count"),)}, "aggregation.metrics.x.event_types must be among"),
-        ({"metrics": (MetricSpec("x", ("page_view",), ("page_url",), "sum"),)}, "aggregation.metrics.x.aggregate must be one of"),  # type: ignore[arg-type]
-        ({"metrics": (MetricSpec("x", ("page_leave",), ("page_url",), "summary"),)}, "aggregation.metrics.x.value_field must be one of"),
-        ({"metrics": (MetricSpec("X", ("page_view",), (), "count"),)}, "aggregation.metrics.X.name must match"),
         (
-            {"metrics": (MetricSpec("a", ("page_view",), ("country",), "count"), MetricSpec("b", ("page_view",), ("country", "region"), "count"))},
+            {"metrics": (MetricSpec("x", ("page_view",), ("user_id",), "count"),)},
+            "aggregation.metrics.x.dimensions must be among",
+        ),
+        (
+            {"metrics": (MetricSpec("x", ("click",), ("page_url",), "count"),)},
+            "aggregation.metrics.x.event_types must be among",
+        ),
+        (
+            {"metrics": (MetricSpec("x", ("page_view",), ("page_url",), "sum"),)},
+            "aggregation.metrics.x.aggregate must be one of",
+        ),  # type: ignore[arg-type]
+        (
+            {"metrics": (MetricSpec("x", ("page_leave",), ("page_url",), "summary"),)},
+            "aggregation.metrics.x.value_field must be one of",
+        ),
+        (
+            {"metrics": (MetricSpec("X", ("page_view",), (), "count"),)},
+            "aggregation.metrics.X.name must match",
+        ),
+        (
+            {
+                "metrics": (
+                    MetricSpec("a", ("page_view",), ("country",), "count"),
+                    MetricSpec("b", ("page_view",), ("country", "region"), "count"),
+                )
+            },
             "roll up",
         ),
         ({"metrics": (MetricSpec("a", ("page_view",), (), "count"),) * 2}, "names must be unique"),
     ],
-    ids=["not-nested", "not-increasing", "not-dividing-epoch", "no-windows", "negative-lateness", "identifier-dimension", "unknown-event-type", "unknown-aggregate", "summary-without-field", "bad-name", "roll-up", "duplicate"],
+    ids=[
+        "not-nested",
+        "not-increasing",
+        "not-dividing-epoch",
+        "no-windows",
+        "negative-lateness",
+        "identifier-dimension",
+        "unknown-event-type",
+        "unknown-aggregate",
+        "summary-without-field",
+        "bad-name",
+        "roll-up",
+        "duplicate",
+    ],
 )
-def test_invalid_aggregation_config_names_path_and_value(kwargs: dict[str, Any], message: str) -> None:
+def test_invalid_aggregation_config_names_path_and_value(
+    kwargs: dict[str, Any], message: str
+) -> None:
     """Every problem names the path, the allowed values and the value given."""
     with pytest.raises(AggregationConfigError, match=message):
         AggregationConfig(**kwargs)
@@ -58,7 +93,10 @@ def test_invalid_aggregation_config_names_path_and_value(kwargs: dict[str, Any],
     ("kwargs", "message"),
     [
         ({"k_min_subjects": 1}, r"release.k_min_subjects must be an integer >= 2; got 1"),
-        ({"max_cells_per_metric": 0}, r"release.max_cells_per_metric must be an integer in \[1, 65535\]; got 0"),
+        (
+            {"max_cells_per_metric": 0},
+            r"release.max_cells_per_metric must be an integer in \[1, 65535\]; got 0",
+        ),
         ({"suppression": "hide"}, "release.suppression must be one of"),
         ({"noise": NoiseConfig(True, "laplace", 1.0)}, "release.noise.mechanism must be one of"),  # type: ignore[arg-type]
         ({"noise": NoiseConfig(True, "geometric", 0)}, "release.noise.epsilon must be a number in"),
@@ -96,7 +134,12 @@ def test_released_records_match_aggregate_schema(noise: bool) -> None:
     """Released records of every kind (cells, other, total, summaries) validate."""
     aggregation = small_config()
     for mode in ("other", "suppress_total"):
-        release = ReleaseConfig(k_min_subjects=2, k_search_terms=2, suppression=mode, noise=NoiseConfig(noise, "geometric", 1.0))  # type: ignore[arg-type]
+        release = ReleaseConfig(
+            k_min_subjects=2,
+            k_search_terms=2,
+            suppression=mode,
+            noise=NoiseConfig(noise, "geometric", 1.0),
+        )  # type: ignore[arg-type]
         out, _ = release_events(traffic(3, subjects=30), aggregation, release, policy_version="v1")
         check = validator("aggregate.v1.json")
         kinds = set()

@@ -89,7 +89,12 @@ def test_calibration_follows_the_bounds_and_epsilon(mode: str, mechanism: str) -
     """Scales follow the documented formulas: geometric b = Delta1 q n / eps; Gaussian
     sigma = Delta2 / sqrt(2 rho_q), rho_q = (eps / sqrt(n))^2 / 2 / q."""
     L, M, eps, n = 3, 4, 0.5, 11
-    release = ReleaseConfig(max_contributions_per_cell=L, max_cells_per_metric=M, suppression=mode, noise=NoiseConfig(True, mechanism, eps))  # type: ignore[arg-type]
+    release = ReleaseConfig(
+        max_contributions_per_cell=L,
+        max_cells_per_metric=M,
+        suppression=mode,
+        noise=NoiseConfig(True, mechanism, eps),
+    )  # type: ignore[arg-type]
     count = MetricSpec("c", ("page_view",), ("page_url",), "count")
     distinct = MetricSpec("d", ("page_view",), ("page_url",), "distinct_subjects")
     plan_count = plan_metric(count, release, n_metrics=n)
@@ -117,25 +122,52 @@ def test_calibration_follows_the_bounds_and_epsilon(mode: str, mechanism: str) -
 def test_released_values_are_unbiased_with_the_mechanism_variance(mechanism: str) -> None:
     """Across many windows, released minus true values has mean ~0 and the variance the
     record's noise_sd announces."""
-    aggregation = small_config(windows=(60,), metrics=(MetricSpec("page_views", ("page_view",), ("page_url",), "count"),))
-    release = ReleaseConfig(k_min_subjects=2, max_contributions_per_cell=1, max_cells_per_metric=1, noise=NoiseConfig(True, mechanism, 2.0))  # type: ignore[arg-type]
+    aggregation = small_config(
+        windows=(60,), metrics=(MetricSpec("page_views", ("page_view",), ("page_url",), "count"),)
+    )
+    release = ReleaseConfig(
+        k_min_subjects=2,
+        max_contributions_per_cell=1,
+        max_cells_per_metric=1,
+        noise=NoiseConfig(True, mechanism, 2.0),
+    )  # type: ignore[arg-type]
     events = []
     windows = 1500
     for w in range(windows):
         for s in range(3):  # 3 subjects on "/" in every minute: the true count is 3
-            events.append({"event_type": "page_view", "occurred_at": at(60 * w + s), "subject": f"s{s}", "page_url": "/", "country": "FR"})
-    out, _ = release_events(events, aggregation, release, policy_version="t", rng=np.random.Generator(np.random.PCG64(7)))
+            events.append(
+                {
+                    "event_type": "page_view",
+                    "occurred_at": at(60 * w + s),
+                    "subject": f"s{s}",
+                    "page_url": "/",
+                    "country": "FR",
+                }
+            )
+    out, _ = release_events(
+        events,
+        aggregation,
+        release,
+        policy_version="t",
+        rng=np.random.Generator(np.random.PCG64(7)),
+    )
     values = [r.value for r in out if r.value["cell"] == "cell"]
     assert len(values) == windows
     errors = np.array([v["value"] - 3 for v in values], float)
     sd = values[0]["noise_sd"]
-    assert all(v["noise_sd"] == sd and v["mechanism"] == mechanism and v["epsilon"] == 2.0 for v in values)
+    assert all(
+        v["noise_sd"] == sd and v["mechanism"] == mechanism and v["epsilon"] == 2.0 for v in values
+    )
     var = sd * sd
     plan = plan_metric(aggregation.metrics[0], release, n_metrics=1)
     assert plan is not None and var == pytest.approx(plan.value.variance)
     half = int(60 * sd) + 60
     x = np.arange(-half, half + 1)
-    p = pmf_laplace(plan.value.scale, x) if mechanism == "geometric" else pmf_gaussian(plan.value.sigma, x)  # type: ignore[attr-defined]
+    p = (
+        pmf_laplace(plan.value.scale, x)
+        if mechanism == "geometric"
+        else pmf_gaussian(plan.value.sigma, x)
+    )  # type: ignore[attr-defined]
     _, mu4 = moments(p, x)
     n = len(errors)
     assert abs(errors.mean()) < 5 * math.sqrt(var / n)
@@ -146,7 +178,16 @@ def test_summary_with_noise_withholds_percentiles() -> None:
     """With noise, time on page publishes a noisy count and a clamped mean, no percentiles."""
     aggregation = small_config(windows=(60,))
     release = ReleaseConfig(k_min_subjects=2, noise=NoiseConfig(True, "geometric", 1.0))
-    events = [{"event_type": "page_leave", "occurred_at": at(s), "subject": f"s{s}", "page_url": "/", "time_on_page_ms": 5000} for s in range(5)]
+    events = [
+        {
+            "event_type": "page_leave",
+            "occurred_at": at(s),
+            "subject": f"s{s}",
+            "page_url": "/",
+            "time_on_page_ms": 5000,
+        }
+        for s in range(5)
+    ]
     out, _ = release_events(events, aggregation, release, policy_version="t")
     (record,) = [r.value for r in out if r.value["metric"] == "time_on_page"]
     assert record["value"]["p50"] is None and record["value"]["p90"] is None
