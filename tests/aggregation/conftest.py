@@ -40,8 +40,9 @@ def run_partitions(
     *,
     batch: int = 7,
 ) -> list[Record]:
-    """Run one aggregator per partition (batches of `batch` events), close everything, and
-    return every partial and progress record, per partition in order."""
+    """Run one aggregator per partition (batches of `batch` events), close everything, let
+    each partition go idle, and return every partial and progress record, per partition in
+    order."""
     out: list[Record] = []
     for number, events in enumerate(partitions):
         aggregator = PartitionAggregator(aggregation, release, partition=number)
@@ -49,9 +50,9 @@ def run_partitions(
             chunk = list(events[i : i + batch])
             out += aggregator.process_batch(chunk, offsets=list(range(i, i + len(chunk))))
         out += aggregator.close_all()
-        if not events:
-            now = 2_000_000_000 * 1_000_000
-            out += aggregator.advance_idle(now) + aggregator.advance_idle(now + 10**9)
+        # End of input: the partition goes idle, so its progress covers every window.
+        now = 2_000_000_000 * 1_000_000
+        out += aggregator.advance_idle(now) + aggregator.advance_idle(now + 10**9)
     return out
 
 
