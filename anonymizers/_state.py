@@ -18,6 +18,7 @@ order gives the same state however they are batched.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,6 @@ import numpy.typing as npt
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
-U16 = npt.NDArray[np.uint16]
 CELL_MASK = np.uint64(0xFFFF_FFFF)
 SHIFT = np.uint64(32)
 _EMPTY = -1
@@ -157,25 +157,61 @@ def _admit_cells(unique_keys: U64, first_pos: I64, bound_m: int) -> npt.NDArray[
     return keep
 
 
-@dataclass(slots=True)
-class PairStore:
-    """(subject, cell) pairs of one window and cell space, with saturating counts."""
+def _pack(canonical: U64) -> tuple[npt.NDArray[np.unsignedinteger[Any]], int]:
+    """Pack sorted canonical keys (`subject << 32 | cell`) as `subject << shift | cell`, with
+    `shift` the bits the largest cell id needs, in uint32 when everything fits. The order of
+    keys is unchanged."""
+    if not len(canonical):
+        return np.zeros(0, np.uint32), 1
+    cells = canonical & CELL_MASK
+    shift = max(1, int(cells.max()).bit_length())
+    subjects = canonical >> SHIFT
+    packed = (subjects << np.uint64(shift)) | cells
+    if int(packed[-1]) < 2**32:  # sorted: the last key is the largest
+        return packed.astype(np.uint32), shift
+    return packed, shift
 
-    keys: U64
-    counts: U16
+
+class _Packed:
+    """Keys packed by `_pack`: subjects and cells of each entry, and the canonical keys."""
+
+    keys: npt.NDArray[np.unsignedinteger[Any]]
+    shift: int
+
+    def subject_ids(self) -> I64:
+        """Subject id of each entry."""
+        return (self.keys >> self.keys.dtype.type(self.shift)).astype(np.int64)
+
+    def cell_ids(self) -> I64:
+        """Cell id of each entry."""
+        return (self.keys & self.keys.dtype.type((1 << self.shift) - 1)).astype(np.int64)
+
+    def canonical(self) -> U64:
+        """Keys as `subject << 32 | cell` (uint64)."""
+        return (self.subject_ids().astype(np.uint64) << SHIFT) | self.cell_ids().astype(np.uint64)
+
+
+@dataclass(slots=True)
+class PairStore(_Packed):
+    """(subject, cell) pairs of one window and cell space, with counts saturating at L."""
+
+    keys: npt.NDArray[np.unsignedinteger[Any]]
+    counts: npt.NDArray[np.unsignedinteger[Any]]
     log: list[U64]
+    shift: int = 1
     log_len: int = 0
 
     @classmethod
     def empty(cls) -> PairStore:
         """A store with no pairs."""
-        return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint16), [])
+        return cls(np.zeros(0, np.uint32), np.zeros(0, np.uint8), [])
 
     def add(self, keys: U64, *, bound_l: int, bound_m: int) -> None:
-        """Append pair keys in arrival order; compacts when the log outgrows the state."""
+        """Append canonical pair keys in arrival order; compacts when the log outgrows half
+        the state."""
         self.log.append(keys)
         self.log_len += len(keys)
-        if self.log_len > max(4096, len(self.keys)):
+        if self.log_len > max(4096, len(self.keys) // 2):
             self.compact(bound_l=bound_l, bound_m=bound_m)
 
     def compact(self, *, bound_l: int, bound_m: int) -> None:
@@ -183,25 +219,26 @@ class PairStore:
         if not self.log:
             return
         new = np.concatenate(self.log)
-        keys = np.concatenate([self.keys, new])
+        keys = np.concatenate([self.canonical(), new])
         weights = np.concatenate([self.counts.astype(np.int64), np.ones(len(new), np.int64)])
         order = np.argsort(keys, kind="stable")
         sk = keys[order]
         starts = np.flatnonzero(_group_heads(sk))
-        sums = np.add.reduceat(weights[order], starts) if len(starts) else np.zeros(0, np.int64)
+        sums = np.add.reduceat(weights[order], starts)
         unique_keys = sk[starts]
         keep = _admit_cells(unique_keys, order[starts].astype(np.int64), bound_m)
-        self.keys = unique_keys[keep]
-        self.counts = np.minimum(sums[keep], bound_l).astype(np.uint16)
+        self.keys, self.shift = _pack(unique_keys[keep])
+        dtype = np.uint8 if bound_l < 256 else np.uint16
+        self.counts = np.minimum(sums[keep], bound_l).astype(dtype)
         self.log = []
         self.log_len = 0
 
     def remove_subject(self, subject_id: int) -> int:
         """Drop every pair of one subject (log included); returns how many entries went."""
-        sid = np.uint64(subject_id)
         before = len(self.keys) + self.log_len
-        keep = (self.keys >> SHIFT) != sid
+        keep = self.subject_ids() != subject_id
         self.keys, self.counts = self.keys[keep], self.counts[keep]
+        sid = np.uint64(subject_id)
         self.log = [chunk[(chunk >> SHIFT) != sid] for chunk in self.log]
         self.log_len = sum(len(c) for c in self.log)
         return before - len(self.keys) - self.log_len
@@ -213,34 +250,35 @@ class PairStore:
 
 
 @dataclass(slots=True)
-class ValueStore:
+class ValueStore(_Packed):
     """(subject, cell, value) entries of one window and summary space: at most L values per
     (subject, cell), first M cells per subject; values are already clamped."""
 
-    keys: U64
+    keys: npt.NDArray[np.unsignedinteger[Any]]
     values: U32
     log_keys: list[U64]
     log_values: list[U32]
+    shift: int = 1
     log_len: int = 0
 
     @classmethod
     def empty(cls) -> ValueStore:
         """A store with no entries."""
-        return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint32), [], [])
+        return cls(np.zeros(0, np.uint32), np.zeros(0, np.uint32), [], [])
 
     def add(self, keys: U64, values: U32, *, bound_l: int, bound_m: int) -> None:
-        """Append entries in arrival order; compacts when the log outgrows the state."""
+        """Append entries in arrival order; compacts when the log outgrows half the state."""
         self.log_keys.append(keys)
         self.log_values.append(values)
         self.log_len += len(keys)
-        if self.log_len > max(4096, len(self.keys)):
+        if self.log_len > max(4096, len(self.keys) // 2):
             self.compact(bound_l=bound_l, bound_m=bound_m)
 
     def compact(self, *, bound_l: int, bound_m: int) -> None:
         """Merge the log into the sorted arrays, applying L and M."""
         if not self.log_keys:
             return
-        keys = np.concatenate([self.keys, *self.log_keys])
+        keys = np.concatenate([self.canonical(), *self.log_keys])
         values = np.concatenate([self.values, *self.log_values])
         order = np.argsort(keys, kind="stable")
         sk, sv = keys[order], values[order]
@@ -250,16 +288,17 @@ class ValueStore:
         position = np.arange(len(sk)) - starts[group]
         pair_keep = _admit_cells(sk[starts], order[starts].astype(np.int64), bound_m)
         keep = (position < bound_l) & pair_keep[group]
-        self.keys, self.values = sk[keep], sv[keep]
+        self.keys, self.shift = _pack(sk[keep])
+        self.values = sv[keep]
         self.log_keys, self.log_values = [], []
         self.log_len = 0
 
     def remove_subject(self, subject_id: int) -> int:
         """Drop every entry of one subject (log included); returns how many went."""
-        sid = np.uint64(subject_id)
         before = len(self.keys) + self.log_len
-        keep = (self.keys >> SHIFT) != sid
+        keep = self.subject_ids() != subject_id
         self.keys, self.values = self.keys[keep], self.values[keep]
+        sid = np.uint64(subject_id)
         masks = [(k >> SHIFT) != sid for k in self.log_keys]
         self.log_keys = [k[m] for k, m in zip(self.log_keys, masks, strict=True)]
         self.log_values = [v[m] for v, m in zip(self.log_values, masks, strict=True)]

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from anonymizers._state import CELL_MASK, SHIFT, PairStore, SubjectIndex, ValueStore
+from anonymizers._state import SHIFT, PairStore, SubjectIndex, ValueStore
 from anonymizers.aggregation_config import EVENT_TYPES, AggregationConfig, MetricSpec, ReleaseConfig
 from anonymizers.stats_records import (
     PARTIAL_SCHEMA,
@@ -65,8 +65,9 @@ class _Space:
 @dataclass(slots=True)
 class _Epoch:
     subjects: SubjectIndex = field(default_factory=SubjectIndex)
-    cell_maps: list[dict[tuple[str, ...], int]] = field(default_factory=list)
-    cell_lists: list[list[tuple[str, ...]]] = field(default_factory=list)
+    # Per space: cell key (the value for one dimension, else a tuple) to id, and back.
+    cell_maps: list[dict[object, int]] = field(default_factory=list)
+    cell_lists: list[list[str | tuple[str, ...]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -126,8 +127,14 @@ class PartitionAggregator:
             )
             for i, ms in enumerate(spaces.values())
         )
-        self._spaces_by_type: dict[str, tuple[_Space, ...]] = {
-            t: tuple(s for s in self._spaces if t in s.event_types) for t in EVENT_TYPES
+        # Per event type: (space index, the dimension when there is exactly one, space).
+        self._plans: dict[str, tuple[tuple[int, str | None, _Space], ...]] = {
+            t: tuple(
+                (s.index, s.dimensions[0] if len(s.dimensions) == 1 else None, s)
+                for s in self._spaces
+                if t in s.event_types
+            )
+            for t in EVENT_TYPES
         }
         self._epochs: dict[int, _Epoch] = {}
         self._open: dict[tuple[int, int], _OpenWindow] = {}
@@ -196,19 +203,21 @@ class PartitionAggregator:
         times: list[int] = []
         digests = bytearray()
         event_offsets: list[int] = []
-        positions: list[list[int]] = [[] for _ in self._spaces]
-        cells: list[list[int]] = [[] for _ in self._spaces]
+        # Per space: `event index << 32 | cell id` in arrival order, and summary values.
+        entries: list[list[int]] = [[] for _ in self._spaces]
         values: list[list[int]] = [[] for _ in self._spaces]
         counters = self.counters
+        counters["events"] += n_events
         erased = self._erased
         epoch_us = self._epoch_us
+        plans = self._plans
+        blake2b = hashlib.blake2b
         for i, event in enumerate(events):
-            counters["events"] += 1
-            if not isinstance(event, Mapping):
+            if type(event) is not dict and not isinstance(event, Mapping):
                 counters["malformed:not_object"] += 1
                 continue
-            spaces = self._spaces_by_type.get(event.get("event_type"))  # type: ignore[arg-type]
-            if spaces is None:
+            plan = plans.get(event.get("event_type"))  # type: ignore[arg-type]
+            if plan is None:
                 counters["malformed:bad_event_type"] += 1
                 continue
             t = parse_time_us(event.get("occurred_at"))
@@ -222,33 +231,40 @@ class PartitionAggregator:
             if subject in erased:
                 counters["erased_events"] += 1
                 continue
-            if not spaces:
+            if not plan:
                 counters["ignored_event_type"] += 1
                 continue
-            epoch = self._epoch_state(t // epoch_us)
+            epoch = self._epochs.get(t // epoch_us) or self._epoch_state(t // epoch_us)
+            maps, lists = epoch.cell_maps, epoch.cell_lists
             index = len(times)
             times.append(t)
             event_offsets.append(offset_list[i])
-            digests += hashlib.blake2b(subject.encode(), digest_size=16).digest()
-            for space in spaces:
-                key = self._cell_of(event, space)
-                if key is None:
-                    continue
+            digests += blake2b(subject.encode(), digest_size=16).digest()
+            shifted = index << 32
+            for space_index, single, space in plan:
+                if single is not None:
+                    key: object = event.get(single)
+                    if type(key) is not str or not key:
+                        key = self._odd_cell(key, space)
+                        if key is None:
+                            continue
+                else:
+                    key = self._cell_of(event, space)
+                    if key is None:
+                        continue
                 if space.value_field is not None:
                     value = self._value_of(event, space)
                     if value is None:
                         continue
-                    values[space.index].append(value)
-                cell_map = epoch.cell_maps[space.index]
+                    values[space_index].append(value)
+                cell_map = maps[space_index]
                 cid = cell_map.get(key)
                 if cid is None:
-                    cid = len(cell_map)
-                    cell_map[key] = cid
-                    epoch.cell_lists[space.index].append(key)
-                positions[space.index].append(index)
-                cells[space.index].append(cid)
+                    cid = cell_map[key] = len(cell_map)
+                    lists[space_index].append(key)
+                entries[space_index].append(shifted | cid)
         if times:
-            self._ingest(times, bytes(digests), event_offsets, positions, cells, values)
+            self._ingest(times, bytes(digests), event_offsets, entries, values)
         return self._close_ready()
 
     def _epoch_state(self, epoch: int) -> _Epoch:
@@ -260,15 +276,25 @@ class PartitionAggregator:
             self._epochs[epoch] = state
         return state
 
+    def _skip(self, space: _Space, reason: str) -> None:
+        for metric in space.metrics:
+            self.counters[f"skipped:{metric.name}:{reason}"] += 1
+
+    def _odd_cell(self, raw: object, space: _Space) -> str | None:
+        """The cell of a one-dimension space whose value is not a non-empty string."""
+        text = _dimension_value(raw)
+        if text is None:
+            self._skip(space, "missing_dimension" if raw is None or raw == "" else "bad_dimension")
+        return text
+
     def _cell_of(self, event: Mapping[str, Any], space: _Space) -> tuple[str, ...] | None:
         key: list[str] = []
         for dimension in space.dimensions:
             raw = event.get(dimension)
             text = _dimension_value(raw)
             if text is None:
-                reason = "missing_dimension" if raw is None or raw == "" else "bad_dimension"
-                for metric in space.metrics:
-                    self.counters[f"skipped:{metric.name}:{reason}"] += 1
+                missing = raw is None or raw == ""
+                self._skip(space, "missing_dimension" if missing else "bad_dimension")
                 return None
             key.append(text)
         return tuple(key)
@@ -280,8 +306,7 @@ class PartitionAggregator:
         elif type(raw) is float and math.isfinite(raw):
             value = math.floor(raw)
         else:
-            for metric in space.metrics:
-                self.counters[f"skipped:{metric.name}:bad_value"] += 1
+            self._skip(space, "bad_value")
             return None
         # Clamped again here although upstream clamps: outliers never reach a sum.
         return min(max(value, 0), space.value_max)
@@ -291,8 +316,7 @@ class PartitionAggregator:
         times: list[int],
         digests: bytes,
         event_offsets: list[int],
-        positions: list[list[int]],
-        cells: list[list[int]],
+        entries: list[list[int]],
         values: list[list[int]],
     ) -> None:
         t = np.array(times, np.int64)
@@ -306,12 +330,17 @@ class PartitionAggregator:
             sids[sel] = self._epochs[int(epoch)].subjects.ids_for(
                 np.ascontiguousarray(pairs[sel, 0]), np.ascontiguousarray(pairs[sel, 1])
             )
+        subject_keys = sids.astype(np.uint64) << SHIFT
         # Watermark in force before each event: events are late against it, not their own.
         floor = _NO_TIME if self._watermark is None else self._watermark
         running = np.maximum.accumulate(t) - self._lateness_us
         before = np.empty(len(t), np.int64)
         before[0] = floor
         before[1:] = np.maximum(running[:-1], floor)
+        packed = [np.array(e, np.uint64) for e in entries]
+        positions = [(p >> SHIFT).astype(np.int64) for p in packed]
+        cell_ids = [p & np.uint64(0xFFFF_FFFF) for p in packed]
+        value_arrays = [np.array(v, np.uint32) for v in values]
         for size in self._config.windows:
             span = size * US_PER_S
             starts = t - t % span
@@ -319,16 +348,11 @@ class PartitionAggregator:
             if late.any():
                 self.counters[f"late:{size}"] += int(late.sum())
             for space in self._spaces:
-                pos_list = positions[space.index]
-                if not pos_list:
+                pos = positions[space.index]
+                if not len(pos):
                     continue
-                pos = np.array(pos_list, np.int64)
-                cid = np.array(cells[space.index], np.uint64)
-                val = (
-                    np.array(values[space.index], np.uint32)
-                    if space.value_field is not None
-                    else None
-                )
+                cid = cell_ids[space.index]
+                val = value_arrays[space.index] if space.value_field is not None else None
                 ok = ~late[pos]
                 if not ok.all():
                     pos, cid = pos[ok], cid[ok]
@@ -336,10 +360,12 @@ class PartitionAggregator:
                 if not len(pos):
                     continue
                 w_starts = starts[pos]
-                for w_start in np.unique(w_starts).tolist():
-                    sel = w_starts == w_start
+                first_start = int(w_starts[0])
+                uniform = bool((w_starts == first_start).all())
+                for w_start in [first_start] if uniform else np.unique(w_starts).tolist():
+                    sel = slice(None) if uniform else w_starts == w_start
                     p = pos[sel]
-                    keys = (sids[p].astype(np.uint64) << SHIFT) | cid[sel]
+                    keys = subject_keys[p] | cid[sel]
                     window = self._window_state(size, int(w_start), int(offs[p].min()))
                     store = window.stores.get(space.index)
                     if val is None:
@@ -498,12 +524,14 @@ class PartitionAggregator:
             store.compact(bound_l=self._bound_l, bound_m=self._bound_m)
             if not len(store.keys):
                 continue
-            subjects_total = int(np.count_nonzero(_heads(store.keys >> SHIFT)))
+            subjects_total = int(np.count_nonzero(_heads(store.subject_ids())))
             cell_list = epoch.cell_lists[space.index]
             for metric in space.metrics:
                 metric_cells = _metric_cells(store, metric)
                 for cid, fields in metric_cells:
-                    dimensions = dict(zip(space.dimensions, cell_list[cid], strict=True))
+                    cell_key = cell_list[cid]
+                    texts = (cell_key,) if isinstance(cell_key, str) else cell_key
+                    dimensions = dict(zip(space.dimensions, texts, strict=True))
                     cells.append(
                         {
                             "schema": PARTIAL_SCHEMA,
@@ -528,14 +556,18 @@ class PartitionAggregator:
             orjson.dumps(cells, option=orjson.OPT_SORT_KEYS), digest_size=16
         ).hexdigest()
         records = []
-        for cell in cells:
-            cell["report"] = report
+        for partial in cells:
+            partial["report"] = report
             records.append(
                 Record(
                     partial_key(
-                        self._partition, cell["metric"], start, end, dims_part(cell["dimensions"])
+                        self._partition,
+                        partial["metric"],
+                        start,
+                        end,
+                        dims_part(partial["dimensions"]),
                     ),
-                    cell,
+                    partial,
                 )
             )
         summary = {
@@ -559,8 +591,8 @@ def _metric_cells(
 ) -> list[tuple[int, dict[str, Any]]]:
     """Per cell id, the partial fields of `metric` from a compacted store."""
     out: list[tuple[int, dict[str, Any]]] = []
+    cell_ids = store.cell_ids()
     if isinstance(store, PairStore):
-        cell_ids = (store.keys & CELL_MASK).astype(np.int64)
         size = int(cell_ids.max()) + 1
         subjects = np.bincount(cell_ids, minlength=size)
         counts = np.bincount(cell_ids, weights=store.counts.astype(np.float64), minlength=size)
@@ -570,7 +602,6 @@ def _metric_cells(
                 fields["count"] = int(counts[cid])
             out.append((cid, fields))
         return out
-    cell_ids = (store.keys & CELL_MASK).astype(np.int64)
     size = int(cell_ids.max()) + 1
     heads = _heads(store.keys)
     subjects = np.bincount(cell_ids[heads], minlength=size)
