@@ -11,7 +11,7 @@ unit of their `value_field` (milliseconds for `time_on_page_ms`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -336,8 +336,3 @@ class ReleaseConfig:
     def k_for(self, metric: MetricSpec) -> int:
         """The minimum distinct subjects of a released cell of `metric`."""
         return self.k_search_terms if metric.sensitive else self.k_min_subjects
-
-
-def metric_names(metrics: Iterable[MetricSpec]) -> list[str]:
-    """Names of `metrics`, in order."""
-    return [m.name for m in metrics]

@@ -105,17 +105,6 @@ class Coverage:
         """Whether a window ending at `end_us` is closed in this partition."""
         return any((lo is None or lo < end_us) and end_us <= hi for lo, hi in self._ranges)
 
-    def contiguous_through(self) -> int | None:
-        """The end of the range that starts at the beginning, if any: every window ending at
-        or before it is closed."""
-        if self._ranges and self._ranges[0][0] is None:
-            return self._ranges[0][1]
-        return None
-
-    def lowest_from(self) -> int | None:
-        """Start of the earliest range (None: the beginning, or nothing reported)."""
-        return self._ranges[0][0] if self._ranges else None
-
     def through(self) -> int | None:
         """The latest time reported closed."""
         return max((hi for _, hi in self._ranges), default=None)
