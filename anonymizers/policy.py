@@ -360,8 +360,9 @@ def _default_metrics() -> tuple[MetricConfig, ...]:
     return (
         _metric("page_views", pv, ("page_url",)),
         _metric("unique_visitors", pv, ("page_url",), "distinct_subjects"),
-        _metric("visitors", pv, ("country",), "distinct_subjects"),
-        _metric("visitors_by_region", pv, ("country", "region"), "distinct_subjects"),
+        # One visitors metric at the finest level the geo granularity allows: a coarser one
+        # beside it would be a roll-up from which suppressed cells could be derived.
+        _metric("visitors", pv, ("country", "region"), "distinct_subjects"),
         _metric("page_views_by_browser", pv, ("browser",)),
         _metric("page_views_by_os", pv, ("os",)),
         _metric("page_views_by_hardware", pv, ("hardware",)),
