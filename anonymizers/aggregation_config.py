@@ -54,7 +54,11 @@ MAX_CELL_BOUND = 65_535
 MAX_SUMMARY_BINS = 65_536
 
 
-class AggregationConfigError(AnonstreamError):
+class AggregationError(AnonstreamError):
+    """Root of the aggregation and release engine's exceptions (misuse of its API)."""
+
+
+class AggregationConfigError(AggregationError):
     """The aggregation or release configuration is invalid; `problems` lists every issue."""
 
     def __init__(self, problems: Sequence[str]) -> None:

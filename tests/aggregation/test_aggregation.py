@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from anonymizers.aggregation import PartitionAggregator
-from anonymizers.aggregation_config import AggregationConfig, ReleaseConfig
+from anonymizers.aggregation_config import AggregationConfig, AggregationError, ReleaseConfig
 from anonymizers.stats_records import Record
 from anonymizers.windows import parse_time_us
 
@@ -381,8 +381,8 @@ def test_offsets_must_match_events(offsets: list[int]) -> None:
     aggregator = PartitionAggregator(small_config(), ReleaseConfig(), partition=0)
     if len(offsets) == 2:
         assert aggregator.process_batch([], offsets=[]) == []
-        with pytest.raises(ValueError, match="one offset per event"):
+        with pytest.raises(AggregationError, match="one offset per event"):
             aggregator.process_batch([{}], offsets=offsets)
     else:
-        with pytest.raises(ValueError, match="one offset per event"):
+        with pytest.raises(AggregationError, match="one offset per event"):
             aggregator.process_batch([{}, {}], offsets=offsets)

@@ -12,7 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from anonymizers.aggregation import PartitionAggregator
-from anonymizers.aggregation_config import AggregationConfig, MetricSpec, NoiseConfig, ReleaseConfig
+from anonymizers.aggregation_config import (
+    AggregationConfig,
+    AggregationConfigError,
+    MetricSpec,
+    NoiseConfig,
+    ReleaseConfig,
+)
 from anonymizers.release import ReleaseEngine, release_events
 from anonymizers.stats_records import Record
 from anonymizers.suppression import CellFacts, SuppressionAudit
@@ -444,7 +450,7 @@ def test_malformed_partials_are_counted() -> None:
 
 def test_unknown_metric_subset_fails_at_construction() -> None:
     """Naming a metric the policy does not define fails at configuration time."""
-    with pytest.raises(Exception, match="unknown metric"):
+    with pytest.raises(AggregationConfigError, match="unknown metric"):
         ReleaseEngine(
             small_config(), SMALL_RELEASE, partitions=1, policy_version="t", metrics=["nope"]
         )
