@@ -386,3 +386,32 @@ def test_offsets_must_match_events(offsets: list[int]) -> None:
     else:
         with pytest.raises(AggregationError, match="one offset per event"):
             aggregator.process_batch([{}, {}], offsets=offsets)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    events=event_lists,
+    heavy=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 479)), min_size=1, max_size=400),
+    bounds=st.tuples(st.integers(1, 4), st.integers(1, 3)),
+)
+def test_one_subject_moves_any_cell_by_at_most_l(
+    events: list[dict[str, Any]], heavy: list[tuple[int, int]], bounds: tuple[int, int]
+) -> None:
+    """Adding one subject's events, however many, changes any cell's count by at most L and
+    its distinct subjects by at most 1, and changes at most M cells per metric and window."""
+    events = sorted(events, key=lambda e: e["occurred_at"])
+    extra = [make_event(99, 0, page, 0, second, 0) for page, second in heavy]
+    both = sorted(events + extra, key=lambda e: e["occurred_at"])
+    aggregation = small_config()
+    release = ReleaseConfig(max_contributions_per_cell=bounds[0], max_cells_per_metric=bounds[1])
+    without = partial_cells(run_partitions([events], aggregation, release))
+    with_heavy = partial_cells(run_partitions([both], aggregation, release))
+    empty = {"subjects": 0, "count": 0, "sum": 0, "histogram": Counter()}
+    changed: Counter[tuple[str, int, int]] = Counter()
+    for key in set(without) | set(with_heavy):
+        before, after = without.get(key, empty), with_heavy.get(key, empty)
+        assert 0 <= after["count"] - before["count"] <= bounds[0]
+        assert after["subjects"] - before["subjects"] in (0, 1)
+        if after != before:
+            changed[key[:3]] += 1
+    assert all(n <= bounds[1] for n in changed.values())
