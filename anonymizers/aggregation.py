@@ -51,7 +51,14 @@ from anonymizers.stats_records import (
     partial_key,
     progress_key,
 )
-from anonymizers.windows import US_PER_S, Window, format_time_us, parse_time_us
+from anonymizers.windows import (
+    MAX_EVENT_US,
+    MIN_EVENT_US,
+    US_PER_S,
+    Window,
+    format_time_us,
+    parse_time_us,
+)
 
 _NO_TIME = -(2**62)
 
@@ -227,7 +234,7 @@ class PartitionAggregator:
                 counters["malformed:bad_event_type"] += 1
                 continue
             t = parse_time_us(event.get("occurred_at"))
-            if t is None:
+            if t is None or not MIN_EVENT_US <= t < MAX_EVENT_US:
                 counters["malformed:bad_time"] += 1
                 continue
             subject = event.get("subject")

@@ -181,8 +181,8 @@ def test_heavy_subject_moves_a_cell_by_at_most_l() -> None:
 
 
 def test_malformed_events_are_counted_never_raised() -> None:
-    """Non-objects, unknown types, bad times, naive times, missing subjects, bad dimension and
-    value types are skipped and counted; good events around them still count."""
+    """Non-objects, unknown types, bad, naive or absurd times, missing subjects, bad dimension
+    and value types are skipped and counted; good events around them still count."""
     aggregator = PartitionAggregator(small_config(windows=(60,)), ReleaseConfig(), partition=0)
     good = {
         "event_type": "page_view",
@@ -196,6 +196,8 @@ def test_malformed_events_are_counted_never_raised() -> None:
         {**good, "event_type": "purchase"},
         {**good, "occurred_at": "yesterday"},
         {**good, "occurred_at": "2024-05-01T12:00:00"},
+        {**good, "occurred_at": "9999-12-31T23:59:59Z"},
+        {**good, "occurred_at": "1970-01-01T00:00:00Z"},
         {**good, "subject": None},
         {**good, "subject": ""},
         {**good, "page_url": ["/"]},
@@ -217,10 +219,10 @@ def test_malformed_events_are_counted_never_raised() -> None:
     ]
     out = aggregator.process_batch([good, *bad, good], offsets=0) + aggregator.close_all()
     c = aggregator.counters
-    assert c["events"] == 12
+    assert c["events"] == 14
     assert c["malformed:not_object"] == 1
     assert c["malformed:bad_event_type"] == 1
-    assert c["malformed:bad_time"] == 2
+    assert c["malformed:bad_time"] == 4
     assert c["malformed:bad_subject"] == 2
     assert c["skipped:page_views:bad_dimension"] == 1
     assert c["skipped:page_views:missing_dimension"] == 1
