@@ -52,7 +52,15 @@ from anonymizers.stats_records import (
     dims_part,
 )
 from anonymizers.suppression import CellFacts, SuppressionAudit
-from anonymizers.windows import US_PER_S, Coverage, Window, format_time_us, parse_time_us
+from anonymizers.windows import (
+    MAX_EVENT_US,
+    MIN_EVENT_US,
+    US_PER_S,
+    Coverage,
+    Window,
+    format_time_us,
+    parse_time_us,
+)
 
 
 @dataclass(slots=True)
@@ -191,7 +199,7 @@ class ReleaseEngine:
     def _window(self, record: Mapping[str, Any]) -> Window | None:
         start = parse_time_us(record["window_start"])
         size = int(record["window_seconds"])
-        if start is None or size not in self._sizes:
+        if start is None or size not in self._sizes or not MIN_EVENT_US <= start < MAX_EVENT_US:
             raise ValueError("bad window")
         window = Window.of(size, start)
         if self._floor is not None and window.end_us <= self._floor:
