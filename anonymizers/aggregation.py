@@ -37,7 +37,13 @@ import numpy as np
 import orjson
 
 from anonymizers._state import SHIFT, PairStore, SubjectIndex, ValueStore
-from anonymizers.aggregation_config import EVENT_TYPES, AggregationConfig, MetricSpec, ReleaseConfig
+from anonymizers.aggregation_config import (
+    EVENT_TYPES,
+    AggregationConfig,
+    AggregationError,
+    MetricSpec,
+    ReleaseConfig,
+)
 from anonymizers.stats_records import (
     PARTIAL_SCHEMA,
     Record,
@@ -45,7 +51,14 @@ from anonymizers.stats_records import (
     partial_key,
     progress_key,
 )
-from anonymizers.windows import US_PER_S, Window, format_time_us, parse_time_us
+from anonymizers.windows import (
+    MAX_EVENT_US,
+    MIN_EVENT_US,
+    US_PER_S,
+    Window,
+    format_time_us,
+    parse_time_us,
+)
 
 _NO_TIME = -(2**62)
 
@@ -167,12 +180,12 @@ class PartitionAggregator:
         (its `closed_through`); windows ending at or before it are closed. Call before any
         event."""
         if self._next_offset is not None or self._open:
-            raise RuntimeError("resume() must be called before any event is processed")
+            raise AggregationError("resume() must be called before any event is processed")
         through = (
             parse_time_us(closed_through) if isinstance(closed_through, str) else closed_through
         )
         if through is None:
-            raise ValueError(
+            raise AggregationError(
                 f"closed_through must be RFC 3339 or microseconds; got {closed_through!r}"
             )
         self._watermark = through
@@ -195,7 +208,7 @@ class PartitionAggregator:
         else:
             offset_list = list(offsets)
             if len(offset_list) != n_events:
-                raise ValueError("offsets must give one offset per event")
+                raise AggregationError("offsets must give one offset per event")
         if not n_events:
             return []
         self._next_offset = max(self._next_offset or 0, max(offset_list) + 1)
@@ -221,7 +234,7 @@ class PartitionAggregator:
                 counters["malformed:bad_event_type"] += 1
                 continue
             t = parse_time_us(event.get("occurred_at"))
-            if t is None:
+            if t is None or not MIN_EVENT_US <= t < MAX_EVENT_US:
                 counters["malformed:bad_time"] += 1
                 continue
             subject = event.get("subject")

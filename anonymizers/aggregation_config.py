@@ -11,9 +11,10 @@ unit of their `value_field` (milliseconds for `time_on_page_ms`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 from anonymizers.exceptions import AnonstreamError
 
@@ -54,7 +55,11 @@ MAX_CELL_BOUND = 65_535
 MAX_SUMMARY_BINS = 65_536
 
 
-class AggregationConfigError(AnonstreamError):
+class AggregationError(AnonstreamError):
+    """Root of the aggregation and release engine's exceptions (misuse of its API)."""
+
+
+class AggregationConfigError(AggregationError):
     """The aggregation or release configuration is invalid; `problems` lists every issue."""
 
     def __init__(self, problems: Sequence[str]) -> None:
@@ -336,3 +341,92 @@ class ReleaseConfig:
     def k_for(self, metric: MetricSpec) -> int:
         """The minimum distinct subjects of a released cell of `metric`."""
         return self.k_search_terms if metric.sensitive else self.k_min_subjects
+
+
+_DURATION = re.compile(r"^([0-9]+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object, *, path: str) -> int:
+    """Seconds of a policy duration: an integer of seconds, or text such as "90s", "1m",
+    "1h", "1d"; `AggregationConfigError` naming `path` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match:
+            return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise AggregationConfigError(
+        [f'{path} must be seconds or a duration like "90s", "1m", "1h", "1d"; got {value!r}']
+    )
+
+
+def _unknown_keys(data: Mapping[str, Any], allowed: set[str], path: str) -> list[str]:
+    return [
+        f"{path}.{key} is not a known setting; known: {sorted(allowed)}"
+        for key in sorted(set(data) - allowed)
+    ]
+
+
+def aggregation_from_mapping(data: Mapping[str, Any]) -> AggregationConfig:
+    """Build the config from the policy's `aggregation` section as plain data (e.g. a
+    pydantic model's `model_dump()`): `windows` (durations), `allowed_lateness`,
+    `idle_timeout` (durations), `metrics` (list of {name, event_types, dimensions, aggregate,
+    value_field, sensitive, value_max, bin_width}), `epoch_seconds`. Unknown keys and every
+    invalid value are reported at once."""
+    problems = _unknown_keys(
+        data,
+        {"windows", "allowed_lateness", "idle_timeout", "metrics", "epoch_seconds"},
+        "aggregation",
+    )
+    kwargs: dict[str, Any] = {}
+    try:
+        if "windows" in data:
+            kwargs["windows"] = tuple(
+                parse_duration(w, path=f"aggregation.windows[{i}]")
+                for i, w in enumerate(data["windows"])
+            )
+        for name in ("allowed_lateness", "idle_timeout", "epoch_seconds"):
+            if name in data:
+                kwargs[name] = parse_duration(data[name], path=f"aggregation.{name}")
+    except AggregationConfigError as exc:
+        problems.extend(exc.problems)
+    if "metrics" in data:
+        metric_fields = {f.name for f in fields(MetricSpec)}
+        metrics = []
+        for i, raw in enumerate(data["metrics"]):
+            path = f"aggregation.metrics[{i}]"
+            unknown = _unknown_keys(raw, metric_fields, path)
+            missing = [
+                f"{path}.{k} is required"
+                for k in ("name", "event_types", "aggregate")
+                if k not in raw
+            ]
+            problems.extend(unknown + missing)
+            if unknown or missing:
+                continue
+            values = dict(raw)
+            values["event_types"] = tuple(values["event_types"])
+            values["dimensions"] = tuple(values.get("dimensions", ()))
+            metrics.append(MetricSpec(**values))
+        kwargs["metrics"] = tuple(metrics)
+    if problems:
+        raise AggregationConfigError(problems)
+    return AggregationConfig(**kwargs)
+
+
+def release_from_mapping(data: Mapping[str, Any]) -> ReleaseConfig:
+    """Build the config from the policy's `release` section as plain data: the
+    `ReleaseConfig` field names, `noise` as {enabled, mechanism, epsilon}."""
+    allowed = {f.name for f in fields(ReleaseConfig)}
+    problems = _unknown_keys(data, allowed, "release")
+    values = {k: v for k, v in data.items() if k in allowed}
+    noise = values.get("noise")
+    if isinstance(noise, Mapping):
+        problems.extend(_unknown_keys(noise, {"enabled", "mechanism", "epsilon"}, "release.noise"))
+        values["noise"] = NoiseConfig(
+            **{k: v for k, v in noise.items() if k in {"enabled", "mechanism", "epsilon"}}
+        )
+    if problems:
+        raise AggregationConfigError(problems)
+    return ReleaseConfig(**values)

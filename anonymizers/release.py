@@ -35,8 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from anonymizers.aggregation_config import AggregationConfig, MetricSpec, ReleaseConfig
-from anonymizers.noise import MetricNoise, plan_metric, secure_generator
+from anonymizers.aggregation_config import (
+    AggregationConfig,
+    AggregationError,
+    MetricSpec,
+    ReleaseConfig,
+)
+from anonymizers.noise import Mechanism, MetricNoise, plan_metric, secure_generator
 from anonymizers.stats_records import (
     AGGREGATE_SCHEMA,
     OTHER_CELL,
@@ -47,7 +52,15 @@ from anonymizers.stats_records import (
     dims_part,
 )
 from anonymizers.suppression import CellFacts, SuppressionAudit
-from anonymizers.windows import US_PER_S, Coverage, Window, format_time_us, parse_time_us
+from anonymizers.windows import (
+    MAX_EVENT_US,
+    MIN_EVENT_US,
+    US_PER_S,
+    Coverage,
+    Window,
+    format_time_us,
+    parse_time_us,
+)
 
 
 @dataclass(slots=True)
@@ -86,6 +99,13 @@ class _PendingWindow:
     partials: dict[int, dict[tuple[str, str], Mapping[str, Any]]] = field(default_factory=dict)
 
 
+def _key_end(key: str) -> int:
+    """Window end (microseconds) of an aggregate key; keys that do not parse sort last."""
+    parts = key.split("|")
+    end = parse_time_us(parts[2]) if len(parts) >= 4 else None
+    return 2**62 if end is None else end
+
+
 def _percentile(histogram: Mapping[int, int], n: int, q: float, width: int) -> int | None:
     """Nearest-rank percentile: lower edge of the bin holding the ceil(q n)-th smallest value."""
     if n <= 0:
@@ -121,7 +141,7 @@ class ReleaseEngine:
         resume_floor: str | None = None,
     ) -> None:
         if partitions < 1:
-            raise ValueError(f"partitions must be >= 1; got {partitions}")
+            raise AggregationError(f"partitions must be >= 1; got {partitions}")
         self._aggregation = aggregation
         self._release = release
         self._partitions = partitions
@@ -143,7 +163,7 @@ class ReleaseEngine:
         self._published: set[str] = set()
         floor = parse_time_us(resume_floor) if resume_floor is not None else None
         if resume_floor is not None and floor is None:
-            raise ValueError(f"resume_floor must be RFC 3339; got {resume_floor!r}")
+            raise AggregationError(f"resume_floor must be RFC 3339; got {resume_floor!r}")
         self._floor: int | None = floor
         self._needed: dict[int, dict[int, int]] = {}  # source partition -> offset -> window end
         self._progress_offsets: dict[int, dict[int, int]] = {}  # partition -> offset -> through
@@ -179,7 +199,7 @@ class ReleaseEngine:
     def _window(self, record: Mapping[str, Any]) -> Window | None:
         start = parse_time_us(record["window_start"])
         size = int(record["window_seconds"])
-        if start is None or size not in self._sizes:
+        if start is None or size not in self._sizes or not MIN_EVENT_US <= start < MAX_EVENT_US:
             raise ValueError("bad window")
         window = Window.of(size, start)
         if self._floor is not None and window.end_us <= self._floor:
@@ -306,6 +326,11 @@ class ReleaseEngine:
             self._decided = {k for k in self._decided if k[1] + k[0] * US_PER_S > floor}
             for audit in self._audits.values():
                 audit.forget_before(floor)
+            # Keys and offsets of windows before the floor are never needed again.
+            self._published = {k for k in self._published if _key_end(k) > floor}
+            for table in (*self._needed.values(), *self._progress_offsets.values()):
+                for offset in [o for o, t in table.items() if t <= floor]:
+                    del table[offset]
 
     def checkpoint(self) -> str | None:
         """Persist this (e.g. with the offset commit, before it) and pass it back as
@@ -315,14 +340,10 @@ class ReleaseEngine:
     def safe_offsets(self) -> dict[int, int]:
         """Per partition of `stats.partials`, the offset to commit: the lowest offset of a
         record still needed to recompute the undecided top-level windows on a restart."""
-        floor = self._floor
         out: dict[int, int] = {}
         for source, last in self._last_offset.items():
             lowest = last + 1
             for table in (self._needed.get(source, {}), self._progress_offsets.get(source, {})):
-                stale = [o for o, t in table.items() if floor is not None and t <= floor]
-                for o in stale:
-                    del table[o]
                 if table:
                     lowest = min(lowest, min(table))
             out[source] = lowest
@@ -443,7 +464,7 @@ class ReleaseEngine:
         self._published.add(key)
         return [Record(key, record)]
 
-    def _draw(self, mechanism: Any) -> int:
+    def _draw(self, mechanism: Mechanism) -> int:
         return int(mechanism.sample(self._rng, 1)[0])
 
     def _summary(

@@ -61,12 +61,60 @@ class Decision:
     unresolved: bool = False
 
 
+Edge = tuple[Vertex, Vertex, bool]  # two identities and whether the unknown is protected
+
+
+class _Contracted:
+    """The unknowns of decided windows, for one attacker, with every 2-edge-connected part
+    contracted to one vertex (union-find). Decided unknowns are never removed, so an edge
+    on a cycle of decided unknowns is never a bridge again; contracting keeps the graph each
+    decision searches about as small as one day's bridges, not all its unknowns."""
+
+    __slots__ = ("_forest", "_parent")
+
+    def __init__(self) -> None:
+        self._parent: dict[Vertex, Vertex] = {}
+        self._forest: list[Edge] = []
+
+    def find(self, vertex: Vertex) -> Vertex:
+        """The vertex standing for `vertex`'s contracted part."""
+        parent = self._parent
+        root = vertex
+        while root in parent:
+            root = parent[root]
+        while vertex in parent and parent[vertex] != root:
+            parent[vertex], vertex = root, parent[vertex]
+        return root
+
+    def map(self, edge: Edge) -> Edge:
+        """`edge` between contracted parts."""
+        return (self.find(edge[0]), self.find(edge[1]), edge[2])
+
+    def edges(self) -> list[Edge]:
+        """Decided unknowns that lie on no cycle of decided unknowns."""
+        return [self.map(e) for e in self._forest]
+
+    def add(self, edges: Iterable[Edge]) -> None:
+        """Add decided unknowns and contract the cycles they close."""
+        forest = [*self.edges(), *(self.map(e) for e in edges)]
+        forest = [e for e in forest if e[0] != e[1]]
+        vertices = [v for e in forest for v in e[:2]]
+        found = _bridges(forest, vertices, protected_only=False)
+        bridge_ids = set(found.edge_ids)
+        for i, (a, b, _) in enumerate(forest):
+            if i not in bridge_ids:
+                ra, rb = self.find(a), self.find(b)
+                if ra != rb:
+                    self._parent[ra] = rb
+        self._forest = [forest[i] for i in sorted(bridge_ids)]
+
+
 @dataclass(slots=True)
 class _Ledger:
-    # Unknown edges of decided windows: (vertex, vertex, protected).
-    edges: list[tuple[Vertex, Vertex, bool]] = field(default_factory=list)
-    # Totals of decided windows: (vertex, vertex, at least k subjects, released by `other`).
-    total_edges: list[tuple[Vertex, Vertex, bool, bool]] = field(default_factory=list)
+    # Unknowns of decided windows, for the attacker who also knows every total of k or more
+    # subjects, and for the attacker who knows only this metric's releases.
+    with_totals: _Contracted = field(default_factory=_Contracted)
+    without_totals: _Contracted = field(default_factory=_Contracted)
     # Per undecided coarse window: its cells seen below, each with the largest number of
     # distinct subjects seen in a finer window (a lower bound of its own).
     present: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)
@@ -166,20 +214,17 @@ class SuppressionAudit:
         cell_edge = {c: self._edge(ledger, level, start_us, c) for c in names}
         # Two attackers: one who also knows every total of k or more subjects (from another
         # metric over the same events), one who knows only what this metric released.
-        fixed_with = [
-            *ledger.edges,
-            *pending,
-            *((a, b, False) for a, b, big, _ in ledger.total_edges if not big),
-        ]
-        if total_subjects < k:
-            fixed_with.append((*own_total, False))
-        fixed_without = [
-            *ledger.edges,
-            *pending,
-            *((a, b, False) for a, b, _, shown in ledger.total_edges if not shown),
-            (*own_total, False),
-        ]
-        roots = [v for c in names for v in cell_edge[c]] + list(own_total)
+        views = []
+        for graph, own_known in (
+            (ledger.without_totals, False),
+            (ledger.with_totals, total_subjects >= k),
+        ):
+            fixed = [*graph.edges(), *(graph.map(e) for e in pending)]
+            if not own_known:
+                fixed.append(graph.map((*own_total, False)))  # last: `other` may reveal it
+            mapped = {c: graph.map((*e, False))[:2] for c, e in cell_edge.items()}
+            roots = [v for e in mapped.values() for v in e] + [graph.find(v) for v in own_total]
+            views.append((fixed, mapped, roots))
 
         def other_released(kept: set[str]) -> bool:
             if not other or not kept:
@@ -193,33 +238,38 @@ class SuppressionAudit:
             return bound >= k
 
         def new_bridges(
-            fixed: list[tuple[Vertex, Vertex, bool]], kept: set[str], baseline: set[object]
-        ) -> tuple[_Bridges, list[object]]:
+            view: tuple[list[Edge], dict[str, tuple[Vertex, Vertex]], list[Vertex]],
+            kept: set[str],
+            baseline: set[object],
+            *,
+            drop_last: bool = False,
+        ) -> tuple[_Bridges, list[object], list[object]]:
+            fixed, mapped, roots = view
+            if drop_last:
+                fixed = fixed[:-1]
             cells_kept = [c for c in names if c in kept]
-            edges = [*fixed, *((*cell_edge[c], c in primary) for c in cells_kept)]
+            edges = [*fixed, *((*mapped[c], c in primary) for c in cells_kept)]
             found = _bridges(edges, roots)
             keys = _edge_keys(cells_kept, found, len(fixed))
-            return found, [key for key in keys if key not in baseline]
+            return found, keys, [key for key in keys if key not in baseline]
 
         # With totals known, a bridge present even when this window releases nothing is not of
         # its making (a total below k that is a difference of totals of k or more, over a
         # window with a single cell): only bridges its releases would add are repaired.
-        _, base = new_bridges(fixed_with, set(names), set())
-        baseline = set(base)
+        baseline = set(new_bridges(views[1], set(names), set())[1])
         held = set(primary)
         complementary: list[str] = []
         unresolved = False
         while True:
             repaired = False
-            for fixed, base_keys in ((fixed_without, set()), (fixed_with, baseline)):
-                found, keys = new_bridges(fixed, held, base_keys)
+            for view, base_keys in ((views[0], set[object]()), (views[1], baseline)):
+                found, all_keys, keys = new_bridges(view, held, base_keys)
                 if not keys:
                     continue
-                all_keys = _edge_keys([c for c in names if c in held], found, len(fixed))
                 found.bridges = [
                     b for b, key in zip(found.bridges, all_keys, strict=True) if key in keys
                 ]
-                choice = _repair(found, [c for c in candidates if c not in held], cell_edge)
+                choice = _repair(found, [c for c in candidates if c not in held], view[1])
                 if choice is None:
                     unresolved = True
                 else:
@@ -237,10 +287,13 @@ class SuppressionAudit:
         with_other = (
             not unresolved
             and other_released(held)
-            and not new_bridges(fixed_without[:-1], held, set())[1]
+            and not new_bridges(views[0], held, set(), drop_last=True)[2]
         )
-        ledger.total_edges.append((*own_total, total_subjects >= k, with_other))
-        ledger.edges.extend((*cell_edge[c], c in primary or unresolved) for c in names if c in held)
+        held_edges = [(*cell_edge[c], c in primary or unresolved) for c in names if c in held]
+        ledger.without_totals.add(held_edges if with_other else [*held_edges, (*own_total, False)])
+        ledger.with_totals.add(
+            held_edges if total_subjects >= k else [*held_edges, (*own_total, False)]
+        )
         if level == self._top:
             del self._ledgers[top_start]
         else:
@@ -269,10 +322,12 @@ class _Bridges:
     component: dict[Vertex, int]
 
 
-def _bridges(edges: list[tuple[Vertex, Vertex, bool]], roots: Iterable[Vertex]) -> _Bridges:
-    """Protected bridges of the multigraph `edges` in the components holding `roots`
-    (iterative Tarjan; parallel edges are distinct edges, so two unknowns between the same
-    identities protect each other)."""
+def _bridges(
+    edges: list[Edge], roots: Iterable[Vertex], *, protected_only: bool = True
+) -> _Bridges:
+    """Bridges (protected ones only, by default) of the multigraph `edges` in the components
+    holding `roots` (iterative Tarjan; parallel edges are distinct edges, so two unknowns
+    between the same identities protect each other)."""
     adjacency: dict[Vertex, list[tuple[Vertex, int]]] = {}
     for eid, (a, b, _) in enumerate(edges):
         adjacency.setdefault(a, []).append((b, eid))
@@ -314,7 +369,7 @@ def _bridges(edges: list[tuple[Vertex, Vertex, bool]], roots: Iterable[Vertex]) 
             if stack:
                 parent = stack[-1][0]
                 low[parent] = min(low[parent], low[vertex])
-                if low[vertex] > tin[parent] and edges[parent_edge][2]:
+                if low[vertex] > tin[parent] and (edges[parent_edge][2] or not protected_only):
                     found.append((parent, vertex))
                     ids.append(parent_edge)
     return _Bridges(found, ids, tin, tout, component)

@@ -13,6 +13,10 @@ from datetime import UTC, datetime, timedelta
 US_PER_S = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
+MIN_EVENT_US = (datetime(2000, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US
+MAX_EVENT_US = (datetime(2100, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US
+"""Event times outside [2000, 2100) are malformed: one absurd time would otherwise move a
+partition's watermark decades ahead and make every later event late."""
 
 
 def parse_time_us(value: object) -> int | None:

@@ -13,7 +13,8 @@ Figures, each beside a ceiling measured in the same run over the same events:
 - state bytes per distinct subject per open window (tracemalloc: every allocation the
   aggregator made, divided by the number of (subject, open window) pairs), beside a baseline:
   the same state kept as Python dicts of sets of pseudonyms (the obvious implementation);
-- time to close the windows and release them (one partition).
+- time to close the windows and release them (one partition), and the suppression audit's
+  time per window decision over a whole day of minute and hour windows.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from anonymizers.aggregation import PartitionAggregator
 from anonymizers.aggregation_config import AggregationConfig, ReleaseConfig
 from anonymizers.release import ReleaseEngine
+from anonymizers.suppression import CellFacts, SuppressionAudit
 
 
 def make_events(subjects: int, per_subject: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -180,6 +182,61 @@ def main() -> None:
         f"close: {closed:.2f} s for {len(records):,} partial records; "
         f"release: {time.perf_counter() - start:.2f} s for {len(released):,} aggregates"
     )
+    mean, worst, decisions = audit_day()
+    print(
+        f"suppression audit, one metric, a day of 1-min and 1-h windows over 300 pages: "
+        f"{mean * 1000:.1f} ms per window decision (worst {worst * 1000:.0f} ms, "
+        f"{decisions:,} decisions)"
+    )
+
+
+def audit_day(pages: int = 300, seed: int = 2) -> tuple[float, float, int]:
+    """Suppression decisions of one metric over a whole day of 1-minute and 1-hour windows
+    (Zipf-like cell sizes, about a third of the cells below k): mean and worst seconds per
+    decision, number of decisions."""
+    rng = random.Random(seed)
+    audit = SuppressionAudit((60, 3600, 86400))
+    times: list[float] = []
+    day: dict[str, int] = {}
+    for hour in range(24):
+        hour_cells: dict[str, int] = {}
+        for minute in range(60):
+            cells = {}
+            for p in range(pages):
+                d = int(200 / (p + 1) * rng.random() * 2)
+                if d:
+                    cells[f"/p{p}"] = CellFacts(d, 2 * d)
+                    hour_cells[f"/p{p}"] = hour_cells.get(f"/p{p}", 0) + d
+            start = time.perf_counter()
+            audit.decide(
+                window_seconds=60,
+                start_us=(hour * 60 + minute) * 60_000_000,
+                cells=cells,
+                total_subjects=sum(c.subjects for c in cells.values()) // 2,
+                k=10,
+            )
+            times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        audit.decide(
+            window_seconds=3600,
+            start_us=hour * 3_600_000_000,
+            cells={c: CellFacts(v // 2 + 1, v) for c, v in hour_cells.items()},
+            total_subjects=sum(hour_cells.values()) // 3,
+            k=10,
+        )
+        times.append(time.perf_counter() - start)
+        for c, v in hour_cells.items():
+            day[c] = day.get(c, 0) + v
+    start = time.perf_counter()
+    audit.decide(
+        window_seconds=86400,
+        start_us=0,
+        cells={c: CellFacts(v // 4 + 1, v) for c, v in day.items()},
+        total_subjects=sum(day.values()) // 6,
+        k=10,
+    )
+    times.append(time.perf_counter() - start)
+    return sum(times) / len(times), max(times), len(times)
 
 
 if __name__ == "__main__":

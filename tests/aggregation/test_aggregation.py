@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from anonymizers.aggregation import PartitionAggregator
-from anonymizers.aggregation_config import AggregationConfig, ReleaseConfig
+from anonymizers.aggregation_config import AggregationConfig, AggregationError, ReleaseConfig
 from anonymizers.stats_records import Record
 from anonymizers.windows import parse_time_us
 
@@ -181,8 +181,8 @@ def test_heavy_subject_moves_a_cell_by_at_most_l() -> None:
 
 
 def test_malformed_events_are_counted_never_raised() -> None:
-    """Non-objects, unknown types, bad times, naive times, missing subjects, bad dimension and
-    value types are skipped and counted; good events around them still count."""
+    """Non-objects, unknown types, bad, naive or absurd times, missing subjects, bad dimension
+    and value types are skipped and counted; good events around them still count."""
     aggregator = PartitionAggregator(small_config(windows=(60,)), ReleaseConfig(), partition=0)
     good = {
         "event_type": "page_view",
@@ -196,6 +196,8 @@ def test_malformed_events_are_counted_never_raised() -> None:
         {**good, "event_type": "purchase"},
         {**good, "occurred_at": "yesterday"},
         {**good, "occurred_at": "2024-05-01T12:00:00"},
+        {**good, "occurred_at": "9999-12-31T23:59:59Z"},
+        {**good, "occurred_at": "1970-01-01T00:00:00Z"},
         {**good, "subject": None},
         {**good, "subject": ""},
         {**good, "page_url": ["/"]},
@@ -217,10 +219,10 @@ def test_malformed_events_are_counted_never_raised() -> None:
     ]
     out = aggregator.process_batch([good, *bad, good], offsets=0) + aggregator.close_all()
     c = aggregator.counters
-    assert c["events"] == 12
+    assert c["events"] == 14
     assert c["malformed:not_object"] == 1
     assert c["malformed:bad_event_type"] == 1
-    assert c["malformed:bad_time"] == 2
+    assert c["malformed:bad_time"] == 4
     assert c["malformed:bad_subject"] == 2
     assert c["skipped:page_views:bad_dimension"] == 1
     assert c["skipped:page_views:missing_dimension"] == 1
@@ -381,8 +383,37 @@ def test_offsets_must_match_events(offsets: list[int]) -> None:
     aggregator = PartitionAggregator(small_config(), ReleaseConfig(), partition=0)
     if len(offsets) == 2:
         assert aggregator.process_batch([], offsets=[]) == []
-        with pytest.raises(ValueError, match="one offset per event"):
+        with pytest.raises(AggregationError, match="one offset per event"):
             aggregator.process_batch([{}], offsets=offsets)
     else:
-        with pytest.raises(ValueError, match="one offset per event"):
+        with pytest.raises(AggregationError, match="one offset per event"):
             aggregator.process_batch([{}, {}], offsets=offsets)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    events=event_lists,
+    heavy=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 479)), min_size=1, max_size=400),
+    bounds=st.tuples(st.integers(1, 4), st.integers(1, 3)),
+)
+def test_one_subject_moves_any_cell_by_at_most_l(
+    events: list[dict[str, Any]], heavy: list[tuple[int, int]], bounds: tuple[int, int]
+) -> None:
+    """Adding one subject's events, however many, changes any cell's count by at most L and
+    its distinct subjects by at most 1, and changes at most M cells per metric and window."""
+    events = sorted(events, key=lambda e: e["occurred_at"])
+    extra = [make_event(99, 0, page, 0, second, 0) for page, second in heavy]
+    both = sorted(events + extra, key=lambda e: e["occurred_at"])
+    aggregation = small_config()
+    release = ReleaseConfig(max_contributions_per_cell=bounds[0], max_cells_per_metric=bounds[1])
+    without = partial_cells(run_partitions([events], aggregation, release))
+    with_heavy = partial_cells(run_partitions([both], aggregation, release))
+    empty = {"subjects": 0, "count": 0, "sum": 0, "histogram": Counter()}
+    changed: Counter[tuple[str, int, int]] = Counter()
+    for key in set(without) | set(with_heavy):
+        before, after = without.get(key, empty), with_heavy.get(key, empty)
+        assert 0 <= after["count"] - before["count"] <= bounds[0]
+        assert after["subjects"] - before["subjects"] in (0, 1)
+        if after != before:
+            changed[key[:3]] += 1
+    assert all(n <= bounds[1] for n in changed.values())

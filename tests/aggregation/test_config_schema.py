@@ -16,7 +16,9 @@ from anonymizers.aggregation_config import (
     MetricSpec,
     NoiseConfig,
     ReleaseConfig,
+    aggregation_from_mapping,
     default_metrics,
+    release_from_mapping,
 )
 from anonymizers.release import release_events
 from anonymizers.stats_records import aggregate_key, dims_part
@@ -177,3 +179,59 @@ def test_keys_are_unambiguous(a: dict[str, str], b: dict[str, str]) -> None:
 def test_key_order_is_canonical() -> None:
     """Dimension order does not change the key."""
     assert dims_part({"b": "1", "a": "2"}) == dims_part({"a": "2", "b": "1"}) == "a=2,b=1"
+
+
+def test_policy_sections_map_into_configs() -> None:
+    """Plain policy data (durations as text) maps into the engine's configs."""
+    aggregation = aggregation_from_mapping(
+        {
+            "windows": ["1m", "1h", "1d"],
+            "allowed_lateness": "90s",
+            "idle_timeout": 30,
+            "metrics": [
+                {
+                    "name": "page_views",
+                    "event_types": ["page_view"],
+                    "dimensions": ["page_url"],
+                    "aggregate": "count",
+                },
+                {
+                    "name": "searches",
+                    "event_types": ["search"],
+                    "dimensions": ["search_terms"],
+                    "aggregate": "count",
+                    "sensitive": True,
+                },
+            ],
+        }
+    )
+    assert aggregation.windows == (60, 3600, 86400)
+    assert aggregation.allowed_lateness == 90 and aggregation.idle_timeout == 30
+    assert aggregation.metric("searches").sensitive
+    release = release_from_mapping(
+        {
+            "k_min_subjects": 11,
+            "noise": {"enabled": True, "mechanism": "discrete_gaussian", "epsilon": 0.5},
+        }
+    )
+    assert release.k_min_subjects == 11 and release.noise.mechanism == "discrete_gaussian"
+
+
+def test_policy_mapping_reports_every_problem() -> None:
+    """Unknown settings, bad durations and missing metric fields are all reported."""
+    with pytest.raises(AggregationConfigError) as caught:
+        aggregation_from_mapping(
+            {
+                "windows": ["1 minute"],
+                "lateness": 3,
+                "metrics": [{"name": "x", "aggregate": "count"}],
+            }
+        )
+    text = str(caught.value)
+    assert "aggregation.windows[0] must be seconds or a duration" in text
+    assert "aggregation.lateness is not a known setting" in text
+    assert "aggregation.metrics[0].event_types is required" in text
+    with pytest.raises(
+        AggregationConfigError, match=r"release\.noise\.sigma is not a known setting"
+    ):
+        release_from_mapping({"noise": {"sigma": 2}})
