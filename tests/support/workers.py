@@ -12,6 +12,9 @@ from typing import Any
 
 from stream.broker import free_port
 from stream.settings import ENV_PREFIX, Settings
+from tests.support.http import get, scrape
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
@@ -24,6 +27,10 @@ def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
             value = value.get_secret_value()
         env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
     env["PYTHONUNBUFFERED"] = "1"
+    # The child must import this checkout's packages (not another editable install).
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
     return env
 
 
@@ -48,6 +55,38 @@ class WorkerProcess:
             code = self.process.returncode
             tail = self.output()[-4000:]
             raise AssertionError(f"{self.stage} worker exited with {code}:\n{tail}")
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's current /metrics samples ({} while it does not answer)."""
+        return scrape(self.web_port) or {}
+
+    def metric(self, name: str) -> float:
+        """One sample (e.g. `anonstream_events_dropped_total{reason="opted_out"}`); 0 if absent."""
+        return self.metrics().get(name, 0.0)
+
+    def wait_metric(
+        self, name: str, *, at_least: float, timeout_s: float = 60.0
+    ) -> dict[str, float]:
+        """Poll /metrics until sample `name` >= `at_least`; return all samples then."""
+
+        def reached() -> dict[str, float] | None:
+            self.ensure_alive()
+            values = self.metrics()
+            return values if values.get(name, 0.0) >= at_least else None
+
+        result: dict[str, float] = wait_for(
+            reached, timeout_s=timeout_s, what=f"{name} >= {at_least} on the {self.stage} worker"
+        )
+        return result
+
+    def wait_ready(self, *, timeout_s: float = 60.0) -> None:
+        """Poll /readyz until it answers 200 (consent table caught up, current key held)."""
+
+        def ready() -> bool:
+            self.ensure_alive()
+            return get(f"http://127.0.0.1:{self.web_port}/readyz")[0] == 200
+
+        wait_for(ready, timeout_s=timeout_s, what=f"the {self.stage} worker to be ready")
 
     def stop(self, *, timeout_s: float = 30.0) -> int:
         """SIGTERM and wait (the worker shuts down cleanly and commits)."""
