@@ -180,6 +180,12 @@ def _record_command(action: str, *, with_purposes: bool) -> click.Command:
             hint = f"--{subject_type.replace('_', '-')}"
             raise click.BadParameter(str(exc), param_hint=hint) from None
         publish_record(load_settings(), record)
+        if action == "opt_in" and set(record.get("purposes", PURPOSES)) != set(PURPOSES):
+            click.echo(
+                "note: a record replaces the subject's whole consent state, so this opt-in "
+                "also ends its opt-outs of the other purposes",
+                err=True,
+            )
         shown = ", ".join(record.get("purposes", PURPOSES))
         suffix = f" (purposes: {shown})" if with_purposes else ""
         click.echo(f"{action} recorded for {subject_type}{suffix}")
