@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import io
 import sys
 import time
@@ -228,15 +229,22 @@ def _canonical_value(value: str, aliases: Mapping[str, str]) -> str:
     return aliases.get(cleaned, cleaned)
 
 
+@functools.lru_cache(maxsize=1024)
+def _split_purposes(text: str) -> tuple[str, ...] | None:
+    """Purposes named in `text` (separated by `;`, `|` or `,`); None for all."""
+    text = text.strip()
+    if not text or text.lower() in ("all", "*"):
+        return None
+    for separator in PURPOSE_SEPARATORS:
+        text = text.replace(separator, ";")
+    return tuple(part.strip().lower() for part in text.split(";") if part.strip())
+
+
 def _purposes(value: object) -> object:
     """Purposes as a list (None: all); a string is split on `;`, `|` or `,`."""
     if isinstance(value, str):
-        text = value.strip()
-        if not text or text.lower() in ("all", "*"):
-            return None
-        for separator in PURPOSE_SEPARATORS:
-            text = text.replace(separator, ";")
-        return [part.strip().lower() for part in text.split(";") if part.strip()]
+        split = _split_purposes(value)
+        return None if split is None else list(split)
     if isinstance(value, list):
         return [p.strip().lower() if isinstance(p, str) else p for p in value]
     return value
@@ -248,9 +256,10 @@ def normalise_row(row: Mapping[str, object]) -> dict[str, Any]:
     Accepts the record's own fields, the aliases above, and the wide shape where the
     identifier sits in a column named after its type (`cookie_id`, ...) instead of
     `subject_type` + `subject_id`. Empty values count as absent. Raises `RowError`.
-    Canonical records skip the renaming, so the common case costs little more than the
-    schema check.
     """
+    validator = schema_validator(schemas.CONSENT_RECORD_V1)
+    if not isinstance(row.get("purposes"), str) and validator.is_valid(row):
+        return dict(row)  # already a record: the common case costs one schema check
     if row.keys() <= RECORD_FIELDS and "subject_type" in row:
         record = {name: value for name, value in row.items() if value != "" and value is not None}
     else:
@@ -290,7 +299,6 @@ def normalise_row(row: Mapping[str, object]) -> dict[str, Any]:
             record["purposes"] = purposes
     if isinstance(record.get("requested_at"), str):
         record["requested_at"] = str(record["requested_at"]).strip()
-    validator = schema_validator(schemas.CONSENT_RECORD_V1)
     if not validator.is_valid(record):
         check_record(record)
     return record
