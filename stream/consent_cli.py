@@ -134,7 +134,8 @@ def consent_record(
 def publish_record(settings: Settings, record: Mapping[str, Any]) -> None:
     """Send one consent record and wait for the broker's acknowledgement (acks=all).
 
-    Raises `ConsentPublishError` (naming no id) when the broker does not acknowledge it.
+    Raises `TopicConfigError` when the consent topic does not exist, and
+    `ConsentPublishError` (naming no id) when the broker does not acknowledge the record.
     """
     from kafka.errors import KafkaError
 
@@ -151,7 +152,8 @@ def publish_record(settings: Settings, record: Mapping[str, Any]) -> None:
     except KafkaError as exc:
         raise ConsentPublishError(
             f"the broker did not acknowledge the {record['action']} record "
-            f"({type(exc).__name__}); nothing was recorded, try again"
+            f"({type(exc).__name__}); it may not be recorded: run the command again "
+            "(sending a record twice is harmless)"
         ) from None
     finally:
         client.close()
