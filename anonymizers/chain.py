@@ -14,6 +14,7 @@ Exceptions mean programming errors, never bad data.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -23,7 +24,7 @@ from anonymizers.allowlist import Allowlist
 from anonymizers.consent import ConsentGate, ConsentState
 from anonymizers.context import ContextAnonymizer
 from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
-from anonymizers.ip import GeoLookup, IpAnonymizer, ParsedIp, parse_ip
+from anonymizers.ip import GeoLookup, IpAnonymizer, IpOutcome, ParsedIp, parse_ip
 from anonymizers.keys import KeyProvider
 from anonymizers.policy import Policy
 from anonymizers.pseudonym import Pseudonymizer
@@ -32,15 +33,39 @@ from anonymizers.urls import ReferrerScrubber, UrlScrubber, host_of_scrubbed
 
 RAW_FIELDS: Final = frozenset(
     {
-        "event_id", "event_type", "occurred_at", "user_id", "cookie_id", "device_id", "ad_id",
-        "mac", "imei", "ip", "user_agent", "os", "browser", "browser_language", "hardware",
-        "page_url", "referrer_url", "link_url", "search_terms", "time_on_page_ms", "gpc", "dnt",
-        "age_under_16", "consent",
+        "event_id",
+        "event_type",
+        "occurred_at",
+        "user_id",
+        "cookie_id",
+        "device_id",
+        "ad_id",
+        "mac",
+        "imei",
+        "ip",
+        "user_agent",
+        "os",
+        "browser",
+        "browser_language",
+        "hardware",
+        "page_url",
+        "referrer_url",
+        "link_url",
+        "search_terms",
+        "time_on_page_ms",
+        "gpc",
+        "dnt",
+        "age_under_16",
+        "consent",
     }
 )
 """Fields of raw event v1; any other field is unknown and dropped (counted when recording)."""
 
 _TIME_CACHE_SIZE: Final = 65_536
+_IP_CACHE_SIZE: Final = 65_536
+_RFC3339: Final = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
 _EVENT_TYPES: Final = frozenset(EVENT_TYPES)
 
 
@@ -67,16 +92,38 @@ Outcome = Anonymized | Dropped
 
 
 class _EventTime:
-    """Parses RFC 3339 times to (unix seconds, UTC text to the second, UTC day); cached per minute."""
+    """RFC 3339 text to (unix seconds, UTC text to the second, UTC day); cached per minute."""
 
     def __init__(self) -> None:
         self._minutes: dict[int, tuple[str, str]] = {}
+        # "YYYY-MM-DDTHH:MM" (UTC) -> (unix seconds of the minute, output prefix, day)
+        self._fast: dict[str, tuple[int, str, str]] = {}
 
     def __call__(self, raw: object) -> tuple[int, str, str] | None:
         if not isinstance(raw, str) or len(raw) > 64:
             return None
+        # Fast path for the collectors' usual "YYYY-MM-DDTHH:MM:SS[.fff]Z": the minute is
+        # looked up once, the seconds read directly. Anything else takes the full parser.
+        if raw[-1:] == "Z" and len(raw) >= 20 and raw[16] == ":" and raw[10] == "T":
+            seconds_text = raw[17:19]
+            fraction = raw[19:-1]
+            known = self._fast.get(raw[:16])
+            if (
+                known is not None
+                and seconds_text.isdigit()
+                and seconds_text.isascii()
+                and int(seconds_text) < 60
+                and (
+                    not fraction
+                    or (fraction[0] == "." and fraction[1:].isdigit() and fraction.isascii())
+                )
+            ):
+                base, prefix, day = known
+                return base + int(seconds_text), f"{prefix}{seconds_text}Z", day
+        if not _RFC3339.match(raw):
+            return None
         try:
-            moment = datetime.fromisoformat(raw)
+            moment = datetime.fromisoformat(raw.upper())
         except ValueError:
             return None
         if moment.tzinfo is None or moment.utcoffset() is None:
@@ -89,7 +136,10 @@ class _EventTime:
             texts = (start.strftime("%Y-%m-%dT%H:%M:"), start.strftime("%Y-%m-%d"))
             if len(self._minutes) >= _TIME_CACHE_SIZE:
                 self._minutes.clear()
+                self._fast.clear()
             self._minutes[minute] = texts
+            if 1 <= start.year <= 9999:
+                self._fast[texts[0][:16]] = (minute * 60, texts[0], texts[1])
         return seconds, f"{texts[0]}{seconds % 60:02d}Z", texts[1]
 
 
@@ -124,6 +174,8 @@ class Pipeline:
         self._time = _EventTime()
         self._pseudonyms = Pseudonymizer(policy.identifiers, kept=wanted)
         self._ip = IpAnonymizer(policy.geo, geo)
+        # Raw IP text -> (parsed, geolocation): repeated visitors skip parsing and lookup.
+        self._ips: dict[str, tuple[ParsedIp | None, IpOutcome | None]] = {}
         self._want_ip = bool(wanted & {"country", "region", "city", "ip_prefix"})
         self._urls = UrlScrubber(policy.urls)
         self._referrers = ReferrerScrubber(policy.urls)
@@ -135,7 +187,15 @@ class Pipeline:
         self._context = ContextAnonymizer(policy.context)
         self._want_context = bool(
             wanted
-            & {"browser", "browser_major", "os", "os_major", "hardware", "language", "time_on_page_ms"}
+            & {
+                "browser",
+                "browser_major",
+                "os",
+                "os_major",
+                "hardware",
+                "language",
+                "time_on_page_ms",
+            }
         )
 
     @classmethod
@@ -175,7 +235,18 @@ class Pipeline:
         if key is None:
             return Dropped(reasons.NO_KEY)
         raw_ip = event.get("ip")
-        ip = parse_ip(raw_ip) if raw_ip is not None else None
+        ip: ParsedIp | None = None
+        located: IpOutcome | None = None
+        if isinstance(raw_ip, str):
+            cached = self._ips.get(raw_ip)
+            if cached is None:
+                ip = parse_ip(raw_ip)
+                located = self._ip(ip) if self._want_ip else None
+                if len(self._ips) >= _IP_CACHE_SIZE:
+                    self._ips.pop(next(iter(self._ips)), None)
+                self._ips[raw_ip] = (ip, located)
+            else:
+                ip, located = cached
         subject = self._pseudonyms.subject(event, key, ip=ip, day=day)
         if subject is None:
             return Dropped(reasons.NO_SUBJECT)
@@ -187,8 +258,8 @@ class Pipeline:
             "subject": subject.pseudonym,
         }
         actions: list[str] | None = [f"subject:{subject.source}"] if self._record else None
-        if self._want_ip and ip is not None:
-            country, region, city, prefix = self._ip(ip)
+        if located is not None:
+            country, region, city, prefix = located
             candidate["country"] = country
             candidate["region"] = region
             candidate["city"] = city
@@ -249,7 +320,9 @@ class Pipeline:
             if name in event:
                 actions.append(f"{name}:{'scrubbed' if name in out else 'dropped'}")
         if "referrer_url" in event:
-            actions.append("referrer_url:to_host" if "referrer_host" in out else "referrer_url:dropped")
+            actions.append(
+                "referrer_url:to_host" if "referrer_host" in out else "referrer_url:dropped"
+            )
         if "search_terms" in event:
             action = search.action if search is not None else None
             if action is None:

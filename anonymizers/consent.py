@@ -32,7 +32,9 @@ _PURPOSE_BITS: Final = {"analytics": 1, "advertising": 2, "personalization": 4}
 _ALL_PURPOSES: Final = 7
 ERASED_BIT: Final = 8
 CHILD_BIT: Final = 16
-_RECORD_KEYS: Final = frozenset({"subject_type", "subject_id", "action", "purposes", "requested_at"})
+_RECORD_KEYS: Final = frozenset(
+    {"subject_type", "subject_id", "action", "purposes", "requested_at"}
+)
 SECRET_BYTES: Final = 32
 
 

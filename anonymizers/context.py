@@ -36,10 +36,20 @@ _BROWSERS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
     )
 )
 _BROWSER_NAMES: Final = {
-    "edge": "Edge", "microsoft edge": "Edge", "opera": "Opera", "samsung internet": "Samsung Internet",
-    "samsungbrowser": "Samsung Internet", "yandex": "Yandex", "uc browser": "UC Browser",
-    "firefox": "Firefox", "chrome": "Chrome", "chromium": "Chrome", "google chrome": "Chrome",
-    "internet explorer": "Internet Explorer", "ie": "Internet Explorer", "safari": "Safari",
+    "edge": "Edge",
+    "microsoft edge": "Edge",
+    "opera": "Opera",
+    "samsung internet": "Samsung Internet",
+    "samsungbrowser": "Samsung Internet",
+    "yandex": "Yandex",
+    "uc browser": "UC Browser",
+    "firefox": "Firefox",
+    "chrome": "Chrome",
+    "chromium": "Chrome",
+    "google chrome": "Chrome",
+    "internet explorer": "Internet Explorer",
+    "ie": "Internet Explorer",
+    "safari": "Safari",
     "mobile safari": "Safari",
 }
 
@@ -57,9 +67,17 @@ _OSES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
     )
 )
 _OS_NAMES: Final = {
-    "windows": "Windows", "ios": "iOS", "ipados": "iOS", "android": "Android",
-    "chromeos": "ChromeOS", "chrome os": "ChromeOS", "macos": "macOS", "mac os x": "macOS",
-    "os x": "macOS", "linux": "Linux", "ubuntu": "Linux",
+    "windows": "Windows",
+    "ios": "iOS",
+    "ipados": "iOS",
+    "android": "Android",
+    "chromeos": "ChromeOS",
+    "chrome os": "ChromeOS",
+    "macos": "macOS",
+    "mac os x": "macOS",
+    "os x": "macOS",
+    "linux": "Linux",
+    "ubuntu": "Linux",
 }
 
 _BOT_RE: Final = re.compile(
@@ -147,7 +165,7 @@ def _named(text: str, names: dict[str, str]) -> tuple[str, int | None] | None:
     lowered = text.strip().lower()
     for name in sorted(names, key=len, reverse=True):
         if lowered.startswith(name):
-            rest = lowered[len(name):].strip(" /v")
+            rest = lowered[len(name) :].strip(" /v")
             return names[name], _major(rest) if rest else None
     return None
 
@@ -254,7 +272,9 @@ class ContextAnonymizer:
                 languages[raw_language] = language
         time_on_page = event.get("time_on_page_ms")
         clamped = (
-            None if time_on_page is None else clamp_time_on_page(time_on_page, maximum_ms=self._max_ms)
+            None
+            if time_on_page is None
+            else clamp_time_on_page(time_on_page, maximum_ms=self._max_ms)
         )
         return ContextOutcome(
             browser, browser_major, os_family, os_major, hardware, language, clamped

@@ -62,7 +62,14 @@ IdentifierField = Literal["user_id", "cookie_id", "device_id", "ad_id", "mac", "
 SubjectField = Literal["user_id", "cookie_id", "device_id", "ad_id"]
 EventType = Literal["page_view", "page_leave", "search", "link_click"]
 
-IDENTIFIER_FIELDS: Final[tuple[str, ...]] = ("user_id", "cookie_id", "device_id", "ad_id", "mac", "imei")
+IDENTIFIER_FIELDS: Final[tuple[str, ...]] = (
+    "user_id",
+    "cookie_id",
+    "device_id",
+    "ad_id",
+    "mac",
+    "imei",
+)
 SUBJECT_FIELDS: Final[tuple[str, ...]] = ("user_id", "cookie_id", "device_id", "ad_id")
 EVENT_TYPES: Final[tuple[str, ...]] = ("page_view", "page_leave", "search", "link_click")
 REQUIRED_OUTPUT_FIELDS: Final[tuple[str, ...]] = ("event_type", "occurred_at", "epoch", "subject")
@@ -71,7 +78,9 @@ REQUIRED_OUTPUT_FIELDS: Final[tuple[str, ...]] = ("event_type", "occurred_at", "
 _PSEUDONYM = {
     "type": "string",
     "pattern": "^[A-Za-z0-9_-]{22}$",
-    "description": "Keyed pseudonym: base64url of the first 16 bytes of HMAC-SHA256 under the epoch key.",
+    "description": (
+        "Keyed pseudonym: base64url of the first 16 bytes of HMAC-SHA256 under the epoch key."
+    ),
 }
 _TEXT = {"type": "string"}
 
@@ -85,33 +94,53 @@ OUTPUT_FIELD_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     },
     "epoch": {
         "type": "integer",
-        "description": "floor(unix seconds of occurred_at / keys.rotation): which key made the pseudonyms.",
+        "description": (
+            "floor(unix seconds of occurred_at / keys.rotation): the key of the pseudonyms."
+        ),
     },
     "subject": {
         **_PSEUDONYM,
-        "description": "Pseudonym of the first identifier present (policy identifiers.subject_order), "
+        "description": "Pseudonym of the first identifier present (identifiers.subject_order), "
         "or a cookieless daily visitor id from IP and user agent.",
     },
     "country": {"type": "string", "description": "ISO 3166-1 alpha-2 country code."},
     "region": {
         "type": "string",
-        "description": "First subdivision: ISO 3166-2 subdivision code, or its English name when the database has no code.",
+        "description": (
+            "First subdivision: ISO 3166-2 subdivision code, or its English name when the "
+            "database has no code."
+        ),
     },
     "city": {"type": "string", "description": "English city name."},
     "ip_prefix": {
         "type": "string",
-        "description": "The IP truncated to the policy's prefix (IPv4 at most /24, IPv6 at most /48), CIDR text.",
+        "description": (
+            "The IP truncated to the policy's prefix (IPv4 at most /24, IPv6 at most /48), "
+            "CIDR text."
+        ),
     },
-    "page_url": {**_TEXT, "description": "Scrubbed URL: scheme, host, path, allow-listed query parameters."},
+    "page_url": {
+        **_TEXT,
+        "description": "Scrubbed URL: scheme, host, path, allow-listed query parameters.",
+    },
     "referrer_host": {**_TEXT, "description": "Host of the referring page."},
-    "referrer_internal": {"type": "boolean", "description": "True when the referrer is one of the site's own hosts."},
+    "referrer_internal": {
+        "type": "boolean",
+        "description": "True when the referrer is one of the site's own hosts.",
+    },
     "link_url": {**_TEXT, "description": "Scrubbed URL of the clicked link."},
-    "search_terms": {**_TEXT, "description": "Normalised search terms with personal data redacted."},
+    "search_terms": {
+        **_TEXT,
+        "description": "Normalised search terms with personal data redacted.",
+    },
     "browser": {**_TEXT, "description": "Browser family."},
     "browser_major": {"type": "integer", "minimum": 0, "description": "Browser major version."},
     "os": {**_TEXT, "description": "Operating system family."},
     "os_major": {"type": "integer", "minimum": 0, "description": "Operating system major version."},
-    "language": {**_TEXT, "description": "Primary language subtag, with region if the policy keeps it."},
+    "language": {
+        **_TEXT,
+        "description": "Primary language subtag, with region if the policy keeps it.",
+    },
     "hardware": {
         "enum": ["desktop", "mobile", "tablet", "tv", "console", "wearable", "bot", "other"],
         "description": "Hardware class.",

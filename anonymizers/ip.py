@@ -118,9 +118,7 @@ def _record_to_result(record: Any) -> GeoResult:
         region = code if isinstance(code, str) else _english(names)
     city = record.get("city")
     city_name = _english(city.get("names")) if isinstance(city, dict) else None
-    return GeoResult(
-        country_code if isinstance(country_code, str) else None, region, city_name
-    )
+    return GeoResult(country_code if isinstance(country_code, str) else None, region, city_name)
 
 
 def _english(names: object) -> str | None:

@@ -22,7 +22,7 @@ IP: Final = "[ip]"
 MAC: Final = "[mac]"
 UUID: Final = "[uuid]"
 NUMBER: Final = "[number]"
-TOKEN: Final = "[token]"
+TOKEN: Final = "[token]"  # noqa: S105 (a redaction marker, not a secret)
 IDENTIFIER: Final = "[id]"
 MARKERS: Final = (EMAIL, PHONE, CARD, IBAN, IP, MAC, UUID, NUMBER, TOKEN, IDENTIFIER)
 
@@ -35,10 +35,12 @@ _IBAN_RE: Final = re.compile(
     r"\b[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?)\b"
 )
 _MAC_RE: Final = re.compile(r"\b[0-9A-Fa-f]{2}(?:([:\-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}\b")
-_UUID_RE: Final = re.compile(
-    r"\b[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}\b"
+UUID_RE: Final = re.compile(
+    r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b"
 )
-_IPV6_RE: Final = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|\d+\.\d+\.\d+\.\d+)(?![\w:])")
+_IPV6_RE: Final = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d+\.\d+\.\d+\.\d+|[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)"
+)
 _IPV4_RE: Final = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 # Digit groups joined by one separator, optionally led by + or 00 and an area code in ().
 _NUMBER_RE: Final = re.compile(
@@ -46,7 +48,7 @@ _NUMBER_RE: Final = re.compile(
 )
 _SEPARATORS_RE: Final = re.compile(r"[^\d]")
 _NON_DIGITS_RE: Final = re.compile(r"\D+")
-_DIGIT_RUN_RE: Final = re.compile(r"\d{%d,}" % DIGIT_RUN_MIN)
+_DIGIT_RUN_RE: Final = re.compile(rf"\d{{{DIGIT_RUN_MIN},}}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -89,7 +91,9 @@ def _classify_number(match: re.Match[str]) -> str | None:
     return None
 
 
-def _sub_valid(pattern: re.Pattern[str], marker: str, check: Callable[[str], bool]) -> Callable[[str, list[str]], str]:
+def _sub_valid(
+    pattern: re.Pattern[str], marker: str, check: Callable[[str], bool]
+) -> Callable[[str, list[str]], str]:
     def apply(text: str, found: list[str]) -> str:
         def replace(match: re.Match[str]) -> str:
             if check(match.group(0)):
@@ -139,7 +143,7 @@ def _emails(text: str, found: list[str]) -> str:
 
 _STAGES: Final = (
     _emails,
-    _sub_valid(_UUID_RE, UUID, _always),
+    _sub_valid(UUID_RE, UUID, _always),
     _sub_valid(_MAC_RE, MAC, _always),
     _sub_valid(_IPV6_RE, IP, _is_ip),
     _sub_valid(_IPV4_RE, IP, _is_ip),

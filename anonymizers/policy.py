@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
@@ -47,7 +47,8 @@ DURATION_PATTERN: Final = r"^[1-9][0-9]{0,6}[smhd]$"
 _DURATION_RE: Final = re.compile(DURATION_PATTERN)
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION_ALLOWED: Final = (
-    'a duration such as "30s", "30m", "1h" or "1d" (a positive whole number followed by s, m, h or d)'
+    'a duration such as "30s", "30m", "1h" or "1d" '
+    "(a positive whole number followed by s, m, h or d)"
 )
 
 StrictInt = Annotated[int, Strict()]
@@ -110,12 +111,18 @@ class GeoConfig(_Section):
         "true or false",
     )
     ipv4_prefix: StrictInt = _setting(
-        24, "Bits of an IPv4 address kept when keep_ip_prefix is true.",
-        "an integer from 0 to 24", ge=0, le=24,
+        24,
+        "Bits of an IPv4 address kept when keep_ip_prefix is true.",
+        "an integer from 0 to 24",
+        ge=0,
+        le=24,
     )
     ipv6_prefix: StrictInt = _setting(
-        48, "Bits of an IPv6 address kept when keep_ip_prefix is true.",
-        "an integer from 0 to 48", ge=0, le=48,
+        48,
+        "Bits of an IPv6 address kept when keep_ip_prefix is true.",
+        "an integer from 0 to 48",
+        ge=0,
+        le=48,
     )
 
 
@@ -123,7 +130,8 @@ class IdentifiersConfig(_Section):
     """What happens to each identifier, and which one names the subject."""
 
     user_id: IdentifierAction = _setting(
-        "pseudonymize", "Account id: pseudonymize (keyed HMAC) or drop.",
+        "pseudonymize",
+        "Account id: pseudonymize (keyed HMAC) or drop.",
         _one_of(get_args(IdentifierAction)),
     )
     cookie_id: IdentifierAction = _setting(
@@ -136,7 +144,9 @@ class IdentifiersConfig(_Section):
         "drop", "Advertising id (IDFA/GAID): no analytic use.", _one_of(get_args(IdentifierAction))
     )
     mac: IdentifierAction = _setting(
-        "drop", "MAC address: enumerable space (OUI + 24 bits).", _one_of(get_args(IdentifierAction))
+        "drop",
+        "MAC address: enumerable space (OUI + 24 bits).",
+        _one_of(get_args(IdentifierAction)),
     )
     imei: IdentifierAction = _setting(
         "drop", "IMEI: enumerable space (TAC + serial).", _one_of(get_args(IdentifierAction))
@@ -156,12 +166,12 @@ class IdentifiersConfig(_Section):
     )
 
 
-
 class KeysConfig(_Section):
     """Pseudonym key rotation and retention."""
 
     rotation: Duration = _setting(
-        "1d", "A new random 256-bit key every rotation (the epoch length).",
+        "1d",
+        "A new random 256-bit key every rotation (the epoch length).",
         DURATION_ALLOWED + " from 1m to 31d",
     )
     retention: Duration = _setting(
@@ -183,7 +193,11 @@ class KeysConfig(_Section):
 
 
 _QUERY_PARAM = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z0-9_.\-\[\]]{1,64}$")]
-_HOST = Annotated[str, Strict(), Field(pattern=r"^\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")]
+_HOST = Annotated[
+    str,
+    Strict(),
+    Field(pattern=r"^\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"),
+]
 
 
 class UrlsConfig(_Section):
@@ -203,7 +217,6 @@ class UrlsConfig(_Section):
     )
 
 
-
 class SearchTermsConfig(_Section):
     """Search terms: normalised (NFKC, casefold, whitespace), then scanned for personal data."""
 
@@ -214,8 +227,11 @@ class SearchTermsConfig(_Section):
         _one_of(("drop", "redact")),
     )
     max_length: StrictInt = _setting(
-        200, "Search terms longer than this (characters, after normalising) are dropped.",
-        "an integer from 1 to 2048", ge=1, le=2048,
+        200,
+        "Search terms longer than this (characters, after normalising) are dropped.",
+        "an integer from 1 to 2048",
+        ge=1,
+        le=2048,
     )
 
 
@@ -223,11 +239,13 @@ class ContextConfig(_Section):
     """Browser, OS, hardware, language and time on page."""
 
     language_region: StrictBool = _setting(
-        False, 'Keep the region of the browser language ("fr-CA"); otherwise only "fr".',
+        False,
+        'Keep the region of the browser language ("fr-CA"); otherwise only "fr".',
         "true or false",
     )
     time_on_page_max: Duration = _setting(
-        "30m", "Time on page is clamped to this (outliers bounded).",
+        "30m",
+        "Time on page is clamped to this (outliers bounded).",
         DURATION_ALLOWED + " from 1s to 1d",
     )
 
@@ -241,11 +259,13 @@ class ConsentConfig(_Section):
     """Consent signals carried by events (consent records are handled whatever the policy)."""
 
     honour_gpc: StrictBool = _setting(
-        True, "Drop events with Global Privacy Control set (binding in California, Colorado).",
+        True,
+        "Drop events with Global Privacy Control set (binding in California, Colorado).",
         "true or false",
     )
     honour_dnt: StrictBool = _setting(
-        False, "Drop events with Do Not Track set (the privacy policy says DNT is not honoured).",
+        False,
+        "Drop events with Do Not Track set (the privacy policy says DNT is not honoured).",
         "true or false",
     )
     require_consent_signal: StrictBool = _setting(
@@ -257,9 +277,24 @@ class ConsentConfig(_Section):
 
 
 _DEFAULT_OUTPUT: Final[tuple[str, ...]] = (
-    "event_type", "occurred_at", "epoch", "subject", "country", "region", "page_url",
-    "referrer_host", "referrer_internal", "link_url", "search_terms", "browser", "browser_major",
-    "os", "os_major", "language", "hardware", "time_on_page_ms",
+    "event_type",
+    "occurred_at",
+    "epoch",
+    "subject",
+    "country",
+    "region",
+    "page_url",
+    "referrer_host",
+    "referrer_internal",
+    "link_url",
+    "search_terms",
+    "browser",
+    "browser_major",
+    "os",
+    "os_major",
+    "language",
+    "hardware",
+    "time_on_page_ms",
 )
 
 
@@ -274,7 +309,6 @@ class OutputConfig(_Section):
     )
 
 
-
 _METRIC_NAME = Annotated[str, Strict(), Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
@@ -282,18 +316,22 @@ class MetricConfig(_Section):
     """One released statistic: which events, grouped by which fields, aggregated how."""
 
     name: _METRIC_NAME = _setting(
-        ..., "Metric name, unique (lower case, digits, _).",
+        ...,
+        "Metric name, unique (lower case, digits, _).",
         "a name of lower-case letters, digits and _ starting with a letter (max 64)",
     )
     event_types: Annotated[tuple[EventType, ...], Distinct] = _setting(
         ..., "Event types counted.", _list_of(get_args(EventType)), min_length=1
     )
     dimensions: Annotated[tuple[DimensionField, ...], Distinct] = _setting(
-        (), "Fields the metric is grouped by (each must be in output.fields).",
-        _list_of(get_args(DimensionField)), max_length=4,
+        (),
+        "Fields the metric is grouped by (each must be in output.fields).",
+        _list_of(get_args(DimensionField)),
+        max_length=4,
     )
     aggregate: Literal["count", "distinct_subjects", "summary"] = _setting(
-        "count", "count (events), distinct_subjects, or summary of value_field.",
+        "count",
+        "count (events), distinct_subjects, or summary of value_field.",
         _one_of(("count", "distinct_subjects", "summary")),
     )
     value_field: ValueField | None = _setting(
@@ -309,9 +347,9 @@ class MetricConfig(_Section):
     )
 
 
-
-def _metric(name: str, types: tuple[str, ...], dims: tuple[str, ...], aggregate: str = "count",
-            **extra: Any) -> MetricConfig:
+def _metric(
+    name: str, types: tuple[str, ...], dims: tuple[str, ...], aggregate: str = "count", **extra: Any
+) -> MetricConfig:
     return MetricConfig.model_validate(
         {"name": name, "event_types": types, "dimensions": dims, "aggregate": aggregate, **extra}
     )
@@ -332,8 +370,12 @@ def _default_metrics() -> tuple[MetricConfig, ...]:
         _metric("link_clicks", ("link_click",), ("link_url",)),
         _metric("searches", ("search",), ("search_terms",), sensitive=True),
         _metric(
-            "time_on_page", ("page_leave",), ("page_url",), "summary",
-            value_field="time_on_page_ms", statistics=("count", "mean", "p50", "p90"),
+            "time_on_page",
+            ("page_leave",),
+            ("page_url",),
+            "summary",
+            value_field="time_on_page_ms",
+            statistics=("count", "mean", "p50", "p90"),
         ),
     )
 
@@ -342,11 +384,14 @@ class AggregationConfig(_Section):
     """Windows and metrics computed by the aggregation stage."""
 
     windows: Annotated[tuple[Duration, ...], Distinct] = _setting(
-        ("1m", "1h", "1d"), "Tumbling window sizes (event time); each must divide keys.rotation.",
-        "a non-empty list of distinct durations, each " + DURATION_ALLOWED, min_length=1,
+        ("1m", "1h", "1d"),
+        "Tumbling window sizes (event time); each must divide keys.rotation.",
+        "a non-empty list of distinct durations, each " + DURATION_ALLOWED,
+        min_length=1,
     )
     allowed_lateness: Duration = _setting(
-        "5m", "How late an event may arrive and still count in its window.",
+        "5m",
+        "How late an event may arrive and still count in its window.",
         DURATION_ALLOWED + " up to 1d",
     )
     idle_timeout: Duration = _setting(
@@ -360,18 +405,21 @@ class AggregationConfig(_Section):
     )
 
 
-
 class NoiseConfig(_Section):
     """Differentially private noise on released values."""
 
     enabled: StrictBool = _setting(False, "Add noise to released values.", "true or false")
     mechanism: Literal["geometric", "discrete_gaussian"] = _setting(
-        "geometric", "Discrete mechanism: geometric (discrete Laplace) or discrete_gaussian.",
+        "geometric",
+        "Discrete mechanism: geometric (discrete Laplace) or discrete_gaussian.",
         _one_of(("geometric", "discrete_gaussian")),
     )
     epsilon: StrictFloat = _setting(
-        1.0, "Privacy budget per window and metric; below 1 is conservative.",
-        "a number > 0 and <= 10", gt=0, le=10,
+        1.0,
+        "Privacy budget per window and metric; below 1 is conservative.",
+        "a number > 0 and <= 10",
+        gt=0,
+        le=10,
     )
 
 
@@ -379,20 +427,32 @@ class ReleaseConfig(_Section):
     """Rules applied once per released cell."""
 
     k_min_subjects: StrictInt = _setting(
-        10, "A cell is released only with at least this many distinct subjects.",
-        "an integer >= 2", ge=2, le=1_000_000,
+        10,
+        "A cell is released only with at least this many distinct subjects.",
+        "an integer >= 2",
+        ge=2,
+        le=1_000_000,
     )
     k_search_terms: StrictInt = _setting(
-        20, "The same for sensitive metrics (search terms); must be >= k_min_subjects.",
-        "an integer >= 2", ge=2, le=1_000_000,
+        20,
+        "The same for sensitive metrics (search terms); must be >= k_min_subjects.",
+        "an integer >= 2",
+        ge=2,
+        le=1_000_000,
     )
     max_contributions_per_cell: StrictInt = _setting(
-        5, "L: at most this many contributions of one subject to one cell per window.",
-        "an integer >= 1", ge=1, le=1_000_000,
+        5,
+        "L: at most this many contributions of one subject to one cell per window.",
+        "an integer >= 1",
+        ge=1,
+        le=1_000_000,
     )
     max_cells_per_metric: StrictInt = _setting(
-        20, "M: at most this many cells of one metric per subject per window.",
-        "an integer >= 1", ge=1, le=1_000_000,
+        20,
+        "M: at most this many cells of one metric per subject per window.",
+        "an integer >= 1",
+        ge=1,
+        le=1_000_000,
     )
     suppression: Literal["other", "suppress_total"] = _setting(
         "other",
@@ -400,7 +460,9 @@ class ReleaseConfig(_Section):
         "suppressed too, so suppressed cells cannot be recovered by subtraction.",
         _one_of(("other", "suppress_total")),
     )
-    noise: NoiseConfig = _setting(NoiseConfig(), "Noise.", "a table")
+    noise: NoiseConfig = _setting(
+        NoiseConfig(), "Differentially private noise on released values.", "a table"
+    )
 
 
 SECTIONS: Final[dict[str, type[_Section]]] = {
@@ -500,7 +562,9 @@ def _join_path(parts: Iterable[str | int]) -> str:
     return out
 
 
-def _locate(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type[BaseModel], FieldInfo | None, bool]:
+def _locate(
+    model: type[BaseModel], loc: tuple[str | int, ...]
+) -> tuple[type[BaseModel], FieldInfo | None, bool]:
     """Walk `loc` through nested models: (owner model, field or None, loc ended on a list item)."""
     owner: type[BaseModel] = model
     field: FieldInfo | None = None
@@ -539,7 +603,9 @@ def _allowed_text(field: FieldInfo | None) -> str | None:
     return None
 
 
-def _issues_from(exc: ValidationError, model: type[BaseModel], prefix: tuple[str | int, ...]) -> list[PolicyIssue]:
+def _issues_from(
+    exc: ValidationError, model: type[BaseModel], prefix: tuple[str | int, ...]
+) -> list[PolicyIssue]:
     issues: list[PolicyIssue] = []
     errors = exc.errors(include_url=False)
     failed_locs = [tuple(error["loc"]) for error in errors]
@@ -555,7 +621,9 @@ def _issues_from(exc: ValidationError, model: type[BaseModel], prefix: tuple[str
         ctx = error.get("ctx") or {}
         owner, field, item = _locate(model, loc)
         if kind == "extra_forbidden":
-            parent_owner, parent_field, _ = _locate(model, loc[:-1]) if len(loc) > 1 else (model, None, False)
+            parent_owner, parent_field, _ = (
+                _locate(model, loc[:-1]) if len(loc) > 1 else (model, None, False)
+            )
             nested = _model_of(parent_field) if parent_field is not None else parent_owner
             keys = ", ".join((nested or owner).model_fields)
             issues.append(PolicyIssue(path, keys, None, "unknown"))
@@ -568,7 +636,9 @@ def _issues_from(exc: ValidationError, model: type[BaseModel], prefix: tuple[str
             issues.append(PolicyIssue(path, allowed or "a value", None, "missing"))
             continue
         if allowed is None:
-            allowed = str(error["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
+            allowed = (
+                str(error["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
+            )
         issues.append(PolicyIssue(path, allowed, _render_value(error.get("input"))))
     return issues
 
@@ -591,121 +661,198 @@ def cross_checks(sections: Mapping[str, Any]) -> list[PolicyIssue]:
         for name in ("rotation", "retention"):
             text = getattr(keys, name)
             if not 60 <= duration_seconds(text) <= 31 * 86400:
-                issues.append(PolicyIssue(f"keys.{name}", DURATION_ALLOWED + " from 1m to 31d", _render_value(text)))
+                issues.append(
+                    PolicyIssue(
+                        f"keys.{name}", DURATION_ALLOWED + " from 1m to 31d", _render_value(text)
+                    )
+                )
     if context is not None and not 1 <= duration_seconds(context.time_on_page_max) <= 86400:
-        issues.append(PolicyIssue("context.time_on_page_max", DURATION_ALLOWED + " from 1s to 1d", _render_value(context.time_on_page_max)))
+        issues.append(
+            PolicyIssue(
+                "context.time_on_page_max",
+                DURATION_ALLOWED + " from 1s to 1d",
+                _render_value(context.time_on_page_max),
+            )
+        )
     if agg is not None:
         for name in ("allowed_lateness", "idle_timeout"):
             text = getattr(agg, name)
             if duration_seconds(text) > 86400:
-                issues.append(PolicyIssue(f"aggregation.{name}", DURATION_ALLOWED + " up to 1d", _render_value(text)))
+                issues.append(
+                    PolicyIssue(
+                        f"aggregation.{name}", DURATION_ALLOWED + " up to 1d", _render_value(text)
+                    )
+                )
     if keys is not None and agg is not None:
         rotation = keys.rotation_seconds
         for index, window in enumerate(agg.windows):
             if rotation % duration_seconds(window):
-                issues.append(PolicyIssue(
-                    f"aggregation.windows[{index}]",
-                    f"a window that divides keys.rotation ({keys.rotation} = {rotation}s), so a "
-                    "window never spans two keys",
-                    _render_value(window),
-                ))
+                issues.append(
+                    PolicyIssue(
+                        f"aggregation.windows[{index}]",
+                        f"a window that divides keys.rotation ({keys.rotation} = {rotation}s), "
+                        "so a "
+                        "window never spans two keys",
+                        _render_value(window),
+                    )
+                )
         needed = rotation + duration_seconds(agg.allowed_lateness)
         if keys.retention_seconds < needed:
-            issues.append(PolicyIssue(
-                "keys.retention",
-                f"at least keys.rotation + aggregation.allowed_lateness ({needed}s), so late "
-                "events still find their key",
-                _render_value(keys.retention),
-            ))
+            issues.append(
+                PolicyIssue(
+                    "keys.retention",
+                    f"at least keys.rotation + aggregation.allowed_lateness ({needed}s), so late "
+                    "events still find their key",
+                    _render_value(keys.retention),
+                )
+            )
     if release is not None and release.k_search_terms < release.k_min_subjects:
-        issues.append(PolicyIssue(
-            "release.k_search_terms",
-            f"an integer >= release.k_min_subjects ({release.k_min_subjects})",
-            _render_value(release.k_search_terms),
-        ))
+        issues.append(
+            PolicyIssue(
+                "release.k_search_terms",
+                f"an integer >= release.k_min_subjects ({release.k_min_subjects})",
+                _render_value(release.k_search_terms),
+            )
+        )
     if output is not None:
         fields = set(output.fields)
         for required in REQUIRED_OUTPUT_FIELDS:
             if required not in fields:
-                issues.append(PolicyIssue(
-                    "output.fields", f"a list that includes {', '.join(REQUIRED_OUTPUT_FIELDS)} (missing {required})",
-                    _render_value(list(output.fields)),
-                ))
+                issues.append(
+                    PolicyIssue(
+                        "output.fields",
+                        f"a list that includes {', '.join(REQUIRED_OUTPUT_FIELDS)} "
+                        f"(missing {required})",
+                        _render_value(list(output.fields)),
+                    )
+                )
         if geo is not None:
             issues.extend(_geo_field_issues(geo, fields, "output.fields", list(output.fields)))
         if ids is not None:
             for name in IDENTIFIER_FIELDS:
                 if name in fields and getattr(ids, name) != "pseudonymize":
-                    issues.append(PolicyIssue(
-                        "output.fields",
-                        f'a list without {name}, since identifiers.{name} is "drop"',
-                        _render_value(list(output.fields)),
-                    ))
+                    issues.append(
+                        PolicyIssue(
+                            "output.fields",
+                            f'a list without {name}, since identifiers.{name} is "drop"',
+                            _render_value(list(output.fields)),
+                        )
+                    )
     if agg is not None:
         issues.extend(_metric_issues(agg, output, geo))
     return issues
 
 
-_GEO_NEEDS: Final = {"country": ("country", "region", "city"), "region": ("region", "city"), "city": ("city",)}
+_GEO_NEEDS: Final = {
+    "country": ("country", "region", "city"),
+    "region": ("region", "city"),
+    "city": ("city",),
+}
 
 
-def _geo_field_issues(geo: GeoConfig, fields: set[str], path: str, given: Any) -> list[PolicyIssue]:
+def _geo_field_issues(
+    geo: GeoConfig, fields: Iterable[str], path: str, given: Any
+) -> list[PolicyIssue]:
     issues = []
     for name, granularities in _GEO_NEEDS.items():
         if name in fields and geo.granularity not in granularities:
-            issues.append(PolicyIssue(
-                path, f"a list without {name}, since geo.granularity is \"{geo.granularity}\"",
-                _render_value(given),
-            ))
+            issues.append(
+                PolicyIssue(
+                    path,
+                    f'a list without {name}, since geo.granularity is "{geo.granularity}"',
+                    _render_value(given),
+                )
+            )
     if "ip_prefix" in fields and not geo.keep_ip_prefix:
-        issues.append(PolicyIssue(path, "a list without ip_prefix, since geo.keep_ip_prefix is false", _render_value(given)))
+        issues.append(
+            PolicyIssue(
+                path,
+                "a list without ip_prefix, since geo.keep_ip_prefix is false",
+                _render_value(given),
+            )
+        )
     return issues
 
 
-def _metric_issues(agg: AggregationConfig, output: OutputConfig | None, geo: GeoConfig | None) -> list[PolicyIssue]:
+def _metric_issues(
+    agg: AggregationConfig, output: OutputConfig | None, geo: GeoConfig | None
+) -> list[PolicyIssue]:
     issues: list[PolicyIssue] = []
     seen: set[str] = set()
     for index, metric in enumerate(agg.metrics):
         base = f"aggregation.metrics[{index}]"
         if metric.name in seen:
-            issues.append(PolicyIssue(f"{base}.name", "a name no other metric has", _render_value(metric.name)))
+            issues.append(
+                PolicyIssue(
+                    f"{base}.name", "a name no other metric has", _render_value(metric.name)
+                )
+            )
         seen.add(metric.name)
         if output is not None:
             missing = [d for d in metric.dimensions if d not in output.fields]
             if missing:
-                issues.append(PolicyIssue(
-                    f"{base}.dimensions", f"fields that output.fields keeps (not {', '.join(missing)})",
-                    _render_value(list(metric.dimensions)),
-                ))
+                issues.append(
+                    PolicyIssue(
+                        f"{base}.dimensions",
+                        f"fields that output.fields keeps (not {', '.join(missing)})",
+                        _render_value(list(metric.dimensions)),
+                    )
+                )
             if metric.value_field is not None and metric.value_field not in output.fields:
-                issues.append(PolicyIssue(
-                    f"{base}.value_field", "a field that output.fields keeps", _render_value(metric.value_field)
-                ))
+                issues.append(
+                    PolicyIssue(
+                        f"{base}.value_field",
+                        "a field that output.fields keeps",
+                        _render_value(metric.value_field),
+                    )
+                )
         if geo is not None:
-            issues.extend(_geo_field_issues(geo, set(metric.dimensions) - {"ip_prefix"}, f"{base}.dimensions", list(metric.dimensions)))
+            issues.extend(
+                _geo_field_issues(
+                    geo,
+                    set(metric.dimensions) - {"ip_prefix"},
+                    f"{base}.dimensions",
+                    list(metric.dimensions),
+                )
+            )
         if "search_terms" in metric.dimensions and not metric.sensitive:
-            issues.append(PolicyIssue(
-                f"{base}.sensitive", "true for a metric grouped by search_terms (search k applies)",
-                _render_value(metric.sensitive),
-            ))
+            issues.append(
+                PolicyIssue(
+                    f"{base}.sensitive",
+                    "true for a metric grouped by search_terms (search k applies)",
+                    _render_value(metric.sensitive),
+                )
+            )
         if metric.aggregate == "summary":
             if metric.value_field is None:
-                issues.append(PolicyIssue(f"{base}.value_field", 'set for a summary: "time_on_page_ms"', None))
+                issues.append(
+                    PolicyIssue(f"{base}.value_field", 'set for a summary: "time_on_page_ms"', None)
+                )
             if not metric.statistics:
-                issues.append(PolicyIssue(
-                    f"{base}.statistics", "a non-empty list for a summary: " + ", ".join(get_args(Statistic)), "[]"
-                ))
+                issues.append(
+                    PolicyIssue(
+                        f"{base}.statistics",
+                        "a non-empty list for a summary: " + ", ".join(get_args(Statistic)),
+                        "[]",
+                    )
+                )
         else:
             if metric.value_field is not None:
-                issues.append(PolicyIssue(
-                    f"{base}.value_field", f"absent for aggregate \"{metric.aggregate}\" (summary only)",
-                    _render_value(metric.value_field),
-                ))
+                issues.append(
+                    PolicyIssue(
+                        f"{base}.value_field",
+                        f'absent for aggregate "{metric.aggregate}" (summary only)',
+                        _render_value(metric.value_field),
+                    )
+                )
             if metric.statistics:
-                issues.append(PolicyIssue(
-                    f"{base}.statistics", f"absent for aggregate \"{metric.aggregate}\" (summary only)",
-                    _render_value(list(metric.statistics)),
-                ))
+                issues.append(
+                    PolicyIssue(
+                        f"{base}.statistics",
+                        f'absent for aggregate "{metric.aggregate}" (summary only)',
+                        _render_value(list(metric.statistics)),
+                    )
+                )
     return issues
 
 
@@ -720,14 +867,23 @@ def default_policy() -> Policy:
 def parse_policy(mapping: Mapping[str, Any]) -> Policy:
     """Validate a policy mapping (a parsed TOML document); `PolicyError` lists every problem."""
     if not isinstance(mapping, Mapping):
-        raise PolicyError([PolicyIssue("(policy)", "a table of settings", _render_value(type(mapping).__name__))])
+        raise PolicyError(
+            [PolicyIssue("(policy)", "a table of settings", _render_value(type(mapping).__name__))]
+        )
     issues: list[PolicyIssue] = []
     top_fields = Policy.model_fields
     for key in mapping:
         if key not in top_fields:
             issues.append(PolicyIssue(str(key), ", ".join(top_fields), None, "unknown"))
     if "schema_version" not in mapping:
-        issues.append(PolicyIssue("schema_version", f"{SCHEMA_VERSION} (the first line of a v1 policy file)", None, "missing"))
+        issues.append(
+            PolicyIssue(
+                "schema_version",
+                f"{SCHEMA_VERSION} (the first line of a v1 policy file)",
+                None,
+                "missing",
+            )
+        )
     scalars = {k: mapping[k] for k in ("schema_version", "policy_version") if k in mapping}
     try:
         _Header.model_validate(scalars)
@@ -755,7 +911,9 @@ def load_policy(path: str | Path) -> Policy:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
     except OSError as exc:
-        raise PolicyError([PolicyIssue(str(path), "a readable policy file", _render_value(exc.strerror))]) from exc
+        raise PolicyError(
+            [PolicyIssue(str(path), "a readable policy file", _render_value(exc.strerror))]
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError([PolicyIssue(str(path), "valid TOML", _render_value(str(exc)))]) from exc
     return parse_policy(document)
@@ -823,6 +981,8 @@ def _table_lines(model: BaseModel, header: str) -> list[str]:
             lines.append(f"{name} = {_toml_value(value)}")
     for name, sub in nested:
         lines.append("")
+        description = type(model).model_fields[name].description or ""
+        lines.extend(_comment(f"---- {header}.{name}: {description}"))
         lines.extend(_table_lines(sub, f"{header}.{name}"))
     for name, items in arrays:
         info = type(model).model_fields[name]
@@ -830,14 +990,21 @@ def _table_lines(model: BaseModel, header: str) -> list[str]:
         lines.extend(_comment(f"{info.description} Each [[{header}.{name}]] table:"))
         item_model = type(items[0])
         for field_name, field_info in item_model.model_fields.items():
-            lines.extend(_comment(f"  {field_name}: {field_info.description} Allowed: {_allowed_text(field_info)}."))
+            lines.extend(
+                _comment(
+                    f"  {field_name}: {field_info.description} "
+                    f"Allowed: {_allowed_text(field_info)}."
+                )
+            )
         for item in items:
             lines.append("")
             lines.append(f"[[{header}.{name}]]")
             for field_name in item_model.model_fields:
                 value = getattr(item, field_name)
                 default = item_model.model_fields[field_name].default
-                if value is None or (value == default and field_name not in ("name", "event_types", "aggregate")):
+                if value is None or (
+                    value == default and field_name not in ("name", "event_types", "aggregate")
+                ):
                     continue
                 lines.append(f"{field_name} = {_toml_value(value)}")
     return lines
@@ -849,7 +1016,7 @@ def render_default_policy_toml() -> str:
     lines = [
         "# anonstream policy file, schema version 1 (JSON Schema: schemas/policy.v1.json).",
         "# Check it with `anonstream policy check PATH`; try it with `anonstream preview`.",
-        "# Defaults follow PRIVACY.md. Durations: a whole number and s, m, h or d (\"30m\", \"1d\").",
+        '# Defaults follow PRIVACY.md. Durations: a whole number and s, m, h or d ("30m", "1d").',
         "",
     ]
     for name in ("schema_version", "policy_version"):

@@ -62,7 +62,9 @@ class Pseudonymizer:
         self._order = config.subject_order
         self._cookieless = config.cookieless_visitor
         self._kept = tuple(
-            name for name in IDENTIFIER_FIELDS if name in kept and getattr(config, name) == "pseudonymize"
+            name
+            for name in IDENTIFIER_FIELDS
+            if name in kept and getattr(config, name) == "pseudonymize"
         )
 
     def subject(

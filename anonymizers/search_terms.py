@@ -1,9 +1,9 @@
 """Search terms: normalise, then drop or redact personal data before any aggregation.
 
-Normalising (NFKC, casefold, whitespace collapsed) makes "Ｓhoes  " and "shoes" one term and
-turns full-width digits into ASCII ones the detectors see. Detection is `anonymizers.pii`:
-e-mail addresses, phone numbers, Luhn-valid card numbers, IBANs (mod-97), IP and MAC
-addresses, UUIDs and runs of 6+ digits.
+Normalising (NFKC, casefold, whitespace collapsed) makes full-width "Shoes  " and "shoes"
+one term and turns full-width digits into the ASCII ones the detectors see. Detection is
+`anonymizers.pii`: e-mail addresses, phone numbers, Luhn-valid card numbers, IBANs
+(mod-97), IP and MAC addresses, UUIDs and runs of 6+ digits.
 """
 
 from __future__ import annotations

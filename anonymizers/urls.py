@@ -43,11 +43,13 @@ def _decode(text: str) -> str:
 
 def _is_token(piece: str) -> bool:
     """A run of token characters holding a long random-looking part (not a slug of words)."""
+    if pii.UUID_RE.fullmatch(piece):
+        return False  # left to the detector, which marks it [uuid]
     for part in _SUBPIECE_SPLIT_RE.split(piece):
         if len(part) < TOKEN_MIN_LENGTH:
             continue
-        if _HEX_RE.match(part):
-            return True
+        if _HEX_RE.match(part) and not part.isdigit():
+            return True  # all digits are left to the detector: [card], [number]...
         if any(c.isdigit() for c in part) and any(c.isalpha() for c in part):
             return True
     return False
@@ -165,15 +167,30 @@ class ReferrerScrubber:
     `urls.internal_hosts` entries match exactly, or as a suffix when they start with a dot.
     """
 
-    def __init__(self, config: UrlsConfig) -> None:
+    def __init__(self, config: UrlsConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self._exact = frozenset(h for h in config.internal_hosts if not h.startswith("."))
         self._suffixes = tuple(h for h in config.internal_hosts if h.startswith("."))
+        self._hosts: dict[str, str | None] = {}
+        self._cache_size = cache_size
+
+    def _host(self, referrer: object) -> str | None:
+        if not isinstance(referrer, str):
+            return None
+        hosts = self._hosts
+        if referrer in hosts:
+            return hosts[referrer]
+        split = _split(referrer)
+        host = split[1] if split is not None else None
+        if self._cache_size:
+            if len(hosts) >= self._cache_size:
+                hosts.pop(next(iter(hosts)), None)
+            hosts[referrer] = host
+        return host
 
     def __call__(self, referrer: object, *, page_host: str | None = None) -> ReferrerOutcome:
-        split = _split(referrer)
-        if split is None:
+        host = self._host(referrer)
+        if host is None:
             return _NO_REFERRER
-        host = split[1]
         internal = (
             host == page_host
             or host in self._exact

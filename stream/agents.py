@@ -15,7 +15,7 @@ from typing import Any
 import faust
 from prometheus_client import generate_latest
 
-from stream.anonymize import AnonymizeStage
+from stream.anonymize import SOURCE_HEADER, AnonymizeStage, source_header
 from stream.consent_table import ConsentTable
 from stream.keyring import KafkaKeyRing
 from stream.metrics import CallbackCollector, counter, counter_by, gauge, new_registry
@@ -130,8 +130,11 @@ def register_anonymize(app: faust.App, *, settings: Settings, runtime: Anonymize
             routed = stage.process(
                 event.value, topic=message.topic, partition=message.partition, offset=message.offset
             )
+            # The source coordinates let the aggregate stage drop the duplicates a replay
+            # after a crash of this stage would otherwise add (at-least-once upstream).
+            headers = [(SOURCE_HEADER, source_header(message.partition, message.offset))]
             for partition, payload in routed.forward_payloads():
-                await sink.send(value=payload, partition=partition)
+                await sink.send(value=payload, partition=partition, headers=headers)
             for record in routed.deadletter:
                 await deadletter.send(value=record)
 

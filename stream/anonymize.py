@@ -63,6 +63,23 @@ class Routed:
         return [(partition, orjson.dumps(events)) for partition, events in self.forward.items()]
 
 
+SOURCE_HEADER = "anonstream-src"
+"""Header of every events.pseudonymized message: `<raw partition>:<raw offset>` it came from."""
+
+
+def source_header(partition: int, offset: int) -> bytes:
+    """Value of the `anonstream-src` header."""
+    return f"{partition}:{offset}".encode()
+
+
+def parse_source_header(value: bytes) -> tuple[int, int] | None:
+    """(raw partition, raw offset) of an `anonstream-src` header, None if malformed."""
+    partition, sep, offset = value.decode(errors="replace").partition(":")
+    if not sep or not partition.isdigit() or not offset.isdigit():
+        return None
+    return int(partition), int(offset)
+
+
 def partition_for(subject: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives a message keyed `subject`."""
     hashed: int = murmur2(subject.encode())

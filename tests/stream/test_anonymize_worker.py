@@ -97,6 +97,11 @@ def test_valid_events_forwarded_once_invalid_dead_lettered(
     expected_paths = {f"https://shop.example/produit/bague-{i}" for i in range(1000)}
     assert set(paths) == expected_paths, "every valid event downstream, query and fragment gone"
     assert max(paths.values()) == 1, "no event forwarded twice"
+    raw_offsets = {(m.partition, m.offset) for m in metadata}
+    for record in forwarded:
+        (source,) = [value for name, value in record.headers if name == "anonstream-src"]
+        raw_partition, _, raw_offset = source.decode().partition(":")
+        assert (int(raw_partition), int(raw_offset)) in raw_offsets, "source header names the input"
 
     dead = read_topic(
         settings,

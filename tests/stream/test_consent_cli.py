@@ -20,10 +20,10 @@ from stream.cli import cli
 from stream.consent_cli import RowError, normalise_row
 from stream.consent_table import ConsentTable
 from stream.kafka import admin_client, default_partitions
+from stream.processes import settings_env
 from stream.settings import ENV_PREFIX, Settings
 from stream.topics import create_topics, topic_specs
 from tests.support.kafka import read_all
-from tests.support.workers import settings_env
 
 SECRET_ID = "c-Zq81-never-printed"
 

@@ -22,10 +22,11 @@ from click.testing import CliRunner
 
 from anonymizers.policy import render_default_policy_toml
 from stream.cli import cli
+from stream.processes import settings_env
 from stream.settings import ENV_PREFIX, Settings
 from stream.topics import create_topics, topic_specs
 from tests.support.kafka import produce, read_all, read_topic
-from tests.support.workers import WorkerFactory, WorkerProcess, settings_env, wait_for
+from tests.support.workers import WorkerFactory, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.kafka
 

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from stream import processes
 from stream.broker import free_port
-from stream.settings import ENV_PREFIX, Settings
+from stream.settings import Settings
 from tests.support.http import get, scrape
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
-    """The environment that makes a child process load exactly `settings` (+ `extra`)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    values = settings.model_dump(exclude_none=True)
-    values.update(extra)
-    for name, value in values.items():
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    # The child must import this checkout's packages (not another editable install).
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
-    )
-    return env
 
 
 class WorkerProcess:
@@ -90,14 +69,7 @@ class WorkerProcess:
 
     def stop(self, *, timeout_s: float = 30.0) -> int:
         """SIGTERM and wait (the worker shuts down cleanly and commits)."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return processes.stop(self.process, timeout_s=timeout_s)
 
     def kill(self) -> None:
         """SIGKILL: a crash, no clean-up."""
@@ -117,14 +89,7 @@ class WorkerFactory:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         log = self.log_dir / f"{stage}-{len(self.started)}.log"
-        env = settings_env(settings, web_port=port, **extra_env)
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "stream", "worker", "--stage", stage, "--loglevel", "warn"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        process = processes.spawn_worker(settings, stage, web_port=port, log=log, **extra_env)
         worker = WorkerProcess(stage=stage, process=process, log=log, web_port=port)
         self.started.append(worker)
         return worker

@@ -1,0 +1,356 @@
+"""Which cells a window may release without revealing a suppressed one by subtraction.
+
+Threat model. An attacker holds every released record and, conservatively, the exact total
+of any metric window whose total has at least k distinct subjects (another metric over the
+same events, an `other` or a total cell may give it away). Values are taken as exactly
+additive: a cell of a coarse window equals the sum of that cell over its finer windows (true
+whenever the contribution bounds do not bind; assuming it always only makes the attacker
+stronger). Each window's record set therefore satisfies linear identities:
+
+- per window w:          sum over cells X of c(w, X)                = t(w)
+- per coarse cell (w,X): sum over child windows u of w of c(u, X)   = c(w, X)
+- per coarse window w:   sum over child windows u of t(u)           = t(w)
+
+Every unknown quantity (a suppressed cell, a total below k) appears in exactly two of these
+identities, so the system is the incidence system of a graph whose vertices are identities
+and whose edges are unknowns (an unknown used in a single identity hangs on a free vertex Z).
+A single unknown is determined by the released values exactly when its edge is a *bridge*
+of that graph (no cycle of unknowns runs through it): released values fix every vertex sum,
+and the only freedom left is to push values round cycles. The rule of this module is that,
+after every window's release, the graph of unknowns has no bridge: no combination of released
+records, totals included, reveals any suppressed count, within a window, across metrics
+sharing events, or across nested window sizes (an hour minus its released minutes).
+
+Windows are decided in (end, size) order. Cells of coarser windows that are not decided yet
+are unknowns for now; when a coarse window is decided its releases remove edges, and cells it
+must keep back to avoid a bridge are suppressed as well (complementary suppression), the
+smallest first. Decisions depend only on merged exact values, never on noise, so a restart
+recomputes the same decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+Vertex = Hashable
+_Z: Vertex = ("Z",)
+_TOP: Vertex = ("T",)
+
+
+@dataclass(frozen=True, slots=True)
+class CellFacts:
+    """What a decision needs about one cell: distinct subjects and a size for ordering
+    complementary suppression (the cell's count, or its subjects)."""
+
+    subjects: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome for one metric window: cells to release and cells held back (primary:
+    fewer than k subjects; complementary: held back to avoid a bridge); `other` says whether
+    the sum of the held cells is released as an `other` cell. `unresolved` is True when no
+    complementary choice removed every bridge and everything was held back."""
+
+    released: frozenset[str]
+    suppressed: frozenset[str]
+    complementary: frozenset[str]
+    other: bool = False
+    unresolved: bool = False
+
+
+@dataclass(slots=True)
+class _Ledger:
+    # Unknown edges of decided windows: (vertex, vertex, protected).
+    edges: list[tuple[Vertex, Vertex, bool]] = field(default_factory=list)
+    # Totals of decided windows: (vertex, vertex, at least k subjects, released by `other`).
+    total_edges: list[tuple[Vertex, Vertex, bool, bool]] = field(default_factory=list)
+    # Per undecided coarse window: its cells seen below, each with the largest number of
+    # distinct subjects seen in a finer window (a lower bound of its own).
+    present: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)
+    # Per undecided coarse window: largest total subjects of a finer window, if any.
+    totals: dict[tuple[int, int], int] = field(default_factory=dict)
+
+
+class SuppressionAudit:
+    """Cell suppression with a no-bridge audit, for one metric, across nested window sizes.
+
+    `sizes`: the window sizes in seconds, ascending, each dividing the next. State is kept
+    per top-level (largest) window and dropped once that window is decided.
+
+    Protected unknowns (their edge must never become a bridge): cells held back for having
+    fewer than k subjects, and undecided coarse cells that may turn out below k (no finer
+    window has shown them with k subjects yet). Cells held back only to protect others,
+    undecided cells already known to reach k, and window totals may be determined. A bridge
+    that exists even if the window releases nothing (a window total below k that is the
+    difference of totals of k or more, whose window has a single cell) is not of the
+    window's making and is left alone; every bridge a release would add is repaired.
+    """
+
+    def __init__(self, sizes: tuple[int, ...]) -> None:
+        self._sizes = sizes
+        self._top = len(sizes) - 1
+        self._ledgers: dict[int, _Ledger] = {}
+
+    def _start_at(self, level: int, start_us: int) -> int:
+        span = self._sizes[level] * 1_000_000
+        return start_us - start_us % span
+
+    def _lower(self, ledger: _Ledger, level: int, start_us: int, cell: str | None) -> Vertex:
+        if level == 0:
+            return ("B", start_us)
+        if cell is None:
+            return ("C", level, start_us) if (level, start_us) in ledger.totals else _Z
+        if cell in ledger.present.get((level, start_us), {}):
+            return ("A", level, start_us, cell)
+        return _Z  # no finer window saw this cell: no identity ties it to finer values
+
+    def _upper(self, level: int, start_us: int, cell: str | None) -> Vertex:
+        if self._top == 0:
+            return _Z
+        if level == self._top:
+            return _TOP
+        parent = self._start_at(level + 1, start_us)
+        return ("A", level + 1, parent, cell) if cell is not None else ("C", level + 1, parent)
+
+    def _edge(
+        self, ledger: _Ledger, level: int, start_us: int, cell: str | None
+    ) -> tuple[Vertex, Vertex]:
+        return (self._lower(ledger, level, start_us, cell), self._upper(level, start_us, cell))
+
+    def decide(
+        self,
+        *,
+        window_seconds: int,
+        start_us: int,
+        cells: Mapping[str, CellFacts],
+        total_subjects: int,
+        k: int,
+        other: bool = False,
+        max_cells: int = 1,
+    ) -> Decision:
+        """Decide one metric window: release cells with at least `k` subjects unless a cell
+        must be held back so that no protected value becomes derivable. `cells` maps the
+        canonical dimensions text of each cell to its facts; `total_subjects` is the
+        window's exact distinct subjects of this metric. With `other`, the held cells are
+        released as one `other` cell when it provably has k subjects: at least
+        max(largest held cell, ceil(held subjects / min(max_cells, held cells)),
+        total - released subjects), `max_cells` being M (a subject is in at most M cells)."""
+        level = self._sizes.index(window_seconds)
+        top_start = self._start_at(self._top, start_us)
+        ledger = self._ledgers.setdefault(top_start, _Ledger())
+        names = sorted(cells)
+        primary = {c for c in names if cells[c].subjects < k}
+        candidates = sorted(
+            (c for c in names if c not in primary),
+            key=lambda c: (cells[c].subjects, cells[c].size, c),
+        )
+        # Windows above this one are undecided: their cells and totals are unknowns for now.
+        ancestors = [
+            (lvl, self._start_at(lvl, start_us)) for lvl in range(level + 1, self._top + 1)
+        ]
+        for a in ancestors:
+            seen = ledger.present.setdefault(a, {})
+            for c in names:
+                seen[c] = max(seen.get(c, 0), cells[c].subjects)
+            ledger.totals[a] = max(ledger.totals.get(a, 0), total_subjects)
+        pending: list[tuple[Vertex, Vertex, bool]] = []
+        for lvl, a_start in ancestors:
+            seen = ledger.present[(lvl, a_start)]
+            for c in sorted(seen):
+                pending.append((*self._edge(ledger, lvl, a_start, c), seen[c] < k))
+            pending.append((*self._edge(ledger, lvl, a_start, None), False))
+        own_total = self._edge(ledger, level, start_us, None)
+        cell_edge = {c: self._edge(ledger, level, start_us, c) for c in names}
+        # Two attackers: one who also knows every total of k or more subjects (from another
+        # metric over the same events), one who knows only what this metric released.
+        fixed_with = [
+            *ledger.edges,
+            *pending,
+            *((a, b, False) for a, b, big, _ in ledger.total_edges if not big),
+        ]
+        if total_subjects < k:
+            fixed_with.append((*own_total, False))
+        fixed_without = [
+            *ledger.edges,
+            *pending,
+            *((a, b, False) for a, b, _, shown in ledger.total_edges if not shown),
+            (*own_total, False),
+        ]
+        roots = [v for c in names for v in cell_edge[c]] + list(own_total)
+
+        def other_released(kept: set[str]) -> bool:
+            if not other or not kept:
+                return False
+            held_subjects = [cells[c].subjects for c in kept]
+            bound = max(
+                max(held_subjects),
+                -(-sum(held_subjects) // min(max_cells, len(kept))),
+                total_subjects - sum(cells[c].subjects for c in names if c not in kept),
+            )
+            return bound >= k
+
+        def new_bridges(
+            fixed: list[tuple[Vertex, Vertex, bool]], kept: set[str], baseline: set[object]
+        ) -> tuple[_Bridges, list[object]]:
+            cells_kept = [c for c in names if c in kept]
+            edges = [*fixed, *((*cell_edge[c], c in primary) for c in cells_kept)]
+            found = _bridges(edges, roots)
+            keys = _edge_keys(cells_kept, found, len(fixed))
+            return found, [key for key in keys if key not in baseline]
+
+        # With totals known, a bridge present even when this window releases nothing is not of
+        # its making (a total below k that is a difference of totals of k or more, over a
+        # window with a single cell): only bridges its releases would add are repaired.
+        _, base = new_bridges(fixed_with, set(names), set())
+        baseline = set(base)
+        held = set(primary)
+        complementary: list[str] = []
+        unresolved = False
+        while True:
+            repaired = False
+            for fixed, base_keys in ((fixed_without, set()), (fixed_with, baseline)):
+                found, keys = new_bridges(fixed, held, base_keys)
+                if not keys:
+                    continue
+                all_keys = _edge_keys([c for c in names if c in held], found, len(fixed))
+                found.bridges = [
+                    b for b, key in zip(found.bridges, all_keys, strict=True) if key in keys
+                ]
+                choice = _repair(found, [c for c in candidates if c not in held], cell_edge)
+                if choice is None:
+                    unresolved = True
+                else:
+                    held.add(choice)
+                    complementary.append(choice)
+                    repaired = True
+                break
+            if unresolved:
+                held = set(names)
+                break
+            if not repaired:
+                break
+        # An `other` cell reveals this window's total to the attacker who knows only this
+        # metric: release it only if that adds no bridge.
+        with_other = (
+            not unresolved
+            and other_released(held)
+            and not new_bridges(fixed_without[:-1], held, set())[1]
+        )
+        ledger.total_edges.append((*own_total, total_subjects >= k, with_other))
+        ledger.edges.extend((*cell_edge[c], c in primary or unresolved) for c in names if c in held)
+        if level == self._top:
+            del self._ledgers[top_start]
+        else:
+            ledger.present.pop((level, start_us), None)
+            ledger.totals.pop((level, start_us), None)
+        return Decision(
+            released=frozenset(c for c in names if c not in held),
+            suppressed=frozenset(held),
+            complementary=frozenset() if unresolved else frozenset(complementary),
+            other=with_other,
+            unresolved=unresolved,
+        )
+
+    def forget_before(self, top_start_us: int) -> None:
+        """Drop state of top-level windows starting before `top_start_us`."""
+        for start in [s for s in self._ledgers if s < top_start_us]:
+            del self._ledgers[start]
+
+
+@dataclass(slots=True)
+class _Bridges:
+    bridges: list[tuple[Vertex, Vertex]]  # (parent side, child side) of each bridge
+    edge_ids: list[int]  # index in the edge list of each bridge
+    tin: dict[Vertex, int]
+    tout: dict[Vertex, int]
+    component: dict[Vertex, int]
+
+
+def _bridges(edges: list[tuple[Vertex, Vertex, bool]], roots: Iterable[Vertex]) -> _Bridges:
+    """Protected bridges of the multigraph `edges` in the components holding `roots`
+    (iterative Tarjan; parallel edges are distinct edges, so two unknowns between the same
+    identities protect each other)."""
+    adjacency: dict[Vertex, list[tuple[Vertex, int]]] = {}
+    for eid, (a, b, _) in enumerate(edges):
+        adjacency.setdefault(a, []).append((b, eid))
+        adjacency.setdefault(b, []).append((a, eid))
+    tin: dict[Vertex, int] = {}
+    low: dict[Vertex, int] = {}
+    tout: dict[Vertex, int] = {}
+    component: dict[Vertex, int] = {}
+    found: list[tuple[Vertex, Vertex]] = []
+    ids: list[int] = []
+    timer = 0
+    for root in roots:
+        if root in tin or root not in adjacency:
+            continue
+        comp = len(tin)
+        tin[root] = low[root] = timer
+        component[root] = comp
+        timer += 1
+        stack = [(root, -1, iter(adjacency[root]))]
+        while stack:
+            vertex, parent_edge, neighbours = stack[-1]
+            advanced = False
+            for other, eid in neighbours:
+                if eid == parent_edge:
+                    continue
+                if other in tin:
+                    low[vertex] = min(low[vertex], tin[other])
+                else:
+                    tin[other] = low[other] = timer
+                    component[other] = comp
+                    timer += 1
+                    stack.append((other, eid, iter(adjacency[other])))
+                    advanced = True
+                    break
+            if advanced:
+                continue
+            stack.pop()
+            tout[vertex] = timer - 1
+            if stack:
+                parent = stack[-1][0]
+                low[parent] = min(low[parent], low[vertex])
+                if low[vertex] > tin[parent] and edges[parent_edge][2]:
+                    found.append((parent, vertex))
+                    ids.append(parent_edge)
+    return _Bridges(found, ids, tin, tout, component)
+
+
+def _edge_keys(cells: list[str], found: _Bridges, n_fixed: int) -> list[object]:
+    """Stable names of the bridges found: the index of a fixed edge, or the cell's name."""
+    return [i if i < n_fixed else ("cell", cells[i - n_fixed]) for i in found.edge_ids]
+
+
+def _repair(
+    found: _Bridges, candidates: list[str], cell_edge: Mapping[str, tuple[Vertex, Vertex]]
+) -> str | None:
+    """The first (smallest) candidate whose edge puts a bridge on a cycle; failing that, the
+    first that at least extends a bridge's hanging side; None when no candidate touches any."""
+    tin, tout, component = found.tin, found.tout, found.component
+
+    def inside(vertex: Vertex, child: Vertex) -> bool:
+        t = tin.get(vertex)
+        return t is not None and tin[child] <= t <= tout[child]
+
+    for _, child in found.bridges:
+        comp = component[child]
+        for cell in candidates:
+            a, b = cell_edge[cell]
+            if (
+                component.get(a) == comp
+                and component.get(b) == comp
+                and inside(a, child) != inside(b, child)
+            ):
+                return cell
+    for _, child in found.bridges:
+        comp = component[child]
+        for cell in candidates:
+            a, b = cell_edge[cell]
+            ends_in = [component.get(v) == comp for v in (a, b)]
+            if sum(ends_in) == 1:
+                return cell
+    return None

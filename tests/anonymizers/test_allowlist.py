@@ -1,0 +1,79 @@
+"""The allowlist and the echo guard."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from anonymizers.allowlist import Allowlist, strip_echoes
+from anonymizers.policy import OutputConfig
+
+
+def test_only_allowlisted_non_null_fields() -> None:
+    """Fields not named, and None values, never reach the output."""
+    unit = Allowlist(
+        OutputConfig(fields=("event_type", "occurred_at", "epoch", "subject", "country"))
+    )
+    out, _ = unit(
+        {
+            "event_type": "page_view",
+            "occurred_at": "t",
+            "epoch": 1,
+            "subject": "s",
+            "country": None,
+            "region": "ENG",
+            "ip": "81.2.69.160",
+            "anything": 1,
+        }
+    )
+    assert out == {"event_type": "page_view", "occurred_at": "t", "epoch": 1, "subject": "s"}
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=12), st.integers(), max_size=20))
+def test_unknown_fields_never_pass(extra: dict[str, int]) -> None:
+    """Whatever else a candidate holds, the output keys are a subset of the allowlist."""
+    unit = Allowlist(OutputConfig())
+    out, _ = unit({**extra, "event_type": "page_view"})
+    assert set(out) <= set(OutputConfig().fields)
+
+
+ECHO_CASES = [
+    pytest.param(
+        "https://shop.example/u/alice-1234/cart",
+        ["alice-1234"],
+        "https://shop.example/u/[id]/cart",
+        id="plain",
+    ),
+    pytest.param(
+        "https://shop.example/u/ALICE-1234",
+        ["alice-1234"],
+        "https://shop.example/u/[id]",
+        id="case",
+    ),
+    pytest.param("https://shop.example/u/al%69ce-1234", ["alice-1234"], None, id="percent-encoded"),
+    pytest.param(
+        "https://shop.example/u/bob", ["alice-1234"], "https://shop.example/u/bob", id="absent"
+    ),
+]
+
+
+@pytest.mark.parametrize(("value", "needles", "expected"), ECHO_CASES)
+def test_strip_echoes(value: str, needles: list[str], expected: str | None) -> None:
+    """An identifier echoed in free text is replaced; if only encoded, the field goes."""
+    assert strip_echoes(value, needles) == expected
+
+
+def test_allowlist_guard_removes_echoed_identifiers() -> None:
+    """The allowlist runs the guard on free-text fields with the event's identifiers."""
+    unit = Allowlist(OutputConfig())
+    out, touched = unit(
+        {
+            "event_type": "search",
+            "search_terms": "track ck-77aa88bb",
+            "page_url": "https://s.example/ck-77aa88bb",
+        },
+        identifiers=["ck-77aa88bb", "abc"],
+    )
+    assert out["search_terms"] == "track [id]" and out["page_url"] == "https://s.example/[id]"
+    assert touched == ["page_url", "search_terms"]

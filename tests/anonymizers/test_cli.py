@@ -1,0 +1,320 @@
+# ruff: noqa: E501  (long literal tables of test data)
+"""The privacy team's commands: `policy init/check/schema` and `preview` (acceptance)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from anonymizers.policy import default_policy, parse_policy, policy_json_schema
+from stream.cli import cli
+from tests.anonymizers.conftest import build_mmdb, unkeyed_hashes
+
+
+def _run(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_policy_init_writes_default_and_refuses_overwrite(tmp_path: Path) -> None:
+    """init writes a commented default that checks clean; a second init needs --force."""
+    path = tmp_path / "policy.toml"
+    assert _run("policy", "init", str(path)).exit_code == 0
+    text = path.read_text()
+    assert text.count("#") > 50
+    assert parse_policy(tomllib.loads(text)) == default_policy()
+    again = _run("policy", "init", str(path))
+    assert again.exit_code != 0 and "--force" in again.output
+    assert _run("policy", "init", "--force", str(path)).exit_code == 0
+    checked = _run("policy", "check", str(path))
+    assert checked.exit_code == 0 and "ok" in checked.output
+
+
+def test_policy_check_lists_every_mistake(tmp_path: Path) -> None:
+    """check on a policy with several mistakes prints all of them in one run and exits 1."""
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        """schema_version = 1
+policy_version = "2024-06"
+[geo]
+granularity = "street"
+ipv4_prefix = 28
+[identifiers]
+imei = "hash"
+[keys]
+rotation = "1 day"
+[release]
+k_min_subjects = 1
+k_search_terms = 5
+[release.noise]
+epsilon = -1
+[consent]
+honour_gpc = "yes"
+[aggregation]
+windows = ["1m", "7m"]
+[[aggregation.metrics]]
+name = "searches"
+event_types = ["search"]
+dimensions = ["search_terms"]
+""",
+        encoding="utf-8",
+    )
+    result = _run("policy", "check", str(path))
+    assert result.exit_code == 1
+    expected = [
+        'geo.granularity must be one of "none", "country", "region", "city"; got "street"',
+        "geo.ipv4_prefix must be an integer from 0 to 24; got 28",
+        'identifiers.imei must be one of "pseudonymize", "drop"; got "hash"',
+        "keys.rotation must be a duration",
+        "release.k_min_subjects must be an integer >= 2; got 1",
+        "release.noise.epsilon must be a number > 0 and <= 10; got -1",
+        'consent.honour_gpc must be true or false; got "yes"',
+        "aggregation.metrics[0].sensitive must be true",
+    ]
+    for line in expected:
+        assert line in result.output, line
+    assert f"{len(result.output.splitlines()) - 1} errors" in result.output.splitlines()[0]
+
+
+def test_policy_check_missing_file(tmp_path: Path) -> None:
+    """A missing file is an error, not a crash."""
+    result = _run("policy", "check", str(tmp_path / "nope.toml"))
+    assert result.exit_code == 1 and "readable" in result.output
+
+
+def test_policy_schema_command_matches_committed_file() -> None:
+    """`anonstream policy schema` prints the committed schemas/policy.v1.json."""
+    result = _run("policy", "schema")
+    assert json.loads(result.output) == policy_json_schema()
+
+
+# ---------------------------------------------------------------------- preview acceptance
+
+SECRETS = {
+    "ipv4": "81.2.69.160",
+    "ipv6": "2a02:a000::1f:2e",
+    "ipv4_mapped": "::ffff:203.0.113.77",
+    "mac": "00:1A:2B:3C:4D:5E",
+    "imei": "490154203237518",
+    "ad_id": "38400000-8cf0-11bd-b23e-10b96e40000d",
+    "cookie_id": "ck_7f3a9b2e41d0",
+    "user_id": "customer-88231",
+    "device_id": "dev-A1B2C3D4E5",
+    "email": "jeanne.dupont@example.fr",
+    "email_url": "marc.leroy@example.com",
+    "phone_intl": "+33 6 12 34 56 78",
+    "phone_national": "06.98.76.54.32",
+    "phone_dashes": "555-867-5309",
+    "card": "4111 1111 1111 1111",
+    "card_dashes": "5500-0000-0000-0004",
+    "iban": "FR76 3000 6000 0112 3456 7890 189",
+    "iban_compact": "DE89370400440532013000",
+}
+
+
+def _compact(value: str) -> str:
+    return "".join(c for c in value if c.isalnum())
+
+
+def _events() -> list[dict[str, Any]]:
+    s = SECRETS
+    base = {
+        "event_type": "page_view",
+        "occurred_at": "2024-05-01T10:00:00Z",
+        "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    }
+    return [
+        {
+            **base,
+            "event_id": "1",
+            "user_id": s["user_id"],
+            "cookie_id": s["cookie_id"],
+            "device_id": s["device_id"],
+            "ad_id": s["ad_id"],
+            "mac": s["mac"],
+            "imei": s["imei"],
+            "ip": s["ipv4"],
+            "page_url": f"https://shop.example/account/{s['user_id']}/orders?email={s['email_url']}&utm_source=nl#{s['cookie_id']}",
+            "referrer_url": f"https://mail.example/read?to={s['email_url']}",
+        },
+        {
+            **base,
+            "event_id": "2",
+            "cookie_id": s["cookie_id"],
+            "ip": s["ipv6"],
+            "page_url": f"https://shop.example/u/{s['email_url']}/profile",
+            "browser_language": "fr-FR",
+        },
+        {
+            **base,
+            "event_id": "3",
+            "ip": s["ipv4_mapped"],
+            "event_type": "search",
+            "search_terms": f"contact {s['email']} or {s['phone_intl']}",
+        },
+        {
+            **base,
+            "event_id": "4",
+            "device_id": s["device_id"],
+            "event_type": "search",
+            "search_terms": f"call {s['phone_national']} / {s['phone_dashes']}",
+        },
+        {
+            **base,
+            "event_id": "5",
+            "user_id": s["user_id"],
+            "event_type": "search",
+            "search_terms": f"pay {s['card']} and {s['card_dashes']}",
+        },
+        {
+            **base,
+            "event_id": "6",
+            "user_id": s["user_id"],
+            "event_type": "search",
+            "search_terms": f"iban {s['iban']} {s['iban_compact']}",
+        },
+        {
+            **base,
+            "event_id": "7",
+            "ad_id": s["ad_id"],
+            "event_type": "link_click",
+            "link_url": f"https://pay.example/c/{_compact(s['card'])}?iban={s['iban_compact']}",
+            "page_url": f"https://shop.example/search?q={s['phone_intl']}&utm_campaign={s['email']}",
+        },
+        {
+            **base,
+            "event_id": "8",
+            "user_id": s["user_id"],
+            "mac": s["mac"],
+            "imei": s["imei"],
+            "page_url": f"https://shop.example/device/{s['imei']}/{s['mac']}",
+            "unknown_field": s["email"],
+        },
+        {**base, "event_id": "9", "cookie_id": s["cookie_id"], "ip": s["ipv4"], "gpc": True},
+        {**base, "event_id": "10", "user_id": s["user_id"], "age_under_16": True, "ip": s["ipv6"]},
+    ]
+
+
+def test_preview_output_holds_no_identifier_nor_unkeyed_hash(tmp_path: Path) -> None:
+    """Acceptance: preview on every kind of identifier and PII leaks none of them, nor their hashes."""
+    events = tmp_path / "events.jsonl"
+    lines = [orjson.dumps(e) for e in _events()]
+    lines.insert(3, b"{not json")
+    lines.insert(
+        5,
+        orjson.dumps(
+            {
+                "event_id": "x",
+                "event_type": "page_view",
+                "occurred_at": "yesterday",
+                "user_id": SECRETS["user_id"],
+            }
+        ),
+    )
+    lines.append(orjson.dumps([_events()[0], _events()[2]]))
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    consent = tmp_path / "consent.jsonl"
+    consent.write_bytes(
+        orjson.dumps(
+            {"subject_type": "device_id", "subject_id": SECRETS["device_id"], "action": "opt_out"}
+        )
+        + b"\n"
+    )
+    geo = build_mmdb(tmp_path / "geo.mmdb")
+    out = tmp_path / "out"
+    result = _run(
+        "preview",
+        "--events",
+        str(events),
+        "--consent",
+        str(consent),
+        "--geo-db",
+        str(geo),
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["invalid"] == 2
+    assert [i["line"] for i in report["invalid_lines"]] == [4, 6]
+    assert report["invalid_lines"][1] == {
+        "line": 6,
+        "reason": "schema_violation",
+        "path": "$.occurred_at",
+        "rule": "format date-time",
+    }
+    # device_id is opted out: events 1, 4 and the batched copy of 1 carry it.
+    assert report["dropped_by_reason"] == {"gpc": 1, "opted_out": 3, "under_16": 1}
+    assert (
+        report["emitted"]
+        == len((out / "anonymized.jsonl").read_text().splitlines())
+        == report["events"] - report["dropped"]
+        == 12 - 5
+    )
+    assert report["actions"]["search_terms:redacted"] >= 3
+    assert report["examples"] and report["aggregates"] is None
+    assert not (out / "aggregates.jsonl").exists()
+
+    texts = {p.name: p.read_text() for p in out.iterdir()}
+    for name, text in texts.items():
+        folded = text.casefold()
+        for label, value in SECRETS.items():
+            forms = {value, value.strip(), _compact(value)}
+            if label.startswith("ip"):
+                forms.add(value.removeprefix("::ffff:"))
+            for form in forms:
+                assert form.casefold() not in folded, (name, label, form)
+                for digest in unkeyed_hashes(form):
+                    assert digest not in text, (name, label)
+    anonymized = [json.loads(line) for line in texts["anonymized.jsonl"].splitlines()]
+    assert all("unknown_field" not in e and "ip" not in e for e in anonymized)
+
+
+def test_preview_without_policy_or_geo_uses_defaults(tmp_path: Path) -> None:
+    """Without --policy and --geo-db, preview runs the default policy and the bundled database."""
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(
+        orjson.dumps(
+            {
+                "event_id": "1",
+                "event_type": "page_view",
+                "occurred_at": "2024-05-01T10:00:00Z",
+                "ip": "81.2.69.160",
+                "cookie_id": "c-123456789",
+            }
+        )
+        + b"\n"
+    )
+    result = _run("preview", "--events", str(events), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["emitted"] == 1 and report["policy_version"] == "default"
+    from stream.preview import bundled_geo_database
+
+    if bundled_geo_database() is not None:
+        assert report["geo_database"] == "GeoLite2-City"
+
+
+def test_preview_refuses_invalid_policy(tmp_path: Path) -> None:
+    """An invalid policy stops preview before any event is read."""
+    policy = tmp_path / "p.toml"
+    policy.write_text("schema_version = 1\n[release]\nk_min_subjects = 0\n", encoding="utf-8")
+    events = tmp_path / "e.jsonl"
+    events.write_text("", encoding="utf-8")
+    from anonymizers.exceptions import PolicyError
+
+    with pytest.raises(PolicyError):
+        _run(
+            "preview",
+            "--events",
+            str(events),
+            "--policy",
+            str(policy),
+            "--out",
+            str(tmp_path / "o"),
+        )

@@ -1,0 +1,116 @@
+"""Epoch keys and providers: material never shown, destroyed for good, one key per epoch."""
+
+from __future__ import annotations
+
+import pytest
+
+from anonymizers.exceptions import KeyMaterialError
+from anonymizers.keys import (
+    EpochKey,
+    GeneratedKeyProvider,
+    KeyProvider,
+    StaticKeyProvider,
+    epoch_of,
+)
+from tests.anonymizers.conftest import KEY_A
+
+
+@pytest.mark.parametrize(
+    ("seconds", "rotation", "expected"),
+    [
+        pytest.param(0, 86400, 0, id="zero"),
+        pytest.param(86399.999, 86400, 0, id="end-of-day"),
+        pytest.param(86400, 86400, 1, id="next-day"),
+        pytest.param(1714521600, 86400, 19844, id="2024-05-01"),
+        pytest.param(-1, 86400, -1, id="before-1970"),
+        pytest.param(7200, 3600, 2, id="hourly"),
+    ],
+)
+def test_epoch_of(seconds: float, rotation: int, expected: int) -> None:
+    """Epoch = floor(seconds / rotation)."""
+    assert epoch_of(seconds, rotation) == expected
+
+
+def test_repr_never_shows_material() -> None:
+    """repr and str name the epoch, never the key bytes in any encoding."""
+    key = EpochKey(7, KEY_A)
+    for text in (repr(key), str(key), f"{key}"):
+        assert "7" in text
+        assert KEY_A.hex() not in text and repr(KEY_A) not in text and str(list(KEY_A)) not in text
+
+
+@pytest.mark.parametrize(
+    "material",
+    [b"", b"short", bytes(32), b"\xff" * 32, bytes(range(33))],
+    ids=["empty", "short", "all-zero", "all-ff", "too-long"],
+)
+def test_weak_or_wrong_size_material_rejected(material: bytes) -> None:
+    """Empty, default (one repeated byte) and wrong-size keys are refused."""
+    with pytest.raises(KeyMaterialError):
+        EpochKey(1, material)
+
+
+def test_destroy_zeroes_and_disables() -> None:
+    """After destroy(), the material is zero, the memo empty, and use raises."""
+    key = EpochKey(1, KEY_A)
+    key.pseudonym("user_id:alice")
+    key.destroy()
+    assert key.destroyed
+    assert bytes(key._material) == bytes(32)
+    assert key._memo == {}
+    with pytest.raises(KeyMaterialError):
+        key.mac(b"x")
+    with pytest.raises(KeyMaterialError):
+        key.pseudonym("user_id:bob")
+
+
+def test_pseudonym_is_hmac_sha256_prefix() -> None:
+    """The pseudonym is base64url of the first 16 bytes of HMAC-SHA256 (independent computation)."""
+    import base64
+    import hashlib
+    import hmac
+
+    expected = base64.urlsafe_b64encode(hmac.new(KEY_A, b"m", hashlib.sha256).digest()[:16])
+    key = EpochKey(1, KEY_A)
+    assert key.pseudonym("m") == expected.decode().rstrip("=")
+    assert key.pseudonym("m") == key.pseudonym("m")  # memoised path agrees
+    assert len(key.pseudonym("m")) == 22
+
+
+def test_memo_is_bounded() -> None:
+    """The pseudonym memo never holds more than its size."""
+    key = EpochKey(1, KEY_A, memo_size=10)
+    for index in range(100):
+        key.pseudonym(f"id:{index}")
+    assert len(key._memo) == 10
+
+
+def test_generated_keys_are_random_per_epoch_and_stable_within() -> None:
+    """Each epoch gets its own random key; asking twice gives the same key."""
+    provider = GeneratedKeyProvider(rotation_seconds=86400)
+    assert isinstance(provider, KeyProvider)
+    first, second = provider.key_for_epoch(1), provider.key_for_epoch(2)
+    assert first is not None and second is not None
+    assert provider.key_for_epoch(1) is first
+    assert first.mac(b"x") != second.mac(b"x")
+    other = GeneratedKeyProvider(rotation_seconds=86400).key_for_epoch(1)
+    assert other is not None and other.mac(b"x") != first.mac(b"x")
+
+
+def test_forget_before_destroys_and_never_regenerates() -> None:
+    """Forgotten epochs have no key any more, and their old key objects are destroyed."""
+    provider = GeneratedKeyProvider(rotation_seconds=86400)
+    old = provider.key_for_epoch(1)
+    assert old is not None
+    provider.forget_before(2)
+    assert old.destroyed
+    assert provider.key_for_epoch(1) is None
+    assert provider.key_for_epoch(2) is not None
+
+
+def test_static_provider_has_no_key_for_unknown_epoch() -> None:
+    """An epoch without a configured key gets None (the chain then drops: no_key)."""
+    provider = StaticKeyProvider({5: KEY_A}, rotation_seconds=60)
+    assert provider.key_for_epoch(5) is not None
+    assert provider.key_for_epoch(6) is None
+    assert provider.rotation_seconds == 60
