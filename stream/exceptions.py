@@ -23,3 +23,7 @@ class BrokerUnreachableError(BrokerError):
 
 class TopicConfigError(StreamError):
     """A topic could not be created or has a configuration other than the expected one."""
+
+
+class ConsentPublishError(StreamError):
+    """A consent record could not be sent or was not acknowledged; the message names no id."""

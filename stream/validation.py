@@ -66,23 +66,32 @@ class Decoded:
 
 
 @functools.cache
-def _validator() -> Any:
-    return jsonschema_rs.validator_for(schemas.load(schemas.RAW_EVENT_V1), validate_formats=True)
+def schema_validator(name: str) -> Any:
+    """The (cached) jsonschema-rs validator of the schema `name`, formats checked."""
+    return jsonschema_rs.validator_for(schemas.load(name), validate_formats=True)
+
+
+def first_violation(instance: object, *, schema_name: str) -> SchemaViolation | None:
+    """The first rule (by JSON path) `instance` breaks in schema `schema_name`, or None."""
+    validator = schema_validator(schema_name)
+    if validator.is_valid(instance):
+        return None
+    errors = sorted(
+        validator.iter_errors(instance),
+        key=lambda e: (list(map(str, e.instance_path)), list(map(str, e.schema_path))),
+    )
+    return _describe(errors[0], schema_name)
 
 
 def validate_event(event: object) -> SchemaViolation | None:
     """Return the first rule `event` breaks (schema, then a parseable `occurred_at`), or None."""
-    validator = _validator()
-    if validator.is_valid(event):
-        assert isinstance(event, dict)
-        if _parse_time(event["occurred_at"]) is None:
-            return SchemaViolation(path="$.occurred_at", rule="format date-time")
-        return None
-    errors = sorted(
-        validator.iter_errors(event),
-        key=lambda e: (list(map(str, e.instance_path)), list(map(str, e.schema_path))),
-    )
-    return _describe(errors[0])
+    violation = first_violation(event, schema_name=schemas.RAW_EVENT_V1)
+    if violation is not None:
+        return violation
+    assert isinstance(event, dict)
+    if _parse_time(event["occurred_at"]) is None:
+        return SchemaViolation(path="$.occurred_at", rule="format date-time")
+    return None
 
 
 def parse_occurred_at(value: str) -> datetime | None:
@@ -98,7 +107,7 @@ def _parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _describe(error: Any) -> SchemaViolation:
+def _describe(error: Any, schema_name: str) -> SchemaViolation:
     path = "$" + "".join(
         f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.instance_path
     )
@@ -112,7 +121,8 @@ def _describe(error: Any) -> SchemaViolation:
     elif keyword == "type":
         rule = "type " + "|".join(str(t) for t in kind.types)
     elif keyword == "enum":
-        rule = "enum " + "|".join(str(option) for option in _schema_at(keyword_path))
+        options = _schema_at(schema_name, keyword_path)
+        rule = "enum " + "|".join(str(option) for option in options)
     elif keyword in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
         rule = f"{keyword} {kind.limit}"
     else:
@@ -120,8 +130,8 @@ def _describe(error: Any) -> SchemaViolation:
     return SchemaViolation(path=path, rule=rule)
 
 
-def _schema_at(schema_path: list[Any]) -> Any:
-    node: Any = schemas.load(schemas.RAW_EVENT_V1)
+def _schema_at(schema_name: str, schema_path: list[Any]) -> Any:
+    node: Any = schemas.load(schema_name)
     for part in schema_path:
         node = node[part]
     return node

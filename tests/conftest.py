@@ -15,6 +15,12 @@ from tests.support.workers import WorkerFactory
 
 BROKER_ENV = "ANONSTREAM_TEST_BOOTSTRAP"
 
+# Child processes (`python -m stream ...`) must import this checkout, whatever the working
+# directory (another checkout may be the editable install of the interpreter).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p
+)
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

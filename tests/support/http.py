@@ -26,3 +26,9 @@ def metric_values(text: str) -> dict[str, float]:
         name, _, value = line.rpartition(" ")
         values[name] = float(value)
     return values
+
+
+def scrape(port: int) -> dict[str, float] | None:
+    """The /metrics samples of the worker serving on `port`, or None while it does not answer."""
+    status, text = get(f"http://127.0.0.1:{port}/metrics")
+    return metric_values(text) if status == 200 else None

@@ -10,6 +10,7 @@ from typing import Any
 from stream import processes
 from stream.broker import free_port
 from stream.settings import Settings
+from tests.support.http import get, scrape
 
 
 class WorkerProcess:
@@ -33,6 +34,38 @@ class WorkerProcess:
             code = self.process.returncode
             tail = self.output()[-4000:]
             raise AssertionError(f"{self.stage} worker exited with {code}:\n{tail}")
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's current /metrics samples ({} while it does not answer)."""
+        return scrape(self.web_port) or {}
+
+    def metric(self, name: str) -> float:
+        """One sample (e.g. `anonstream_events_dropped_total{reason="opted_out"}`); 0 if absent."""
+        return self.metrics().get(name, 0.0)
+
+    def wait_metric(
+        self, name: str, *, at_least: float, timeout_s: float = 60.0
+    ) -> dict[str, float]:
+        """Poll /metrics until sample `name` >= `at_least`; return all samples then."""
+
+        def reached() -> dict[str, float] | None:
+            self.ensure_alive()
+            values = self.metrics()
+            return values if values.get(name, 0.0) >= at_least else None
+
+        result: dict[str, float] = wait_for(
+            reached, timeout_s=timeout_s, what=f"{name} >= {at_least} on the {self.stage} worker"
+        )
+        return result
+
+    def wait_ready(self, *, timeout_s: float = 60.0) -> None:
+        """Poll /readyz until it answers 200 (consent table caught up, current key held)."""
+
+        def ready() -> bool:
+            self.ensure_alive()
+            return get(f"http://127.0.0.1:{self.web_port}/readyz")[0] == 200
+
+        wait_for(ready, timeout_s=timeout_s, what=f"the {self.stage} worker to be ready")
 
     def stop(self, *, timeout_s: float = 30.0) -> int:
         """SIGTERM and wait (the worker shuts down cleanly and commits)."""
