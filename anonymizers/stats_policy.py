@@ -32,7 +32,7 @@ def stats_configs(policy: Policy) -> tuple[AggregationConfig, ReleaseConfig]:
             aggregate=metric.aggregate,
             value_field=metric.value_field,
             sensitive=metric.sensitive,
-            value_max=clamp_ms if metric.value_field == "time_on_page_ms" else MetricSpec.value_max,
+            **({"value_max": clamp_ms} if metric.value_field == "time_on_page_ms" else {}),
         )
         for metric in aggregation.metrics
     )

@@ -113,7 +113,9 @@ class AggregatePartition:
             value = orjson.dumps(record.value)
             if record.value.get("kind") == "progress":
                 for index in range(self._partitions):
-                    out.append(Outgoing(self._topic, key, value, partition=index, barrier=index == 0))
+                    out.append(
+                        Outgoing(self._topic, key, value, partition=index, barrier=index == 0)
+                    )
                 # Sent (and acknowledged before the commit that follows) with this batch.
                 self._published_through = str(record.value["closed_through"])
                 self.counters["progress_records"] += 1

@@ -54,7 +54,9 @@ class ReleasePartition:
         counters: Counter[str] | None = None,
     ) -> None:
         self.partition = partition
-        self.metrics = metrics_of(partition, aggregation=aggregation, partitions=partials_partitions)
+        self.metrics = metrics_of(
+            partition, aggregation=aggregation, partitions=partials_partitions
+        )
         self.engine = ReleaseEngine(
             aggregation,
             release,
