@@ -7,7 +7,9 @@ mean nothing outside the process. It costs about 100 bytes per subject (an int-t
 
 A record replaces the subject's whole state, so the state after replaying a compacted topic
 (one record per key) equals the state before a restart:
-- `opt_out` purposes P: opted out of P only;  `opt_in` P: opted out of nothing;
+- `opt_out` purposes P: opted out of P only;  `opt_in` P: opted in to P only, so still
+  opted out of every purpose P does not name (fail closed: a record replaces the state, and
+  an opt-in to advertising must not end an analytics opt-out); `opt_in` all: nothing;
 - `erase`: erased (every later event dropped);  `child`: a child's (every later event dropped).
 `purposes` absent means all three.
 
@@ -89,7 +91,8 @@ def _flags_of(record: Mapping[str, object]) -> int:
         return ERASED_BIT
     if action == "child":
         return CHILD_BIT
-    return 0
+    # opt_in: opted out of whatever it does not name.
+    return _ALL_PURPOSES & ~bits
 
 
 class ConsentState:

@@ -6,6 +6,7 @@ No business logic here: decoding, consent, anonymisation and routing live in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -41,9 +42,14 @@ class AnonymizeRuntime:
         """Ready only when the consent table is caught up and the current key is held."""
         return self.consent.ready() and self.keyring.ready()
 
-    async def wait_ready(self) -> None:
-        await self.consent.caught_up.wait()
-        await self.keyring.wait_current()
+    def alive(self) -> bool:
+        """False once the consent or key reader died: the orchestrator must restart us."""
+        return self.consent.alive() and self.keyring.alive()
+
+    async def wait_ready(self, *, poll_s: float = 0.1) -> None:
+        """Return once `ready()`; wait for ever if a reader died (fail closed)."""
+        while not self.ready():
+            await asyncio.sleep(poll_s)
 
     def metric_families(self) -> Iterator[Any]:
         c = self.stage.counters
@@ -86,7 +92,11 @@ class AnonymizeRuntime:
 
 
 def register_web(
-    app: faust.App, *, ready: Callable[[], bool], families: Callable[[], Iterator[Any]]
+    app: faust.App,
+    *,
+    ready: Callable[[], bool],
+    alive: Callable[[], bool],
+    families: Callable[[], Iterator[Any]],
 ) -> None:
     """/healthz (alive), /readyz (ready to process) and /metrics (Prometheus)."""
     registry = new_registry()
@@ -95,7 +105,9 @@ def register_web(
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "alive", "uptime_s": round(time.time() - started, 1)})
+        ok = alive()
+        body = {"alive": ok, "uptime_s": round(time.time() - started, 1)}
+        return web.json(body, status=200 if ok else 503)
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
@@ -138,5 +150,5 @@ def register_anonymize(app: faust.App, *, settings: Settings, runtime: Anonymize
             for record in routed.deadletter:
                 await deadletter.send(value=record)
 
-    register_web(app, ready=runtime.ready, families=runtime.metric_families)
+    register_web(app, ready=runtime.ready, alive=runtime.alive, families=runtime.metric_families)
     return anonymize

@@ -185,8 +185,8 @@ def _record_command(action: str, *, with_purposes: bool) -> click.Command:
         publish_record(load_settings(), record)
         if action == "opt_in" and set(record.get("purposes", PURPOSES)) != set(PURPOSES):
             click.echo(
-                "note: a record replaces the subject's whole consent state, so this opt-in "
-                "also ends its opt-outs of the other purposes",
+                "note: a record replaces the subject's whole consent state: after this opt-in "
+                "the subject is opted out of every purpose it does not name",
                 err=True,
             )
         shown = ", ".join(record.get("purposes", PURPOSES))
@@ -213,7 +213,8 @@ def _record_command(action: str, *, with_purposes: bool) -> click.Command:
         )
     helps = {
         "opt_out": "Opt a subject out of the given purposes (analytics: its events are dropped).",
-        "opt_in": "Opt a subject back in: clears its earlier opt-outs.",
+        "opt_in": "Opt a subject in to the purposes given (default all); it stays opted out "
+        "of the others.",
         "erase": "Erase a subject: every later event carrying the identifier is dropped.",
         "child": "Mark a subject as a child's (under 16): its events are dropped.",
     }

@@ -20,10 +20,12 @@ import logging
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from anonymizers.consent import ConsentState
 from anonymizers.exceptions import ConsentRecordError
 from stream.settings import Settings
+from stream.tasks import guarded
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +44,19 @@ class ConsentTable:
         self._task: asyncio.Task[None] | None = None
         self._positions: dict[Any, int] = {}
         self._progress = asyncio.Condition()
+        self.error: BaseException | None = None
 
     def __len__(self) -> int:
         """Subjects with an opt-out, erasure or child record."""
         return len(self.state)
 
     def ready(self) -> bool:
-        return self.caught_up.is_set()
+        """Caught up, and the reader is still running (fail closed when it died)."""
+        return self.caught_up.is_set() and self.error is None
+
+    def alive(self) -> bool:
+        """False once the reader stopped on an unexpected error (the worker must restart)."""
+        return self.error is None
 
     async def start(self, *, wait: bool = True) -> None:
         """Assign every partition from the beginning; with `wait`, return once caught up."""
@@ -70,7 +78,9 @@ class ConsentTable:
         await consumer.seek_to_beginning(*tps)
         targets = await consumer.end_offsets(tps)
         self._positions = dict.fromkeys(tps, 0)
-        self._task = asyncio.create_task(self._read_forever(), name="consent-reader")
+        self._task = asyncio.create_task(
+            guarded(self._read_forever(), on_error=self._failed), name="consent-reader"
+        )
         waiter = asyncio.create_task(self._catch_up(targets), name="consent-catch-up")
         if wait:
             await waiter
@@ -82,6 +92,9 @@ class ConsentTable:
             )
         self.caught_up.set()
         log.info("consent table caught up: %d subjects", len(self.state))
+
+    def _failed(self, exc: BaseException) -> None:
+        self.error = exc
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -97,7 +110,7 @@ class ConsentTable:
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            except Exception as exc:  # broker hiccup: keep the state, retry
+            except (KafkaError, OSError) as exc:  # broker hiccup: keep the state, retry
                 log.warning("consent read failed: %s", type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue

@@ -33,11 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from anonymizers.exceptions import KeyMaterialError
 from anonymizers.keys import KEY_BYTES, EpochKey, epoch_of
 from anonymizers.policy import Policy
 from stream.settings import Settings
+from stream.tasks import guarded
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +221,7 @@ class KafkaKeyRing:
         self._progress = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self.caught_up = asyncio.Event()
+        self.error: BaseException | None = None
 
     # -- KeyProvider --------------------------------------------------------------------
     @property
@@ -233,7 +236,14 @@ class KafkaKeyRing:
 
     def ready(self) -> bool:
         """Caught up with the key topic and holding the current epoch's key."""
-        return self.caught_up.is_set() and self.log.has(self.current_epoch())
+        return self.caught_up.is_set() and self.error is None and self.log.has(self.current_epoch())
+
+    def alive(self) -> bool:
+        """False once a background task stopped on an unexpected error (restart the worker)."""
+        return self.error is None
+
+    def _failed(self, exc: BaseException) -> None:
+        self.error = exc
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -262,11 +272,19 @@ class KafkaKeyRing:
         await admin.start()
         self._admin = admin
         end = (await consumer.end_offsets([tp]))[tp]
-        self._tasks.append(asyncio.create_task(self._read_forever(), name="keyring-reader"))
+        self._tasks.append(
+            asyncio.create_task(
+                guarded(self._read_forever(), on_error=self._failed), name="keyring-reader"
+            )
+        )
         await self._wait_position(end)
         self.caught_up.set()
         await self.upkeep()
-        self._tasks.append(asyncio.create_task(self._upkeep_forever(), name="keyring-upkeep"))
+        self._tasks.append(
+            asyncio.create_task(
+                guarded(self._upkeep_forever(), on_error=self._failed), name="keyring-upkeep"
+            )
+        )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -292,7 +310,7 @@ class KafkaKeyRing:
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=500)
-            except Exception as exc:  # broker hiccup: keep the keys we have, retry
+            except (KafkaError, OSError) as exc:  # broker hiccup: keep the keys we have, retry
                 log.warning("key ring read failed: %s", type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
@@ -325,7 +343,7 @@ class KafkaKeyRing:
             await asyncio.sleep(self._upkeep_interval_s)
             try:
                 await self.upkeep()
-            except Exception as exc:  # infrastructure hiccup: retry at the next tick
+            except (KafkaError, OSError) as exc:  # infrastructure hiccup: retry at the next tick
                 log.warning("key ring upkeep failed: %s", type(exc).__name__)
 
     async def upkeep(self) -> None:

@@ -53,16 +53,37 @@ MAC_IMEI_EVENT_SHARE = 0.3  # app events that carry the device's MAC / IMEI when
 
 VIEW, SEARCH, CLICK, LEAVE, DONE = range(5)
 
-PAGE_KINDS: Weighted[str] = Weighted([
-    ("product", 0.45), ("category", 0.17), ("subcategory", 0.06), ("home", 0.08), ("cart", 0.06),
-    ("checkout", 0.03), ("account", 0.04), ("info", 0.05), ("blog", 0.04), ("confirmation", 0.01),
-    ("password_reset", 0.005), ("unsubscribe", 0.005),
-])
-SOURCES: Weighted[str] = Weighted([
-    ("direct", 0.28), ("organic", 0.30), ("google_ads", 0.08), ("instagram", 0.07),
-    ("facebook", 0.05), ("pinterest", 0.04), ("newsletter", 0.07), ("magazine", 0.03),
-    ("bing_ads", 0.02), ("affiliate", 0.03), ("internal", 0.03),
-])
+PAGE_KINDS: Weighted[str] = Weighted(
+    [
+        ("product", 0.45),
+        ("category", 0.17),
+        ("subcategory", 0.06),
+        ("home", 0.08),
+        ("cart", 0.06),
+        ("checkout", 0.03),
+        ("account", 0.04),
+        ("info", 0.05),
+        ("blog", 0.04),
+        ("confirmation", 0.01),
+        ("password_reset", 0.005),
+        ("unsubscribe", 0.005),
+    ]
+)
+SOURCES: Weighted[str] = Weighted(
+    [
+        ("direct", 0.28),
+        ("organic", 0.30),
+        ("google_ads", 0.08),
+        ("instagram", 0.07),
+        ("facebook", 0.05),
+        ("pinterest", 0.04),
+        ("newsletter", 0.07),
+        ("magazine", 0.03),
+        ("bing_ads", 0.02),
+        ("affiliate", 0.03),
+        ("internal", 0.03),
+    ]
+)
 ENGINES: Weighted[str] = Weighted(catalogue.SEARCH_ENGINES)
 PII_KINDS = ("email", "phone", "card", "iban", "ip", "digits")
 CATEGORY_URLS = tuple(f"{SITE}/{category}" for category in catalogue.CATEGORIES)
@@ -136,8 +157,11 @@ class TrafficGenerator:
         self.realtime = realtime
         now = datetime.now(UTC) if start is None else start
         self.start_ms = int(now.timestamp() * 1000)
-        self.geo = geo_db if isinstance(geo_db, GeoPool) else (
-            GeoPool.builtin() if geo_db is None else GeoPool.from_mmdb(Path(geo_db)))
+        self.geo = (
+            geo_db
+            if isinstance(geo_db, GeoPool)
+            else (GeoPool.builtin() if geo_db is None else GeoPool.from_mmdb(Path(geo_db)))
+        )
         self.no_id_share = no_id_share
         self.malformed_share = malformed_share
         self.optout_share = optout_share
@@ -211,17 +235,32 @@ class TrafficGenerator:
             self._items += 1
             person = session.person
             if uniform() < self.malformed_share:
-                bad = make_malformed(self._draws.weighted(REASON_MIX), event, self._draws,
-                                     max_message_bytes=self.max_message_bytes)
-                item = Item(bad.document, bad.data, bad.reason, bad.path, person.index,
-                            person.country)
+                bad = make_malformed(
+                    self._draws.weighted(REASON_MIX),
+                    event,
+                    self._draws,
+                    max_message_bytes=self.max_message_bytes,
+                )
+                item = Item(
+                    bad.document, bad.data, bad.reason, bad.path, person.index, person.country
+                )
                 if bad.standalone:  # sent on its own, next to the batch being filled
                     out.append(Message("raw", None, item.data, (item,)))
                     continue
             else:
                 tags = tuple(session.tags) if session.tags else ()
-                item = _new_item((event, orjson.dumps(event), None, None, person.index,
-                                  person.country, tags, session.visit))
+                item = _new_item(
+                    (
+                        event,
+                        orjson.dumps(event),
+                        None,
+                        None,
+                        person.index,
+                        person.country,
+                        tags,
+                        session.visit,
+                    )
+                )
             batch.append(item)
             if len(batch) == size:
                 break
@@ -299,8 +338,10 @@ class TrafficGenerator:
                 self._move_on(s)
                 if draws.chance(PAGE_LEAVE_SHARE):
                     s.tags.extend(left[1])
-                    return "page_leave", {"page_url": left[0],
-                                          "time_on_page_ms": self._time_on_page(s)}
+                    return "page_leave", {
+                        "page_url": left[0],
+                        "time_on_page_ms": self._time_on_page(s),
+                    }
                 continue
             return None
 
@@ -339,8 +380,9 @@ class TrafficGenerator:
             late = rng.random(STAMP_BLOCK) < self.late_share
             delay = np.where(late, rng.integers(LATE_MS[0], LATE_MS[1] + 1, STAMP_BLOCK), 0)
             ms = self._clock0_ms + np.floor(index * self._ms_per_item).astype(np.int64)
-            stamps = np.datetime_as_string((ms - jitter - delay).astype("datetime64[ms]"),
-                                           unit="ms").tolist()
+            stamps = np.datetime_as_string(
+                (ms - jitter - delay).astype("datetime64[ms]"), unit="ms"
+            ).tolist()
             yield from zip([f"{stamp}Z" for stamp in stamps], late.tolist(), strict=True)
             first += STAMP_BLOCK
 
@@ -375,7 +417,11 @@ class TrafficGenerator:
         base = self._session_base(person, cookieless=cookieless, logged_in=logged_in)
         (page, page_tags), (referrer, referrer_tags) = self._landing(person)
         return Session(
-            person=person, base=base, page=page, page_tags=page_tags, referrer=referrer,
+            person=person,
+            base=base,
+            page=page,
+            page_tags=page_tags,
+            referrer=referrer,
             referrer_tags=referrer_tags,
             device_ids=not cookieless and (person.mac is not None or person.imei is not None),
             visit=next(self._visit_numbers),
@@ -388,8 +434,11 @@ class TrafficGenerator:
         if not cookieless:
             if logged_in:
                 base["user_id"] = person.user_id
-            for kind, value in (("cookie_id", person.cookie_id), ("device_id", person.device_id),
-                                ("ad_id", person.ad_id)):
+            for kind, value in (
+                ("cookie_id", person.cookie_id),
+                ("device_id", person.device_id),
+                ("ad_id", person.ad_id),
+            ):
                 if value is not None:
                     base[kind] = value
         ip = self._session_ip(person)
@@ -459,8 +508,10 @@ class TrafficGenerator:
             url = SITE + draws.pick(catalogue.BLOG_PAGES)
         elif kind == "confirmation":
             email = pii.email_address(draws)
-            url = (f"{SITE}/commande/confirmation?commande=CMD-2025-{draws.digits(6)}"
-                   f"&email={encode_component(email)}")
+            url = (
+                f"{SITE}/commande/confirmation?commande=CMD-2025-{draws.digits(6)}"
+                f"&email={encode_component(email)}"
+            )
             tags = ("page_url:email",)
         elif kind == "password_reset":
             url = f"{SITE}/mon-compte/reinitialiser-mot-de-passe/{draws.hex(24)}"
@@ -473,8 +524,9 @@ class TrafficGenerator:
             tags = (*tags, "page_url:token")
         return url, tags
 
-    def _landing(self, person: Person) -> tuple[tuple[str, tuple[str, ...]],
-                                                  tuple[str | None, tuple[str, ...]]]:
+    def _landing(
+        self, person: Person
+    ) -> tuple[tuple[str, tuple[str, ...]], tuple[str | None, tuple[str, ...]]]:
         """First page of a visit and its referrer, decorated by the traffic source."""
         draws = self._draws
         source = draws.weighted(SOURCES)
@@ -486,18 +538,26 @@ class TrafficGenerator:
             referrer = draws.weighted(ENGINES)
         elif source == "google_ads":
             referrer = "https://www.google.fr/"
-            url = _with_query(url, f"utm_source=google&utm_medium=cpc&utm_campaign={campaign}"
-                                   f"&gclid=EAIaIQobChMI{draws.hex(12)}")
+            url = _with_query(
+                url,
+                f"utm_source=google&utm_medium=cpc&utm_campaign={campaign}"
+                f"&gclid=EAIaIQobChMI{draws.hex(12)}",
+            )
         elif source == "bing_ads":
             referrer = "https://www.bing.com/"
             url = _with_query(url, f"utm_source=bing&utm_medium=cpc&msclkid={draws.hex(16)}")
         elif source in ("instagram", "facebook"):  # link shims carry the landing URL
-            referrer = (f"https://l.instagram.com/?u={encode_component(url)}&e=AT{draws.hex(10)}"
-                        if source == "instagram" else f"https://lm.facebook.com/l.php?u="
-                        f"{encode_component(url)}&h=AT{draws.hex(10)}")
+            referrer = (
+                f"https://l.instagram.com/?u={encode_component(url)}&e=AT{draws.hex(10)}"
+                if source == "instagram"
+                else f"https://lm.facebook.com/l.php?u={encode_component(url)}&h=AT{draws.hex(10)}"
+            )
             referrer_tags = tuple(t.replace("page_url", "referrer_url") for t in tags)
-            url = _with_query(url, f"utm_source={source}&utm_medium=social"
-                                   f"&utm_campaign={campaign}&fbclid=IwAR{draws.hex(20)}")
+            url = _with_query(
+                url,
+                f"utm_source={source}&utm_medium=social"
+                f"&utm_campaign={campaign}&fbclid=IwAR{draws.hex(20)}",
+            )
         elif source == "pinterest":
             referrer = f"https://fr.pinterest.com/pin/{draws.digits(15)}/"
             url = _with_query(url, "utm_source=pinterest&utm_medium=social")
@@ -507,8 +567,9 @@ class TrafficGenerator:
             referrer = draws.pick(catalogue.MAGAZINES)
         elif source == "affiliate":
             referrer = "https://www.igraal.com/codes-promo/bijoux-example"
-            url = _with_query(url, "utm_source=affiliation&utm_medium=cashback"
-                                   f"&aff_id={draws.digits(5)}")
+            url = _with_query(
+                url, f"utm_source=affiliation&utm_medium=cashback&aff_id={draws.digits(5)}"
+            )
         elif source == "internal":
             referrer = draws.weighted(self._product_mix).url
         return (url, tags), (referrer, referrer_tags)
@@ -525,8 +586,10 @@ class TrafficGenerator:
         referrer_tags: tuple[str, ...] = ()
         roll = draws.uniform()
         if roll < 0.3:
-            referrer = (f"https://newsletter.bijoux-example.fr/c/clic?email={encode_component(person.email)}"
-                        f"&lien={draws.between(1, 40)}")
+            referrer = (
+                f"https://newsletter.bijoux-example.fr/c/clic?email={encode_component(person.email)}"
+                f"&lien={draws.between(1, 40)}"
+            )
             referrer_tags = ("referrer_url:email",)
         elif roll < 0.6:
             referrer = draws.pick(catalogue.WEBMAILS)
@@ -544,11 +607,17 @@ class TrafficGenerator:
         if roll < 0.95:
             return draws.pick(catalogue.SERVICE_LINKS), (), False
         if roll < 0.98:  # parcel tracking: a long digit run
-            return f"https://www.laposte.fr/outils/suivre-vos-envois?code=6A{draws.digits(11)}", (
-                "link_url:digits",), False
+            return (
+                f"https://www.laposte.fr/outils/suivre-vos-envois?code=6A{draws.digits(11)}",
+                ("link_url:digits",),
+                False,
+            )
         phone = "33" + pii.mobile_number(draws)[1:]  # share with a friend on WhatsApp
-        return f"https://api.whatsapp.com/send?phone={phone}&text=Regarde%20cette%20bague", (
-            "link_url:phone",), False
+        return (
+            f"https://api.whatsapp.com/send?phone={phone}&text=Regarde%20cette%20bague",
+            ("link_url:phone",),
+            False,
+        )
 
     def _search_terms(self, person: Person) -> tuple[str, str | None]:
         """Search terms and the kind of PII they carry (None if none)."""
@@ -617,10 +686,15 @@ class TrafficGenerator:
 
 
 ACTION_MIX: Weighted[str] = Weighted([("opt_out", 0.65), ("erase", 0.2), ("child", 0.15)])
-PURPOSE_MIX: Weighted[tuple[str, ...]] = Weighted([
-    ((), 0.6), (("analytics", "advertising", "personalization"), 0.2), (("advertising",), 0.12),
-    (("analytics",), 0.05), (("advertising", "personalization"), 0.03),
-])
+PURPOSE_MIX: Weighted[tuple[str, ...]] = Weighted(
+    [
+        ((), 0.6),
+        (("analytics", "advertising", "personalization"), 0.2),
+        (("advertising",), 0.12),
+        (("analytics",), 0.05),
+        (("advertising", "personalization"), 0.03),
+    ]
+)
 
 
 def _new_item(fields: tuple[Any, ...]) -> Item:
@@ -640,8 +714,11 @@ def _with_query(url: str, query: str) -> str:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _check_share(name: str, value: float) -> None:

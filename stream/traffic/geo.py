@@ -33,13 +33,29 @@ PROBES = 60_000
 PROBE_SEED = 20_240_601
 
 BUILTIN_PREFIXES: dict[str, tuple[str, ...]] = {
-    "FR": ("2.0.0.0/12", "90.0.0.0/9", "78.192.0.0/10", "88.160.0.0/11", "176.128.0.0/10",
-           "82.64.0.0/14", "109.208.0.0/13", "86.192.0.0/11",
-           "2a01:cb00::/24", "2a01:e00::/26", "2001:861::/32"),
+    "FR": (
+        "2.0.0.0/12",
+        "90.0.0.0/9",
+        "78.192.0.0/10",
+        "88.160.0.0/11",
+        "176.128.0.0/10",
+        "82.64.0.0/14",
+        "109.208.0.0/13",
+        "86.192.0.0/11",
+        "2a01:cb00::/24",
+        "2a01:e00::/26",
+        "2001:861::/32",
+    ),
     "BE": ("91.176.0.0/13", "2a02:a03f::/32", "2a02:1810::/28", "2a02:2c40::/32"),
     "CH": ("85.0.0.0/13", "178.192.0.0/13", "83.76.0.0/14", "2a02:1200::/27", "2a02:aa10::/28"),
-    "CA": ("99.224.0.0/11", "142.112.0.0/12", "70.48.0.0/13",
-           "2607:fa48::/32", "2607:fea8::/32", "2001:56a::/32"),
+    "CA": (
+        "99.224.0.0/11",
+        "142.112.0.0/12",
+        "70.48.0.0/13",
+        "2607:fa48::/32",
+        "2607:fea8::/32",
+        "2001:56a::/32",
+    ),
     "DE": ("79.192.0.0/10", "91.0.0.0/10", "2003::/19"),
     "US": ("73.0.0.0/8", "2601::/20"),
     "GB": ("86.128.0.0/10", "81.96.0.0/13", "2a00:23c0::/27"),
@@ -90,8 +106,10 @@ class GeoPool:
         self.country_mix: Weighted[str] = Weighted(_country_weights(list(self.countries)))
         # (first address as int, size) of each network, per country: [IPv4, IPv6]
         self._spans: dict[str, tuple[list[tuple[int, int]], list[tuple[int, int]]]] = {
-            country: ([(int(n.network_address), n.num_addresses) for n in entry.ipv4],
-                      [(int(n.network_address), n.num_addresses) for n in entry.ipv6])
+            country: (
+                [(int(n.network_address), n.num_addresses) for n in entry.ipv4],
+                [(int(n.network_address), n.num_addresses) for n in entry.ipv6],
+            )
             for country, entry in self.countries.items()
         }
 
@@ -99,8 +117,11 @@ class GeoPool:
     def builtin(cls) -> GeoPool:
         """The built-in table of public prefixes (see module doc)."""
         return cls(
-            ((ipaddress.ip_network(prefix), country)
-             for country, prefixes in BUILTIN_PREFIXES.items() for prefix in prefixes),
+            (
+                (ipaddress.ip_network(prefix), country)
+                for country, prefixes in BUILTIN_PREFIXES.items()
+                for prefix in prefixes
+            ),
             source="built-in prefix table",
         )
 
@@ -180,8 +201,9 @@ def _probe(reader: Any) -> Iterable[tuple[IPNetwork, str]]:
         country = country_of(record)
         if country is None:
             continue
-        network = ipaddress.IPv4Network((int(address) >> (32 - prefix_len) << (32 - prefix_len),
-                                         prefix_len))
+        network = ipaddress.IPv4Network(
+            (int(address) >> (32 - prefix_len) << (32 - prefix_len), prefix_len)
+        )
         if network not in seen:
             seen.add(network)
             yield network, country

@@ -29,14 +29,29 @@ REASONS = (NOT_UTF8, NOT_JSON, NOT_OBJECT, TOO_LARGE, SCHEMA_VIOLATION)
 
 # Relative frequency of each reason among malformed items; too_large is rare because each
 # one is bigger than the largest accepted message (256 KiB by default).
-REASON_MIX: Weighted[str] = Weighted([(SCHEMA_VIOLATION, 0.45), (NOT_JSON, 0.18),
-                                      (NOT_UTF8, 0.17), (NOT_OBJECT, 0.15), (TOO_LARGE, 0.05)])
+REASON_MIX: Weighted[str] = Weighted(
+    [
+        (SCHEMA_VIOLATION, 0.45),
+        (NOT_JSON, 0.18),
+        (NOT_UTF8, 0.17),
+        (NOT_OBJECT, 0.15),
+        (TOO_LARGE, 0.05),
+    ]
+)
 
-ACCENTED = ("bague gravée", "boucles d'oreilles dorées", "collier fête des mères",
-            "chevalière homme", "bracelet très fin", "créoles à l'unité")
+ACCENTED = (
+    "bague gravée",
+    "boucles d'oreilles dorées",
+    "collier fête des mères",
+    "chevalière homme",
+    "bracelet très fin",
+    "créoles à l'unité",
+)
 SCALARS: tuple[Any, ...] = (42, "page_view", None, True, "[object Object]", 0, "")
-HTML_ERROR = (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad "
-              b"Gateway</h1></center><hr><center>nginx</center></body></html>")
+HTML_ERROR = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad "
+    b"Gateway</h1></center><hr><center>nginx</center></body></html>"
+)
 FILLER = b"<div class=produit><img src=/media/catalogue/bague-or.jpg alt=bague width=640></div>"
 
 _DELETE = object()
@@ -92,8 +107,9 @@ class Malformed:
     standalone: bool  # True: must be a Kafka message of its own, never inside a batch
 
 
-def make_malformed(reason: str, event: dict[str, Any], draws: Draws, *,
-                   max_message_bytes: int) -> Malformed:
+def make_malformed(
+    reason: str, event: dict[str, Any], draws: Draws, *, max_message_bytes: int
+) -> Malformed:
     """A malformed item of `reason` derived from the valid `event` (not modified)."""
     if reason == SCHEMA_VIOLATION:
         return _schema_violation(event, draws)

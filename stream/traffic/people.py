@@ -15,8 +15,15 @@ from stream.traffic.randomness import Draws, Weighted
 ACTIVITY_ZIPF = 0.8  # exponent of activity by person rank: top person ~3% of sessions at 20k
 DEFAULT_PEOPLE = 20_000
 
-CHROME = ("131.0.6778.86", "130.0.6723.117", "129.0.6668.101", "128.0.6613.138",
-          "126.0.6478.127", "124.0.6367.207", "120.0.6099.230")
+CHROME = (
+    "131.0.6778.86",
+    "130.0.6723.117",
+    "129.0.6668.101",
+    "128.0.6613.138",
+    "126.0.6478.127",
+    "124.0.6367.207",
+    "120.0.6099.230",
+)
 EDGE = ("131.0.2903.70", "130.0.2849.80", "129.0.2792.89", "126.0.2592.113")
 FIREFOX = ("133.0", "132.0.2", "131.0.3", "128.5.1", "115.17.0")
 SAFARI = ("18.2", "18.1.1", "17.6", "17.5", "16.6")
@@ -27,8 +34,17 @@ MACOS = ("15.2", "15.1", "14.7.1", "14.6.1", "13.6.9")
 IOS = ("18.2", "18.1.1", "17.7.2", "17.6.1", "17.5.1", "16.7.10")
 ANDROID = ("15", "14", "13", "12", "11", "10")
 LINUX = ("",)
-PHONES = ("SM-S928B", "SM-S918B", "SM-A546B", "SM-A356B", "SM-G991B", "Pixel 8", "Pixel 7a",
-          "2312DRAABG", "CPH2581")
+PHONES = (
+    "SM-S928B",
+    "SM-S918B",
+    "SM-A546B",
+    "SM-A356B",
+    "SM-G991B",
+    "Pixel 8",
+    "Pixel 7a",
+    "2312DRAABG",
+    "CPH2581",
+)
 TABLETS = ("SM-X710", "SM-X210", "Lenovo TB-X606F")
 
 
@@ -62,53 +78,191 @@ _BLINK = "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{bmajor}.0.0.0"
 _IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS {ov_} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"  # noqa: E501
 _IPAD = "Mozilla/5.0 (iPad; CPU OS {ov_} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
 PROFILES: tuple[DeviceProfile, ...] = (
-    DeviceProfile("desktop", "desktop", 0.22, "Chrome", CHROME, "Windows", WINDOWS,
-                  f"{_WIN} {_BLINK} Safari/537.36"),
-    DeviceProfile("desktop", "desktop", 0.09, "Edge", EDGE, "Windows", WINDOWS,
-                  f"{_WIN} {_BLINK} Safari/537.36 Edg/{{bv}}"),
-    DeviceProfile("desktop", "desktop", 0.05, "Firefox", FIREFOX, "Windows", WINDOWS,
-                  "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{bmajor}.0) Gecko/20100101 Firefox/{bmajor}.0"),  # noqa: E501
-    DeviceProfile("desktop", "desktop", 0.05, "Safari", SAFARI, "macOS", MACOS,
-                  f"{_MAC} AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{{bv}} "
-                  "Safari/605.1.15"),
-    DeviceProfile("desktop", "desktop", 0.03, "Chrome", CHROME, "macOS", MACOS,
-                  f"{_MAC} {_BLINK} Safari/537.36"),
-    DeviceProfile("desktop", "desktop", 0.01, "Firefox", FIREFOX, "Linux", LINUX,
-                  "Mozilla/5.0 (X11; Linux x86_64; rv:{bmajor}.0) Gecko/20100101 "
-                  "Firefox/{bmajor}.0"),
-    DeviceProfile("desktop", "desktop", 0.01, "Chrome", CHROME, "Linux", LINUX,
-                  f"Mozilla/5.0 (X11; Linux x86_64) {_BLINK} Safari/537.36"),
-    DeviceProfile("mobile", "mobile", 0.15, "Mobile Safari", SAFARI, "iOS", IOS,
-                  f"{_IPHONE} Version/{{bv}} Mobile/15E148 Safari/604.1"),
-    DeviceProfile("mobile", "mobile", 0.03, "Chrome Mobile iOS", CHROME, "iOS", IOS,
-                  f"{_IPHONE} CriOS/{{bv}} Mobile/15E148 Safari/604.1"),
-    DeviceProfile("mobile", "mobile", 0.12, "Chrome Mobile", CHROME, "Android", ANDROID,
-                  f"Mozilla/5.0 (Linux; Android {{ov}}; K) {_BLINK} Mobile Safari/537.36"),
-    DeviceProfile("mobile", "mobile", 0.04, "Samsung Internet", SAMSUNG, "Android", ANDROID,
-                  "Mozilla/5.0 (Linux; Android {ov}; SAMSUNG {model}) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/{bv} Chrome/125.0.0.0 Mobile Safari/537.36",  # noqa: E501
-                  PHONES[:5]),
-    DeviceProfile("mobile", "mobile", 0.01, "Firefox Mobile", FIREFOX, "Android", ANDROID,
-                  "Mozilla/5.0 (Android {ov}; Mobile; rv:{bmajor}.0) Gecko/{bmajor}.0 Firefox/{bmajor}.0"),  # noqa: E501
-    DeviceProfile("tablet", "tablet", 0.04, "Mobile Safari", SAFARI, "iPadOS", IOS,
-                  f"{_IPAD} Version/{{bv}} Mobile/15E148 Safari/604.1"),
-    DeviceProfile("tablet", "tablet", 0.02, "Chrome", CHROME, "Android", ANDROID,
-                  f"Mozilla/5.0 (Linux; Android {{ov}}; {{model}}) {_BLINK} Safari/537.36",
-                  TABLETS),
-    DeviceProfile("ios_app", "mobile", 0.07, "BijouxExemple iOS", APP, "iOS", IOS,
-                  "BijouxExemple/{bv} (fr.bijoux-example.app; build:{build}; iOS {ov}) Alamofire/5.9.1"),  # noqa: E501
-    DeviceProfile("android_app", "mobile", 0.06, "BijouxExemple Android", APP, "Android", ANDROID,
-                  "BijouxExemple/{bv} (Android {ov}; {model}) okhttp/4.12.0", PHONES),
+    DeviceProfile(
+        "desktop",
+        "desktop",
+        0.22,
+        "Chrome",
+        CHROME,
+        "Windows",
+        WINDOWS,
+        f"{_WIN} {_BLINK} Safari/537.36",
+    ),
+    DeviceProfile(
+        "desktop",
+        "desktop",
+        0.09,
+        "Edge",
+        EDGE,
+        "Windows",
+        WINDOWS,
+        f"{_WIN} {_BLINK} Safari/537.36 Edg/{{bv}}",
+    ),
+    DeviceProfile(
+        "desktop",
+        "desktop",
+        0.05,
+        "Firefox",
+        FIREFOX,
+        "Windows",
+        WINDOWS,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{bmajor}.0) Gecko/20100101 Firefox/{bmajor}.0",
+    ),  # noqa: E501
+    DeviceProfile(
+        "desktop",
+        "desktop",
+        0.05,
+        "Safari",
+        SAFARI,
+        "macOS",
+        MACOS,
+        f"{_MAC} AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{{bv}} Safari/605.1.15",
+    ),
+    DeviceProfile(
+        "desktop",
+        "desktop",
+        0.03,
+        "Chrome",
+        CHROME,
+        "macOS",
+        MACOS,
+        f"{_MAC} {_BLINK} Safari/537.36",
+    ),
+    DeviceProfile(
+        "desktop",
+        "desktop",
+        0.01,
+        "Firefox",
+        FIREFOX,
+        "Linux",
+        LINUX,
+        "Mozilla/5.0 (X11; Linux x86_64; rv:{bmajor}.0) Gecko/20100101 Firefox/{bmajor}.0",
+    ),
+    DeviceProfile(
+        "desktop",
+        "desktop",
+        0.01,
+        "Chrome",
+        CHROME,
+        "Linux",
+        LINUX,
+        f"Mozilla/5.0 (X11; Linux x86_64) {_BLINK} Safari/537.36",
+    ),
+    DeviceProfile(
+        "mobile",
+        "mobile",
+        0.15,
+        "Mobile Safari",
+        SAFARI,
+        "iOS",
+        IOS,
+        f"{_IPHONE} Version/{{bv}} Mobile/15E148 Safari/604.1",
+    ),
+    DeviceProfile(
+        "mobile",
+        "mobile",
+        0.03,
+        "Chrome Mobile iOS",
+        CHROME,
+        "iOS",
+        IOS,
+        f"{_IPHONE} CriOS/{{bv}} Mobile/15E148 Safari/604.1",
+    ),
+    DeviceProfile(
+        "mobile",
+        "mobile",
+        0.12,
+        "Chrome Mobile",
+        CHROME,
+        "Android",
+        ANDROID,
+        f"Mozilla/5.0 (Linux; Android {{ov}}; K) {_BLINK} Mobile Safari/537.36",
+    ),
+    DeviceProfile(
+        "mobile",
+        "mobile",
+        0.04,
+        "Samsung Internet",
+        SAMSUNG,
+        "Android",
+        ANDROID,
+        "Mozilla/5.0 (Linux; Android {ov}; SAMSUNG {model}) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/{bv} Chrome/125.0.0.0 Mobile Safari/537.36",  # noqa: E501
+        PHONES[:5],
+    ),
+    DeviceProfile(
+        "mobile",
+        "mobile",
+        0.01,
+        "Firefox Mobile",
+        FIREFOX,
+        "Android",
+        ANDROID,
+        "Mozilla/5.0 (Android {ov}; Mobile; rv:{bmajor}.0) Gecko/{bmajor}.0 Firefox/{bmajor}.0",
+    ),  # noqa: E501
+    DeviceProfile(
+        "tablet",
+        "tablet",
+        0.04,
+        "Mobile Safari",
+        SAFARI,
+        "iPadOS",
+        IOS,
+        f"{_IPAD} Version/{{bv}} Mobile/15E148 Safari/604.1",
+    ),
+    DeviceProfile(
+        "tablet",
+        "tablet",
+        0.02,
+        "Chrome",
+        CHROME,
+        "Android",
+        ANDROID,
+        f"Mozilla/5.0 (Linux; Android {{ov}}; {{model}}) {_BLINK} Safari/537.36",
+        TABLETS,
+    ),
+    DeviceProfile(
+        "ios_app",
+        "mobile",
+        0.07,
+        "BijouxExemple iOS",
+        APP,
+        "iOS",
+        IOS,
+        "BijouxExemple/{bv} (fr.bijoux-example.app; build:{build}; iOS {ov}) Alamofire/5.9.1",
+    ),  # noqa: E501
+    DeviceProfile(
+        "android_app",
+        "mobile",
+        0.06,
+        "BijouxExemple Android",
+        APP,
+        "Android",
+        ANDROID,
+        "BijouxExemple/{bv} (Android {ov}; {model}) okhttp/4.12.0",
+        PHONES,
+    ),
 )
 PROFILE_MIX: Weighted[DeviceProfile] = Weighted([(p, p.weight) for p in PROFILES])
 
 _LANG_HEADER = "fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"
 LANGUAGES: dict[str, Weighted[str]] = {
-    "FR": Weighted([("fr-FR", 0.84), ("fr", 0.05), (_LANG_HEADER, 0.04), ("en-US", 0.04),
-                    ("en-GB", 0.01), ("pt-PT", 0.01), ("ar", 0.01)]),
-    "BE": Weighted([("fr-BE", 0.50), ("nl-BE", 0.35), ("fr-FR", 0.08), ("en-US", 0.04),
-                    ("de-DE", 0.03)]),
-    "CH": Weighted([("fr-CH", 0.45), ("de-CH", 0.35), ("it-CH", 0.05), ("fr-FR", 0.08),
-                    ("en-US", 0.07)]),
+    "FR": Weighted(
+        [
+            ("fr-FR", 0.84),
+            ("fr", 0.05),
+            (_LANG_HEADER, 0.04),
+            ("en-US", 0.04),
+            ("en-GB", 0.01),
+            ("pt-PT", 0.01),
+            ("ar", 0.01),
+        ]
+    ),
+    "BE": Weighted(
+        [("fr-BE", 0.50), ("nl-BE", 0.35), ("fr-FR", 0.08), ("en-US", 0.04), ("de-DE", 0.03)]
+    ),
+    "CH": Weighted(
+        [("fr-CH", 0.45), ("de-CH", 0.35), ("it-CH", 0.05), ("fr-FR", 0.08), ("en-US", 0.07)]
+    ),
     "CA": Weighted([("fr-CA", 0.60), ("en-CA", 0.30), ("en-US", 0.10)]),
     "LU": Weighted([("fr-LU", 0.60), ("de-LU", 0.20), ("lb-LU", 0.10), ("fr-FR", 0.10)]),
     "MA": Weighted([("fr-MA", 0.60), ("ar-MA", 0.40)]),
@@ -159,8 +313,12 @@ class Person:
 
     def subject_ids(self) -> list[tuple[str, str]]:
         """The person's (subject_type, subject_id) pairs, in the pipeline's subject order."""
-        pairs = (("user_id", self.user_id), ("cookie_id", self.cookie_id),
-                 ("device_id", self.device_id), ("ad_id", self.ad_id))
+        pairs = (
+            ("user_id", self.user_id),
+            ("cookie_id", self.cookie_id),
+            ("device_id", self.device_id),
+            ("ad_id", self.ad_id),
+        )
         return [(kind, value) for kind, value in pairs if value is not None]
 
 
@@ -202,14 +360,16 @@ def _new_person(index: int, geo: GeoPool, draws: Draws) -> Person:
         language=draws.weighted(LANGUAGES.get(country, OTHER_LANGUAGES)),
         ipv4=_addresses(geo, country, version=4, count=ipv4_count, draws=draws),
         ipv6=_addresses(geo, country, version=6, count=1 + draws.below(2), draws=draws)
-        if draws.chance(IPV6_SHARE) else (),
+        if draws.chance(IPV6_SHARE)
+        else (),
         cookie_id=None if is_app else _cookie_id(draws),
         device_id=_device_id(profile, draws) if is_app else None,
         ad_id=_ad_id(profile, draws) if is_app and draws.chance(0.4) else None,
         mac=_mac(profile, draws),
         imei=pii.imei(draws) if profile.platform == "android_app" and draws.chance(0.12) else None,
         user_id=(email if draws.chance(EMAIL_USER_ID_SHARE) else f"u{draws.digits(7)}")
-        if has_account else None,
+        if has_account
+        else None,
         email=email,
         phone=pii.mobile_number(draws),
         gpc=draws.chance(0.30 if is_firefox else 0.05) if reports_signals else None,
@@ -226,8 +386,11 @@ def _user_agent(profile: DeviceProfile, draws: Draws) -> tuple[str, str, str]:
     if profile.browser == "Mobile Safari":  # Safari's version follows the OS on iOS/iPadOS
         version = ".".join(os_version.split(".")[:2])
     agent = profile.template.format(
-        bv=version, bmajor=version.split(".")[0], ov=os_version,
-        ov_=os_version.replace(".", "_"), model=draws.pick(profile.models),
+        bv=version,
+        bmajor=version.split(".")[0],
+        ov=os_version,
+        ov_=os_version.replace(".", "_"),
+        model=draws.pick(profile.models),
         build=version.replace(".", ""),
     )
     return agent, f"{profile.browser} {version}", f"{profile.os} {os_version}".strip()
@@ -271,5 +434,8 @@ def _mac(profile: DeviceProfile, draws: Draws) -> str | None:
 def _consent(draws: Draws) -> dict[str, bool]:
     analytics = not draws.chance(0.18)
     advertising = not draws.chance(0.9 if not analytics else 0.4)
-    return {"analytics": analytics, "advertising": advertising,
-            "personalization": not draws.chance(0.3)}
+    return {
+        "analytics": analytics,
+        "advertising": advertising,
+        "personalization": not draws.chance(0.3),
+    }

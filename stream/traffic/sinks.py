@@ -25,8 +25,10 @@ def output_paths(events_path: Path) -> tuple[Path, Path]:
     """The consent and truth files next to `events_path` (`x.jsonl` -> `x.consent.jsonl`,
     `x.truth.json`)."""
     stem = events_path.name.removesuffix(".jsonl")
-    return (events_path.with_name(f"{stem}.consent.jsonl"),
-            events_path.with_name(f"{stem}.truth.json"))
+    return (
+        events_path.with_name(f"{stem}.consent.jsonl"),
+        events_path.with_name(f"{stem}.truth.json"),
+    )
 
 
 def message_lines(message: Message) -> bytes:
@@ -58,8 +60,14 @@ def write_files(
     return truth
 
 
-def _write_messages(generator: TrafficGenerator, events: BinaryIO, consent: BinaryIO, *,
-                    max_items: int, stop: threading.Event | None) -> None:
+def _write_messages(
+    generator: TrafficGenerator,
+    events: BinaryIO,
+    consent: BinaryIO,
+    *,
+    max_items: int,
+    stop: threading.Event | None,
+) -> None:
     for message in generator.messages(max_items=max_items):
         if message.topic_kind == "consent":
             consent.write(message.value + b"\n")
@@ -120,8 +128,10 @@ def send_to_kafka(
         producer.close()
     meter.report(final=True)
     if failures:
-        raise TrafficError(f"{len(failures)} messages were not acknowledged by Kafka; first "
-                           f"error: {type(failures[0]).__name__}: {failures[0]}")
+        raise TrafficError(
+            f"{len(failures)} messages were not acknowledged by Kafka; first "
+            f"error: {type(failures[0]).__name__}: {failures[0]}"
+        )
     return generator.truth()
 
 
@@ -151,6 +161,8 @@ class _Meter:
         now = time.monotonic()
         self.last_report = now
         rate = self.items / max(now - self.started, 1e-9)
-        self.progress(f"{'sent' if final else 'sending'}: {self.items} events in "
-                      f"{self.messages} messages, {self.records} consent records, "
-                      f"{rate:.0f} events/s")
+        self.progress(
+            f"{'sent' if final else 'sending'}: {self.items} events in "
+            f"{self.messages} messages, {self.records} consent records, "
+            f"{rate:.0f} events/s"
+        )

@@ -244,14 +244,25 @@ def _log_entry(seq: int, message: Message) -> dict[str, Any]:
     if message.topic_kind == "consent":
         item = message.items[0]
         key = message.key.decode() if message.key else None
-        return {"seq": seq, "topic": "consent", "key": key, "record": item.document,
-                "person": item.person}
+        return {
+            "seq": seq,
+            "topic": "consent",
+            "key": key,
+            "record": item.document,
+            "person": item.person,
+        }
     return {
         "seq": seq,
         "topic": "raw",
         "items": [
-            {"reason": item.reason, "path": item.path, "event": item.document if item.reason is None
-             else None, "person": item.person, "country": item.country, "tags": list(item.tags)}
+            {
+                "reason": item.reason,
+                "path": item.path,
+                "event": item.document if item.reason is None else None,
+                "person": item.person,
+                "country": item.country,
+                "tags": list(item.tags),
+            }
             for item in message.items
         ],
     }

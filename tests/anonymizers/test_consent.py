@@ -28,7 +28,11 @@ def test_latest_record_wins() -> None:
         "advertising",
         "personalization",
     }
-    state.apply(_record("opt_in", purposes=["analytics"]))
+    state.apply(_record("opt_in", purposes=["advertising"]))
+    assert state.status("user_id", "u1").opted_out == {"analytics", "personalization"}, (
+        "an opt-in to some purposes leaves the others opted out (fail closed)"
+    )
+    state.apply(_record("opt_in"))
     assert state.status("user_id", "u1").opted_out == frozenset()
     state.apply(_record("opt_out", purposes=["advertising"]))
     assert state.status("user_id", "u1").opted_out == {"advertising"}
