@@ -106,8 +106,8 @@ PROFILES: tuple[DeviceProfile, ...] = (
         FIREFOX,
         "Windows",
         WINDOWS,
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{bmajor}.0) Gecko/20100101 Firefox/{bmajor}.0",
-    ),  # noqa: E501
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{bmajor}.0) Gecko/20100101 Firefox/{bmajor}.0",  # noqa: E501
+    ),
     DeviceProfile(
         "desktop",
         "desktop",
@@ -198,7 +198,7 @@ PROFILES: tuple[DeviceProfile, ...] = (
         "Android",
         ANDROID,
         "Mozilla/5.0 (Android {ov}; Mobile; rv:{bmajor}.0) Gecko/{bmajor}.0 Firefox/{bmajor}.0",
-    ),  # noqa: E501
+    ),
     DeviceProfile(
         "tablet",
         "tablet",
@@ -229,7 +229,7 @@ PROFILES: tuple[DeviceProfile, ...] = (
         "iOS",
         IOS,
         "BijouxExemple/{bv} (fr.bijoux-example.app; build:{build}; iOS {ov}) Alamofire/5.9.1",
-    ),  # noqa: E501
+    ),
     DeviceProfile(
         "android_app",
         "mobile",
