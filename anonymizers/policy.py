@@ -391,7 +391,7 @@ class AggregationConfig(_Section):
         min_length=1,
     )
     allowed_lateness: Duration = _setting(
-        "5m",
+        "1m",
         "How late an event may arrive and still count in its window.",
         DURATION_ALLOWED + " up to 1d",
     )

@@ -63,4 +63,8 @@ def create_app(settings: Settings, stage: str, **overrides: Any) -> faust.App:
         "web_in_thread": False,
     }
     config.update(overrides)
-    return faust.App(settings.group_id(stage), **config)
+    # The aggregate and release stages consume in their own group (`<app_id>-<stage>`, see
+    # stream.consuming); their Faust app, which hosts the web server and lifecycle, must not
+    # join that group with Faust's own protocol.
+    app_id = settings.group_id(stage) if stage == "anonymize" else f"{settings.group_id(stage)}-app"
+    return faust.App(app_id, **config)

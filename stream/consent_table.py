@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,7 +34,13 @@ log = logging.getLogger(__name__)
 class ConsentTable:
     """A `ConsentState` kept current from the consent topic (see module doc)."""
 
-    def __init__(self, settings: Settings, *, state: ConsentState | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        state: ConsentState | None = None,
+        on_record: Callable[[dict[str, Any], int], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._topic = settings.topic_consent
         self.state = state if state is not None else ConsentState()
@@ -45,6 +52,8 @@ class ConsentTable:
         self._positions: dict[Any, int] = {}
         self._progress = asyncio.Condition()
         self.error: BaseException | None = None
+        self.on_record = on_record
+        """Called with each valid record and its Kafka timestamp (ms), e.g. for erasures."""
 
     def __len__(self) -> int:
         """Subjects with an opt-out, erasure or child record."""
@@ -116,7 +125,7 @@ class ConsentTable:
                 continue
             for tp, records in batches.items():
                 for record in records:
-                    self.apply(record.key, record.value)
+                    self.apply(record.key, record.value, timestamp_ms=record.timestamp)
                 if records:
                     self._positions[tp] = records[-1].offset + 1
             if not batches:
@@ -128,8 +137,9 @@ class ConsentTable:
             # Applying a large backlog is CPU work: let the event loop breathe between batches.
             await asyncio.sleep(0)
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
-        """Apply one consent-topic record (a tombstone removes the subject's state)."""
+    def apply(self, key: bytes | None, value: bytes | None, *, timestamp_ms: int = 0) -> None:
+        """Apply one consent-topic record (a tombstone removes the subject's state), then
+        hand a valid record to `on_record(record, timestamp_ms)` when one is set."""
         try:
             if value is None:
                 subject_type, _, subject_id = (key or b"").decode().partition(":")
@@ -145,6 +155,8 @@ class ConsentTable:
                 raise ConsentRecordError("the record key must be <subject_type>:<subject_id>")
             self.state.apply(record)
             self.records_applied += 1
+            if self.on_record is not None:
+                self.on_record(record, timestamp_ms)
         except (ConsentRecordError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             # The message names the rule broken, never the subject.
             self.invalid_records += 1

@@ -168,6 +168,15 @@ def require_topics(settings: Settings, names: list[str]) -> None:
         )
 
 
+def partition_counts(settings: Settings, names: list[str]) -> dict[str, int]:
+    """Partitions of each existing topic of `names` (as the broker has them)."""
+    from stream.kafka import admin_client
+
+    with admin_client(settings) as admin:
+        described = admin.describe_topics(names)
+    return {t["name"]: len(t["partitions"]) for t in described if t.get("partitions")}
+
+
 @click.group("topics")
 def topics_cli() -> None:
     """Provision the pipeline's Kafka topics."""

@@ -16,12 +16,21 @@ def build_worker_app(settings: Settings, stage: str) -> Any:
     fails here, before the worker joins its consumer group.
     """
     from anonymizers.chain import Pipeline
-    from stream.agents import AnonymizeRuntime, register_anonymize
+    from anonymizers.stats_policy import stats_configs
+    from stream.agents import (
+        AggregateRuntime,
+        AnonymizeRuntime,
+        ReleaseRuntime,
+        register_aggregate,
+        register_anonymize,
+        register_release,
+    )
     from stream.anonymize import AnonymizeStage
     from stream.app import create_app
     from stream.consent_table import ConsentTable
     from stream.keyring import KafkaKeyRing, clock_for, schedule_from_policy
     from stream.pipeline import load_stream_policy, open_geo
+    from stream.topics import partition_counts
 
     policy = load_stream_policy(settings)
     app = create_app(settings, stage)
@@ -38,8 +47,31 @@ def build_worker_app(settings: Settings, stage: str) -> Any:
         )
         runtime = AnonymizeRuntime(stage=stage_logic, keyring=keyring, consent=consent)
         register_anonymize(app, settings=settings, runtime=runtime)
+    elif stage == "aggregate":
+        aggregation, release = stats_configs(policy)
+        counts = partition_counts(settings, [settings.topic_partials])
+        runtime_agg = AggregateRuntime(
+            settings,
+            aggregation=aggregation,
+            release=release,
+            keyring=KafkaKeyRing(settings, schedule_from_policy(policy), clock=clock_for(settings)),
+            partials_partitions=counts[settings.topic_partials],
+        )
+        register_aggregate(app, runtime=runtime_agg)
+    elif stage == "release":
+        aggregation, release = stats_configs(policy)
+        counts = partition_counts(settings, [settings.topic_partials, settings.topic_pseudonymized])
+        runtime_rel = ReleaseRuntime(
+            settings,
+            aggregation=aggregation,
+            release=release,
+            policy_version=policy.policy_version,
+            sources=counts[settings.topic_pseudonymized],
+            partials_partitions=counts[settings.topic_partials],
+        )
+        register_release(app, runtime=runtime_rel)
     else:
-        raise click.UsageError(f"stage {stage!r} is not available in this version")
+        raise click.UsageError(f"unknown stage {stage!r}")
     return app
 
 
@@ -55,9 +87,9 @@ def worker_cli(stage: str, loglevel: str | None) -> None:
     from stream.topics import require_topics, topic_specs
 
     settings = load_settings()
-    app = build_worker_app(settings, stage)
     require_reachable(settings)
     require_topics(settings, [spec.name for spec in topic_specs(settings)])
+    app = build_worker_app(settings, stage)
     level = loglevel or {"warning": "warn"}.get(settings.log_level, settings.log_level)
     worker = faust.Worker(
         app,

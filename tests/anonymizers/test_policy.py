@@ -163,7 +163,7 @@ ERROR_CASES = [
     ),
     pytest.param(
         {"keys": {"retention": "12h"}},
-        "keys.retention must be at least keys.rotation + aggregation.allowed_lateness (86700s)",
+        "keys.retention must be at least keys.rotation + aggregation.allowed_lateness (86460s)",
         id="retention-short",
     ),
     pytest.param(
