@@ -10,12 +10,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from prometheus_client import generate_latest
 
 from anonymizers.aggregation_config import AggregationConfig, ReleaseConfig
 from anonymizers.pseudonym import identifier_pseudonym
@@ -23,11 +22,13 @@ from stream.aggregate import AggregatePartition
 from stream.anonymize import SOURCE_HEADER, AnonymizeStage, source_header
 from stream.consent_table import ConsentTable
 from stream.consuming import ManualCommitLoop
+from stream.health import OffsetProbe, ProgressWatch
 from stream.keyring import KafkaKeyRing
-from stream.metrics import CallbackCollector, counter, counter_by, gauge, new_registry
+from stream.metrics import counter, counter_by, gauge, gauge_by, histogram
 from stream.release import ReleasePartition, metrics_of, published_keys
 from stream.settings import Settings
 from stream.tasks import guarded
+from stream.web import checks, register_web
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +45,49 @@ class AnonymizeRuntime:
     stage: AnonymizeStage
     keyring: KafkaKeyRing
     consent: ConsentTable
+    watch: ProgressWatch | None = None
+    probe: OffsetProbe | None = None
 
-    def ready(self) -> bool:
-        """Ready only when the consent table is caught up and the current key is held."""
+    def may_process(self) -> bool:
+        """The consent table is caught up and the current key is held (checked per event)."""
         return self.consent.ready() and self.keyring.ready()
 
+    def problems(self) -> list[str]:
+        """Liveness problems: a dead reader, a stalled consumer (see `stream.web`)."""
+        return [
+            *checks(
+                (self.consent.alive(), "consent reader stopped"),
+                (self.keyring.alive(), "key ring reader stopped"),
+            ),
+            *input_problems(self.watch, self.probe),
+        ]
+
+    def unready(self) -> list[str]:
+        """Why /readyz fails: consent table or key not current, or a liveness problem."""
+        return [
+            *checks(
+                (self.consent.ready(), "consent table not caught up"),
+                (self.keyring.ready(), "no key for the current epoch"),
+            ),
+            *self.problems(),
+        ]
+
+    def ready(self) -> bool:
+        """Ready only when the consent table and the key are current and nothing stalled."""
+        return not self.unready()
+
     def alive(self) -> bool:
-        """False once the consent or key reader died: the orchestrator must restart us."""
-        return self.consent.alive() and self.keyring.alive()
+        """False once a reader died or the consumer stalled: the orchestrator restarts us."""
+        return not self.problems()
 
     async def wait_ready(self, *, poll_s: float = 0.1) -> None:
-        """Return once `ready()`; wait for ever if a reader died (fail closed)."""
-        while not self.ready():
+        """Return once `may_process()`; wait for ever if a reader died (fail closed)."""
+        while not self.may_process():
             await asyncio.sleep(poll_s)
 
     def metric_families(self) -> Iterator[Any]:
         c = self.stage.counters
+        yield from worker_families("anonymize", ready=self.ready(), alive=self.alive())
         yield counter("anonstream_messages_consumed", "Raw messages consumed.", c.messages)
         yield counter(
             "anonstream_events_consumed", "Raw events consumed (batch items).", c.consumed
@@ -74,56 +102,9 @@ class AnonymizeRuntime:
         yield counter_by(
             "anonstream_events_dropped", "Events dropped by policy.", "reason", dict(c.dropped)
         )
-        yield gauge(
-            "anonstream_consent_subjects", "Subjects in the consent table.", len(self.consent)
-        )
-        yield counter(
-            "anonstream_consent_records_applied",
-            "Consent records applied.",
-            self.consent.records_applied,
-        )
-        yield counter(
-            "anonstream_consent_records_invalid",
-            "Consent records skipped.",
-            self.consent.invalid_records,
-        )
-        epochs = self.keyring.log.epochs()
-        yield gauge(
-            "anonstream_key_epoch",
-            "Latest epoch whose key is held (-1: none).",
-            max(epochs, default=-1),
-        )
-        yield gauge(
-            "anonstream_ready", "1 when the worker may process events.", float(self.ready())
-        )
-
-
-def register_web(
-    app: faust.App,
-    *,
-    ready: Callable[[], bool],
-    alive: Callable[[], bool],
-    families: Callable[[], Iterator[Any]],
-) -> None:
-    """/healthz (alive), /readyz (ready to process) and /metrics (Prometheus)."""
-    registry = new_registry()
-    registry.register(CallbackCollector(families))
-    started = time.time()
-
-    @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
-        ok = alive()
-        body = {"alive": ok, "uptime_s": round(time.time() - started, 1)}
-        return web.json(body, status=200 if ok else 503)
-
-    @app.page("/readyz")
-    async def readyz(web: Any, request: Any) -> Any:
-        ok = ready()
-        return web.json({"ready": ok}, status=200 if ok else 503)
-
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
+        yield from consent_families(self.consent, self.probe)
+        yield from key_families(self.keyring)
+        yield from input_families(self.watch, unit="message")
 
 
 def register_anonymize(app: faust.App, *, settings: Settings, runtime: AnonymizeRuntime) -> Any:
@@ -132,19 +113,35 @@ def register_anonymize(app: faust.App, *, settings: Settings, runtime: Anonymize
     sink = raw_topic(app, settings.topic_pseudonymized, partitions=settings.partitions)
     deadletter = raw_topic(app, settings.topic_deadletter)
     stage = runtime.stage
+    watch = runtime.watch = ProgressWatch(
+        topic=settings.topic_raw,
+        group_id=settings.group_id("anonymize"),
+        stall_timeout_s=settings.stall_timeout_s,
+        commit_follows_processing=True,
+    )
+    probe = runtime.probe = OffsetProbe(
+        settings, watch, consent_positions=runtime.consent.positions
+    )
+
+    def assigned() -> set[int]:
+        topic = settings.topic_raw
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_key_ring_and_consent() -> None:
         await runtime.keyring.start()
         await runtime.consent.start(wait=True)
+        watch.start(assigned)
         log.info("anonymize worker ready: key ring and consent table current")
+        await probe.run()
 
     @app.agent(source, name="anonymize")
     async def anonymize(stream: Any) -> None:
         async for event in stream.events():
-            if not runtime.ready():
+            if not runtime.may_process():
                 # Fail closed: no event before the consent table caught up and the key exists.
                 await runtime.wait_ready()
+            started = time.perf_counter()
             message = event.message
             routed = stage.process(
                 event.value, topic=message.topic, partition=message.partition, offset=message.offset
@@ -156,8 +153,9 @@ def register_anonymize(app: faust.App, *, settings: Settings, runtime: Anonymize
                 await sink.send(value=payload, partition=partition, headers=headers)
             for record in routed.deadletter:
                 await deadletter.send(value=record)
+            watch.processed(message.partition, message.offset + 1, time.perf_counter() - started)
 
-    register_web(app, ready=runtime.ready, alive=runtime.alive, families=runtime.metric_families)
+    register_web(app, runtime, stage="anonymize")
     return anonymize
 
 
@@ -184,11 +182,19 @@ class AggregateRuntime:
         # Pseudonyms of recently erased subjects (erase or child records), per live epoch,
         # re-applied to partitions assigned later; value: when to forget them (unix s).
         self.erased: dict[str, float] = {}
+        self.watch = ProgressWatch(
+            topic=settings.topic_pseudonymized,
+            group_id=settings.group_id("aggregate"),
+            stall_timeout_s=settings.stall_timeout_s,
+            commit_follows_processing=False,
+        )
+        self.probe = OffsetProbe(settings, self.watch, consent_positions=self.consent.positions)
         self.loop = ManualCommitLoop(
             settings,
             topic=settings.topic_pseudonymized,
             group_id=settings.group_id("aggregate"),
             make_worker=self._make_worker,
+            on_batch=self.watch.processed_batch,
         )
         self.started = False
         self.failed = False
@@ -228,13 +234,36 @@ class AggregateRuntime:
                 self.counters["erased_entries"] += worker.erase(pseudonym)
         self.counters["erasures"] += 1
 
+    def problems(self) -> list[str]:
+        """Liveness problems: the loop or a reader died, the consumer stalled."""
+        return [
+            *checks(
+                (not self.failed, "aggregate loop stopped"),
+                (self.consent.alive(), "consent reader stopped"),
+                (self.keyring.alive(), "key ring reader stopped"),
+            ),
+            *input_problems(self.watch, self.probe),
+        ]
+
+    def unready(self) -> list[str]:
+        """Why /readyz fails: not started, consent table or key not current, or a problem."""
+        return [
+            *checks(
+                (self.consent.ready(), "consent table not caught up"),
+                (self.keyring.ready(), "no key for the current epoch"),
+                (self.started, "not consuming yet"),
+            ),
+            *self.problems(),
+        ]
+
     def ready(self) -> bool:
-        return self.started and not self.failed and self.consent.ready() and self.keyring.ready()
+        return not self.unready()
 
     def alive(self) -> bool:
-        return not self.failed and self.consent.alive() and self.keyring.alive()
+        return not self.problems()
 
     def metric_families(self) -> Iterator[Any]:
+        yield from worker_families("aggregate", ready=self.ready(), alive=self.alive())
         yield counter("anonstream_aggregate_messages", "Messages aggregated.", self.loop.messages)
         yield counter_by(
             "anonstream_aggregate_events",
@@ -253,13 +282,10 @@ class AggregateRuntime:
             "Bytes of open-window state.",
             sum(w.aggregator.state_bytes() for w in self.loop.workers.values()),
         )
-        yield gauge(
-            "anonstream_commit_age_seconds",
-            "Seconds since the last commit.",
-            time.time() - self.loop.last_commit_at,
-        )
-        yield gauge(
-            "anonstream_ready", "1 when the worker may process events.", float(self.ready())
+        yield from consent_families(self.consent, self.probe)
+        yield from key_families(self.keyring)
+        yield from input_families(
+            self.watch, unit="batch", commit_age_s=time.time() - self.loop.last_commit_at
         )
 
 
@@ -278,6 +304,7 @@ def register_aggregate(app: faust.App, *, runtime: AggregateRuntime) -> None:
         await runtime.keyring.start()
         await runtime.consent.start(wait=True)
         await runtime.loop.start()
+        runtime.watch.start(lambda: set(runtime.loop.workers))
         runtime.started = True
         log.info("aggregate worker ready")
 
@@ -289,7 +316,11 @@ def register_aggregate(app: faust.App, *, runtime: AggregateRuntime) -> None:
         finally:
             await runtime.loop.stop()
 
-    register_web(app, ready=runtime.ready, alive=runtime.alive, families=runtime.metric_families)
+    @app.task  # type: ignore[untyped-decorator]
+    async def probe_offsets() -> None:
+        await runtime.probe.run()
+
+    register_web(app, runtime, stage="aggregate")
 
 
 class ReleaseRuntime:
@@ -312,11 +343,19 @@ class ReleaseRuntime:
         self.sources = sources
         self.partials_partitions = partials_partitions
         self.counters: Counter[str] = Counter()
+        self.watch = ProgressWatch(
+            topic=settings.topic_partials,
+            group_id=settings.group_id("release"),
+            stall_timeout_s=settings.stall_timeout_s,
+            commit_follows_processing=False,
+        )
+        self.probe = OffsetProbe(settings, self.watch)
         self.loop = ManualCommitLoop(
             settings,
             topic=settings.topic_partials,
             group_id=settings.group_id("release"),
             make_worker=self._make_worker,
+            on_batch=self.watch.processed_batch,
         )
         self.started = False
         self.failed = False
@@ -348,33 +387,56 @@ class ReleaseRuntime:
             counters=self.counters,
         )
 
+    def problems(self) -> list[str]:
+        """Liveness problems: the loop died, the consumer stalled."""
+        return [
+            *checks((not self.failed, "release loop stopped")),
+            *input_problems(self.watch, self.probe),
+        ]
+
+    def unready(self) -> list[str]:
+        return [*checks((self.started, "not consuming yet")), *self.problems()]
+
     def ready(self) -> bool:
-        return self.started and not self.failed
+        return not self.unready()
 
     def alive(self) -> bool:
-        return not self.failed
+        return not self.problems()
 
     def metric_families(self) -> Iterator[Any]:
         engines: Counter[str] = Counter()
         for worker in self.loop.workers.values():
             engines.update(worker.engine.counters)
+        yield from worker_families("release", ready=self.ready(), alive=self.alive())
         yield counter(
             "anonstream_partials_consumed", "Partial records consumed.", self.loop.messages
         )
         yield counter(
             "anonstream_aggregates_released", "Aggregate records published.", self.loop.sent
         )
+        yield counter(
+            "anonstream_cells_released",
+            "Cells released (k reached and no suppressed value derivable).",
+            engines["cells_released"],
+        )
+        yield counter_by(
+            "anonstream_cells_suppressed",
+            "Cells held back: below k, or complementary (to protect a suppressed cell).",
+            "reason",
+            {
+                "below_k": engines["cells_suppressed"],
+                "complementary": engines["cells_complementary"],
+            },
+        )
+        yield counter(
+            "anonstream_windows_decided", "Metric windows decided.", engines["windows_decided"]
+        )
         yield counter_by("anonstream_release", "Release engine counters.", "what", dict(engines))
         yield counter_by(
             "anonstream_release_stage", "Release stage counters.", "what", dict(self.counters)
         )
-        yield gauge(
-            "anonstream_commit_age_seconds",
-            "Seconds since the last commit.",
-            time.time() - self.loop.last_commit_at,
-        )
-        yield gauge(
-            "anonstream_ready", "1 when the worker may process events.", float(self.ready())
+        yield from input_families(
+            self.watch, unit="batch", commit_age_s=time.time() - self.loop.last_commit_at
         )
 
 
@@ -387,6 +449,7 @@ def register_release(app: faust.App, *, runtime: ReleaseRuntime) -> None:
     @app.task  # type: ignore[untyped-decorator]
     async def release() -> None:
         await runtime.loop.start()
+        runtime.watch.start(lambda: set(runtime.loop.workers))
         runtime.started = True
         log.info("release worker ready")
         try:
@@ -394,4 +457,97 @@ def register_release(app: faust.App, *, runtime: ReleaseRuntime) -> None:
         finally:
             await runtime.loop.stop()
 
-    register_web(app, ready=runtime.ready, alive=runtime.alive, families=runtime.metric_families)
+    @app.task  # type: ignore[untyped-decorator]
+    async def probe_offsets() -> None:
+        await runtime.probe.run()
+
+    web = register_web(app, runtime, stage="release")
+    if runtime.settings.dashboard:
+        from stream.dashboard import register_dashboard
+
+        register_dashboard(app, settings=runtime.settings, own=web)
+
+
+# ------------------------------------------------------------------ shared health and metrics
+def input_problems(watch: ProgressWatch | None, probe: OffsetProbe | None) -> list[str]:
+    """Liveness problems of a stage's input consumer and consent reader (`stream.health`)."""
+    out: list[str] = []
+    why = watch.stalled() if watch is not None else None
+    if why is not None:
+        out.append(f"input consumer stalled: {why}")
+    if probe is not None and not probe.consent_current():
+        out.append("consent reader behind its topic")
+    return out
+
+
+def worker_families(stage: str, *, ready: bool, alive: bool) -> Iterator[Any]:
+    yield gauge("anonstream_worker_info", "The worker's stage.", 1.0, {"stage": stage})
+    yield gauge("anonstream_ready", "1 when /readyz answers 200.", float(ready))
+    yield gauge("anonstream_alive", "1 when /healthz answers 200.", float(alive))
+
+
+def consent_families(consent: ConsentTable, probe: OffsetProbe | None) -> Iterator[Any]:
+    yield gauge("anonstream_consent_subjects", "Subjects in the consent table.", len(consent))
+    yield counter(
+        "anonstream_consent_records_applied", "Consent records applied.", consent.records_applied
+    )
+    yield counter(
+        "anonstream_consent_records_invalid", "Consent records skipped.", consent.invalid_records
+    )
+    lag = probe.consent_lag() if probe is not None else None
+    yield gauge(
+        "anonstream_consent_lag",
+        "Consent records on the topic not yet applied (-1: unknown).",
+        -1 if lag is None else lag,
+    )
+
+
+def key_families(keyring: KafkaKeyRing) -> Iterator[Any]:
+    yield gauge(
+        "anonstream_key_epoch",
+        "Latest epoch whose key is held (-1: none).",
+        max(keyring.log.epochs(), default=-1),
+    )
+    yield gauge(
+        "anonstream_key_current",
+        "1 when the key of the current epoch is held.",
+        float(keyring.ready()),
+    )
+
+
+def input_families(
+    watch: ProgressWatch | None, *, unit: str, commit_age_s: float | None = None
+) -> Iterator[Any]:
+    """Latency, lag, progress and commit age of the stage's input consumer."""
+    if watch is None:
+        return
+    yield histogram(
+        "anonstream_processing_seconds",
+        f"Processing time per input {unit} (decode to sent and, for batches, committed).",
+        watch.latency,
+    )
+    lag = watch.lag()
+    yield gauge_by(
+        "anonstream_consumer_lag",
+        f"Messages of {watch.topic} not yet processed, per assigned partition.",
+        "partition",
+        {str(p): float(n) for p, n in (lag or {}).items()},
+    )
+    yield gauge(
+        "anonstream_consumer_lag_known", "1 when the lag figures are fresh.", float(lag is not None)
+    )
+    yield gauge(
+        "anonstream_seconds_since_progress",
+        "Seconds since the last processed message or batch.",
+        watch.idle_s(),
+    )
+    yield gauge(
+        "anonstream_commit_age_seconds",
+        "anonymize: seconds the committed offsets stayed behind the processed ones; "
+        "aggregate and release: seconds since the last commit (their commit point waits "
+        "for open windows by design).",
+        watch.commit_age_s() if commit_age_s is None else commit_age_s,
+    )
+    yield counter(
+        "anonstream_offset_probe_errors", "Failed broker offset probes.", watch.probe_errors
+    )

@@ -67,6 +67,10 @@ class ConsentTable:
         """False once the reader stopped on an unexpected error (the worker must restart)."""
         return self.error is None
 
+    def positions(self) -> dict[int, int]:
+        """Next offset the reader will apply, per partition (for `stream.health`)."""
+        return {tp.partition: offset for tp, offset in self._positions.items()}
+
     async def start(self, *, wait: bool = True) -> None:
         """Assign every partition from the beginning; with `wait`, return once caught up."""
         from aiokafka import AIOKafkaConsumer, TopicPartition

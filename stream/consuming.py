@@ -65,6 +65,7 @@ class ManualCommitLoop:
         make_worker: WorkerFactory,
         tick_interval_s: float = 1.0,
         max_records: int = 2000,
+        on_batch: Callable[[dict[int, int], float], None] | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topic
@@ -72,6 +73,9 @@ class ManualCommitLoop:
         self._make_worker = make_worker
         self._tick_interval_s = tick_interval_s
         self._max_records = max_records
+        self._on_batch = on_batch
+        """Called after each batch is sent and committed with {partition: next offset} and
+        the seconds it took (health and latency metrics, `stream.health`)."""
         self.workers: dict[int, Any] = {}
         self._lock = asyncio.Lock()
         self._consumer: Any = None
@@ -127,6 +131,7 @@ class ManualCommitLoop:
         next_tick = time.monotonic() + self._tick_interval_s
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
+            started = time.perf_counter()
             async with self._lock:
                 outgoing: list[Outgoing] = []
                 touched: list[int] = []
@@ -150,6 +155,9 @@ class ManualCommitLoop:
                     touched = list(self.workers)  # commit points may move on ticks too
                 await self._send(outgoing)
                 await self._commit(touched)
+            if self._on_batch is not None and batches:
+                positions = {tp.partition: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
+                self._on_batch(positions, time.perf_counter() - started)
 
     async def _send(self, outgoing: list[Outgoing]) -> None:
         producer = self._producer

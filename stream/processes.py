@@ -41,14 +41,26 @@ def spawn(
     """Start `python -m stream <args>` with `settings`; output to `log` (or `stdout`)."""
     command = [sys.executable, "-m", "stream", *args]
     env = settings_env(settings, **extra_env)
+    # Its own session: Ctrl-C in a terminal reaches only the parent, which stops its children
+    # in order (generator, then workers, then the broker) instead of all at once.
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as out:
             return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                command,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        command, env=env, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        command,
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 

@@ -88,6 +88,20 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535, description="Worker web server port; 0 = any.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    stall_timeout_s: float = Field(
+        60.0,
+        ge=5,
+        description="A worker with consumer lag that processes nothing for this long (or, "
+        "anonymize, whose commits stop) reports itself dead on /healthz; see stream.health.",
+    )
+    dashboard: bool = Field(
+        True, description="Release workers serve /dashboard and follow stats.aggregates for it."
+    )
+    dashboard_peers: str = Field(
+        "",
+        description="Comma-separated base URLs (http://host:port) of other workers whose "
+        "/metrics the dashboard adds to its own (e.g. the anonymize and aggregate workers).",
+    )
     clock_offset_s: float = Field(
         0.0,
         description="Seconds added to the wall clock for key epochs and retention; for "
@@ -106,6 +120,15 @@ class Settings(BaseSettings):
                 raise ValueError("must be a comma-separated list of host:port")
         return ",".join(servers)
 
+    @field_validator("dashboard_peers")
+    @classmethod
+    def _check_peers(cls, value: str) -> str:
+        peers = [p.strip().rstrip("/") for p in value.split(",") if p.strip()]
+        for peer in peers:
+            if not peer.startswith(("http://", "https://")):
+                raise ValueError("must be a comma-separated list of http(s)://host:port URLs")
+        return ",".join(peers)
+
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
         if self.security_protocol.startswith("SASL") and not (
@@ -120,6 +143,11 @@ class Settings(BaseSettings):
     def bootstrap_list(self) -> list[str]:
         """`bootstrap_servers` as a list of host:port strings."""
         return self.bootstrap_servers.split(",")
+
+    @property
+    def dashboard_peer_list(self) -> list[str]:
+        """`dashboard_peers` as a list of base URLs."""
+        return self.dashboard_peers.split(",") if self.dashboard_peers else []
 
     def group_id(self, stage: str) -> str:
         """Consumer group id (and Faust app id) of one stage."""
