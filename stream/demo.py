@@ -399,7 +399,7 @@ def run_demo(*, duration_s: float, rate: int, home: Path, partitions: int = 4) -
             partitions=partitions,
             policy_path=policy,
         )
-        click.echo(f"broker    {broker.bootstrap} (log {broker.log_file})")
+        click.echo(f"broker    {broker.bootstrap} pid {broker.pid} (log {broker.log_file})")
         click.echo(f"policy    {policy} (default, lateness and idle timeout 10 s)")
         demo = start_pipeline(settings, home=home)
         try:
@@ -409,7 +409,10 @@ def run_demo(*, duration_s: float, rate: int, home: Path, partitions: int = 4) -
                     f"/healthz /readyz  (log {child.log})"
                 )
             demo.start_generator(rate=rate, duration_s=duration_s)
-            click.echo(f"traffic   {rate} events/s (log {demo.children[-1].log})")
+            generator = demo.children[-1]
+            click.echo(
+                f"traffic   {rate} events/s pid {generator.process.pid} (log {generator.log})"
+            )
             click.echo(f"dashboard {demo.dashboard_url}")
             screen = Screen(tty=sys.stdout.isatty())
             last = watch(demo, duration_s=duration_s, screen=screen)

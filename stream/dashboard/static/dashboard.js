@@ -44,8 +44,8 @@ function fmt(value) {
   if (abs >= 1e6) return (value / 1e6).toFixed(1) + "M";
   if (abs >= 1e4) return (value / 1e3).toFixed(0) + "k";
   if (abs >= 100) return value.toFixed(0);
-  if (abs >= 10) return value.toFixed(1);
-  return value.toFixed(abs >= 1 ? 1 : 2);
+  if (abs >= 10) return String(Number(value.toFixed(1)));
+  return String(Number(value.toFixed(2)));
 }
 
 function hhmm(iso) { return String(iso).slice(11, 16); }
@@ -107,7 +107,7 @@ function stackedBars(id, bars, names) {
   });
   plot.appendChild(svg);
   legend(plot, names);
-  figure.dataset.points = String(bars.length);
+  figure.dataset.points = String(bars.filter((b) => b.values.some((v) => v > 0)).length);
 }
 
 // Horizontal bars: rows = [{label, value, marker?, title?}].
@@ -135,14 +135,15 @@ function hbars(id, rows, unit, markerName) {
   });
   plot.appendChild(svg);
   if (markerName) legend(plot, ["median", markerName]);
-  figure.dataset.points = String(rows.length);
+  figure.dataset.points = String(rows.filter((r) => r.value > 0).length);
 }
 
-// Lines over time: series = [{name, points: [[t, v], ...]}].
-function lines(id, series, unit, fixedMax) {
+// Lines over time: series = [{name, points: [[t, v], ...]}]. The chart's data-points counts
+// the points above zero (a rate that stayed 0 is no data), or every point with countZeros.
+function lines(id, series, unit, fixedMax, countZeros) {
   const drawn = series.filter((s) => s.points.length > 0);
-  const count = drawn.reduce((a, s) => a + s.points.length, 0);
-  if (!count) return empty(id, "waiting for samples");
+  const count = drawn.reduce((a, s) => a + s.points.filter((p) => countZeros || p[1] > 0).length, 0);
+  if (!count) return empty(id, "waiting for data");
   const { figure, plot, width } = plotOf(id);
   const svg = svgEl("svg", { viewBox: `0 0 ${width} ${H}`, preserveAspectRatio: "none" });
   const all = drawn.flatMap((s) => s.points);
@@ -245,7 +246,7 @@ function renderPipeline(pipeline) {
   lines("chart-suppression", [{
     name: "suppressed share",
     points: rates.filter((r) => r.suppressed_share !== null).map((r) => [r.t, 100 * r.suppressed_share]),
-  }], "%", 100);
+  }], "%", 100, true);
 
   const workers = document.getElementById("workers");
   workers.replaceChildren(...(pipeline.workers || []).map((w) => {
