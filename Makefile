@@ -10,7 +10,7 @@ DURATION ?= 0
 RATE ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: all install kafka-jars test lint typecheck demo bench clean distclean
+.PHONY: all install kafka-jars browser test lint typecheck demo bench clean distclean
 
 all: test
 
@@ -36,7 +36,20 @@ $(KAFKA_STAMP): $(KAFKA_DIR)/pom.xml
 
 kafka-jars: $(KAFKA_STAMP)
 
-test: install kafka-jars
+# Debian's Chromium for the dashboard's browser test (tests/demo): installed with apt when
+# absent (CI runs as root on Debian); no test tool downloads a browser.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ -x "$(CHROMIUM)" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and chromium-driver for the browser test"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver \
+	  || { $(SUDO) apt-get update -q && \
+	       $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; \
+	else echo "error: Chromium not found and no apt-get; install chromium (needed by tests/demo)" >&2; exit 1; fi
+
+test: install kafka-jars browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
