@@ -370,9 +370,10 @@ class ReleaseRuntime:
         metrics = metrics_of(
             partition, aggregation=self.aggregation, partitions=self.partials_partitions
         )
-        published = await published_keys(
-            self.settings, metrics=metrics, horizon_s=self.published_horizon_s()
-        )
+        with self.watch.recovering():
+            published = await published_keys(
+                self.settings, metrics=metrics, horizon_s=self.published_horizon_s()
+            )
         self.counters["published_keys_read"] += len(published)
         return ReleasePartition(
             partition=partition,

@@ -15,8 +15,11 @@ From these: lag per partition (end offset minus the next offset to process; the 
 offset stands in before the first message of a partition), seconds since the last progress,
 and the commit age. A worker is **stalled** when it has lag and processed nothing for
 `stall_timeout_s` (setting `ANONSTREAM_STALL_TIMEOUT_S`, default 60 s) since it started
-consuming. The probe's figures are at most `PROBE_INTERVAL_S` old; figures older than
-`PROBE_STALE_S` count as unknown (no lag is claimed, nothing is declared stalled on them).
+consuming; work that legitimately processes nothing (the release stage reading back its
+published keys on assignment) runs inside `recovering()` and counts as a stall only past
+`RECOVERY_LIMIT` stall timeouts. The probe's figures are at most `PROBE_INTERVAL_S` old;
+figures older than `PROBE_STALE_S` count as unknown (no lag is claimed, nothing is declared
+stalled on them).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +41,8 @@ PROBE_INTERVAL_S = 5.0
 """How often the probe asks the broker for end and committed offsets."""
 PROBE_STALE_S = 30.0
 """Probe figures older than this are ignored (lag unknown)."""
+RECOVERY_LIMIT = 10
+"""A recovery (`ProgressWatch.recovering`) longer than this many stall timeouts hangs."""
 
 
 @dataclass
@@ -84,6 +89,8 @@ class ProgressWatch:
         self.probe_errors = 0
         self._committed_changed_at = clock()
         self._last_committed: dict[int, int] = {}
+        self._recovering = 0
+        self._recovery_started_at = 0.0
 
     # -- the stage's side (hot path) ----------------------------------------------------
     def start(self, assigned: Callable[[], set[int]]) -> None:
@@ -96,6 +103,21 @@ class ProgressWatch:
         self.positions[partition] = next_offset
         self.latency.observe(seconds)
         self.last_progress_at = self._clock()
+
+    @contextlib.contextmanager
+    def recovering(self) -> Iterator[None]:
+        """Work that legitimately processes no message (e.g. the release stage reading back
+        published keys on assignment): not a stall, unless it lasts `RECOVERY_LIMIT`
+        stall timeouts (a hung recovery, faust-streaming#74)."""
+        if self._recovering == 0:
+            self._recovery_started_at = self._clock()
+        self._recovering += 1
+        try:
+            yield
+        finally:
+            self._recovering -= 1
+            if self._recovering == 0:
+                self.last_progress_at = self._clock()
 
     def processed_batch(self, positions: Mapping[int, int], seconds: float) -> None:
         """One consumer batch done: {partition: next offset to process}, time it took."""
@@ -149,6 +171,11 @@ class ProgressWatch:
     def stalled(self) -> str | None:
         """Why the consumer counts as stalled, or None. See module doc."""
         if self.started_at is None:
+            return None
+        if self._recovering:
+            limit = RECOVERY_LIMIT * self.stall_timeout_s
+            if self._clock() - self._recovery_started_at > limit:
+                return "recovery hangs"
             return None
         lag = self.lag()
         if lag and sum(lag.values()) > 0 and self.idle_s() > self.stall_timeout_s:

@@ -187,6 +187,25 @@ def test_commit_age_counts_only_while_processed_offsets_are_uncommitted() -> Non
     assert relaxed.stalled() is None
 
 
+def test_recovery_is_not_a_stall_unless_it_hangs() -> None:
+    """While recovering (no message can be processed), lag is not a stall; past ten stall
+    timeouts the recovery itself counts as hung; after it, the stall clock starts afresh."""
+    clock = Clock()
+    w = watch(clock, commits=False)
+    w.start(lambda: {0})
+    with w.recovering():
+        clock.now += 120
+        w.probed(ProbeResult(end={0: 100}, committed={0: 0}, at=clock.now))
+        assert w.stalled() is None
+        clock.now += 500
+        w.probed(ProbeResult(end={0: 100}, committed={0: 0}, at=clock.now))
+        assert w.stalled() == "recovery hangs"
+    assert w.stalled() is None and w.idle_s() == 0.0
+    clock.now += 61
+    w.probed(ProbeResult(end={0: 100}, committed={0: 0}, at=clock.now))
+    assert w.stalled() == "lag without progress"
+
+
 def test_consent_behind_compares_with_earlier_end_offsets() -> None:
     assert consent_behind({0: 5, 1: 3}, {0: 5, 1: 4})
     assert not consent_behind({0: 5, 1: 9}, {0: 5, 1: 4})
