@@ -8,6 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+# CI machines are shared and loaded: no per-example deadlines (they flake under load), and
+# no "too slow" health check; example counts stay as each test sets them.
+hypothesis_settings.register_profile(
+    "anonstream", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("anonstream")
 
 from stream.broker import LocalBroker, free_port
 from stream.settings import Settings
