@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ import orjson
 
 from stream.settings import Settings
 from stream.topics import create_topics, topic_specs
+from tests.conftest import isolated_settings
+from tests.support.cli import run_cli
 from tests.support.kafka import produce, read_all, read_topic
 from tests.support.workers import WorkerFactory, WorkerProcess
 
@@ -145,8 +150,59 @@ class Pipeline:
             check=self.check,
         )
 
+    def preview(self, traffic: Traffic, *, consent: bytes = b"") -> list[dict[str, Any]]:
+        """`anonstream preview` of `traffic`'s raw events with this run's policy and geo
+        database (and `consent` records, JSONL): the records of its aggregates.jsonl."""
+        directory = self.policy_path.parent / f"preview-{uuid.uuid4().hex[:8]}"
+        directory.mkdir()
+        events = directory / "events.jsonl"
+        events.write_bytes(traffic.jsonl())
+        args = ["preview", "--events", str(events), "--policy", str(self.policy_path)]
+        args += ["--geo-db", str(self.geo_db), "--out", str(directory / "out")]
+        if consent:
+            (directory / "consent.jsonl").write_bytes(consent)
+            args += ["--consent", str(directory / "consent.jsonl")]
+        result = run_cli(self.settings, *args)
+        assert result.exit_code == 0, result.output
+        lines = (directory / "out" / "aggregates.jsonl").read_bytes().splitlines()
+        return [orjson.loads(line) for line in lines]
+
+    def released_day(self) -> list[tuple[str, dict[str, Any]]]:
+        """(key, value) of stats.aggregates once every metric's D-2 day window is out."""
+        records = self.released(until=day_complete(self.timeline.day))
+        return [(r.key.decode(), orjson.loads(r.value)) for r in records]
+
     def all_released(self) -> list[Any]:
         return read_all(self.settings, self.settings.topic_aggregates, idle_s=2.0)
+
+
+def canonical(values: Iterable[dict[str, Any]]) -> Counter[bytes]:
+    """Records as a multiset of canonical JSON texts (order-free comparison)."""
+    return Counter(orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in values)
+
+
+@contextmanager
+def pipeline_run(
+    bootstrap: str, directory: Path, *, geo_db: Path, policy_text: str, start: bool = True
+) -> Iterator[Pipeline]:
+    """A `Pipeline` on its own topics, its workers started and ready (unless `start` is
+    false); every worker is stopped on exit."""
+    settings = isolated_settings(bootstrap, directory / "state")
+    factory = WorkerFactory(log_dir=directory / "logs")
+    try:
+        pipeline = Pipeline(
+            settings,
+            factory,
+            policy_text=policy_text,
+            geo_db=geo_db,
+            directory=directory,
+            timeline=Timeline.now(),
+        )
+        if start:
+            pipeline.start_all()
+        yield pipeline
+    finally:
+        factory.stop_all()
 
 
 def day_complete(day_start_s: int) -> Callable[[list[dict[str, Any]]], bool]:

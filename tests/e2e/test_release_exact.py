@@ -15,16 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from stream.settings import Settings
 from tests.aggregation.attacker import exposed
 from tests.aggregation.reference import RefCell
-from tests.conftest import isolated_settings
-from tests.support.workers import WorkerFactory
 
-from .harness import Pipeline, Timeline, day_complete
+from .harness import Pipeline, Timeline, canonical, pipeline_run
 from .traffic import PAGES, Traffic, shop
 from .truth import (
     BY_NAME,
@@ -32,7 +28,9 @@ from .truth import (
     WINDOWS,
     L,
     M,
+    assert_exact,
     cell_key,
+    covered,
     expected_value,
     policy_toml,
     truth_cells,
@@ -49,9 +47,7 @@ LONG_READ_MS = 10**9
 
 @dataclass
 class Run:
-    timeline: Timeline
     traffic: Traffic
-    settings: Settings
     pipeline: Pipeline
     records: list[tuple[str, dict[str, Any]]]  # (key, value), in topic order per partition
     directory: Path
@@ -81,27 +77,13 @@ def run(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, e2e_geo_db: Path
 ) -> Iterator[Run]:
     directory = tmp_path_factory.mktemp("e2e-exact")
-    settings = isolated_settings(kafka_bootstrap, directory / "state")
-    factory = WorkerFactory(log_dir=directory / "logs")
-    timeline = Timeline.now()
-    traffic = exact_traffic(timeline)
-    try:
-        pipeline = Pipeline(
-            settings,
-            factory,
-            policy_text=policy_toml(),
-            geo_db=e2e_geo_db,
-            directory=directory,
-            timeline=timeline,
-        )
-        pipeline.start_all()
+    with pipeline_run(
+        kafka_bootstrap, directory, geo_db=e2e_geo_db, policy_text=policy_toml()
+    ) as pipeline:
+        traffic = exact_traffic(pipeline.timeline)
         pipeline.send(traffic)
         pipeline.flush(lateness_s=LATENESS_S)
-        raw = pipeline.released(until=day_complete(timeline.day))
-        records = [(r.key.decode(), orjson.loads(r.value)) for r in raw]
-        yield Run(timeline, traffic, settings, pipeline, records, directory)
-    finally:
-        factory.stop_all()
+        yield Run(traffic, pipeline, pipeline.released_day(), directory)
 
 
 @pytest.fixture(scope="module")
@@ -109,48 +91,11 @@ def truth(run: Run) -> dict[Any, RefCell]:
     return truth_cells(run.traffic.views())
 
 
-def covered(
-    value: dict[str, Any], released: list[dict[str, Any]], truth: dict[Any, RefCell]
-) -> list[RefCell]:
-    """The truth cells a released record stands for: its own cell, or for `other` every
-    cell of its window that was not released."""
-    key = cell_key(value)
-    if value["cell"] == "cell":
-        return [truth[key]] if key in truth else []
-    shown = {cell_key(v) for v in released if v["cell"] == "cell" and cell_key(v)[:3] == key[:3]}
-    return [cell for c, cell in truth.items() if c[:3] == key[:3] and c not in shown]
-
-
 def test_every_released_value_equals_the_ground_truth(run: Run, truth: dict[Any, RefCell]) -> None:
     """Noise off: every key is published once; every released cell holds at least k people
     and exactly the ground truth (caps L and M applied by definition); every `other` cell is
     the exact sum of its window's held-back cells and covers k people; nothing else."""
-    keys = Counter(key for key, _ in run.records)
-    assert keys and max(keys.values()) == 1, "a key published twice"
-    released_by_window: dict[tuple[str, int, int], set[Any]] = {}
-    others = 0
-    for key, value in run.records:
-        metric = BY_NAME[value["metric"]]
-        assert value["schema"] == "aggregate.v1"
-        assert value["policy_version"] == "e2e"
-        assert (value["mechanism"], value["epsilon"], value["noise_sd"]) == ("none", None, None)
-        assert value["k"] == metric.k
-        assert key.startswith(f"{metric.name}|{value['window_start']}|{value['window_end']}|")
-        ck = cell_key(value)
-        assert ck[1] in WINDOWS
-        assert value["cell"] in ("cell", "other"), value
-        cells = covered(value, run.values, truth)
-        assert cells, f"released a record that stands for no events: {key}"
-        assert value["value"] == expected_value(metric, cells), key
-        people = len(set().union(*(c.subjects for c in cells)))
-        assert people >= metric.k, f"released a record of fewer than k people: {key}"
-        if value["cell"] == "other":
-            assert metric.aggregate != "distinct_subjects"
-            assert value["distinct_subjects"] is None
-            others += 1
-        else:
-            assert value["distinct_subjects"] == people, key
-            released_by_window.setdefault(ck[:3], set()).add(ck)
+    released_by_window, others = assert_exact(run.records, truth, policy_version="e2e")
     # Not vacuous: most cells with k people are released, in every window size.
     big = [c for c, cell in truth.items() if len(cell.subjects) >= BY_NAME[c[0]].k]
     released = set().union(*released_by_window.values())
@@ -225,3 +170,11 @@ def test_a_time_on_page_of_a_billion_ms_is_clamped(run: Run, truth: dict[Any, Re
         unclamped_mean = (total - CLAMP_MS + LONG_READ_MS) / value["value"]["count"]
         assert value["value"]["mean"] <= CLAMP_MS
         assert value["value"]["mean"] * 20 < unclamped_mean
+
+
+def test_preview_gives_the_same_aggregates_as_the_stream(run: Run) -> None:
+    """`anonstream preview` on the same events (one process, one partition) writes exactly
+    the records the three stages released across four partitions."""
+    preview = run.pipeline.preview(run.traffic)
+    assert len(preview) > 100
+    assert canonical(preview) == canonical(run.values)

@@ -192,3 +192,16 @@ def shop(
                     traffic.add(person, t_ms + rng.randrange(1, 900), "search", search_terms=terms)
     traffic.sort()
     return traffic
+
+
+def busy_person(traffic: Traffic, cookie: str, *, start_ms: int, minutes: int) -> None:
+    """A busy person: every minute, views of the three most visited pages, a page leave and
+    a search, so that they weigh in many released cells."""
+    person = traffic.person(cookie, raw_partition=2, place=1, rng=random.Random(cookie))
+    for minute in range(minutes):
+        t = start_ms + minute * 60_000 + 30_000
+        for i, page in enumerate(PAGES[:3]):
+            traffic.add(person, t + i, "page_view", page_url=page)
+        traffic.add(person, t + 5, "page_leave", page_url=PAGES[0], time_on_page_ms=9_000)
+        traffic.add(person, t + 6, "search", search_terms=TERMS[0])
+    traffic.sort()

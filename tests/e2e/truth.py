@@ -10,7 +10,7 @@ distinct people (the search k for the sensitive metric).
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -178,9 +178,49 @@ def cell_key(record: Mapping[str, Any]) -> CellKey:
     return (record["metric"], record["window_seconds"], start_of(record), dims_of(record))
 
 
-def windows_of(truth: Mapping[CellKey, RefCell]) -> dict[tuple[str, int, int], list[CellKey]]:
-    """Truth cells grouped by (metric, size, start)."""
-    out: dict[tuple[str, int, int], list[CellKey]] = defaultdict(list)
-    for key in truth:
-        out[key[:3]].append(key)
-    return dict(out)
+def covered(
+    value: dict[str, Any], released: list[dict[str, Any]], truth: dict[Any, RefCell]
+) -> list[RefCell]:
+    """The truth cells a released record stands for: its own cell, or for `other` every
+    cell of its window that was not released."""
+    key = cell_key(value)
+    if value["cell"] == "cell":
+        return [truth[key]] if key in truth else []
+    shown = {cell_key(v) for v in released if v["cell"] == "cell" and cell_key(v)[:3] == key[:3]}
+    return [cell for c, cell in truth.items() if c[:3] == key[:3] and c not in shown]
+
+
+def assert_exact(
+    records: list[tuple[str, dict[str, Any]]], truth: dict[Any, RefCell], *, policy_version: str
+) -> tuple[dict[tuple[str, int, int], set[CellKey]], int]:
+    """Noise off: every key published once; every record a cell of at least k people whose
+    value is exactly the truth, or an `other` cell equal to the sum of its window's held-back
+    cells and covering k people. Returns the released cells by window and the `other` count."""
+    values = [value for _, value in records]
+    keys = Counter(key for key, _ in records)
+    assert keys and max(keys.values()) == 1, "a key published twice"
+    released_by_window: dict[tuple[str, int, int], set[Any]] = {}
+    others = 0
+    for key, value in records:
+        metric = BY_NAME[value["metric"]]
+        assert value["schema"] == "aggregate.v1"
+        assert value["policy_version"] == policy_version
+        assert (value["mechanism"], value["epsilon"], value["noise_sd"]) == ("none", None, None)
+        assert value["k"] == metric.k
+        assert key.startswith(f"{metric.name}|{value['window_start']}|{value['window_end']}|")
+        ck = cell_key(value)
+        assert ck[1] in WINDOWS
+        assert value["cell"] in ("cell", "other"), value
+        cells = covered(value, values, truth)
+        assert cells, f"released a record that stands for no events: {key}"
+        assert value["value"] == expected_value(metric, cells), key
+        people = len(set().union(*(c.subjects for c in cells)))
+        assert people >= metric.k, f"released a record of fewer than k people: {key}"
+        if value["cell"] == "other":
+            assert metric.aggregate != "distinct_subjects"
+            assert value["distinct_subjects"] is None
+            others += 1
+        else:
+            assert value["distinct_subjects"] == people, key
+            released_by_window.setdefault(ck[:3], set()).add(ck)
+    return released_by_window, others
