@@ -288,6 +288,8 @@ def register_aggregate(app: faust.App, *, runtime: AggregateRuntime) -> None:
             await guarded(runtime.loop.run(), on_error=failed)
         finally:
             await runtime.loop.stop()
+            await runtime.consent.stop()
+            await runtime.keyring.stop()
 
     register_web(app, ready=runtime.ready, alive=runtime.alive, families=runtime.metric_families)
 

@@ -150,6 +150,28 @@ class Pipeline:
             check=self.check,
         )
 
+    def duplicate_forwarded(self, *, every: int = 3) -> int:
+        """Send again every `every`-th message of events.pseudonymized, as it was (value,
+        source header, partition): what a crashed anonymize worker's replay adds. Returns
+        the number of copies sent."""
+        from stream import kafka as kafka_clients
+
+        records = read_all(self.settings, self.settings.topic_pseudonymized, idle_s=1.0)
+        copies = records[::every]
+        producer = kafka_clients.producer(self.settings, max_request_size=4_000_000)
+        try:
+            for record in copies:
+                producer.send(
+                    record.topic,
+                    value=record.value,
+                    partition=record.partition,
+                    headers=list(record.headers),
+                )
+            producer.flush(timeout=60)
+        finally:
+            producer.close()
+        return len(copies)
+
     def preview(self, traffic: Traffic, *, consent: bytes = b"") -> list[dict[str, Any]]:
         """`anonstream preview` of `traffic`'s raw events with this run's policy and geo
         database (and `consent` records, JSONL): the records of its aggregates.jsonl."""
