@@ -19,8 +19,9 @@ import pytest
 
 from tests.aggregation.attacker import exposed
 from tests.aggregation.reference import RefCell
+from tests.support.cli import run_cli
 
-from .harness import Pipeline, Timeline, canonical, pipeline_run
+from .harness import DAY_S, Pipeline, Timeline, canonical, pipeline_run
 from .traffic import PAGES, Traffic, shop
 from .truth import (
     BY_NAME,
@@ -178,3 +179,16 @@ def test_preview_gives_the_same_aggregates_as_the_stream(run: Run) -> None:
     preview = run.pipeline.preview(run.traffic)
     assert len(preview) > 100
     assert canonical(preview) == canonical(run.values)
+
+
+def test_tail_shows_what_the_stream_released(run: Run) -> None:
+    """`anonstream tail --metric page_views --window 1d` prints one row per released day
+    record of page_views, with its value."""
+    result = run_cli(run.pipeline.settings, "tail", "--metric", "page_views", "--window", "1d")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()[1:]
+    day = [v for v in run.values if v["metric"] == "page_views" and v["window_seconds"] == DAY_S]
+    assert len(lines) == len(day) > 0
+    for value in day:
+        cell = value["dimensions"].get("page_url", "(other)")
+        assert any(cell in line and f"  {value['value']}  " in line for line in lines), value
