@@ -81,6 +81,58 @@ dimensions = ["search_terms"]
     assert f"{len(result.output.splitlines()) - 1} errors" in result.output.splitlines()[0]
 
 
+def test_policy_check_reports_what_the_aggregation_engine_refuses(tmp_path: Path) -> None:
+    """A policy the model accepts but the aggregation engine would refuse at a worker's start
+    fails its check, with every engine problem at the policy's own paths: windows that do not
+    nest, a dimension the engine never groups by, a metric rolling up another, a cap beyond
+    the engine's counters; the shipped default passes."""
+    path = tmp_path / "engine.toml"
+    path.write_text(
+        """schema_version = 1
+[aggregation]
+windows = ["1m", "90s", "1d"]
+[[aggregation.metrics]]
+name = "visitors"
+event_types = ["page_view"]
+dimensions = ["country", "region"]
+aggregate = "distinct_subjects"
+[[aggregation.metrics]]
+name = "visitors_by_country"
+event_types = ["page_view"]
+dimensions = ["country"]
+aggregate = "distinct_subjects"
+[[aggregation.metrics]]
+name = "views_by_type"
+event_types = ["page_view", "search"]
+dimensions = ["event_type"]
+[release]
+max_contributions_per_cell = 100000
+""",
+        encoding="utf-8",
+    )
+    result = _run("policy", "check", str(path))
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == f"{path}: 4 errors"
+    assert sorted(line.strip() for line in lines[1:]) == sorted(
+        [
+            "aggregation.windows must be nested, each size dividing the next; got 60 and 90",
+            "aggregation.metrics[2].dimensions must be among ['browser', 'browser_major', "
+            "'city', 'country', 'hardware', 'language', 'link_url', 'os', 'os_major', "
+            "'page_url', 'referrer_host', 'referrer_internal', 'region', 'search_terms']; "
+            "got 'event_type'",
+            "aggregation.metrics[1].dimensions must be more than a subset of metric "
+            "'visitors''s ['country', 'region'] over the same events (a roll-up could reveal "
+            "suppressed cells: define one metric at the finest level the policy allows); "
+            "got ['country']",
+            "release.max_contributions_per_cell must be an integer in [1, 65535]; got 100000",
+        ]
+    )
+    default = tmp_path / "default.toml"
+    assert _run("policy", "init", str(default)).exit_code == 0
+    assert _run("policy", "check", str(default)).exit_code == 0
+
+
 def test_policy_check_missing_file(tmp_path: Path) -> None:
     """A missing file is an error, not a crash."""
     result = _run("policy", "check", str(tmp_path / "nope.toml"))
