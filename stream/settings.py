@@ -1,9 +1,10 @@
 """The one settings object: environment variables prefixed `ANONSTREAM_`, secrets from files.
 
 Built once at start-up (`load_settings()`), never at import. Every field can be set as
-`ANONSTREAM_<FIELD>` (upper case); secrets (`sasl_password`) can also be read from a file
-named after the field in `ANONSTREAM_SECRETS_DIR` (Kubernetes secret volumes), e.g.
-`/var/run/secrets/anonstream/sasl_password`.
+`ANONSTREAM_<FIELD>` (upper case); any setting, secrets such as `sasl_password` above all,
+can also be read from a file named after its variable (case-insensitive) in the directory
+`ANONSTREAM_SECRETS_DIR` (Kubernetes secret volumes), e.g.
+`/var/run/secrets/anonstream/anonstream_sasl_password`. Environment variables win.
 """
 
 from __future__ import annotations

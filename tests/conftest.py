@@ -8,12 +8,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from stream.broker import LocalBroker, free_port
 from stream.settings import Settings
 from tests.support.workers import WorkerFactory
 
 BROKER_ENV = "ANONSTREAM_TEST_BOOTSTRAP"
+
+# CI machines are shared and loaded: no per-example deadlines (they flake under load), and
+# no "too slow" health check; example counts stay as each test sets them.
+hypothesis_settings.register_profile(
+    "anonstream", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("anonstream")
 
 # Child processes (`python -m stream ...`) must import this checkout, whatever the working
 # directory (another checkout may be the editable install of the interpreter).
