@@ -10,6 +10,7 @@ distinct people (the search k for the sensitive metric).
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -169,8 +170,6 @@ def dims_of(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def start_of(record: Mapping[str, Any]) -> int:
     """Window start of a released record, seconds since BASE_S (the truth's key)."""
-    from datetime import datetime
-
     return int(datetime.fromisoformat(record["window_start"]).timestamp()) - BASE_S
 
 
