@@ -10,10 +10,10 @@ distinct people (the search k for the sensitive metric).
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from tests.aggregation.reference import BASE_S, CellKey, RefCell
