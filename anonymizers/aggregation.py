@@ -155,7 +155,8 @@ class PartitionAggregator:
         self._max_event_us: int | None = None
         self._reported_through: int | None = None
         self._next_offset: int | None = None
-        self._erased: dict[str, int] = {}
+        # Erased pseudonym -> event time after which it is forgotten (None: not known yet).
+        self._erased: dict[str, int | None] = {}
         self._active_since_idle_check = False
         self._idle_since: int | None = None
         self.counters: Counter[str] = Counter()
@@ -440,8 +441,11 @@ class PartitionAggregator:
         Returns the number of state entries removed. Closed windows are final and unchanged."""
         digest = hashlib.blake2b(subject.encode(), digest_size=16).digest()
         hi, lo = np.frombuffer(digest, dtype="<u8").tolist()
-        reference = self._max_event_us if self._max_event_us is not None else 0
-        self._erased[subject] = (reference // self._epoch_us + 2) * self._epoch_us
+        # Forget it two epochs after the latest event time known here (the watermark after a
+        # `resume`); before any, once the first events tell the time (a partition assigned
+        # after the erasure replays its open windows, over many batches and closes).
+        reference = self._max_event_us if self._max_event_us is not None else self._watermark
+        self._erased[subject] = None if reference is None else self._forget_after(reference)
         removed = 0
         for epoch_no, epoch in self._epochs.items():
             sid = epoch.subjects.find(int(hi), int(lo))
@@ -516,13 +520,20 @@ class PartitionAggregator:
         self._forget_epochs(wm)
         return out
 
+    def _forget_after(self, reference_us: int) -> int:
+        return (reference_us // self._epoch_us + 2) * self._epoch_us
+
     def _forget_epochs(self, wm: int) -> None:
         open_epochs = {w.epoch for w in self._open.values()}
         for epoch in [e for e in self._epochs if (e + 1) * self._epoch_us <= wm]:
             if epoch not in open_epochs:
                 del self._epochs[epoch]
-        for subject in [s for s, until in self._erased.items() if until <= wm]:
-            del self._erased[subject]
+        for subject, until in list(self._erased.items()):
+            if until is None:
+                if self._max_event_us is not None:
+                    self._erased[subject] = self._forget_after(self._max_event_us)
+            elif until <= wm:
+                del self._erased[subject]
 
     def _close_window(self, state: _OpenWindow) -> tuple[list[Record], dict[str, Any] | None]:
         window = state.window

@@ -189,9 +189,10 @@ def _rollup_problems(metrics: Sequence[MetricSpec]) -> list[str]:
                 continue
             if set(a.dimensions) < set(b.dimensions):
                 out.append(
-                    f"aggregation.metrics.{a.name}.dimensions {list(a.dimensions)} roll up "
-                    f"metric {b.name!r} {list(b.dimensions)}: define one metric at the finest "
-                    "level the policy allows (a roll-up could reveal suppressed cells)"
+                    f"aggregation.metrics.{a.name}.dimensions must be more than a subset of "
+                    f"metric {b.name!r}'s {list(b.dimensions)} over the same events (a roll-up "
+                    "could reveal suppressed cells: define one metric at the finest level the "
+                    f"policy allows); got {list(a.dimensions)}"
                 )
     return out
 
@@ -236,7 +237,7 @@ class AggregationConfig:
             for small, large in zip(self.windows, self.windows[1:], strict=False):
                 if large % small:
                     out.append(
-                        f"aggregation.windows must each divide the next (nested windows); "
+                        "aggregation.windows must be nested, each size dividing the next; "
                         f"got {small} and {large}"
                     )
             for size in self.windows:

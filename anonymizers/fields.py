@@ -108,10 +108,13 @@ OUTPUT_FIELD_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
         "type": "string",
         "description": (
             "First subdivision: ISO 3166-2 subdivision code, or its English name when the "
-            "database has no code."
+            'database has no code; "unknown" when the country is known but not the region.'
         ),
     },
-    "city": {"type": "string", "description": "English city name."},
+    "city": {
+        "type": "string",
+        "description": 'English city name; "unknown" when the country is known but not the city.',
+    },
     "ip_prefix": {
         "type": "string",
         "description": (

@@ -25,6 +25,11 @@ MAX_IPV6_PREFIX: Final = 48
 """Longest IPv6 prefix ever kept (bits)."""
 DEFAULT_CACHE_SIZE: Final = 131_072
 """Entries of the geolocation cache (networks plus single addresses)."""
+UNKNOWN_PLACE: Final = "unknown"
+"""Region (and city, at city granularity) of an address whose country the database knows but
+not that finer place. Explicit, so that a metric by (country, region) counts these people in
+their country instead of skipping them (a fifth of real traffic, and every event with a
+country-only database); no ISO 3166-2 code or English subdivision name reads "unknown"."""
 
 _IPV4_CHARS: Final = frozenset("0123456789.")
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
@@ -208,7 +213,9 @@ class IpAnonymizer:
     """Geolocation at the policy's granularity, then the IP is dropped or truncated.
 
     Configured once from `GeoConfig`; called with the address `parse_ip` returned (None for
-    a missing or malformed one, which yields no geolocation and no prefix).
+    a missing or malformed one, which yields no geolocation and no prefix). When the country
+    is known, the finer levels the granularity asks for are never absent: `UNKNOWN_PLACE`
+    stands for what the database does not know. With no country, there is no geolocation.
     """
 
     def __init__(self, config: GeoConfig, geo: GeoLookup | None) -> None:
@@ -228,9 +235,9 @@ class IpAnonymizer:
             country = found.country
             granularity = self._granularity
             if granularity != "country" and country is not None:
-                region = found.region
+                region = found.region or UNKNOWN_PLACE
                 if granularity == "city":
-                    city = found.city
+                    city = found.city or UNKNOWN_PLACE
         prefix = self._prefix(ip) if self._keep_prefix else None
         return IpOutcome(country, region, city, prefix)
 

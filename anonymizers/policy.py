@@ -417,7 +417,8 @@ class NoiseConfig(_Section):
     )
     epsilon: StrictFloat = _setting(
         1.0,
-        "Privacy budget per window and metric; below 1 is conservative.",
+        "Privacy budget of one window's whole release, shared evenly by the metrics; below 1 "
+        "is conservative.",
         "a number > 0 and <= 10",
         gt=0,
         le=10,
@@ -901,6 +902,12 @@ def parse_policy(mapping: Mapping[str, Any]) -> Policy:
         except ValidationError as exc:
             issues.extend(_issues_from(exc, model, (name,)))
     issues.extend(cross_checks(sections))
+    if not issues:
+        # Last, on sections otherwise valid: what only the aggregation engine knows
+        # (roll-ups, nesting windows...), so a policy check fails where a worker would.
+        from anonymizers.stats_policy import engine_issues
+
+        issues.extend(engine_issues(sections))
     if issues:
         raise PolicyError(issues)
     return Policy.model_validate({**scalars, **sections})

@@ -485,6 +485,65 @@ class ReleaseEngine:
         return {"count": count, "mean": mean, "p50": None, "p90": None}
 
 
+class LocalRelease:
+    """The aggregate and release stages in one process, over a bounded input: `anonstream
+    preview`'s `aggregates.jsonl`. The same code as the stream (one source partition): feed
+    anonymized events with `add` (in input order, processed in batches of `batch`), then
+    `finish()` closes every window and returns every released record, in release order.
+    Memory: the open windows only, as in the stream."""
+
+    def __init__(
+        self,
+        aggregation: AggregationConfig,
+        release: ReleaseConfig,
+        *,
+        policy_version: str,
+        rng: np.random.Generator | None = None,
+        batch: int = 1000,
+    ) -> None:
+        from anonymizers.aggregation import PartitionAggregator
+
+        self._aggregator = PartitionAggregator(aggregation, release, partition=0)
+        self._engine = ReleaseEngine(
+            aggregation, release, partitions=1, policy_version=policy_version, rng=rng
+        )
+        self._batch_size = batch
+        self._pending: list[Mapping[str, Any]] = []
+        self._offset = 0
+        self._released: list[Record] = []
+
+    @property
+    def counters(self) -> Counter[str]:
+        """The aggregator's counters (events, late, skipped...)."""
+        return self._aggregator.counters
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        """Take one anonymized event (the next in input order)."""
+        self._pending.append(event)
+        if len(self._pending) >= self._batch_size:
+            self._flush()
+
+    def finish(self) -> list[Record]:
+        """Close every window and return every record released since the start."""
+        self._flush()
+        self._release(self._aggregator.close_all())
+        return self._released
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        offsets = list(range(self._offset, self._offset + len(self._pending)))
+        self._offset += len(self._pending)
+        records = self._aggregator.process_batch(self._pending, offsets=offsets)
+        self._pending = []
+        self._release(records)
+
+    def _release(self, records: list[Record]) -> None:
+        for record in records:
+            self._engine.add(record.value)
+            self._released.extend(self._engine.release_ready())
+
+
 def release_events(
     events: Iterable[Mapping[str, Any]],
     aggregation: AggregationConfig,
@@ -493,20 +552,9 @@ def release_events(
     policy_version: str,
     rng: np.random.Generator | None = None,
 ) -> tuple[list[Record], Counter[str]]:
-    """Aggregate and release a bounded list of events in one process, through the same code
-    as the stream (one partition, every window closed at the end): `anonstream preview`'s
-    `aggregates.jsonl`. Returns the records and the aggregator's counters."""
-    from anonymizers.aggregation import PartitionAggregator
-
-    aggregator = PartitionAggregator(aggregation, release, partition=0)
-    engine = ReleaseEngine(
-        aggregation, release, partitions=1, policy_version=policy_version, rng=rng
-    )
-    batch = list(events)
-    records = aggregator.process_batch(batch, offsets=list(range(len(batch))))
-    records += aggregator.close_all()
-    out: list[Record] = []
-    for record in records:
-        engine.add(record.value)
-        out.extend(engine.release_ready())
-    return out, aggregator.counters
+    """`LocalRelease` over a bounded list of events: the released records and the
+    aggregator's counters."""
+    local = LocalRelease(aggregation, release, policy_version=policy_version, rng=rng)
+    for event in events:
+        local.add(event)
+    return local.finish(), local.counters

@@ -1,6 +1,8 @@
-"""Benchmark of the aggregation engine (prints figures; not a timed test).
+"""Benchmark of the aggregation engine and the aggregate stage (prints figures; not a
+timed test).
 
     python benchmarks/bench_aggregation.py [--subjects 100000] [--events-per-subject 5]
+                                           [--stream] [--bootstrap HOST:PORT]
 
 Workload: the default metrics and windows (1 min, 1 h, 1 day); every subject has
 `events-per-subject` events (page views with country/region, browser, os, hardware, language,
@@ -14,28 +16,102 @@ Figures, each beside a ceiling measured in the same run over the same events:
   aggregator made, divided by the number of (subject, open window) pairs), beside a baseline:
   the same state kept as Python dicts of sets of pseudonyms (the obvious implementation);
 - time to close the windows and release them (one partition), and the suppression audit's
-  time per window decision over a whole day of minute and hour windows.
+  time per window decision over a whole day of minute and hour windows;
+- throughput of the aggregate stage's per-partition logic (`stream.aggregate.
+  AggregatePartition.handle`) on consumer records as the anonymize stage writes them (JSON
+  arrays of 50 events with a source header, 2,000 records per call as the consumer loop
+  fetches them), against a ceiling of orjson-decoding the same records plus the bare loop;
+- with `--stream`: one real aggregate worker process (`anonstream worker --stage
+  aggregate`) on a one-partition events.pseudonymized holding the same records, events/s
+  from its /metrics, against a ceiling measured in the same run: an aiokafka consumer that
+  only fetches and decodes the same records. The broker: `--bootstrap`, else
+  ANONSTREAM_BENCH_BOOTSTRAP, else a local one started for the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import os
 import random
 import sys
+import tempfile
 import time
 import tracemalloc
+import urllib.request
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import orjson
+
 from anonymizers.aggregation import PartitionAggregator
 from anonymizers.aggregation_config import AggregationConfig, ReleaseConfig
 from anonymizers.release import ReleaseEngine
 from anonymizers.suppression import CellFacts, SuppressionAudit
+from stream.aggregate import AggregatePartition
+from stream.anonymize import SOURCE_HEADER, source_header
+from stream.broker import free_port, running_broker
+from stream.kafka import producer
+from stream.processes import spawn_worker
+from stream.processes import stop as stop_process
+from stream.settings import Settings
+from stream.topics import create_topics, topic_specs
+
+MESSAGE_EVENTS = 50  # events per events.pseudonymized message
+FETCH_RECORDS = 2000  # records per fetch (the consumer loop's max_poll_records)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerRecord:
+    """The fields of an aiokafka ConsumerRecord that the stage reads."""
+
+    partition: int
+    offset: int
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def stage_messages(events: list[dict[str, Any]]) -> list[bytes]:
+    """The events as the anonymize stage forwards them: JSON arrays of MESSAGE_EVENTS."""
+    return [
+        orjson.dumps(events[i : i + MESSAGE_EVENTS]) for i in range(0, len(events), MESSAGE_EVENTS)
+    ]
+
+
+def stage_throughput(
+    messages: list[bytes], config: AggregationConfig, release: ReleaseConfig, n_events: int
+) -> tuple[float, float]:
+    """(events/s of AggregatePartition.handle, events/s of decode + bare loop ceiling)."""
+    records = [
+        ConsumerRecord(0, i, value, ((SOURCE_HEADER, source_header(0, i)),))
+        for i, value in enumerate(messages)
+    ]
+    stage = AggregatePartition(
+        partition=0,
+        aggregation=config,
+        release=release,
+        partials_topic="stats.partials",
+        partials_partitions=6,
+    )
+    start = time.perf_counter()
+    sent = 0
+    for i in range(0, len(records), FETCH_RECORDS):
+        sent += len(stage.handle(records[i : i + FETCH_RECORDS]))
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = [event for value in messages for event in orjson.loads(value)]
+    decode_seconds = time.perf_counter() - start
+    bare_seconds, _ = bare_loop(decoded, config)
+    return n_events / seconds, n_events / (decode_seconds + bare_seconds)
 
 
 def make_events(subjects: int, per_subject: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -125,6 +201,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subjects", type=int, default=100_000)
     parser.add_argument("--events-per-subject", type=int, default=5)
+    parser.add_argument(
+        "--stream", action="store_true", help="also time a real aggregate worker on a broker"
+    )
+    parser.add_argument("--bootstrap", default=None, help="broker for --stream (host:port)")
     args = parser.parse_args()
     config = AggregationConfig()
     release = ReleaseConfig()
@@ -188,6 +268,20 @@ def main() -> None:
         f"{mean * 1000:.1f} ms per window decision (worst {worst * 1000:.0f} ms, "
         f"{decisions:,} decisions)"
     )
+    messages = stage_messages(events)
+    rate, ceiling = stage_throughput(messages, config, release, n)
+    print(
+        f"aggregate stage logic (AggregatePartition.handle, {MESSAGE_EVENTS}-event messages, "
+        f"{FETCH_RECORDS} per fetch): {rate:,.0f} events/s per worker (ceiling, orjson decode "
+        f"+ bare dict-count loop: {ceiling:,.0f} events/s)"
+    )
+    if args.stream:
+        worker, fetch = worker_throughput(messages, n, bootstrap=args.bootstrap)
+        print(
+            f"aggregate worker process on the broker, one partition: {worker:,.0f} events/s "
+            f"(ceiling, aiokafka fetch + orjson decode of the same records: {fetch:,.0f} "
+            "events/s)"
+        )
 
 
 def audit_day(pages: int = 300, seed: int = 2) -> tuple[float, float, int]:
@@ -237,6 +331,106 @@ def audit_day(pages: int = 300, seed: int = 2) -> tuple[float, float, int]:
     )
     times.append(time.perf_counter() - start)
     return sum(times) / len(times), max(times), len(times)
+
+
+@contextmanager
+def bench_broker(bootstrap: str | None) -> Iterator[str]:
+    """`bootstrap`, else ANONSTREAM_BENCH_BOOTSTRAP, else a local broker for the run."""
+    given = bootstrap or os.environ.get("ANONSTREAM_BENCH_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    with tempfile.TemporaryDirectory() as home, running_broker(Path(home), partitions=1) as state:
+        yield state.bootstrap
+
+
+def worker_throughput(
+    messages: list[bytes], n_events: int, *, bootstrap: str | None
+) -> tuple[float, float]:
+    """(events/s of a real aggregate worker, events/s of a bare aiokafka fetch + decode) on
+    a one-partition events.pseudonymized holding `messages`."""
+    with bench_broker(bootstrap) as address, tempfile.TemporaryDirectory() as work:
+        uid = uuid.uuid4().hex[:8]
+        settings = Settings(
+            bootstrap_servers=address,
+            app_id=f"bench{uid}",
+            partitions=1,
+            data_dir=Path(work),
+            **{f"topic_{name}": f"bench{uid}.{name}" for name in TOPIC_NAMES},
+        )
+        create_topics(settings, topic_specs(settings))
+        sender = producer(settings, max_request_size=4_000_000, linger_ms=20)
+        for i, value in enumerate(messages):
+            sender.send(
+                settings.topic_pseudonymized,
+                value=value,
+                partition=0,
+                headers=[(SOURCE_HEADER, source_header(0, i))],
+            )
+        sender.flush(timeout=300)
+        sender.close()
+        fetch_rate = asyncio.run(fetch_ceiling(settings, len(messages), n_events))
+        port = free_port()
+        log = Path(work) / "aggregate.log"
+        process = spawn_worker(settings, "aggregate", web_port=port, log=log)
+        try:
+            name = 'anonstream_aggregate_events_total{outcome="events"}'
+            first: tuple[float, float] | None = None
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise SystemExit(f"aggregate worker exited:\n{log.read_text()[-3000:]}")
+                done = metric_value(port, name)
+                now = time.monotonic()
+                if done and first is None:
+                    first = (now, done)
+                if first is not None and done >= n_events:
+                    return (done - first[1]) / (now - first[0]), fetch_rate
+                time.sleep(0.05)
+            raise SystemExit("the aggregate worker did not finish within 600 s")
+        finally:
+            stop_process(process)
+
+
+TOPIC_NAMES = ("raw", "pseudonymized", "deadletter", "partials", "aggregates", "consent", "keys")
+
+
+async def fetch_ceiling(settings: Settings, n_messages: int, n_events: int) -> float:
+    """Events/s of an aiokafka consumer that fetches and orjson-decodes the topic, no work."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        **settings.aiokafka_config(), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.topic_pseudonymized, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        seen = 0
+        start = time.perf_counter()
+        while seen < n_messages:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=FETCH_RECORDS)
+            for records in batches.values():
+                for record in records:
+                    orjson.loads(record.value)
+                seen += len(records)
+        return n_events / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+def metric_value(port: int, name: str) -> float:
+    """One sample of the worker's /metrics (0 while it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rpartition(" ")[2])
+    return 0.0
 
 
 if __name__ == "__main__":

@@ -315,6 +315,8 @@ def register_aggregate(app: faust.App, *, runtime: AggregateRuntime) -> None:
             await guarded(runtime.loop.run(), on_error=failed)
         finally:
             await runtime.loop.stop()
+            await runtime.consent.stop()
+            await runtime.keyring.stop()
 
     @app.task  # type: ignore[untyped-decorator]
     async def probe_offsets() -> None:

@@ -38,6 +38,9 @@ def broker_credentials(settings: Settings) -> Any:
     return context
 
 
+STAGE_APP_SESSION_TIMEOUT_S = 10.0
+
+
 def create_app(settings: Settings, stage: str, **overrides: Any) -> faust.App:
     """The Faust app of `stage`, with its web server on `settings.web_port`."""
     (settings.data_dir / stage).mkdir(parents=True, exist_ok=True)
@@ -62,9 +65,17 @@ def create_app(settings: Settings, stage: str, **overrides: Any) -> faust.App:
         "web_port": settings.web_port,
         "web_in_thread": False,
     }
+    if stage == "anonymize":
+        app_id = settings.group_id(stage)
+    else:
+        # The aggregate and release stages consume in their own group (`<app_id>-<stage>`,
+        # see stream.consuming); their Faust app only hosts the web server and lifecycle, and
+        # must not join that group with Faust's protocol. Faust still joins a group of its
+        # own and starts the app's tasks and web server only once that group has assigned,
+        # so a worker restarted after a crash waits for its dead predecessor's session to
+        # expire there: 10 s (the stage consumer's own session timeout) instead of Faust's
+        # default 60 s.
+        app_id = f"{settings.group_id(stage)}-app"
+        config["broker_session_timeout"] = STAGE_APP_SESSION_TIMEOUT_S
     config.update(overrides)
-    # The aggregate and release stages consume in their own group (`<app_id>-<stage>`, see
-    # stream.consuming); their Faust app, which hosts the web server and lifecycle, must not
-    # join that group with Faust's own protocol.
-    app_id = settings.group_id(stage) if stage == "anonymize" else f"{settings.group_id(stage)}-app"
     return faust.App(app_id, **config)

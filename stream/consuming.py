@@ -82,6 +82,10 @@ class ManualCommitLoop:
         self._producer: Any = None
         self._admin: Any = None
         self._committed: dict[int, tuple[int, str]] = {}
+        # True from the moment workers change state until what they returned is acknowledged:
+        # their commit points then run ahead of what is durable, so nothing may be committed
+        # (a stop or a failed send in between; the next owner replays instead).
+        self._unsent = False
         self.last_commit_at = time.time()
         self.last_batch_at = time.time()
         self.messages = 0
@@ -115,7 +119,10 @@ class ManualCommitLoop:
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             async with self._lock:
-                await self._commit(list(self.workers))
+                if not self._unsent:
+                    await self._commit(list(self.workers))
+                else:
+                    log.warning("stopped before its output was acknowledged: not committing")
         for client, close in (
             (self._consumer, "stop"),
             (self._producer, "stop"),
@@ -133,6 +140,7 @@ class ManualCommitLoop:
             batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
             started = time.perf_counter()
             async with self._lock:
+                self._unsent = True
                 outgoing: list[Outgoing] = []
                 touched: list[int] = []
                 for tp, records in batches.items():
@@ -154,6 +162,7 @@ class ManualCommitLoop:
                             touched.append(partition)
                     touched = list(self.workers)  # commit points may move on ticks too
                 await self._send(outgoing)
+                self._unsent = False
                 await self._commit(touched)
             if self._on_batch is not None and batches:
                 positions = {tp.partition: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
@@ -205,8 +214,9 @@ class ManualCommitLoop:
 
     async def on_revoked(self, partitions: list[int]) -> None:
         async with self._lock:
-            with contextlib.suppress(Exception):
-                await self._commit(partitions)
+            if not self._unsent:
+                with contextlib.suppress(Exception):
+                    await self._commit(partitions)
             for partition in partitions:
                 self.workers.pop(partition, None)
                 self._committed.pop(partition, None)

@@ -8,7 +8,10 @@ through the same `anonymizers.chain.Pipeline` the anonymize agent runs. Writes t
 - `report.json`: counts by outcome, drop reason and action, invalid lines by line number
   (path and rule, never the value) and a few before/after examples whose "before" side is
   itself masked (identifiers, IP and personal data replaced);
-- `aggregates.jsonl`: once the aggregation engine exists (see `aggregation_sink`).
+- `aggregates.jsonl`: the aggregates the stream would release on these events (records of
+  `schemas/aggregate.v1.json`, one per line, in release order), computed by the stream's own
+  aggregation and release code in one process (`anonymizers.release.LocalRelease`): windows,
+  caps, k, suppression audit and noise of the policy (noise is drawn afresh on each run).
 
 Keys are generated for the run and never written: pseudonyms differ on every run.
 """
@@ -20,7 +23,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
 import click
@@ -36,7 +39,9 @@ from anonymizers.geodata import default_database_path
 from anonymizers.ip import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.policy import Policy, default_policy, load_policy
+from anonymizers.release import LocalRelease
 from anonymizers.search_terms import normalise
+from anonymizers.stats_policy import stats_configs
 from anonymizers.urls import scrub_text
 from stream.validation import validate_event
 
@@ -51,23 +56,24 @@ PROGRESS_EVERY_SECONDS: Final = 2.0
 MASK: Final = "[masked]"
 
 
-class AggregationSink(Protocol):
-    """What preview needs from the aggregation engine to write `aggregates.jsonl`."""
+class PreviewAggregates:
+    """`aggregates.jsonl`: every anonymized event through the stream's aggregate and release
+    code (one partition, every window closed at the end of the file)."""
 
-    def add(self, anonymized: Anonymized) -> None: ...
+    def __init__(self, policy: Policy) -> None:
+        aggregation, release = stats_configs(policy)
+        self._local = LocalRelease(aggregation, release, policy_version=policy.policy_version)
 
-    def finish(self) -> Iterable[Mapping[str, Any]]: ...
+    def add(self, anonymized: Anonymized) -> None:
+        self._local.add(anonymized.event)
 
+    def finish(self) -> Iterable[Mapping[str, Any]]:
+        return [record.value for record in self._local.finish()]
 
-def aggregation_sink(policy: Policy) -> AggregationSink | None:
-    """HOOK for the aggregation issue: return an engine fed every anonymized event.
-
-    It must aggregate and release exactly as the stream's aggregate and release stages do
-    (windows, k, caps, noise from `policy`), its `finish()` giving the released records.
-    Until that engine lands this returns None and no `aggregates.jsonl` is written: preview
-    never fakes aggregates.
-    """
-    return None
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """The aggregation's counters: events, late by window size, skipped by metric."""
+        return dict(self._local.counters)
 
 
 def bundled_geo_database() -> Path | None:
@@ -229,7 +235,7 @@ def run_preview(
     pipeline = Pipeline.from_policy(
         policy, keys=keys, geo=geo, consent=consent, record_actions=True
     )
-    sink = aggregation_sink(policy)
+    sink = PreviewAggregates(policy)
     report = _Report(examples=examples)
     started = last_progress = time.monotonic()
     with events_path.open("rb") as source, (out_dir / ANONYMIZED_FILE).open("wb") as target:
@@ -262,8 +268,7 @@ def run_preview(
                     report.emitted += 1
                     report.actions.update(outcome.actions)
                     target.write(orjson.dumps(outcome.event) + b"\n")
-                    if sink is not None:
-                        sink.add(outcome)
+                    sink.add(outcome)
                 else:
                     report.dropped[outcome.reason] += 1
             now = time.monotonic()
@@ -272,12 +277,11 @@ def run_preview(
                 rate = report.lines / max(now - started, 1e-9)
                 progress.write(f"preview: {report.lines} lines, {rate:,.0f} lines/s\n")
                 progress.flush()
-    aggregates_written = False
-    if sink is not None:
-        with (out_dir / AGGREGATES_FILE).open("wb") as handle:
-            for record in sink.finish():
-                handle.write(orjson.dumps(record) + b"\n")
-        aggregates_written = True
+    released = 0
+    with (out_dir / AGGREGATES_FILE).open("wb") as handle:
+        for record in sink.finish():
+            handle.write(orjson.dumps(record) + b"\n")
+            released += 1
     result = {
         "policy_version": policy.policy_version,
         "geo_database": geo.database_type if geo is not None else None,
@@ -292,7 +296,11 @@ def run_preview(
         "actions": dict(sorted(report.actions.items())),
         "examples": report.examples,
         "dropped_examples": report.dropped_examples,
-        "aggregates": AGGREGATES_FILE if aggregates_written else None,
+        "aggregates": {
+            "file": AGGREGATES_FILE,
+            "released": released,
+            "counters": dict(sorted(sink.counters.items())),
+        },
         "consent": dict(consent_summary) if consent_summary is not None else None,
         "seconds": round(time.monotonic() - started, 3),
     }
@@ -333,7 +341,7 @@ def run_preview(
     "out_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for anonymized.jsonl and report.json.",
+    help="Directory for anonymized.jsonl, aggregates.jsonl and report.json.",
 )
 @click.option("--examples", default=5, show_default=True, help="Before/after examples kept.")
 def preview_cli(
@@ -371,5 +379,6 @@ def preview_cli(
     click.echo(
         f"preview: {report['events']} events: {report['emitted']} anonymized, "
         f"{report['dropped']} dropped {report['dropped_by_reason']}, "
-        f"{report['invalid']} invalid; wrote {out_dir / ANONYMIZED_FILE}, {out_dir / REPORT_FILE}"
+        f"{report['invalid']} invalid; {report['aggregates']['released']} aggregates released; "
+        f"wrote {out_dir / ANONYMIZED_FILE}, {out_dir / AGGREGATES_FILE}, {out_dir / REPORT_FILE}"
     )

@@ -65,8 +65,9 @@ class Settings(BaseSettings):
     intermediate_retention_ms: int = Field(
         3 * DAY_MS,
         ge=60_000,
-        description="Retention of events.pseudonymized and stats.partials; must cover the "
-        "largest window plus its allowed lateness, since a restarted aggregator replays them.",
+        description="Retention of events.pseudonymized and stats.partials; at least twice the "
+        "policy's largest window plus its lateness and idle timeout (checked when an "
+        "aggregate or release worker starts), since a restarted worker replays them.",
     )
     deadletter_retention_ms: int = Field(
         3 * DAY_MS, ge=60_000, description="events.deadletter retention (it holds raw input)."

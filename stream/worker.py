@@ -6,7 +6,32 @@ from typing import Any
 
 import click
 
+from anonymizers.aggregation_config import AggregationConfig
+from anonymizers.stats_policy import stats_configs
+from stream.exceptions import SettingsError
 from stream.settings import STAGES, Settings, load_settings
+
+
+def replay_horizon_ms(aggregation: AggregationConfig) -> int:
+    """How far back a restarted aggregate or release worker may replay its input, ms: the
+    aggregate stage commits only the first offset its oldest open window needs (a top-level
+    window plus the lateness and idle timeout old), and the release stage the first partial
+    of the undecided top-level window; twice that leaves a window's worth of downtime."""
+    top = aggregation.windows[-1] + aggregation.allowed_lateness + aggregation.idle_timeout
+    return 2 * top * 1000
+
+
+def require_replay_retention(settings: Settings, aggregation: AggregationConfig) -> None:
+    """`SettingsError` unless events.pseudonymized and stats.partials keep their records
+    longer than the replay horizon (otherwise a restart would find them deleted)."""
+    needed = replay_horizon_ms(aggregation)
+    if settings.intermediate_retention_ms < needed:
+        raise SettingsError(
+            f"ANONSTREAM_INTERMEDIATE_RETENTION_MS must be at least {needed} (twice the "
+            "policy's largest window plus its lateness and idle timeout: a restarted "
+            "aggregate or release worker replays that far); "
+            f"got {settings.intermediate_retention_ms}"
+        )
 
 
 def build_worker_app(settings: Settings, stage: str) -> Any:
@@ -16,7 +41,6 @@ def build_worker_app(settings: Settings, stage: str) -> Any:
     fails here, before the worker joins its consumer group.
     """
     from anonymizers.chain import Pipeline
-    from anonymizers.stats_policy import stats_configs
     from stream.agents import (
         AggregateRuntime,
         AnonymizeRuntime,
@@ -33,6 +57,8 @@ def build_worker_app(settings: Settings, stage: str) -> Any:
     from stream.topics import partition_counts
 
     policy = load_stream_policy(settings)
+    if stage in ("aggregate", "release"):
+        require_replay_retention(settings, stats_configs(policy)[0])
     app = create_app(settings, stage)
     if stage == "anonymize":
         keyring = KafkaKeyRing(settings, schedule_from_policy(policy), clock=clock_for(settings))

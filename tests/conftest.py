@@ -50,12 +50,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
-@pytest.fixture
-def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    """Settings for one test: its own topics, consumer groups and state directory."""
+def isolated_settings(bootstrap: str, data_dir: Path) -> Settings:
+    """Settings with their own topics, consumer groups and state directory."""
     uid = uuid.uuid4().hex[:10]
     return Settings(
-        bootstrap_servers=kafka_bootstrap,
+        bootstrap_servers=bootstrap,
         app_id=f"t{uid}",
         topic_raw=f"t{uid}.events.raw",
         topic_pseudonymized=f"t{uid}.events.pseudonymized",
@@ -65,9 +64,15 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         topic_consent=f"t{uid}.privacy.consent",
         topic_keys=f"t{uid}.privacy.keys",
         partitions=4,
-        data_dir=tmp_path / "state",
+        data_dir=data_dir,
         web_port=0,
     )
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings for one test: its own topics, consumer groups and state directory."""
+    return isolated_settings(kafka_bootstrap, tmp_path / "state")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"windows": (60, 90)}, "aggregation.windows must each divide the next"),
+        ({"windows": (60, 90)}, "aggregation.windows must be nested, each size dividing the next"),
         ({"windows": (120, 60)}, "aggregation.windows must be strictly increasing"),
         ({"windows": (7,)}, "must divide the pseudonym epoch"),
         ({"windows": ()}, "aggregation.windows must list at least one"),
@@ -64,7 +64,7 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
                     MetricSpec("b", ("page_view",), ("country", "region"), "count"),
                 )
             },
-            "roll up",
+            "a roll-up could reveal suppressed cells",
         ),
         ({"metrics": (MetricSpec("a", ("page_view",), (), "count"),) * 2}, "names must be unique"),
     ],

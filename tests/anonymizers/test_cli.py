@@ -81,6 +81,58 @@ dimensions = ["search_terms"]
     assert f"{len(result.output.splitlines()) - 1} errors" in result.output.splitlines()[0]
 
 
+def test_policy_check_reports_what_the_aggregation_engine_refuses(tmp_path: Path) -> None:
+    """A policy the model accepts but the aggregation engine would refuse at a worker's start
+    fails its check, with every engine problem at the policy's own paths: windows that do not
+    nest, a dimension the engine never groups by, a metric rolling up another, a cap beyond
+    the engine's counters; the shipped default passes."""
+    path = tmp_path / "engine.toml"
+    path.write_text(
+        """schema_version = 1
+[aggregation]
+windows = ["1m", "90s", "1d"]
+[[aggregation.metrics]]
+name = "visitors"
+event_types = ["page_view"]
+dimensions = ["country", "region"]
+aggregate = "distinct_subjects"
+[[aggregation.metrics]]
+name = "visitors_by_country"
+event_types = ["page_view"]
+dimensions = ["country"]
+aggregate = "distinct_subjects"
+[[aggregation.metrics]]
+name = "views_by_type"
+event_types = ["page_view", "search"]
+dimensions = ["event_type"]
+[release]
+max_contributions_per_cell = 100000
+""",
+        encoding="utf-8",
+    )
+    result = _run("policy", "check", str(path))
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == f"{path}: 4 errors"
+    assert sorted(line.strip() for line in lines[1:]) == sorted(
+        [
+            "aggregation.windows must be nested, each size dividing the next; got 60 and 90",
+            "aggregation.metrics[2].dimensions must be among ['browser', 'browser_major', "
+            "'city', 'country', 'hardware', 'language', 'link_url', 'os', 'os_major', "
+            "'page_url', 'referrer_host', 'referrer_internal', 'region', 'search_terms']; "
+            "got 'event_type'",
+            "aggregation.metrics[1].dimensions must be more than a subset of metric "
+            "'visitors''s ['country', 'region'] over the same events (a roll-up could reveal "
+            "suppressed cells: define one metric at the finest level the policy allows); "
+            "got ['country']",
+            "release.max_contributions_per_cell must be an integer in [1, 65535]; got 100000",
+        ]
+    )
+    default = tmp_path / "default.toml"
+    assert _run("policy", "init", str(default)).exit_code == 0
+    assert _run("policy", "check", str(default)).exit_code == 0
+
+
 def test_policy_check_missing_file(tmp_path: Path) -> None:
     """A missing file is an error, not a crash."""
     result = _run("policy", "check", str(tmp_path / "nope.toml"))
@@ -257,8 +309,10 @@ def test_preview_output_holds_no_identifier_nor_unkeyed_hash(tmp_path: Path) -> 
         == 12 - 5
     )
     assert report["actions"]["search_terms:redacted"] >= 3
-    assert report["examples"] and report["aggregates"] is None
-    assert not (out / "aggregates.jsonl").exists()
+    assert report["examples"]
+    # Seven anonymized events of a handful of people: aggregated, nothing reaches k = 10.
+    assert report["aggregates"]["counters"]["events"] == 7
+    assert report["aggregates"]["released"] == 0 == len((out / "aggregates.jsonl").read_bytes())
 
     texts = {p.name: p.read_text() for p in out.iterdir()}
     for name, text in texts.items():
@@ -318,3 +372,59 @@ def test_preview_refuses_invalid_policy(tmp_path: Path) -> None:
             "--out",
             str(tmp_path / "o"),
         )
+
+
+def _page_views(people: int, page: str, *, prefix: str) -> list[bytes]:
+    return [
+        orjson.dumps(
+            {
+                "event_id": f"{prefix}-{i}",
+                "event_type": "page_view",
+                "occurred_at": f"2024-05-01T10:00:{i % 60:02d}Z",
+                "ip": "81.2.69.160",
+                "cookie_id": f"{prefix}-cookie-{i}",
+                "page_url": page,
+            }
+        )
+        for i in range(people)
+    ]
+
+
+@pytest.mark.parametrize("noise", [False, True], ids=["exact", "noisy"])
+def test_preview_writes_the_aggregates_the_release_rules_allow(tmp_path: Path, noise: bool) -> None:
+    """aggregates.jsonl holds the released records (k = 10): a page seen by 12 people is
+    released in every window; pages seen by 11 and 2 people are not (the 11 is held back too,
+    or the 2 would be the window total minus the rest) and go to an `other` cell of 13; with
+    noise on in the policy, every record says so."""
+    events = tmp_path / "events.jsonl"
+    lines = _page_views(12, "https://shop.example/a", prefix="a")
+    lines += _page_views(11, "https://shop.example/c", prefix="c")
+    lines += _page_views(2, "https://shop.example/b", prefix="b")
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    policy = tmp_path / "policy.toml"
+    assert _run("policy", "init", str(policy)).exit_code == 0
+    head, _, noise_section = policy.read_text().partition("[release.noise]")
+    switch = "enabled = true" if noise else "enabled = false"
+    policy.write_text(head + "[release.noise]" + noise_section.replace("enabled = false", switch))
+    out = tmp_path / "out"
+    result = _run(
+        "preview", "--events", str(events), "--policy", str(policy),
+        "--geo-db", str(build_mmdb(tmp_path / "geo.mmdb")), "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "aggregates.jsonl").read_text().splitlines()]
+    report = json.loads((out / "report.json").read_text())
+    assert report["aggregates"]["released"] == len(records)
+    assert {r["mechanism"] for r in records} == {"geometric" if noise else "none"}
+    page_views = {
+        (r["window_seconds"], r["cell"], r["dimensions"].get("page_url"), r["value"])
+        for r in records
+        if r["metric"] == "page_views"
+    }
+    if noise:
+        page_views = {(size, cell, page, None) for size, cell, page, _ in page_views}
+    expected = set()
+    for size in (60, 3600, 86400):
+        expected.add((size, "cell", "https://shop.example/a", None if noise else 12))
+        expected.add((size, "other", None, None if noise else 13))
+    assert page_views == expected

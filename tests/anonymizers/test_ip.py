@@ -178,6 +178,27 @@ def test_granularity(city_db: Path, granularity: str, expected: tuple[str | None
 
 
 @pytest.mark.parametrize(
+    ("raw", "granularity", "expected"),
+    [
+        pytest.param("192.0.2.7", "region", ("NL", "unknown", None), id="no-subdivision"),
+        pytest.param("192.0.2.7", "city", ("NL", "unknown", "unknown"), id="no-subdivision-city"),
+        pytest.param("198.51.100.7", "city", ("US", "CA", "unknown"), id="no-city"),
+        pytest.param("100.64.0.1", "region", ("CH", "Zurich", None), id="name-without-code"),
+        pytest.param("192.0.2.7", "country", ("NL", None, None), id="country-only"),
+        pytest.param("8.8.8.8", "city", (None, None, None), id="unknown-address"),
+    ],
+)
+def test_unknown_finer_place_is_explicit(
+    city_db: Path, raw: str, granularity: str, expected: tuple[str | None, ...]
+) -> None:
+    """With a known country, a region or city the database lacks is "unknown" (so metrics by
+    region keep these people); without a country there is no geolocation at all."""
+    unit = IpAnonymizer(GeoConfig(granularity=granularity), GeoLookup(str(city_db)))  # type: ignore[arg-type]
+    outcome = unit(parse_ip(raw))
+    assert (outcome.country, outcome.region, outcome.city) == expected
+
+
+@pytest.mark.parametrize(
     ("raw", "v4", "v6", "expected"),
     [
         pytest.param("81.2.69.160", 24, 48, "81.2.69.0/24", id="ipv4-24"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,19 +9,18 @@ from typing import Any
 
 import orjson
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2
 
 from anonymizers.consent import ConsentState
-from stream.cli import cli
 from stream.consent_cli import RowError, normalise_row
 from stream.consent_table import ConsentTable
 from stream.kafka import admin_client, default_partitions
 from stream.processes import settings_env
-from stream.settings import ENV_PREFIX, Settings
+from stream.settings import Settings
 from stream.topics import create_topics, topic_specs
+from tests.support.cli import run_cli
 from tests.support.kafka import read_all
 
 SECRET_ID = "c-Zq81-never-printed"
@@ -146,13 +144,6 @@ def test_default_partitions_match_kafkas_partitioner(keys: list[bytes], partitio
 
 
 # -- on the real broker ------------------------------------------------------------------
-def run_cli(settings: Settings, *args: str, stdin: str | None = None) -> Result:
-    """`anonstream ARGS` in-process, with exactly the test's settings in the environment."""
-    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(ENV_PREFIX)}
-    env.update({k: v for k, v in settings_env(settings).items() if k.startswith(ENV_PREFIX)})
-    return CliRunner().invoke(cli, list(args), env=env, input=stdin)
-
-
 @pytest.fixture
 def consent_topic(settings: Settings) -> Settings:
     create_topics(settings, [s for s in topic_specs(settings) if s.name == settings.topic_consent])

@@ -8,7 +8,6 @@ comes from the test's own input.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -18,13 +17,11 @@ from typing import Any
 
 import orjson
 import pytest
-from click.testing import CliRunner
 
 from anonymizers.policy import render_default_policy_toml
-from stream.cli import cli
-from stream.processes import settings_env
-from stream.settings import ENV_PREFIX, Settings
+from stream.settings import Settings
 from stream.topics import create_topics, topic_specs
+from tests.support.cli import run_cli
 from tests.support.kafka import produce, read_all, read_topic
 from tests.support.workers import WorkerFactory, WorkerProcess, wait_for
 
@@ -82,9 +79,7 @@ class Traffic:
 
 def consent(settings: Settings, *args: str) -> str:
     """Run `anonstream consent ARGS` against the test's topics; return its output."""
-    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(ENV_PREFIX)}
-    env.update({k: v for k, v in settings_env(settings).items() if k.startswith(ENV_PREFIX)})
-    result = CliRunner().invoke(cli, ["consent", *args], env=env)
+    result = run_cli(settings, "consent", *args)
     assert result.exit_code == 0, result.output
     return result.output
 

@@ -1,0 +1,225 @@
+"""Ground truth of the released aggregates, by definition, from the test's own input.
+
+Plain dicts and sets over the expected anonymized fields of each event (`traffic.Sent.view`),
+sharing no code with the engine: tumbling windows on event time; per person, metric and
+window the first M cells in that person's event order are admitted; at most L contributions
+per person and cell; time on page clamped to [0, clamp]; a cell is released only with k
+distinct people (the search k for the sensitive metric).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tests.aggregation.reference import BASE_S, CellKey, RefCell
+
+WINDOWS = (60, 3600, 86400)
+K = 3
+K_SEARCH = 4
+L = 3
+M = 2
+CLAMP_MS = 1_800_000
+BIN_MS = 1000
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    aggregate: str  # count | distinct_subjects | summary
+    event_type: str
+    dimensions: tuple[str, ...]
+    sensitive: bool = False
+
+    @property
+    def k(self) -> int:
+        return K_SEARCH if self.sensitive else K
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("page_views", "count", "page_view", ("page_url",)),
+    Metric("unique_visitors", "distinct_subjects", "page_view", ("page_url",)),
+    Metric("visitors", "distinct_subjects", "page_view", ("country", "region")),
+    Metric("time_on_page", "summary", "page_leave", ("page_url",)),
+    Metric("searches", "count", "search", ("search_terms",), sensitive=True),
+)
+BY_NAME = {m.name: m for m in METRICS}
+
+
+def policy_toml(
+    *,
+    version: str = "e2e",
+    noise: bool = False,
+    mechanism: str = "geometric",
+    epsilon: float = 1.0,
+    lateness: str = "3h",
+    idle: str = "1h",
+) -> str:
+    """The test policy: the constants above, default settings otherwise."""
+    metrics = []
+    for metric in METRICS:
+        lines = [
+            "[[aggregation.metrics]]",
+            f'name = "{metric.name}"',
+            f'event_types = ["{metric.event_type}"]',
+            "dimensions = [" + ", ".join(f'"{d}"' for d in metric.dimensions) + "]",
+            f'aggregate = "{metric.aggregate}"',
+        ]
+        if metric.aggregate == "summary":
+            lines += [
+                'value_field = "time_on_page_ms"',
+                'statistics = ["count", "mean", "p50", "p90"]',
+            ]
+        if metric.sensitive:
+            lines.append("sensitive = true")
+        metrics.append("\n".join(lines))
+    return f"""schema_version = 1
+policy_version = "{version}"
+
+[keys]
+rotation = "1d"
+retention = "96h"
+
+[context]
+time_on_page_max = "{CLAMP_MS // 60_000}m"
+
+[aggregation]
+windows = ["1m", "1h", "1d"]
+allowed_lateness = "{lateness}"
+idle_timeout = "{idle}"
+
+{chr(10).join(m + chr(10) for m in metrics)}
+[release]
+k_min_subjects = {K}
+k_search_terms = {K_SEARCH}
+max_contributions_per_cell = {L}
+max_cells_per_metric = {M}
+suppression = "other"
+
+[release.noise]
+enabled = {"true" if noise else "false"}
+mechanism = "{mechanism}"
+epsilon = {epsilon}
+"""
+
+
+def truth_cells(views: Iterable[Mapping[str, Any]]) -> dict[CellKey, RefCell]:
+    """Every cell of every window: key (metric, window seconds, start - BASE_S, dims)."""
+    first_cells: dict[tuple[str, int, int, str], list[tuple[tuple[str, str], ...]]] = defaultdict(
+        list
+    )
+    taken: dict[tuple[str, int, int, str, tuple[tuple[str, str], ...]], int] = defaultdict(int)
+    out: dict[CellKey, RefCell] = defaultdict(RefCell)
+    for view in views:
+        for metric in METRICS:
+            if view["event_type"] != metric.event_type:
+                continue
+            values = [view.get(d) for d in metric.dimensions]
+            if any(not isinstance(v, str) or not v for v in values):
+                continue
+            dims = tuple(sorted(zip(metric.dimensions, values, strict=True)))
+            for size in WINDOWS:
+                start = view["t"] - view["t"] % size
+                owner = (metric.name, size, start, view["subject"])
+                cells = first_cells[owner]
+                if dims not in cells:
+                    cells.append(dims)
+                if cells.index(dims) >= M:
+                    continue
+                cell = out[(metric.name, size, start - BASE_S, dims)]
+                cell.subjects.add(view["subject"])
+                taken[(*owner, dims)] += 1
+                if taken[(*owner, dims)] > L:
+                    continue
+                cell.count += 1
+                if metric.aggregate == "summary":
+                    cell.values.append(min(max(int(view["time_on_page_ms"]), 0), CLAMP_MS))
+    return dict(out)
+
+
+def percentile_bin(values: Iterable[int], q: float) -> int:
+    """Lower edge of the histogram bin holding the nearest-rank q-percentile."""
+    ordered = sorted(values)
+    value = ordered[max(1, math.ceil(q * len(ordered))) - 1]
+    return value // BIN_MS * BIN_MS
+
+
+def expected_value(metric: Metric, cells: Iterable[RefCell]) -> Any:
+    """The noise-free released value of one cell, or of the sum of several (`other`)."""
+    group = list(cells)
+    if metric.aggregate == "count":
+        return sum(c.count for c in group)
+    if metric.aggregate == "distinct_subjects":
+        return len(set().union(*(c.subjects for c in group)))
+    values = [v for c in group for v in c.values]
+    return {
+        "count": len(values),
+        "mean": sum(values) / len(values),
+        "p50": percentile_bin(values, 0.5),
+        "p90": percentile_bin(values, 0.9),
+    }
+
+
+def dims_of(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(record["dimensions"].items()))
+
+
+def start_of(record: Mapping[str, Any]) -> int:
+    """Window start of a released record, seconds since BASE_S (the truth's key)."""
+    return int(datetime.fromisoformat(record["window_start"]).timestamp()) - BASE_S
+
+
+def cell_key(record: Mapping[str, Any]) -> CellKey:
+    return (record["metric"], record["window_seconds"], start_of(record), dims_of(record))
+
+
+def covered(
+    value: dict[str, Any], released: list[dict[str, Any]], truth: dict[Any, RefCell]
+) -> list[RefCell]:
+    """The truth cells a released record stands for: its own cell, or for `other` every
+    cell of its window that was not released."""
+    key = cell_key(value)
+    if value["cell"] == "cell":
+        return [truth[key]] if key in truth else []
+    shown = {cell_key(v) for v in released if v["cell"] == "cell" and cell_key(v)[:3] == key[:3]}
+    return [cell for c, cell in truth.items() if c[:3] == key[:3] and c not in shown]
+
+
+def assert_exact(
+    records: list[tuple[str, dict[str, Any]]], truth: dict[Any, RefCell], *, policy_version: str
+) -> tuple[dict[tuple[str, int, int], set[CellKey]], int]:
+    """Noise off: every key published once; every record a cell of at least k people whose
+    value is exactly the truth, or an `other` cell equal to the sum of its window's held-back
+    cells and covering k people. Returns the released cells by window and the `other` count."""
+    values = [value for _, value in records]
+    keys = Counter(key for key, _ in records)
+    assert keys and max(keys.values()) == 1, "a key published twice"
+    released_by_window: dict[tuple[str, int, int], set[Any]] = {}
+    others = 0
+    for key, value in records:
+        metric = BY_NAME[value["metric"]]
+        assert value["schema"] == "aggregate.v1"
+        assert value["policy_version"] == policy_version
+        assert (value["mechanism"], value["epsilon"], value["noise_sd"]) == ("none", None, None)
+        assert value["k"] == metric.k
+        assert key.startswith(f"{metric.name}|{value['window_start']}|{value['window_end']}|")
+        ck = cell_key(value)
+        assert ck[1] in WINDOWS
+        assert value["cell"] in ("cell", "other"), value
+        cells = covered(value, values, truth)
+        assert cells, f"released a record that stands for no events: {key}"
+        assert value["value"] == expected_value(metric, cells), key
+        people = len(set().union(*(c.subjects for c in cells)))
+        assert people >= metric.k, f"released a record of fewer than k people: {key}"
+        if value["cell"] == "other":
+            assert metric.aggregate != "distinct_subjects"
+            assert value["distinct_subjects"] is None
+            others += 1
+        else:
+            assert value["distinct_subjects"] == people, key
+            released_by_window.setdefault(ck[:3], set()).add(ck)
+    return released_by_window, others
