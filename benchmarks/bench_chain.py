@@ -2,19 +2,33 @@
 """Throughput of the anonymizer chain in one process, beside a ceiling measured in the same run.
 
 Realistic mix: many repeated IPs, subjects and user agents, some new ones; page views,
-searches, link clicks and page leaves; a consent state with opted-out subjects. Prints
-events/s for (a) orjson decode + encode alone (the ceiling), (b) decode + chain + encode,
-(c) the chain alone, and the ratio. Target: >= 100,000 events/s for the chain on one core.
+searches, link clicks and page leaves; a consent state with opted-out subjects. Target:
+>= 100,000 events/s for the chain on one core.
 
-    python benchmarks/bench_chain.py [--events N] [--geo-db PATH]
+The events form one continuous stream, as a worker sees it: a "new" subject, cookie or IP
+is new for the whole run, and every measured batch is a fresh slice of the stream, so no
+figure profits from having seen the same events before. Printed:
+
+- cold: a fresh pipeline (empty caches, new key) on the first N events of the stream;
+- after a warm-up of W events (a worker that has run a while; `cache sizes` shows how full
+  each bounded cache is), R repetitions of:
+  ceiling (orjson decode + encode of N events), pipeline (decode + chain + encode of the
+  same N events, in collector batches of B through `process_batch`) and the chain alone (on
+  N other, pre-decoded events); best and median of the repetitions;
+- each cache's misses and hit rate over the measured events.
+
+    python benchmarks/bench_chain.py [--events N] [--repeat R] [--warmup W] [--batch B] [--geo-db PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -44,24 +58,42 @@ SEARCHES = [
     "call 06 12 34 56 78",
     "size 38",
 ]
+RETURNING_SHARE = 0.8
 
 
-def make_events(count: int, seed: int = 7) -> list[bytes]:
-    """Encoded raw events: 80% from 5,000 returning subjects/IPs, 20% new ones."""
-    rng = random.Random(seed)
-    subjects = [f"user-{i:06d}" for i in range(5000)]
-    ips = [f"81.2.{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in range(3000)]
-    ips += [f"2a02:a000:{rng.randrange(65536):x}::{rng.randrange(65536):x}" for _ in range(500)]
-    out = []
-    for index in range(count):
-        returning = rng.random() < 0.8
+class EventStream:
+    """Encoded raw events: 80% from 5,000 returning subjects and 3,500 IPs, 20% new ones.
+
+    `take(n)` continues the stream: "new" identifiers are numbered by their position in the
+    whole stream, so none repeats across slices.
+    """
+
+    def __init__(self, seed: int = 7) -> None:
+        self._rng = random.Random(seed)
+        rng = self._rng
+        self.subjects = [f"user-{i:06d}" for i in range(5000)]
+        self.ips = [f"81.2.{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in range(3000)]
+        self.ips += [
+            f"2a02:a000:{rng.randrange(65536):x}::{rng.randrange(65536):x}" for _ in range(500)
+        ]
+        self._index = 0
+
+    def take(self, count: int) -> list[bytes]:
+        """The next `count` events of the stream, encoded."""
+        return [orjson.dumps(self._event()) for _ in range(count)]
+
+    def _event(self) -> dict[str, object]:
+        rng = self._rng
+        index = self._index
+        self._index += 1
+        returning = rng.random() < RETURNING_SHARE
         event: dict[str, object] = {
             "event_id": f"e{index}",
             "event_type": rng.choices(
                 ["page_view", "search", "link_click", "page_leave"], [70, 10, 10, 10]
             )[0],
             "occurred_at": f"2024-05-01T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(1000):03d}Z",
-            "ip": rng.choice(ips)
+            "ip": rng.choice(self.ips)
             if returning
             else f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}",
             "user_agent": rng.choice(UAS),
@@ -70,9 +102,9 @@ def make_events(count: int, seed: int = 7) -> list[bytes]:
         }
         kind = rng.random()
         if kind < 0.5:
-            event["cookie_id"] = rng.choice(subjects) if returning else f"new-{index}"
+            event["cookie_id"] = rng.choice(self.subjects) if returning else f"new-{index}"
         elif kind < 0.7:
-            event["user_id"] = rng.choice(subjects) if returning else f"newu-{index}"
+            event["user_id"] = rng.choice(self.subjects) if returning else f"newu-{index}"
         # else: cookieless visitor id from IP + UA
         if rng.random() < 0.3:
             event["referrer_url"] = rng.choice(
@@ -84,17 +116,85 @@ def make_events(count: int, seed: int = 7) -> list[bytes]:
             event["link_url"] = rng.choice(PAGES)
         elif event["event_type"] == "page_leave":
             event["time_on_page_ms"] = rng.randrange(0, 4_000_000)
-        out.append(orjson.dumps(event))
-    return out
+        return event
+
+
+def make_events(count: int, seed: int = 7) -> list[bytes]:
+    """The first `count` events of the benchmark's stream."""
+    return EventStream(seed).take(count)
 
 
 def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def make_pipeline(geo_path: Path | None) -> Pipeline:
+    """A fresh pipeline (empty caches, new keys) with 2% of returning subjects opted out."""
+    policy = default_policy()
+    consent = ConsentState()
+    for index in range(0, 5000, 50):
+        consent.apply(
+            {"subject_type": "cookie_id", "subject_id": f"user-{index:06d}", "action": "opt_out"}
+        )
+    return Pipeline.from_policy(
+        policy,
+        keys=GeneratedKeyProvider(rotation_seconds=policy.keys.rotation_seconds),
+        geo=GeoLookup(str(geo_path)) if geo_path else None,
+        consent=consent,
+    )
+
+
+def chain_only(pipeline: Pipeline, decoded: list[dict[str, Any]], batch: int) -> float:
+    """Events/s of the chain alone on pre-decoded events, in batches of `batch`."""
+    process = pipeline.process_batch
+    started = time.perf_counter()
+    for chunk in _chunks(decoded, batch):
+        process(chunk)
+    return _rate(len(decoded), time.perf_counter() - started)
+
+
+def ceiling(raw: list[bytes]) -> float:
+    """Events/s of orjson decode + encode alone."""
+    loads, dumps = orjson.loads, orjson.dumps
+    started = time.perf_counter()
+    for line in raw:
+        dumps(loads(line))
+    return _rate(len(raw), time.perf_counter() - started)
+
+
+def full(pipeline: Pipeline, raw: list[bytes], batch: int) -> tuple[float, int]:
+    """Events/s of decode + chain + encode, and how many events were emitted."""
+    loads, dumps = orjson.loads, orjson.dumps
+    process = pipeline.process_batch
+    emitted = 0
+    started = time.perf_counter()
+    for chunk in _chunks(raw, batch):
+        for result in process([loads(line) for line in chunk]):
+            if isinstance(result, Anonymized):
+                dumps(result.event)
+                emitted += 1
+    return _rate(len(raw), time.perf_counter() - started), emitted
+
+
+def _stats(pipeline: Pipeline) -> dict[str, tuple[int, int, int, int]]:
+    """name -> (size, bound, lookups, misses) of the pipeline's caches, when it reports them."""
+    report: Callable[[], dict[str, tuple[int, int, int, int]]] | None = getattr(
+        pipeline, "cache_stats", None
+    )
+    return report() if report is not None else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=100_000, help="events per measured run")
+    parser.add_argument("--repeat", type=int, default=3, help="measured repetitions")
+    parser.add_argument("--warmup", type=int, default=400_000, help="events before measuring")
+    parser.add_argument("--batch", type=int, default=500, help="events per collector message")
     parser.add_argument("--geo-db", type=Path, default=None)
     args = parser.parse_args()
     geo_path = args.geo_db
@@ -102,56 +202,53 @@ def main() -> None:
         from stream.preview import bundled_geo_database
 
         geo_path = bundled_geo_database()
-    geo = GeoLookup(str(geo_path)) if geo_path else None
-    policy = default_policy()
-    consent = ConsentState()
-    for index in range(0, 5000, 50):  # 2% of returning subjects opted out
-        consent.apply(
-            {"subject_type": "cookie_id", "subject_id": f"user-{index:06d}", "action": "opt_out"}
-        )
-    pipeline = Pipeline.from_policy(
-        policy,
-        keys=GeneratedKeyProvider(rotation_seconds=policy.keys.rotation_seconds),
-        geo=geo,
-        consent=consent,
-    )
-    raw = make_events(args.events)
-    loads, dumps = orjson.loads, orjson.dumps
+    count, batch = args.events, args.batch
+    stream = EventStream()
+    pipeline = make_pipeline(geo_path)
 
-    # Warm caches once (steady state of a long-running worker), then measure.
-    for line in raw[: len(raw) // 4]:
-        pipeline(loads(line))
+    cold = chain_only(pipeline, [orjson.loads(line) for line in stream.take(count)], batch)
+    for _ in range(0, args.warmup, count):
+        full(pipeline, stream.take(count), batch)
 
-    started = time.perf_counter()
-    for line in raw:
-        dumps(loads(line))
-    ceiling = _rate(len(raw), time.perf_counter() - started)
-
-    decoded = [loads(line) for line in raw]
-    started = time.perf_counter()
-    for event in decoded:
-        pipeline(event)
-    chain_only = _rate(len(raw), time.perf_counter() - started)
-
+    before = _stats(pipeline)
+    runs: list[tuple[float, float, float]] = []
     emitted = 0
-    started = time.perf_counter()
-    for line in raw:
-        result = pipeline(loads(line))
-        if isinstance(result, Anonymized):
-            dumps(result.event)
-            emitted += 1
-    full = _rate(len(raw), time.perf_counter() - started)
+    for _ in range(args.repeat):
+        raw = stream.take(count)
+        decoded = [orjson.loads(line) for line in stream.take(count)]
+        top = ceiling(raw)
+        rate, emitted = full(pipeline, raw, batch)
+        runs.append((top, rate, chain_only(pipeline, decoded, batch)))
+    after = _stats(pipeline)
 
     print(
-        f"events: {len(raw):,} (emitted {emitted:,}); geo: {geo.database_type if geo else 'none'}"
+        f"events per run: {count:,} (emitted {emitted:,}); batch {batch}; warm-up {args.warmup:,}; "
+        f"repeat {args.repeat}; geo: {geo_path.name if geo_path else 'none'}"
     )
-    print(f"ceiling  (orjson decode + encode):      {ceiling:12,.0f} events/s")
-    print(
-        f"pipeline (decode + chain + encode):     {full:12,.0f} events/s  ({full / ceiling:.1%} of ceiling)"
-    )
-    print(
-        f"chain alone:                            {chain_only:12,.0f} events/s  (target >= 100,000)"
-    )
+    print(f"cold chain alone (fresh caches):         {cold:12,.0f} events/s")
+    for label, column in (
+        ("ceiling  (orjson decode + encode)", 0),
+        ("pipeline (decode + chain + encode)", 1),
+        ("chain alone", 2),
+    ):
+        values = [run[column] for run in runs]
+        best = max(values)
+        line = f"{label + ':':40s}{best:12,.0f} events/s best, {statistics.median(values):,.0f} median"
+        if column == 1:
+            ratios = [run[1] / run[0] for run in runs]
+            line += f"  ({max(ratios):.1%} of ceiling)"
+        if column == 2:
+            line += "  (target >= 100,000)"
+        print(line)
+    if after:
+        print("cache (size / bound; misses / lookups over the measured runs):")
+        for name, (size, bound, lookups, misses) in after.items():
+            _, _, lookups0, misses0 = before.get(name, (0, 0, 0, 0))
+            looked, missed = lookups - lookups0, misses - misses0
+            hit = 1 - missed / looked if looked else float("nan")
+            print(
+                f"  {name:24s}{size:9,} / {bound:<9,}{missed:9,} / {looked:<10,} hit rate {hit:6.1%}"
+            )
 
 
 if __name__ == "__main__":
