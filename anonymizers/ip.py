@@ -17,6 +17,7 @@ from typing import Any, Final, NamedTuple
 import maxminddb
 
 from anonymizers.exceptions import GeoDatabaseError
+from anonymizers.memo import bounded_put
 from anonymizers.policy import GeoConfig
 
 MAX_IPV4_PREFIX: Final = 24
@@ -171,10 +172,9 @@ class GeoLookup:
             return cached
         result, prefix_len = self._lookup(ip)
         if self._cache_size:
-            if len(cache) >= self._cache_size:
-                cache.pop(next(iter(cache)), None)
             coarse = prefix_len <= (MAX_IPV4_PREFIX if ip.version == 4 else MAX_IPV6_PREFIX)
-            cache[network_key if coarse else address_key] = result
+            key = network_key if coarse else address_key
+            bounded_put(cache, key, result, max_size=self._cache_size)
         return result
 
     def _lookup(self, ip: ParsedIp) -> tuple[GeoResult, int]:

@@ -21,13 +21,14 @@ from collections.abc import Mapping
 from typing import Final, Protocol, runtime_checkable
 
 from anonymizers.exceptions import KeyMaterialError
+from anonymizers.memo import Memo, bounded_put
 
 KEY_BYTES: Final = 32
 """Size of an epoch key in bytes (256 bits)."""
 PSEUDONYM_BYTES: Final = 16
 """Bytes of the HMAC-SHA256 output kept in a pseudonym (128 bits; 22 base64url characters)."""
 DEFAULT_MEMO_SIZE: Final = 262_144
-"""Pseudonyms remembered per epoch key (entries) so repeated subjects skip the HMAC."""
+"""Pseudonyms remembered per epoch key and per prefix (entries): repeated subjects skip the HMAC."""
 
 
 def epoch_of(unix_seconds: float, rotation_seconds: int) -> int:
@@ -50,12 +51,14 @@ class EpochKey:
 
     `repr` and `str` never show the material. `mac` computes HMAC-SHA256; `pseudonym`
     returns the 22-character base64url text of its first 16 bytes, memoised (bounded by
-    `memo_size` entries, 0 disables) so a subject seen again costs a dict look-up. The memo
-    maps domain-separated identifier strings to pseudonyms: it lives in process memory only,
-    is never persisted, and goes with the key in `destroy()`.
+    `memo_size` entries, 0 disables) so a subject seen again costs a dict look-up.
+    `memo_for(prefix)` is the same per message prefix, keyed by the rest of the message (the
+    raw identifier), which spares the chain building the message for a subject seen before.
+    The memos map identifier strings to pseudonyms: they live in process memory only, are
+    never persisted, and go with the key in `destroy()`.
     """
 
-    __slots__ = ("_hmac", "_lock", "_material", "_memo", "_memo_size", "epoch")
+    __slots__ = ("_hmac", "_lock", "_material", "_memo", "_memo_size", "_memos", "epoch")
 
     def __init__(
         self, epoch: int, material: bytes | bytearray, *, memo_size: int = DEFAULT_MEMO_SIZE
@@ -66,6 +69,7 @@ class EpochKey:
         self._hmac: hmac.HMAC | None = hmac.new(self._material, digestmod=hashlib.sha256)
         self._memo: dict[str, str] = {}
         self._memo_size = memo_size
+        self._memos: dict[str, Memo[str, str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -98,15 +102,29 @@ class EpochKey:
         cached = self._memo.get(message)
         if cached is not None:
             return cached
-        digest = self.mac(message.encode("utf-8"))
-        text = base64.urlsafe_b64encode(digest[:PSEUDONYM_BYTES]).decode("ascii").rstrip("=")
+        text = self._pseudonym(message)
         if self._memo_size:
-            memo = self._memo
-            if len(memo) >= self._memo_size:
-                # Evict the oldest entry; dicts keep insertion order.
-                memo.pop(next(iter(memo)), None)
-            memo[message] = text
+            bounded_put(self._memo, message, text, max_size=self._memo_size)
         return text
+
+    def memo_for(self, prefix: str) -> Memo[str, str]:
+        """`memo[rest]` is `pseudonym(prefix + rest)`, memoised per prefix (bounded).
+
+        Raises `KeyMaterialError` once the key is destroyed; a memo obtained before then is
+        empty and computes nothing any more (the HMAC state is gone).
+        """
+        memo = self._memos.get(prefix)
+        if memo is None:
+            if self._hmac is None:
+                raise KeyMaterialError(f"the key of epoch {self.epoch} was destroyed")
+            pseudonym = self._pseudonym
+            memo = Memo(lambda rest: pseudonym(prefix + rest), max_size=self._memo_size)
+            self._memos[prefix] = memo
+        return memo
+
+    def _pseudonym(self, message: str) -> str:
+        digest = self.mac(message.encode("utf-8"))
+        return base64.urlsafe_b64encode(digest[:PSEUDONYM_BYTES]).decode("ascii").rstrip("=")
 
     def destroy(self) -> None:
         """Zero the material and drop everything derived from it; later use raises."""
@@ -115,6 +133,9 @@ class EpochKey:
                 self._material[index] = 0
             self._hmac = None
             self._memo.clear()
+            for memo in self._memos.values():
+                memo.clear()
+            self._memos.clear()
 
 
 @runtime_checkable

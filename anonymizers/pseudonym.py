@@ -13,12 +13,13 @@ computed before the IP is dropped. No identifier and no usable IP means no subje
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final, NamedTuple
 
 from anonymizers.fields import IDENTIFIER_FIELDS
 from anonymizers.ip import ParsedIp
 from anonymizers.keys import EpochKey
+from anonymizers.memo import Memo
 from anonymizers.policy import IdentifiersConfig
 
 ID_DOMAIN: Final = "anonstream/id/v1"
@@ -56,36 +57,86 @@ class Pseudonymizer:
 
     `kept` names the identifier fields the output may carry (action pseudonymize and named
     by the allowlist); every other identifier is dropped: it only ever feeds the subject.
+    Pseudonyms come from the key's per-prefix memos (`EpochKey.memo_for`).
     """
 
     def __init__(self, config: IdentifiersConfig, *, kept: frozenset[str] = frozenset()) -> None:
-        self._order = config.subject_order
+        self._order = tuple(
+            (IDENTIFIER_FIELDS.index(name), name, _id_prefix(name)) for name in config.subject_order
+        )
         self._cookieless = config.cookieless_visitor
         self._kept = tuple(
-            name
+            (name, _id_prefix(name))
             for name in IDENTIFIER_FIELDS
             if name in kept and getattr(config, name) == "pseudonymize"
         )
+        # The memos of the last key used, so each event skips `memo_for`.
+        self._bound: EpochKey | None = None
+        self._order_memos: tuple[tuple[int, str, Memo[str, str]], ...] = ()
+        self._visitor_memo: Memo[str, str] | None = None
+
+    @property
+    def keeps_identifiers(self) -> bool:
+        """True when some identifier's pseudonym is an output field."""
+        return bool(self._kept)
+
+    def find_subject(
+        self,
+        ids: Sequence[object],
+        key: EpochKey,
+        *,
+        ip_text: str | None,
+        day: str,
+        user_agent: object,
+    ) -> tuple[str, str] | None:
+        """(pseudonym, source) of the subject, or None when there is none.
+
+        `ids` holds the event's values of `IDENTIFIER_FIELDS`, in that order; `ip_text` is
+        the canonical text of its parsed IP (None: no usable IP).
+        """
+        if key is not self._bound:
+            self._bind(key)
+        for index, name, memo in self._order_memos:
+            value = ids[index]
+            if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH:
+                return memo[value], name
+        if self._cookieless and ip_text is not None and self._visitor_memo is not None:
+            ua_text = user_agent if isinstance(user_agent, str) else ""
+            return self._visitor_memo[f"{day}:{ip_text}\x00{ua_text}"], "visitor"
+        return None
+
+    def _bind(self, key: EpochKey) -> None:
+        self._order_memos = tuple(
+            (index, name, key.memo_for(prefix)) for index, name, prefix in self._order
+        )
+        self._visitor_memo = key.memo_for(_VISITOR_PREFIX)
+        self._bound = key
 
     def subject(
         self, event: Mapping[str, object], key: EpochKey, *, ip: ParsedIp | None, day: str
     ) -> Subject | None:
         """The event's subject, or None when it has none (then it is dropped)."""
-        for name in self._order:
-            value = _identifier(event, name)
-            if value is not None:
-                return Subject(identifier_pseudonym(key, name, value), name)
-        if self._cookieless and ip is not None:
-            user_agent = event.get("user_agent")
-            ua_text = user_agent if isinstance(user_agent, str) else ""
-            return Subject(visitor_pseudonym(key, day=day, ip=ip, user_agent=ua_text), "visitor")
-        return None
+        found = self.find_subject(
+            tuple(map(event.get, IDENTIFIER_FIELDS)),
+            key,
+            ip_text=None if ip is None else ip.text,
+            day=day,
+            user_agent=event.get("user_agent"),
+        )
+        return None if found is None else Subject(*found)
 
     def identifiers(self, event: Mapping[str, object], key: EpochKey) -> dict[str, str]:
         """Pseudonyms of the identifiers the output keeps, by field name."""
         out: dict[str, str] = {}
-        for name in self._kept:
+        for name, prefix in self._kept:
             value = _identifier(event, name)
             if value is not None:
-                out[name] = identifier_pseudonym(key, name, value)
+                out[name] = key.memo_for(prefix)[value]
         return out
+
+
+def _id_prefix(id_type: str) -> str:
+    return f"{ID_DOMAIN}:{id_type}:"
+
+
+_VISITOR_PREFIX: Final = f"{VISITOR_DOMAIN}:"

@@ -233,7 +233,9 @@ def main() -> None:
     ):
         values = [run[column] for run in runs]
         best = max(values)
-        line = f"{label + ':':40s}{best:12,.0f} events/s best, {statistics.median(values):,.0f} median"
+        line = (
+            f"{label + ':':40s}{best:12,.0f} events/s best, {statistics.median(values):,.0f} median"
+        )
         if column == 1:
             ratios = [run[1] / run[0] for run in runs]
             line += f"  ({max(ratios):.1%} of ceiling)"
