@@ -100,6 +100,8 @@ class Dropped(NamedTuple):
 
 
 Outcome = Anonymized | Dropped
+# What Anonymized(...) does without its Python-level __new__ (a third of a microsecond).
+_new_tuple: Final = tuple.__new__
 # Outcomes are immutable: one Dropped per reason serves every event.
 _DROPPED: Final = {reason: Dropped(reason) for reason in reasons.ALL}
 _INVALID: Final = _DROPPED[reasons.INVALID_EVENT]
@@ -419,12 +421,11 @@ class Pipeline:
 
         echoed: list[str] = []
         if haystack:
-            # The event's own identifiers (see `echo_needles`), plus the IP's, from the memo.
-            all_needles = [
-                value.casefold()
-                for value in ids
-                if isinstance(value, str) and len(value) >= ECHO_MIN_LENGTH
-            ]
+            # The event's own identifiers (see `echo_needles`), then the IP's from the memo.
+            all_needles = []
+            for value in ids:
+                if value is not None and isinstance(value, str) and len(value) >= ECHO_MIN_LENGTH:
+                    all_needles.append(value.casefold())
             all_needles += needles
             for needle in all_needles:
                 if needle in haystack:
@@ -434,7 +435,7 @@ class Pipeline:
             actions = [f"subject:{found[1]}"]
             _describe(actions, event, out, raw_ip, ip_text, located, search_action, echoed)
             return Anonymized(out, subject, epoch, tuple(actions))
-        return Anonymized(out, subject, epoch)
+        return _new_tuple(Anonymized, (out, subject, epoch, ()))
 
     # ---------------------------------------------------------------- memoised per raw value
     def _ip_entry(self, raw_ip: str) -> _IpEntry:

@@ -17,6 +17,7 @@ from typing import Any, Final, NamedTuple
 import maxminddb
 
 from anonymizers.exceptions import GeoDatabaseError
+from anonymizers.geoindex import Ipv4Index
 from anonymizers.memo import bounded_put
 from anonymizers.policy import GeoConfig
 
@@ -26,6 +27,11 @@ MAX_IPV6_PREFIX: Final = 48
 """Longest IPv6 prefix ever kept (bits)."""
 DEFAULT_CACHE_SIZE: Final = 131_072
 """Entries of the geolocation cache (networks plus single addresses)."""
+CACHE_LEVELS: Final[dict[int, tuple[int, ...]]] = {
+    4: tuple(range(MAX_IPV4_PREFIX, 7, -1)),
+    6: tuple(range(MAX_IPV6_PREFIX, 15, -4)),
+}
+"""Prefix lengths the geolocation cache keys networks by, finest first, per IP version."""
 
 _IPV4_CHARS: Final = frozenset("0123456789.")
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
@@ -133,15 +139,22 @@ def _english(names: object) -> str | None:
 class GeoLookup:
     """Geolocation from a MaxMind-format database (GeoLite2/GeoIP2, DB-IP lite; City or Country).
 
-    Opening is the only I/O of `anonymizers`. The cache is keyed by the /24 (IPv4) or /48
-    (IPv6) network containing the address, but only filled when the database's own network
-    for the address (from `get_with_prefix_len`) is at least that wide, so that every
-    address of the cached network has the same record: exact, not approximate. Addresses in
-    finer database networks are cached one by one. Bounded by `cache_size` entries (oldest
-    evicted first); 0 disables it.
+    Opening is the only I/O of `anonymizers`. Every answer is exact, never approximated:
+
+    - IPv4 (with `index`, the default): `anonymizers.geoindex.Ipv4Index` gives the address's
+      record pointer in the database, and each record is decoded once and cached by pointer.
+    - IPv6, or IPv4 without the index: results are cached by network. The database's own
+      network for an address (from `get_with_prefix_len`) is a block every address of which
+      has the same record, so the answer is cached under the widest of the levels
+      `CACHE_LEVELS` that lies inside that block; addresses in database networks finer than
+      /24 (/48) are cached one by one.
+
+    Caches are bounded by `cache_size` entries each (oldest evicted first); 0 disables them.
     """
 
-    def __init__(self, path: str, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self, path: str, *, cache_size: int = DEFAULT_CACHE_SIZE, index: bool = True
+    ) -> None:
         try:
             self._reader = maxminddb.open_database(path)
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
@@ -150,30 +163,55 @@ class GeoLookup:
         self.database_type: str = str(metadata.database_type)
         self.build_epoch: int = int(metadata.build_epoch)
         self._ipv4_only = metadata.ip_version == 4
-        self._cache: dict[tuple[int, int, bool], GeoResult] = {}
+        self._index = (
+            Ipv4Index.build(
+                path,
+                node_count=int(metadata.node_count),
+                record_size=int(metadata.record_size),
+                ip_version=int(metadata.ip_version),
+            )
+            if index
+            else None
+        )
+        # Record pointer -> result (IPv4 with the index).
+        self._records: dict[int, GeoResult] = {}
+        # (version, prefix length, address >> host bits) -> result; prefix 32 or 128 for
+        # addresses cached one by one.
+        self._cache: dict[tuple[int, int, int], GeoResult] = {}
         self._cache_size = cache_size
         self.lookups = 0
-        """Database look-ups made (cache misses)."""
+        """Records read from the database (cache misses)."""
 
     def __repr__(self) -> str:
         return f"GeoLookup(database_type={self.database_type!r})"
 
     def __call__(self, ip: ParsedIp) -> GeoResult:
         """Country, region and city of `ip`; `GeoResult(None, None, None)` when unknown."""
-        width = 32 - MAX_IPV4_PREFIX if ip.version == 4 else 128 - MAX_IPV6_PREFIX
-        network_key = (ip.version, ip.value >> width, False)
+        version, value = ip.version, ip.value
+        if version == 4 and self._index is not None:
+            pointer = self._index(value)
+            if pointer is None:
+                return _UNKNOWN
+            result = self._records.get(pointer)
+            if result is None:
+                result = self._lookup(ip)[0]
+                if self._cache_size:
+                    bounded_put(self._records, pointer, result, max_size=self._cache_size)
+            return result
+        bits = 32 if version == 4 else 128
         cache = self._cache
-        cached = cache.get(network_key)
-        if cached is not None:
-            return cached
-        address_key = (ip.version, ip.value, True)
-        cached = cache.get(address_key)
+        for level in CACHE_LEVELS[version]:
+            cached = cache.get((version, level, value >> (bits - level)))
+            if cached is not None:
+                return cached
+        cached = cache.get((version, bits, value))
         if cached is not None:
             return cached
         result, prefix_len = self._lookup(ip)
         if self._cache_size:
-            coarse = prefix_len <= (MAX_IPV4_PREFIX if ip.version == 4 else MAX_IPV6_PREFIX)
-            key = network_key if coarse else address_key
+            # The widest level inside the database's network; the address alone if none is.
+            level = next((lv for lv in reversed(CACHE_LEVELS[version]) if lv >= prefix_len), bits)
+            key = (version, level, value >> (bits - level))
             bounded_put(cache, key, result, max_size=self._cache_size)
         return result
 
