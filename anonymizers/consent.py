@@ -109,6 +109,8 @@ class ConsentState:
         self._secret = secret if secret is not None else secrets.token_bytes(SECRET_BYTES)
         if len(self._secret) < 16:
             raise ConsentRecordError("the consent digest secret must be at least 16 bytes")
+        # The keyed state, copied per digest (the key set-up is half of a BLAKE2b call).
+        self._keyed = hashlib.blake2b(digest_size=8, key=self._secret)
         self._flags: dict[int, int] = {}
 
     def __repr__(self) -> str:
@@ -118,8 +120,10 @@ class ConsentState:
         return len(self._flags)
 
     def digest(self, subject_type: str, subject_id: str) -> int:
-        """The keyed digest of a subject under this state's secret."""
-        return subject_digest(self._secret, subject_type, subject_id)
+        """The keyed digest of a subject under this state's secret (`subject_digest`)."""
+        keyed = self._keyed.copy()
+        keyed.update(f"{subject_type}:{subject_id}".encode())
+        return int.from_bytes(keyed.digest(), "big")
 
     def apply(self, record: Mapping[str, object]) -> None:
         """Make `record` the subject's state; `ConsentRecordError` for an invalid record."""
