@@ -221,6 +221,7 @@ class Pipeline:
         self._find_subject = self._pseudonyms.find_subject
         self._geo_fields = tuple(name for name in _GEO_FIELDS if name in wanted)
         self._ip = IpAnonymizer(policy.geo, geo)
+        self._geo = geo
         self._ips: Memo[str, _IpEntry] = Memo(self._ip_entry, max_size=_IP_CACHE_SIZE)
         # The units below are uncached: their results are memoised here, once.
         self._urls = UrlScrubber(policy.urls, cache_size=0)
@@ -298,9 +299,13 @@ class Pipeline:
             "user_agent": self._devices,
             "language": self._languages,
         }
-        for name, memo in self.gate.digest_memos().items():
-            memos[f"consent_digest:{name}"] = memo
-        return {name: (len(m), m.max_size, m.misses) for name, m in memos.items()}
+        memos.update({f"consent_digest:{n}": m for n, m in self.gate.digest_memos().items()})
+        memos.update({f"pseudonym:{n}": m for n, m in self._pseudonyms.memos().items()})
+        stats = {name: (len(m), m.max_size, m.misses) for name, m in memos.items()}
+        if self._geo is not None:
+            # Misses here are records read from the database, for the IP memo's misses.
+            stats["geo"] = self._geo.cache_stats()
+        return stats
 
     def __call__(self, event: Mapping[str, Any]) -> Outcome:
         return self._run(event, {}, self._keys.key_for_epoch)

@@ -27,25 +27,41 @@ from anonymizers.exceptions import GeoDatabaseError
 IPV4_BITS: Final = 32
 _TYPECODE: Final = "I" if array("I").itemsize >= 4 else "L"
 """The smallest array type code that holds 32 bits (4 bytes on every platform we run)."""
+_BLOCK_BITS: Final = 16
+_BLOCKS: Final = 1 << _BLOCK_BITS
 _IPV4_IN_IPV6_DEPTH: Final = 96
 """An IPv6 database keeps IPv4 under ::/96: 96 zero bits from the root."""
 
 
 class Ipv4Index:
-    """IPv4 address (int) -> record pointer of the database, or None where it has no data."""
+    """IPv4 address (int) -> record pointer of the database, or None where it has no data.
 
-    __slots__ = ("_empty", "_pointers", "_starts")
+    `starts` (sorted first addresses of the networks) and `pointers` (their records) are
+    searched within the range of networks that start in the address's /16, which
+    `blocks[address >> 16]` and the next entry give: a few probes instead of ~22.
+    """
+
+    __slots__ = ("_blocks", "_empty", "_pointers", "_starts")
 
     def __init__(self, starts: array[int], pointers: array[int], *, empty: int) -> None:
         self._starts = starts
         self._pointers = pointers
         self._empty = empty
+        first = np.frombuffer(starts, dtype=np.uint32 if _TYPECODE == "I" else np.uint64)
+        edges = np.arange(_BLOCKS + 1, dtype=np.int64) << (IPV4_BITS - _BLOCK_BITS)
+        self._blocks = _packed(np.searchsorted(first, edges, side="left"))
 
     def __len__(self) -> int:
         return len(self._starts)
 
     def __call__(self, address: int) -> int | None:
-        pointer: int = self._pointers[bisect.bisect_right(self._starts, address) - 1]
+        block = address >> (IPV4_BITS - _BLOCK_BITS)
+        # The last network starting at or before the address: in this block, or the one
+        # running into it from before (then bisect returns the block's first position).
+        found = bisect.bisect_right(
+            self._starts, address, self._blocks[block], self._blocks[block + 1]
+        )
+        pointer: int = self._pointers[found - 1]
         return None if pointer == self._empty else pointer
 
     @classmethod

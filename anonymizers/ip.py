@@ -12,6 +12,7 @@ allows (country, region, city, ip_prefix); the address itself never reaches the 
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Final, NamedTuple
 
 import maxminddb
@@ -34,6 +35,11 @@ CACHE_LEVELS: Final[dict[int, tuple[int, ...]]] = {
 """Prefix lengths the geolocation cache keys networks by, finest first, per IP version."""
 
 _IPV4_CHARS: Final = frozenset("0123456789.")
+# Four octets 0-255 of ASCII digits without a leading zero (010 is octal to some parsers).
+_OCTET: Final = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE: Final = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+# NamedTuple construction without its Python-level __new__ (on every new address).
+_new_tuple: Final = tuple.__new__
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
 
 
@@ -57,19 +63,11 @@ _UNKNOWN: Final = GeoResult(None, None, None)
 
 
 def _parse_ipv4(text: str) -> ParsedIp | None:
-    parts = text.split(".")
-    if len(parts) != 4:
+    match = _IPV4_RE.fullmatch(text)
+    if match is None:
         return None
-    value = 0
-    for part in parts:
-        # 1-3 ASCII digits, no leading zero (010 is octal to some parsers, decimal to others).
-        if not part or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
-            return None
-        octet = int(part)
-        if octet > 255:
-            return None
-        value = (value << 8) | octet
-    return ParsedIp(4, value, text)
+    a, b, c, d = match.groups()
+    return _new_tuple(ParsedIp, (4, int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d), text))
 
 
 def parse_ip(raw: object) -> ParsedIp | None:
@@ -214,6 +212,10 @@ class GeoLookup:
             key = (version, level, value >> (bits - level))
             bounded_put(cache, key, result, max_size=self._cache_size)
         return result
+
+    def cache_stats(self) -> tuple[int, int, int]:
+        """(entries cached, bound per cache, records read from the database)."""
+        return len(self._records) + len(self._cache), self._cache_size, self.lookups
 
     def _lookup(self, ip: ParsedIp) -> tuple[GeoResult, int]:
         if ip.version == 6 and self._ipv4_only:

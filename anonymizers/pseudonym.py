@@ -105,6 +105,13 @@ class Pseudonymizer:
             return self._visitor_memo[f"{day}:{ip_text}\x00{ua_text}"], "visitor"
         return None
 
+    def memos(self) -> dict[str, Memo[str, str]]:
+        """The pseudonym memos of the last key used, by source (for cache statistics)."""
+        memos = {name: memo for _, name, memo in self._order_memos}
+        if self._visitor_memo is not None:
+            memos["visitor"] = self._visitor_memo
+        return memos
+
     def _bind(self, key: EpochKey) -> None:
         self._order_memos = tuple(
             (index, name, key.memo_for(prefix)) for index, name, prefix in self._order
