@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
@@ -23,7 +24,7 @@ from anonymizers import reasons
 from anonymizers.allowlist import ECHO_MIN_LENGTH, Allowlist, echo_haystack, echo_needles
 from anonymizers.consent import ConsentGate, ConsentState
 from anonymizers.context import ContextAnonymizer, clamp_time_on_page
-from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS, SUBJECT_FIELDS
+from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
 from anonymizers.ip import GeoLookup, IpAnonymizer, parse_ip
 from anonymizers.keys import EpochKey, KeyProvider
 from anonymizers.memo import Memo, bounded_put
@@ -71,9 +72,7 @@ _RFC3339: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
 _EVENT_TYPES: Final = frozenset(EVENT_TYPES)
-# The chain reads the identifiers in this order (one tuple shared by its units).
-assert IDENTIFIER_FIELDS == ("user_id", "cookie_id", "device_id", "ad_id", "mac", "imei")
-assert IDENTIFIER_FIELDS[:4] == SUBJECT_FIELDS
+_IDENTIFIER_NAMES: Final = frozenset(IDENTIFIER_FIELDS)
 _GEO_FIELDS: Final = ("country", "region", "city", "ip_prefix")
 _DEVICE_FIELDS: Final = ("browser", "browser_major", "os", "os_major", "hardware")
 _CONTEXT_FIELDS: Final = (*_DEVICE_FIELDS, "language", "time_on_page_ms")
@@ -283,7 +282,7 @@ class Pipeline:
         append = results.append
         run = self._run
         for event in events:
-            append(run(event, keys, key_for_epoch))
+            append(run(event if type(event) is dict else dict(event), keys, key_for_epoch))
         return results
 
     def cache_stats(self) -> dict[str, tuple[int, int, int]]:
@@ -308,31 +307,24 @@ class Pipeline:
         return stats
 
     def __call__(self, event: Mapping[str, Any]) -> Outcome:
-        return self._run(event, {}, self._keys.key_for_epoch)
+        return self.process_batch((event,))[0]
 
     def _run(
         self,
-        event: Mapping[str, Any],
+        event: dict[str, Any],
         keys: dict[int, EpochKey | None],
         key_for_epoch: Callable[[int], EpochKey | None],
     ) -> Outcome:
-        get = event.get
-        # IDENTIFIER_FIELDS, read once for the gate, the subject and the echo guard.
-        ids = (
-            get("user_id"),
-            get("cookie_id"),
-            get("device_id"),
-            get("ad_id"),
-            get("mac"),
-            get("imei"),
-        )
-        reason = self._gate_check(event, ids)
+        # The identifier fields present (usually one, often none): the gate, the subject and
+        # the echo guard loop over these only.
+        present = _IDENTIFIER_NAMES.intersection(event)
+        reason = self._gate_check(event, present)
         if reason is not None:
             return _DROPPED[reason]
-        event_type = get("event_type")
+        event_type = event.get("event_type")
         if not isinstance(event_type, str) or event_type not in _EVENT_TYPES:
             return _INVALID
-        when = self._time(get("occurred_at"))
+        when = self._time(event.get("occurred_at"))
         if when is None:
             return _INVALID
         epoch, occurred_at, day = when
@@ -342,12 +334,12 @@ class Pipeline:
             key = keys[epoch] = key_for_epoch(epoch)
         if key is None:
             return _NO_KEY
-        raw_ip = get("ip")
+        raw_ip = event.get("ip")
         if isinstance(raw_ip, str):
             ip_text, ip_fields, needles, located = self._ips[raw_ip]
         else:
             ip_text, ip_fields, needles, located = None, _NOTHING, (), False
-        found = self._find_subject(ids, key, ip_text=ip_text, day=day, user_agent=get("user_agent"))
+        found = self._find_subject(event, present, key, ip_text=ip_text, day=day)
         if found is None:
             return _NO_SUBJECT
         subject = found[0]
@@ -367,7 +359,7 @@ class Pipeline:
         haystack = ""
         page_host = None
         if self._want_page_host:
-            page = get("page_url")
+            page = event.get("page_url")
             if isinstance(page, str):
                 page_url, page_host, haystack = self._url_entries[page]
                 if page_url is not None and self._want_page:
@@ -375,7 +367,7 @@ class Pipeline:
                 else:
                     haystack = ""
         if self._want_referrer:
-            referrer = get("referrer_url")
+            referrer = event.get("referrer_url")
             if isinstance(referrer, str):
                 host, configured_internal, referrer_hay = self._referrer_entries[referrer]
                 if host is not None:
@@ -385,7 +377,7 @@ class Pipeline:
                     if self._want_referrer_internal:
                         out["referrer_internal"] = configured_internal or host == page_host
         if self._want_link:
-            link = get("link_url")
+            link = event.get("link_url")
             if isinstance(link, str):
                 link_url, _, link_hay = self._url_entries[link]
                 if link_url is not None:
@@ -393,15 +385,19 @@ class Pipeline:
                     haystack = f"{haystack}\x00{link_hay}"
         search_action = None
         if self._want_search:
-            terms = get("search_terms")
+            terms = event.get("search_terms")
             if isinstance(terms, str):
                 clean_terms, search_action, search_hay = self._search_entries[terms]
                 if clean_terms is not None:
                     out["search_terms"] = clean_terms
                     haystack = f"{haystack}\x00{search_hay}"
         if self._device_fields:
-            if get("browser") is None and get("os") is None and get("hardware") is None:
-                user_agent = get("user_agent")
+            if (
+                event.get("browser") is None
+                and event.get("os") is None
+                and event.get("hardware") is None
+            ):
+                user_agent = event.get("user_agent")
                 if isinstance(user_agent, str) and user_agent:
                     out.update(self._devices[user_agent])
             else:
@@ -412,13 +408,13 @@ class Pipeline:
                     if value is not None:
                         out[name] = value
         if self._want_language:
-            language = get("browser_language")
+            language = event.get("browser_language")
             if isinstance(language, str):
                 primary = self._languages[language]
                 if primary is not None:
                     out["language"] = primary
         if self._want_time_on_page:
-            time_on_page = get("time_on_page_ms")
+            time_on_page = event.get("time_on_page_ms")
             if time_on_page is not None:
                 clamped = clamp_time_on_page(time_on_page, maximum_ms=self._time_on_page_max)
                 if clamped is not None:
@@ -428,9 +424,12 @@ class Pipeline:
         if haystack:
             # The event's own identifiers (see `echo_needles`), then the IP's from the memo.
             all_needles = []
-            for value in ids:
-                if value is not None and isinstance(value, str) and len(value) >= ECHO_MIN_LENGTH:
-                    all_needles.append(value.casefold())
+            if present:
+                fields = present if len(present) == 1 else _in_field_order(present)
+                for field in fields:
+                    value = event[field]
+                    if isinstance(value, str) and len(value) >= ECHO_MIN_LENGTH:
+                        all_needles.append(value.casefold())
             all_needles += needles
             for needle in all_needles:
                 if needle in haystack:
@@ -483,6 +482,11 @@ class Pipeline:
             for name in self._device_fields
             if (value := getattr(device, name)) is not None
         }
+
+
+def _in_field_order(names: AbstractSet[str]) -> list[str]:
+    """`names` in the order of `IDENTIFIER_FIELDS` (the echo guard replaces in that order)."""
+    return [name for name in IDENTIFIER_FIELDS if name in names]
 
 
 def _describe(

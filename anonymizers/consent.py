@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from functools import partial
 from typing import Final, NamedTuple
 
@@ -39,6 +40,7 @@ _RECORD_KEYS: Final = frozenset(
     {"subject_type", "subject_id", "action", "purposes", "requested_at"}
 )
 SECRET_BYTES: Final = 32
+_SUBJECT_NAMES: Final = frozenset(SUBJECT_FIELDS)
 DIGEST_MEMO_SIZE: Final = 65_536
 """Digests the gate remembers per subject type (raw id -> digest), so a returning subject
 skips BLAKE2b."""
@@ -177,14 +179,14 @@ class ConsentGate:
         self._honour_dnt = config.honour_dnt
         self._require_signal = config.require_consent_signal
         self._flags = self._state.flags_by_digest()
-        self._digest_memos = tuple(
-            Memo(partial(self._state.digest, name), max_size=DIGEST_MEMO_SIZE)
+        self._digest_memos = {
+            name: Memo(partial(self._state.digest, name), max_size=DIGEST_MEMO_SIZE)
             for name in SUBJECT_FIELDS
-        )
+        }
 
     def digest_memos(self) -> dict[str, Memo[str, int]]:
         """The digest memo of each subject type (for cache statistics)."""
-        return dict(zip(SUBJECT_FIELDS, self._digest_memos, strict=True))
+        return dict(self._digest_memos)
 
     @property
     def state(self) -> ConsentState:
@@ -192,20 +194,22 @@ class ConsentGate:
         return self._state
 
     def __call__(self, event: Mapping[str, object]) -> str | None:
-        get = event.get
-        return self.check(event, tuple(map(get, SUBJECT_FIELDS)))
+        return self.check(event, _SUBJECT_NAMES.intersection(event))
 
-    def check(self, event: Mapping[str, object], subject_ids: Sequence[object]) -> str | None:
-        """The drop reason for `event` whose `SUBJECT_FIELDS` values are `subject_ids`."""
+    def check(self, event: Mapping[str, object], present: AbstractSet[str]) -> str | None:
+        """The drop reason for `event`, whose identifier fields are exactly `present`."""
         get = event.get
         if get("age_under_16") is True:
             return reasons.UNDER_16
         flags = self._flags
-        if flags:
+        if flags and present:
             worst = 0
-            for value, digests in zip(subject_ids, self._digest_memos, strict=False):
-                if isinstance(value, str) and value:
-                    worst |= flags.get(digests[value], 0)
+            for name in present:
+                digests = self._digest_memos.get(name)
+                if digests is not None:
+                    value = event[name]
+                    if isinstance(value, str) and value:
+                        worst |= flags.get(digests[value], 0)
             if worst:
                 if worst & CHILD_BIT:
                     return reasons.CHILD

@@ -13,10 +13,11 @@ computed before the IP is dropped. No identifier and no usable IP means no subje
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Final, NamedTuple
 
-from anonymizers.fields import IDENTIFIER_FIELDS
+from anonymizers.fields import IDENTIFIER_FIELDS, SUBJECT_FIELDS
 from anonymizers.ip import ParsedIp
 from anonymizers.keys import EpochKey
 from anonymizers.memo import Memo
@@ -61,9 +62,7 @@ class Pseudonymizer:
     """
 
     def __init__(self, config: IdentifiersConfig, *, kept: frozenset[str] = frozenset()) -> None:
-        self._order = tuple(
-            (IDENTIFIER_FIELDS.index(name), name, _id_prefix(name)) for name in config.subject_order
-        )
+        self._order = tuple((name, _id_prefix(name)) for name in config.subject_order)
         self._cookieless = config.cookieless_visitor
         self._kept = tuple(
             (name, _id_prefix(name))
@@ -72,7 +71,7 @@ class Pseudonymizer:
         )
         # The memos of the last key used, so each event skips `memo_for`.
         self._bound: EpochKey | None = None
-        self._order_memos: tuple[tuple[int, str, Memo[str, str]], ...] = ()
+        self._order_memos: tuple[tuple[str, Memo[str, str]], ...] = ()
         self._visitor_memo: Memo[str, str] | None = None
 
     @property
@@ -82,55 +81,53 @@ class Pseudonymizer:
 
     def find_subject(
         self,
-        ids: Sequence[object],
+        event: Mapping[str, object],
+        present: AbstractSet[str],
         key: EpochKey,
         *,
         ip_text: str | None,
         day: str,
-        user_agent: object,
     ) -> tuple[str, str] | None:
-        """(pseudonym, source) of the subject, or None when there is none.
+        """(pseudonym, source) of the event's subject, or None when it has none.
 
-        `ids` holds the event's values of `IDENTIFIER_FIELDS`, in that order; `ip_text` is
-        the canonical text of its parsed IP (None: no usable IP).
+        `present` is the set of identifier fields the event has (`frozenset(IDENTIFIER_FIELDS)
+        .intersection(event)`: no more, no fewer); `ip_text` is the canonical text of its parsed IP (None: no usable IP).
         """
         if key is not self._bound:
             self._bind(key)
-        for index, name, memo in self._order_memos:
-            value = ids[index]
-            if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH:
-                return memo[value], name
+        if present:
+            for name, memo in self._order_memos:
+                if name in present:
+                    value = event[name]
+                    if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH:
+                        return memo[value], name
         if self._cookieless and ip_text is not None and self._visitor_memo is not None:
+            user_agent = event.get("user_agent")
             ua_text = user_agent if isinstance(user_agent, str) else ""
             return self._visitor_memo[f"{day}:{ip_text}\x00{ua_text}"], "visitor"
         return None
-
-    def memos(self) -> dict[str, Memo[str, str]]:
-        """The pseudonym memos of the last key used, by source (for cache statistics)."""
-        memos = {name: memo for _, name, memo in self._order_memos}
-        if self._visitor_memo is not None:
-            memos["visitor"] = self._visitor_memo
-        return memos
-
-    def _bind(self, key: EpochKey) -> None:
-        self._order_memos = tuple(
-            (index, name, key.memo_for(prefix)) for index, name, prefix in self._order
-        )
-        self._visitor_memo = key.memo_for(_VISITOR_PREFIX)
-        self._bound = key
 
     def subject(
         self, event: Mapping[str, object], key: EpochKey, *, ip: ParsedIp | None, day: str
     ) -> Subject | None:
         """The event's subject, or None when it has none (then it is dropped)."""
+        present = _SUBJECT_NAMES.intersection(event)
         found = self.find_subject(
-            tuple(map(event.get, IDENTIFIER_FIELDS)),
-            key,
-            ip_text=None if ip is None else ip.text,
-            day=day,
-            user_agent=event.get("user_agent"),
+            event, present, key, ip_text=None if ip is None else ip.text, day=day
         )
         return None if found is None else Subject(*found)
+
+    def memos(self) -> dict[str, Memo[str, str]]:
+        """The pseudonym memos of the last key used, by source (for cache statistics)."""
+        memos = dict(self._order_memos)
+        if self._visitor_memo is not None:
+            memos["visitor"] = self._visitor_memo
+        return memos
+
+    def _bind(self, key: EpochKey) -> None:
+        self._order_memos = tuple((name, key.memo_for(prefix)) for name, prefix in self._order)
+        self._visitor_memo = key.memo_for(_VISITOR_PREFIX)
+        self._bound = key
 
     def identifiers(self, event: Mapping[str, object], key: EpochKey) -> dict[str, str]:
         """Pseudonyms of the identifiers the output keeps, by field name."""
@@ -147,3 +144,4 @@ def _id_prefix(id_type: str) -> str:
 
 
 _VISITOR_PREFIX: Final = f"{VISITOR_DOMAIN}:"
+_SUBJECT_NAMES: Final = frozenset(SUBJECT_FIELDS)
