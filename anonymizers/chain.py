@@ -447,11 +447,16 @@ class Pipeline:
         fields: dict[str, Any] = {}
         located = False
         if self._geo_fields and ip is not None:
-            outcome = self._ip(ip)
-            located = outcome.country is not None
-            for name, value in zip(_GEO_FIELDS, outcome, strict=True):
-                if value is not None and name in self._geo_fields:
-                    fields[name] = value
+            country, region, city, prefix = self._ip(ip)
+            located = country is not None
+            found = (
+                ("country", country),
+                ("region", region),
+                ("city", city),
+                ("ip_prefix", prefix),
+            )
+            wanted = self._geo_fields
+            fields = {name: value for name, value in found if value is not None and name in wanted}
         # The echo guard looks for the address as sent and in canonical form.
         texts = [raw_ip.strip()]
         if ip is not None and ip.text != texts[0]:

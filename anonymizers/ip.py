@@ -123,7 +123,8 @@ def _record_to_result(record: Any) -> GeoResult:
         region = code if isinstance(code, str) else _english(names)
     city = record.get("city")
     city_name = _english(city.get("names")) if isinstance(city, dict) else None
-    return GeoResult(country_code if isinstance(country_code, str) else None, region, city_name)
+    country_text = country_code if isinstance(country_code, str) else None
+    return _new_tuple(GeoResult, (country_text, region, city_name))
 
 
 def _english(names: object) -> str | None:
@@ -272,7 +273,7 @@ class IpAnonymizer:
                 if granularity == "city":
                     city = found.city
         prefix = self._prefix(ip) if self._keep_prefix else None
-        return IpOutcome(country, region, city, prefix)
+        return _new_tuple(IpOutcome, (country, region, city, prefix))
 
     def _prefix(self, ip: ParsedIp) -> str:
         prefix = self._ipv4_prefix if ip.version == 4 else self._ipv6_prefix

@@ -90,8 +90,9 @@ class Pseudonymizer:
     ) -> tuple[str, str] | None:
         """(pseudonym, source) of the event's subject, or None when it has none.
 
-        `present` is the set of identifier fields the event has (`frozenset(IDENTIFIER_FIELDS)
-        .intersection(event)`: no more, no fewer); `ip_text` is the canonical text of its parsed IP (None: no usable IP).
+        `present` is the set of identifier fields the event has, no more, no fewer
+        (`frozenset(IDENTIFIER_FIELDS).intersection(event)`); `ip_text` is the canonical
+        text of its parsed IP (None: no usable IP).
         """
         if key is not self._bound:
             self._bind(key)
