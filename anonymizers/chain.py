@@ -76,7 +76,6 @@ _IDENTIFIER_NAMES: Final = frozenset(IDENTIFIER_FIELDS)
 _GEO_FIELDS: Final = ("country", "region", "city", "ip_prefix")
 _DEVICE_FIELDS: Final = ("browser", "browser_major", "os", "os_major", "hardware")
 _CONTEXT_FIELDS: Final = (*_DEVICE_FIELDS, "language", "time_on_page_ms")
-_NOTHING: Final[dict[str, Any]] = {}
 
 
 class Anonymized(NamedTuple):
@@ -107,9 +106,12 @@ _INVALID: Final = _DROPPED[reasons.INVALID_EVENT]
 _NO_KEY: Final = _DROPPED[reasons.NO_KEY]
 _NO_SUBJECT: Final = _DROPPED[reasons.NO_SUBJECT]
 
-# What the chain caches per raw value (each a pure function of that value and the policy):
+# What the chain caches per raw value (each a pure function of that value and the policy;
+# never None). The many are tuples of strings, numbers and tuples only, which the garbage
+# collector stops tracking (see anonymizers.memo): output fields as (name, value) pairs;
+_Fields = tuple[tuple[str, Any], ...]
 # IP text -> (canonical text or None if malformed, output geo fields, echo needles, located);
-_IpEntry = tuple[str | None, dict[str, Any], tuple[str, ...], bool]
+_IpEntry = tuple[str | None, _Fields, tuple[str, ...], bool]
 # URL -> (scrubbed URL, its host, echo haystack);
 _UrlEntry = tuple[str | None, str | None, str]
 # referrer URL -> (host, named by urls.internal_hosts, echo haystack);
@@ -213,11 +215,9 @@ class Pipeline:
         self.allowlist = Allowlist(policy.output)
         wanted = self.allowlist.names
         self.gate = ConsentGate(policy.consent, consent)
-        self._gate_check = self.gate.check
         self._time = _EventTime(keys.rotation_seconds)
         self._pseudonyms = Pseudonymizer(policy.identifiers, kept=wanted)
         self._keeps_identifiers = self._pseudonyms.keeps_identifiers
-        self._find_subject = self._pseudonyms.find_subject
         self._geo_fields = tuple(name for name in _GEO_FIELDS if name in wanted)
         self._ip = IpAnonymizer(policy.geo, geo)
         self._geo = geo
@@ -247,9 +247,16 @@ class Pipeline:
             self._device_entry, max_size=_CONTEXT_CACHE_SIZE
         )
         self._want_language = "language" in wanted
-        self._languages: Memo[str, str | None] = Memo(
-            self._context.language, max_size=_CONTEXT_CACHE_SIZE
+        self._languages: Memo[str, dict[str, Any]] = Memo(
+            self._language_entry, max_size=_CONTEXT_CACHE_SIZE
         )
+        # The memos' dicts, read directly on the hot path (see anonymizers.memo).
+        self._ip_table = self._ips.table
+        self._url_table = self._url_entries.table
+        self._referrer_table = self._referrer_entries.table
+        self._search_table = self._search_entries.table
+        self._device_table = self._devices.table
+        self._language_table = self._languages.table
         self._want_time_on_page = "time_on_page_ms" in wanted
         self._time_on_page_max = policy.context.time_on_page_max_ms
 
@@ -280,9 +287,8 @@ class Pipeline:
         key_for_epoch = self._keys.key_for_epoch
         results: list[Outcome] = []
         append = results.append
-        run = self._run
         for event in events:
-            append(run(event if type(event) is dict else dict(event), keys, key_for_epoch))
+            append(self._run(event if type(event) is dict else dict(event), keys, key_for_epoch))
         return results
 
     def cache_stats(self) -> dict[str, tuple[int, int, int]]:
@@ -318,7 +324,7 @@ class Pipeline:
         # The identifier fields present (usually one, often none): the gate, the subject and
         # the echo guard loop over these only.
         present = _IDENTIFIER_NAMES.intersection(event)
-        reason = self._gate_check(event, present)
+        reason = self.gate.check(event, present)
         if reason is not None:
             return _DROPPED[reason]
         event_type = event.get("event_type")
@@ -336,10 +342,13 @@ class Pipeline:
             return _NO_KEY
         raw_ip = event.get("ip")
         if isinstance(raw_ip, str):
-            ip_text, ip_fields, needles, located = self._ips[raw_ip]
+            ip_entry = self._ip_table.get(raw_ip)
+            if ip_entry is None:
+                ip_entry = self._ips.miss(raw_ip)
+            ip_text, ip_fields, needles, located = ip_entry
         else:
-            ip_text, ip_fields, needles, located = None, _NOTHING, (), False
-        found = self._find_subject(event, present, key, ip_text=ip_text, day=day)
+            ip_text, ip_fields, needles, located = None, (), (), False
+        found = self._pseudonyms.find_subject(event, present, key, ip_text=ip_text, day=day)
         if found is None:
             return _NO_SUBJECT
         subject = found[0]
@@ -361,7 +370,10 @@ class Pipeline:
         if self._want_page_host:
             page = event.get("page_url")
             if isinstance(page, str):
-                page_url, page_host, haystack = self._url_entries[page]
+                url_entry = self._url_table.get(page)
+                if url_entry is None:
+                    url_entry = self._url_entries.miss(page)
+                page_url, page_host, haystack = url_entry
                 if page_url is not None and self._want_page:
                     out["page_url"] = page_url
                 else:
@@ -369,7 +381,10 @@ class Pipeline:
         if self._want_referrer:
             referrer = event.get("referrer_url")
             if isinstance(referrer, str):
-                host, configured_internal, referrer_hay = self._referrer_entries[referrer]
+                referrer_entry = self._referrer_table.get(referrer)
+                if referrer_entry is None:
+                    referrer_entry = self._referrer_entries.miss(referrer)
+                host, configured_internal, referrer_hay = referrer_entry
                 if host is not None:
                     if self._want_referrer_host:
                         out["referrer_host"] = host
@@ -379,7 +394,10 @@ class Pipeline:
         if self._want_link:
             link = event.get("link_url")
             if isinstance(link, str):
-                link_url, _, link_hay = self._url_entries[link]
+                url_entry = self._url_table.get(link)
+                if url_entry is None:
+                    url_entry = self._url_entries.miss(link)
+                link_url, _, link_hay = url_entry
                 if link_url is not None:
                     out["link_url"] = link_url
                     haystack = f"{haystack}\x00{link_hay}"
@@ -387,7 +405,10 @@ class Pipeline:
         if self._want_search:
             terms = event.get("search_terms")
             if isinstance(terms, str):
-                clean_terms, search_action, search_hay = self._search_entries[terms]
+                search_entry = self._search_table.get(terms)
+                if search_entry is None:
+                    search_entry = self._search_entries.miss(terms)
+                clean_terms, search_action, search_hay = search_entry
                 if clean_terms is not None:
                     out["search_terms"] = clean_terms
                     haystack = f"{haystack}\x00{search_hay}"
@@ -399,7 +420,10 @@ class Pipeline:
             ):
                 user_agent = event.get("user_agent")
                 if isinstance(user_agent, str) and user_agent:
-                    out.update(self._devices[user_agent])
+                    device = self._device_table.get(user_agent)
+                    if device is None:
+                        device = self._devices.miss(user_agent)
+                    out.update(device)
             else:
                 # App SDK fields override the user agent: rare, not memoised.
                 context = self._context(event)
@@ -410,9 +434,10 @@ class Pipeline:
         if self._want_language:
             language = event.get("browser_language")
             if isinstance(language, str):
-                primary = self._languages[language]
-                if primary is not None:
-                    out["language"] = primary
+                primary = self._language_table.get(language)
+                if primary is None:
+                    primary = self._languages.miss(language)
+                out.update(primary)
         if self._want_time_on_page:
             time_on_page = event.get("time_on_page_ms")
             if time_on_page is not None:
@@ -444,7 +469,7 @@ class Pipeline:
     # ---------------------------------------------------------------- memoised per raw value
     def _ip_entry(self, raw_ip: str) -> _IpEntry:
         ip = parse_ip(raw_ip)
-        fields: dict[str, Any] = {}
+        fields: _Fields = ()
         located = False
         if self._geo_fields and ip is not None:
             country, region, city, prefix = self._ip(ip)
@@ -456,7 +481,7 @@ class Pipeline:
                 ("ip_prefix", prefix),
             )
             wanted = self._geo_fields
-            fields = {name: value for name, value in found if value is not None and name in wanted}
+            fields = tuple((n, v) for n, v in found if v is not None and n in wanted)
         # The echo guard looks for the address as sent and in canonical form.
         texts = [raw_ip.strip()]
         if ip is not None and ip.text != texts[0]:
@@ -480,13 +505,15 @@ class Pipeline:
         haystack = "" if outcome.terms is None else echo_haystack(outcome.terms)
         return outcome.terms, outcome.action, haystack
 
+    # User agents and languages are few: their fields stay dicts (a faster `update`).
     def _device_entry(self, user_agent: str) -> dict[str, Any]:
         device = self._context.device(user_agent)
-        return {
-            name: value
-            for name in self._device_fields
-            if (value := getattr(device, name)) is not None
-        }
+        found = ((name, getattr(device, name)) for name in self._device_fields)
+        return {name: value for name, value in found if value is not None}
+
+    def _language_entry(self, raw_language: str) -> dict[str, Any]:
+        primary = self._context.language(raw_language)
+        return {} if primary is None else {"language": primary}
 
 
 def _in_field_order(names: AbstractSet[str]) -> list[str]:

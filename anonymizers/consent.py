@@ -209,7 +209,10 @@ class ConsentGate:
                 if digests is not None:
                     value = event[name]
                     if isinstance(value, str) and value:
-                        worst |= flags.get(digests[value], 0)
+                        digest = digests.table.get(value)
+                        if digest is None:
+                            digest = digests.miss(value)
+                        worst |= flags.get(digest, 0)
             if worst:
                 if worst & CHILD_BIT:
                     return reasons.CHILD

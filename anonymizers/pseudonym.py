@@ -101,11 +101,19 @@ class Pseudonymizer:
                 if name in present:
                     value = event[name]
                     if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH:
-                        return memo[value], name
-        if self._cookieless and ip_text is not None and self._visitor_memo is not None:
+                        pseudonym = memo.table.get(value)
+                        if pseudonym is None:
+                            pseudonym = memo.miss(value)
+                        return pseudonym, name
+        visitor = self._visitor_memo
+        if self._cookieless and ip_text is not None and visitor is not None:
             user_agent = event.get("user_agent")
             ua_text = user_agent if isinstance(user_agent, str) else ""
-            return self._visitor_memo[f"{day}:{ip_text}\x00{ua_text}"], "visitor"
+            message = f"{day}:{ip_text}\x00{ua_text}"
+            pseudonym = visitor.table.get(message)
+            if pseudonym is None:
+                pseudonym = visitor.miss(message)
+            return pseudonym, "visitor"
         return None
 
     def subject(
