@@ -136,7 +136,8 @@ class _EventTime:
         # "YYYY-MM-DDTHH:MM:" (UTC) -> (unix seconds of the minute, day, epoch of the minute)
         self._fast: dict[str, tuple[int, str, int]] = {}
 
-    def __call__(self, raw: object) -> tuple[int, str, str] | None:
+    def read(self, raw: object) -> tuple[int, str, str] | None:
+        """(epoch, UTC text to the second, UTC day) of `raw`, None when unusable."""
         if not isinstance(raw, str):
             return None
         known = self._fast.get(raw[:17])
@@ -330,7 +331,7 @@ class Pipeline:
         event_type = event.get("event_type")
         if not isinstance(event_type, str) or event_type not in _EVENT_TYPES:
             return _INVALID
-        when = self._time(event.get("occurred_at"))
+        when = self._time.read(event.get("occurred_at"))
         if when is None:
             return _INVALID
         epoch, occurred_at, day = when

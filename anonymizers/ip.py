@@ -12,7 +12,6 @@ allows (country, region, city, ip_prefix); the address itself never reaches the 
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Any, Final, NamedTuple
 
 import maxminddb
@@ -35,9 +34,6 @@ CACHE_LEVELS: Final[dict[int, tuple[int, ...]]] = {
 """Prefix lengths the geolocation cache keys networks by, finest first, per IP version."""
 
 _IPV4_CHARS: Final = frozenset("0123456789.")
-# Four octets 0-255 of ASCII digits without a leading zero (010 is octal to some parsers).
-_OCTET: Final = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4_RE: Final = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 # NamedTuple construction without its Python-level __new__ (on every new address).
 _new_tuple: Final = tuple.__new__
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
@@ -63,11 +59,21 @@ _UNKNOWN: Final = GeoResult(None, None, None)
 
 
 def _parse_ipv4(text: str) -> ParsedIp | None:
-    match = _IPV4_RE.fullmatch(text)
-    if match is None:
+    """Four dot-separated octets 0-255 (`text` holds only ASCII digits and dots)."""
+    parts = text.split(".")
+    if len(parts) != 4:
         return None
-    a, b, c, d = match.groups()
-    return _new_tuple(ParsedIp, (4, int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d), text))
+    value = 0
+    for part in parts:
+        # 1-3 digits, no leading zero (010 is octal to some parsers, decimal to others).
+        size = len(part)
+        if size == 0 or size > 3 or (size > 1 and part[0] == "0"):
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return _new_tuple(ParsedIp, (4, value, text))
 
 
 def parse_ip(raw: object) -> ParsedIp | None:
