@@ -14,7 +14,10 @@ imported instead of them, so later edits of those files would silently not run.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from setuptools import setup
@@ -29,6 +32,19 @@ COMPILED_MODULES = [
     "anonymizers/pseudonym.py",
 ]
 MYPYC_REQUIREMENT = "mypy==2.4.1"  # the dev dependency's version: one type checker, one compiler
+# mypyc type-checks what the compiled modules import: those libraries must be present in
+# the build environment, at the versions pyproject.toml pins.
+TYPED_IMPORTS = {"maxminddb", "numpy", "pydantic"}
+
+
+def _build_requirements() -> list[str]:
+    project = tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text())["project"]
+    pinned = [
+        requirement
+        for requirement in project["dependencies"]
+        if re.split(r"[=<>~! \[]", requirement, maxsplit=1)[0] in TYPED_IMPORTS
+    ]
+    return [MYPYC_REQUIREMENT, *pinned]
 
 
 def _compiled_build() -> dict[str, Any]:
@@ -44,9 +60,9 @@ def _compiled_build() -> dict[str, Any]:
     except ImportError:
         # First pass of a PEP 517 build: setuptools hands setup_requires to pip as build
         # requirements, then runs this file again with mypyc importable.
-        return {"setup_requires": [MYPYC_REQUIREMENT]}
+        return {"setup_requires": _build_requirements()}
     return {
-        "setup_requires": [MYPYC_REQUIREMENT],
+        "setup_requires": _build_requirements(),
         "ext_modules": mypycify(COMPILED_MODULES, opt_level="3"),
     }
 
