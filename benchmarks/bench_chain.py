@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+import anonymizers.chain as chain_module
 from anonymizers.chain import Anonymized, Outcome, Pipeline
 from anonymizers.consent import ConsentState
 from anonymizers.fields import SUBJECT_FIELDS
@@ -271,6 +272,8 @@ def main() -> None:
         f"emitted), after a warm-up of {args.warmup:,}; batches of {batch}; "
         f"geo: {geo_path.name if geo_path else 'none'}; events/s of CPU time on one core"
     )
+    compiled = Path(chain_module.__file__ or "").suffix != ".py"
+    print(f"chain: {'compiled with mypyc (setup.py)' if compiled else 'pure Python'}")
     print(
         f"{'cold chain alone (fresh caches, ' + format(args.cold, ',') + ' events):':44s}{cold:10,.0f}"
     )
