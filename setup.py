@@ -28,6 +28,7 @@ COMPILED_MODULES = [
     "anonymizers/consent.py",
     "anonymizers/geoindex.py",
     "anonymizers/ip.py",
+    "anonymizers/keys.py",
     "anonymizers/memo.py",
     "anonymizers/pseudonym.py",
 ]

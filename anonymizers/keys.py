@@ -17,10 +17,22 @@ import hashlib
 import secrets
 import threading
 from collections.abc import Mapping
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 from anonymizers.exceptions import KeyMaterialError
+from anonymizers.keyprovider import KeyProvider
 from anonymizers.memo import Memo, bounded_put
+
+__all__ = [
+    "DEFAULT_MEMO_SIZE",
+    "KEY_BYTES",
+    "PSEUDONYM_BYTES",
+    "EpochKey",
+    "GeneratedKeyProvider",
+    "KeyProvider",
+    "StaticKeyProvider",
+    "epoch_of",
+]
 
 KEY_BYTES: Final = 32
 """Size of an epoch key in bytes (256 bits)."""
@@ -40,6 +52,10 @@ def epoch_of(unix_seconds: float, rotation_seconds: int) -> int:
 _BLOCK_BYTES: Final = 64
 """SHA-256 block size: HMAC pads the key to it (RFC 2104)."""
 _URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+# Byte tables XORing with HMAC's ipad and opad constants (bytearray.translate keeps the
+# padded keys in zeroable buffers).
+_IPAD: Final = bytes(b ^ 0x36 for b in range(256))
+_OPAD: Final = bytes(b ^ 0x5C for b in range(256))
 _PSEUDONYM_CHARS: Final = 22
 
 
@@ -52,8 +68,8 @@ def _hashed_pads(material: bytearray) -> tuple[hashlib._Hash, hashlib._Hash]:
     against `hmac`.
     """
     padded = bytearray(material) + bytearray(_BLOCK_BYTES - len(material))
-    inner_key = bytearray(b ^ 0x36 for b in padded)
-    outer_key = bytearray(b ^ 0x5C for b in padded)
+    inner_key = padded.translate(_IPAD)
+    outer_key = padded.translate(_OPAD)
     pads = hashlib.sha256(inner_key), hashlib.sha256(outer_key)
     for buffer in (padded, inner_key, outer_key):
         buffer[:] = bytes(len(buffer))
@@ -103,7 +119,7 @@ class EpochKey:
         state = "destroyed" if self._pads is None else "live"
         return f"EpochKey(epoch={self.epoch}, {state})"
 
-    __str__ = __repr__
+    # str() falls back to __repr__: never the material either.
 
     @property
     def destroyed(self) -> bool:
@@ -162,20 +178,6 @@ class EpochKey:
             for memo in self._memos.values():
                 memo.clear()
             self._memos.clear()
-
-
-@runtime_checkable
-class KeyProvider(Protocol):
-    """Where the chain gets the key of an epoch.
-
-    `rotation_seconds` is the epoch length; `key_for_epoch` returns `None` when no key
-    exists (not yet shared, or destroyed after retention): the event is then dropped.
-    """
-
-    @property
-    def rotation_seconds(self) -> int: ...
-
-    def key_for_epoch(self, epoch: int) -> EpochKey | None: ...
 
 
 class StaticKeyProvider:
