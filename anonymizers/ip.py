@@ -56,6 +56,7 @@ class GeoResult(NamedTuple):
 
 
 _UNKNOWN: Final = GeoResult(None, None, None)
+_Place = tuple[str | None, ...]
 
 
 def _parse_ipv4(text: str) -> ParsedIp | None:
@@ -178,11 +179,12 @@ class GeoLookup:
             if index
             else None
         )
-        # Record pointer -> result (IPv4 with the index).
-        self._records: dict[int, GeoResult] = {}
+        # Results are cached as plain tuples, which the garbage collector stops tracking
+        # (a NamedTuple it tracks for ever): record pointer -> result (IPv4 with the index);
+        self._records: dict[int, _Place] = {}
         # (version, prefix length, address >> host bits) -> result; prefix 32 or 128 for
         # addresses cached one by one.
-        self._cache: dict[tuple[int, int, int], GeoResult] = {}
+        self._cache: dict[tuple[int, int, int], _Place] = {}
         self._cache_size = cache_size
         self.lookups = 0
         """Records read from the database (cache misses)."""
@@ -197,27 +199,27 @@ class GeoLookup:
             pointer = self._index(value)
             if pointer is None:
                 return _UNKNOWN
-            result = self._records.get(pointer)
-            if result is None:
-                result = self._lookup(ip)[0]
+            place = self._records.get(pointer)
+            if place is None:
+                place = tuple(self._lookup(ip)[0])
                 if self._cache_size:
-                    bounded_put(self._records, pointer, result, max_size=self._cache_size)
-            return result
+                    bounded_put(self._records, pointer, place, max_size=self._cache_size)
+            return _new_tuple(GeoResult, place)
         bits = 32 if version == 4 else 128
         cache = self._cache
         for level in CACHE_LEVELS[version]:
             cached = cache.get((version, level, value >> (bits - level)))
             if cached is not None:
-                return cached
+                return _new_tuple(GeoResult, cached)
         cached = cache.get((version, bits, value))
         if cached is not None:
-            return cached
+            return _new_tuple(GeoResult, cached)
         result, prefix_len = self._lookup(ip)
         if self._cache_size:
             # The widest level inside the database's network; the address alone if none is.
             level = next((lv for lv in reversed(CACHE_LEVELS[version]) if lv >= prefix_len), bits)
             key = (version, level, value >> (bits - level))
-            bounded_put(cache, key, result, max_size=self._cache_size)
+            bounded_put(cache, key, tuple(result), max_size=self._cache_size)
         return result
 
     def cache_stats(self) -> tuple[int, int, int]:
