@@ -10,7 +10,7 @@ form: a last line of defence behind the URL and search-term scrubbers.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -26,6 +26,22 @@ ECHO_MIN_LENGTH: Final = 4
 def _folded_views(value: str) -> tuple[str, str]:
     folded = value.casefold()
     return folded, (unquote(folded) if "%" in folded else folded)
+
+
+def echo_haystack(value: str) -> str:
+    """What the echo guard searches in `value`: its casefolded views, NUL-joined.
+
+    A needle found in none of a field's views leaves the field unchanged, so a needle absent
+    from every haystack proves the guard has nothing to do (a hit, even a false one across
+    the NUL, only sends the event through the guard itself).
+    """
+    folded, decoded = _folded_views(value)
+    return folded if decoded == folded else f"{folded}\x00{decoded}"
+
+
+def echo_needles(identifiers: Iterable[str]) -> list[str]:
+    """The identifiers the echo guard looks for: casefolded, at least `ECHO_MIN_LENGTH` long."""
+    return [i.casefold() for i in identifiers if len(i) >= ECHO_MIN_LENGTH]
 
 
 def strip_echoes(value: str, needles: Sequence[str]) -> str | None:
@@ -51,17 +67,24 @@ class Allowlist:
     def __init__(self, config: OutputConfig) -> None:
         self.fields: tuple[str, ...] = tuple(config.fields)
         self.names: frozenset[str] = frozenset(config.fields)
-        self._free_text = tuple(f for f in FREE_TEXT_FIELDS if f in self.names)
+        self.free_text: tuple[str, ...] = tuple(f for f in FREE_TEXT_FIELDS if f in self.names)
+        """The allow-listed fields the echo guard checks."""
 
     def __call__(
         self, candidate: Mapping[str, Any], *, identifiers: Sequence[str] = ()
     ) -> tuple[dict[str, Any], list[str]]:
         """The output event, and the free-text fields the echo guard changed or removed."""
         out = {name: candidate[name] for name in self.fields if candidate.get(name) is not None}
+        return out, self.guard(out, echo_needles(identifiers))
+
+    def guard(self, out: dict[str, Any], needles: Sequence[str]) -> list[str]:
+        """Remove `needles` (from `echo_needles`) from `out`'s free-text fields, in place.
+
+        Returns the fields changed or removed (removed when an echo survives replacement).
+        """
         touched: list[str] = []
-        needles = [i.casefold() for i in identifiers if len(i) >= ECHO_MIN_LENGTH]
         if needles:
-            for name in self._free_text:
+            for name in self.free_text:
                 value = out.get(name)
                 if isinstance(value, str):
                     cleaned = strip_echoes(value, needles)
@@ -71,4 +94,4 @@ class Allowlist:
                             del out[name]
                         else:
                             out[name] = cleaned
-        return out, touched
+        return touched

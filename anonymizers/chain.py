@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 from anonymizers import reasons
-from anonymizers.allowlist import Allowlist
+from anonymizers.allowlist import ECHO_MIN_LENGTH, Allowlist, echo_haystack, echo_needles
 from anonymizers.consent import ConsentGate, ConsentState
-from anonymizers.context import ContextAnonymizer
+from anonymizers.context import ContextAnonymizer, clamp_time_on_page
 from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
-from anonymizers.ip import GeoLookup, IpAnonymizer, IpOutcome, ParsedIp, parse_ip
-from anonymizers.keys import KeyProvider
+from anonymizers.ip import GeoLookup, IpAnonymizer, parse_ip
+from anonymizers.keys import EpochKey, KeyProvider
+from anonymizers.memo import Memo, bounded_put
 from anonymizers.policy import Policy
 from anonymizers.pseudonym import Pseudonymizer
 from anonymizers.search_terms import SearchTermScrubber
@@ -63,10 +65,17 @@ RAW_FIELDS: Final = frozenset(
 
 _TIME_CACHE_SIZE: Final = 65_536
 _IP_CACHE_SIZE: Final = 65_536
+_URL_CACHE_SIZE: Final = 65_536
+_SEARCH_CACHE_SIZE: Final = 65_536
+_CONTEXT_CACHE_SIZE: Final = 16_384
 _RFC3339: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
 _EVENT_TYPES: Final = frozenset(EVENT_TYPES)
+_IDENTIFIER_NAMES: Final = frozenset(IDENTIFIER_FIELDS)
+_GEO_FIELDS: Final = ("country", "region", "city", "ip_prefix")
+_DEVICE_FIELDS: Final = ("browser", "browser_major", "os", "os_major", "hardware")
+_CONTEXT_FIELDS: Final = (*_DEVICE_FIELDS, "language", "time_on_page_ms")
 
 
 class Anonymized(NamedTuple):
@@ -89,38 +98,70 @@ class Dropped(NamedTuple):
 
 
 Outcome = Anonymized | Dropped
+# What Anonymized(...) does without its Python-level __new__ (a third of a microsecond).
+_new_tuple: Final = tuple.__new__
+# Outcomes are immutable: one Dropped per reason serves every event.
+_DROPPED: Final = {reason: Dropped(reason) for reason in reasons.ALL}
+_INVALID: Final = _DROPPED[reasons.INVALID_EVENT]
+_NO_KEY: Final = _DROPPED[reasons.NO_KEY]
+_NO_SUBJECT: Final = _DROPPED[reasons.NO_SUBJECT]
+
+# What the chain caches per raw value (each a pure function of that value and the policy;
+# never None). The many are tuples of strings, numbers and tuples only, which the garbage
+# collector stops tracking (see anonymizers.memo): output fields as (name, value) pairs;
+_Fields = tuple[tuple[str, Any], ...]
+# IP text -> (canonical text or None if malformed, output geo fields, echo needles, located);
+_IpEntry = tuple[str | None, _Fields, tuple[str, ...], bool]
+# URL -> (scrubbed URL, its host, echo haystack);
+_UrlEntry = tuple[str | None, str | None, str]
+# referrer URL -> (host, named by urls.internal_hosts, echo haystack);
+_ReferrerEntry = tuple[str | None, bool, str]
+# search terms -> (output terms, action for reports, echo haystack).
+_SearchEntry = tuple[str | None, str | None, str]
 
 
 class _EventTime:
-    """RFC 3339 text to (unix seconds, UTC text to the second, UTC day); cached per minute."""
+    """RFC 3339 text to (epoch, UTC text to the second, UTC day); cached per minute.
 
-    def __init__(self) -> None:
+    The collectors' usual "YYYY-MM-DDTHH:MM:SS[.fff]Z" takes a fast path: its minute is
+    looked up as text and the seconds read directly. Anything else takes the full parser,
+    which also fills the fast path's table (only with minutes it has validated).
+    """
+
+    def __init__(self, rotation_seconds: int) -> None:
+        self._rotation = rotation_seconds
+        # With minute-aligned epochs, the whole minute shares its epoch.
+        self._minute_epochs = rotation_seconds % 60 == 0
         self._minutes: dict[int, tuple[str, str]] = {}
-        # "YYYY-MM-DDTHH:MM" (UTC) -> (unix seconds of the minute, output prefix, day)
-        self._fast: dict[str, tuple[int, str, str]] = {}
+        # "YYYY-MM-DDTHH:MM:" (UTC) -> (unix seconds of the minute, day, epoch of the minute)
+        self._fast: dict[str, tuple[int, str, int]] = {}
 
-    def __call__(self, raw: object) -> tuple[int, str, str] | None:
-        if not isinstance(raw, str) or len(raw) > 64:
+    def read(self, raw: object) -> tuple[int, str, str] | None:
+        """(epoch, UTC text to the second, UTC day) of `raw`, None when unusable."""
+        if not isinstance(raw, str):
             return None
-        # Fast path for the collectors' usual "YYYY-MM-DDTHH:MM:SS[.fff]Z": the minute is
-        # looked up once, the seconds read directly. Anything else takes the full parser.
-        if raw[-1:] == "Z" and len(raw) >= 20 and raw[16] == ":" and raw[10] == "T":
-            seconds_text = raw[17:19]
-            fraction = raw[19:-1]
-            known = self._fast.get(raw[:16])
+        known = self._fast.get(raw[:17])
+        if known is not None:
+            size = len(raw)
+            # Seconds 00-59, then "Z" or a fraction of 1-9 ASCII digits and "Z".
             if (
-                known is not None
-                and seconds_text.isdigit()
-                and seconds_text.isascii()
-                and int(seconds_text) < 60
+                size >= 20
+                and raw[-1] == "Z"
+                and raw[17] in "012345"
+                and raw[18] in "0123456789"
                 and (
-                    not fraction
-                    or (fraction[0] == "." and fraction[1:].isdigit() and fraction.isascii())
+                    size == 20
+                    or (raw[19] == "." and size <= 30 and raw[20:-1].isdigit() and raw.isascii())
                 )
             ):
-                base, prefix, day = known
-                return base + int(seconds_text), f"{prefix}{seconds_text}Z", day
-        if not _RFC3339.match(raw):
+                base, day, epoch = known
+                if not self._minute_epochs:
+                    epoch = (base + int(raw[17:19])) // self._rotation
+                return epoch, raw if size == 20 else raw[:19] + "Z", day
+        return self._parse(raw)
+
+    def _parse(self, raw: str) -> tuple[int, str, str] | None:
+        if len(raw) > 64 or not _RFC3339.match(raw):
             return None
         try:
             moment = datetime.fromisoformat(raw.upper())
@@ -134,13 +175,12 @@ class _EventTime:
         if texts is None:
             start = datetime.fromtimestamp(minute * 60, tz=UTC)
             texts = (start.strftime("%Y-%m-%dT%H:%M:"), start.strftime("%Y-%m-%d"))
-            if len(self._minutes) >= _TIME_CACHE_SIZE:
-                self._minutes.clear()
-                self._fast.clear()
-            self._minutes[minute] = texts
+            bounded_put(self._minutes, minute, texts, max_size=_TIME_CACHE_SIZE)
             if 1 <= start.year <= 9999:
-                self._fast[texts[0][:16]] = (minute * 60, texts[0], texts[1])
-        return seconds, f"{texts[0]}{seconds % 60:02d}Z", texts[1]
+                base = minute * 60
+                known = (base, texts[1], base // self._rotation)
+                bounded_put(self._fast, texts[0], known, max_size=_TIME_CACHE_SIZE)
+        return seconds // self._rotation, f"{texts[0]}{seconds % 60:02d}Z", texts[1]
 
 
 class Pipeline:
@@ -148,6 +188,12 @@ class Pipeline:
 
     Not thread-safe (its caches are plain dicts): use one per worker process, as the
     stream does (one actor per partition).
+
+    The units' results for a raw value (IP, URL, referrer, search terms, user agent,
+    language) are memoised here, already reduced to the allow-listed output fields, so a
+    value seen before costs one dict look-up. Each is a pure function of that value and the
+    policy (`tests/anonymizers/test_memo.py` checks the chain against the plain composition
+    of its units); the memos are bounded and live in process memory only.
     """
 
     def __init__(
@@ -166,37 +212,54 @@ class Pipeline:
             )
         self.policy = policy
         self._keys = keys
-        self._rotation = keys.rotation_seconds
         self._record = record_actions
         self.allowlist = Allowlist(policy.output)
         wanted = self.allowlist.names
         self.gate = ConsentGate(policy.consent, consent)
-        self._time = _EventTime()
+        self._time = _EventTime(keys.rotation_seconds)
         self._pseudonyms = Pseudonymizer(policy.identifiers, kept=wanted)
+        self._keeps_identifiers = self._pseudonyms.keeps_identifiers
+        self._geo_fields = tuple(name for name in _GEO_FIELDS if name in wanted)
         self._ip = IpAnonymizer(policy.geo, geo)
-        # Raw IP text -> (parsed, geolocation): repeated visitors skip parsing and lookup.
-        self._ips: dict[str, tuple[ParsedIp | None, IpOutcome | None]] = {}
-        self._want_ip = bool(wanted & {"country", "region", "city", "ip_prefix"})
-        self._urls = UrlScrubber(policy.urls)
-        self._referrers = ReferrerScrubber(policy.urls)
+        self._geo = geo
+        self._ips: Memo[str, _IpEntry] = Memo(self._ip_entry, max_size=_IP_CACHE_SIZE)
+        # The units below are uncached: their results are memoised here, once.
+        self._urls = UrlScrubber(policy.urls, cache_size=0)
+        self._url_entries: Memo[str, _UrlEntry] = Memo(self._url_entry, max_size=_URL_CACHE_SIZE)
+        self._referrers = ReferrerScrubber(policy.urls, cache_size=0)
+        self._referrer_entries: Memo[str, _ReferrerEntry] = Memo(
+            self._referrer_entry, max_size=_URL_CACHE_SIZE
+        )
         self._want_page = "page_url" in wanted
         self._want_link = "link_url" in wanted
-        self._want_referrer = bool(wanted & {"referrer_host", "referrer_internal"})
+        self._want_referrer_host = "referrer_host" in wanted
+        self._want_referrer_internal = "referrer_internal" in wanted
+        self._want_referrer = self._want_referrer_host or self._want_referrer_internal
+        # The page's host decides whether a referrer is internal.
+        self._want_page_host = self._want_page or self._want_referrer_internal
         self._search = SearchTermScrubber(policy.search_terms)
-        self._want_search = "search_terms" in wanted
-        self._context = ContextAnonymizer(policy.context)
-        self._want_context = bool(
-            wanted
-            & {
-                "browser",
-                "browser_major",
-                "os",
-                "os_major",
-                "hardware",
-                "language",
-                "time_on_page_ms",
-            }
+        self._search_entries: Memo[str, _SearchEntry] = Memo(
+            self._search_entry, max_size=_SEARCH_CACHE_SIZE
         )
+        self._want_search = "search_terms" in wanted
+        self._context = ContextAnonymizer(policy.context, cache_size=0)
+        self._device_fields = tuple(name for name in _DEVICE_FIELDS if name in wanted)
+        self._devices: Memo[str, dict[str, Any]] = Memo(
+            self._device_entry, max_size=_CONTEXT_CACHE_SIZE
+        )
+        self._want_language = "language" in wanted
+        self._languages: Memo[str, dict[str, Any]] = Memo(
+            self._language_entry, max_size=_CONTEXT_CACHE_SIZE
+        )
+        # The memos' dicts, read directly on the hot path (see anonymizers.memo).
+        self._ip_table = self._ips.table
+        self._url_table = self._url_entries.table
+        self._referrer_table = self._referrer_entries.table
+        self._search_table = self._search_entries.table
+        self._device_table = self._devices.table
+        self._language_table = self._languages.table
+        self._want_time_on_page = "time_on_page_ms" in wanted
+        self._time_on_page_max = policy.context.time_on_page_max_ms
 
     @classmethod
     def from_policy(
@@ -216,135 +279,286 @@ class Pipeline:
         return cls(policy, keys=keys, geo=geo, consent=consent, record_actions=record_actions)
 
     def process_batch(self, events: Iterable[Mapping[str, Any]]) -> list[Outcome]:
-        """The outcome of each event, in order."""
-        return [self(event) for event in events]
+        """The outcome of each event, in order.
+
+        The key of an epoch is asked of the key provider once per batch (a batch is one
+        synchronous call: no key can be destroyed during it).
+        """
+        keys: dict[int, EpochKey | None] = {}
+        key_for_epoch = self._keys.key_for_epoch
+        results: list[Outcome] = []
+        append = results.append
+        for event in events:
+            append(self._run(event if type(event) is dict else dict(event), keys, key_for_epoch))
+        return results
+
+    def cache_stats(self) -> dict[str, tuple[int, int, int]]:
+        """(entries, bound, misses) of each cache, by name: what a worker's caches hold.
+
+        Sizes and counts only; never the cached keys or values.
+        """
+        memos: dict[str, Memo[Any, Any]] = {
+            "ip": self._ips,
+            "url": self._url_entries,
+            "referrer": self._referrer_entries,
+            "search_terms": self._search_entries,
+            "user_agent": self._devices,
+            "language": self._languages,
+        }
+        memos.update({f"consent_digest:{n}": m for n, m in self.gate.digest_memos().items()})
+        memos.update({f"pseudonym:{n}": m for n, m in self._pseudonyms.memos().items()})
+        stats = {name: (len(m), m.max_size, m.misses) for name, m in memos.items()}
+        if self._geo is not None:
+            # Misses here are records read from the database, for the IP memo's misses.
+            stats["geo"] = self._geo.cache_stats()
+        return stats
 
     def __call__(self, event: Mapping[str, Any]) -> Outcome:
-        reason = self.gate(event)
-        if reason is not None:
-            return Dropped(reason)
-        event_type = event.get("event_type")
-        if event_type not in _EVENT_TYPES:
-            return Dropped(reasons.INVALID_EVENT)
-        when = self._time(event.get("occurred_at"))
-        if when is None:
-            return Dropped(reasons.INVALID_EVENT)
-        seconds, occurred_at, day = when
-        epoch = seconds // self._rotation
-        key = self._keys.key_for_epoch(epoch)
-        if key is None:
-            return Dropped(reasons.NO_KEY)
-        raw_ip = event.get("ip")
-        ip: ParsedIp | None = None
-        located: IpOutcome | None = None
-        if isinstance(raw_ip, str):
-            cached = self._ips.get(raw_ip)
-            if cached is None:
-                ip = parse_ip(raw_ip)
-                located = self._ip(ip) if self._want_ip else None
-                if len(self._ips) >= _IP_CACHE_SIZE:
-                    self._ips.pop(next(iter(self._ips)), None)
-                self._ips[raw_ip] = (ip, located)
-            else:
-                ip, located = cached
-        subject = self._pseudonyms.subject(event, key, ip=ip, day=day)
-        if subject is None:
-            return Dropped(reasons.NO_SUBJECT)
+        return self.process_batch((event,))[0]
 
-        candidate: dict[str, Any] = {
+    def _run(
+        self,
+        event: dict[str, Any],
+        keys: dict[int, EpochKey | None],
+        key_for_epoch: Callable[[int], EpochKey | None],
+    ) -> Outcome:
+        # The identifier fields present (usually one, often none): the gate, the subject and
+        # the echo guard loop over these only.
+        present = _IDENTIFIER_NAMES.intersection(event)
+        reason = self.gate.check(event, present)
+        if reason is not None:
+            return _DROPPED[reason]
+        event_type = event.get("event_type")
+        if not isinstance(event_type, str) or event_type not in _EVENT_TYPES:
+            return _INVALID
+        when = self._time.read(event.get("occurred_at"))
+        if when is None:
+            return _INVALID
+        epoch, occurred_at, day = when
+        if epoch in keys:
+            key = keys[epoch]
+        else:
+            key = keys[epoch] = key_for_epoch(epoch)
+        if key is None:
+            return _NO_KEY
+        raw_ip = event.get("ip")
+        if isinstance(raw_ip, str):
+            ip_entry = self._ip_table.get(raw_ip)
+            if ip_entry is None:
+                ip_entry = self._ips.miss(raw_ip)
+            ip_text, ip_fields, needles, located = ip_entry
+        else:
+            ip_text, ip_fields, needles, located = None, (), (), False
+        found = self._pseudonyms.find_subject(event, present, key, ip_text=ip_text, day=day)
+        if found is None:
+            return _NO_SUBJECT
+        subject = found[0]
+
+        # Built in the order of the default allowlist; only allow-listed, non-None values.
+        out: dict[str, Any] = {
             "event_type": event_type,
             "occurred_at": occurred_at,
             "epoch": epoch,
-            "subject": subject.pseudonym,
+            "subject": subject,
         }
-        actions: list[str] | None = [f"subject:{subject.source}"] if self._record else None
-        if located is not None:
-            country, region, city, prefix = located
-            candidate["country"] = country
-            candidate["region"] = region
-            candidate["city"] = city
-            candidate["ip_prefix"] = prefix
-        candidate.update(self._pseudonyms.identifiers(event, key))
-        page_url = None
-        if self._want_page or self._want_referrer:
-            page_url = self._urls(event.get("page_url"))
-            candidate["page_url"] = page_url
+        if ip_fields:
+            out.update(ip_fields)
+        if self._keeps_identifiers:
+            out.update(self._pseudonyms.identifiers(event, key))
+        # The echo guard's haystack: the free-text output fields, casefolded.
+        haystack = ""
+        page_host = None
+        if self._want_page_host:
+            page = event.get("page_url")
+            if isinstance(page, str):
+                url_entry = self._url_table.get(page)
+                if url_entry is None:
+                    url_entry = self._url_entries.miss(page)
+                page_url, page_host, haystack = url_entry
+                if page_url is not None and self._want_page:
+                    out["page_url"] = page_url
+                else:
+                    haystack = ""
+        if self._want_referrer:
+            referrer = event.get("referrer_url")
+            if isinstance(referrer, str):
+                referrer_entry = self._referrer_table.get(referrer)
+                if referrer_entry is None:
+                    referrer_entry = self._referrer_entries.miss(referrer)
+                host, configured_internal, referrer_hay = referrer_entry
+                if host is not None:
+                    if self._want_referrer_host:
+                        out["referrer_host"] = host
+                        haystack = f"{haystack}\x00{referrer_hay}"
+                    if self._want_referrer_internal:
+                        out["referrer_internal"] = configured_internal or host == page_host
         if self._want_link:
-            candidate["link_url"] = self._urls(event.get("link_url"))
-        if self._want_referrer and "referrer_url" in event:
-            referrer = self._referrers(event["referrer_url"], page_host=host_of_scrubbed(page_url))
-            candidate["referrer_host"] = referrer.host
-            candidate["referrer_internal"] = referrer.internal
-        search = None
-        if self._want_search and "search_terms" in event:
-            search = self._search(event["search_terms"])
-            candidate["search_terms"] = search.terms
-        if self._want_context:
-            context = self._context(event)
-            candidate["browser"] = context.browser
-            candidate["browser_major"] = context.browser_major
-            candidate["os"] = context.os
-            candidate["os_major"] = context.os_major
-            candidate["hardware"] = context.hardware
-            candidate["language"] = context.language
-            candidate["time_on_page_ms"] = context.time_on_page_ms
-        out, echoed = self.allowlist(candidate, identifiers=_identifier_values(event, raw_ip, ip))
-        if actions is not None:
-            self._describe(actions, event, candidate, out, raw_ip, ip, search, echoed)
-            return Anonymized(out, subject.pseudonym, epoch, tuple(actions))
-        return Anonymized(out, subject.pseudonym, epoch)
-
-    def _describe(
-        self,
-        actions: list[str],
-        event: Mapping[str, Any],
-        candidate: Mapping[str, Any],
-        out: Mapping[str, Any],
-        raw_ip: object,
-        ip: ParsedIp | None,
-        search: Any,
-        echoed: list[str],
-    ) -> None:
-        """What the units did, for preview reports (only when recording actions)."""
-        if raw_ip is not None:
-            if ip is None:
-                actions.append("ip:malformed_dropped")
+            link = event.get("link_url")
+            if isinstance(link, str):
+                url_entry = self._url_table.get(link)
+                if url_entry is None:
+                    url_entry = self._url_entries.miss(link)
+                link_url, _, link_hay = url_entry
+                if link_url is not None:
+                    out["link_url"] = link_url
+                    haystack = f"{haystack}\x00{link_hay}"
+        search_action = None
+        if self._want_search:
+            terms = event.get("search_terms")
+            if isinstance(terms, str):
+                search_entry = self._search_table.get(terms)
+                if search_entry is None:
+                    search_entry = self._search_entries.miss(terms)
+                clean_terms, search_action, search_hay = search_entry
+                if clean_terms is not None:
+                    out["search_terms"] = clean_terms
+                    haystack = f"{haystack}\x00{search_hay}"
+        if self._device_fields:
+            if (
+                event.get("browser") is None
+                and event.get("os") is None
+                and event.get("hardware") is None
+            ):
+                user_agent = event.get("user_agent")
+                if isinstance(user_agent, str) and user_agent:
+                    device = self._device_table.get(user_agent)
+                    if device is None:
+                        device = self._devices.miss(user_agent)
+                    out.update(device)
             else:
-                located = candidate.get("country") is not None
-                actions.append("ip:geolocated" if located else "ip:not_located")
-                actions.append("ip:truncated" if "ip_prefix" in out else "ip:dropped")
-        for name in IDENTIFIER_FIELDS:
-            if name in event:
-                actions.append(f"{name}:{'pseudonymized' if name in out else 'dropped'}")
-        for name in ("page_url", "link_url"):
-            if name in event:
-                actions.append(f"{name}:{'scrubbed' if name in out else 'dropped'}")
-        if "referrer_url" in event:
-            actions.append(
-                "referrer_url:to_host" if "referrer_host" in out else "referrer_url:dropped"
+                # App SDK fields override the user agent: rare, not memoised.
+                context = self._context(event)
+                for name in self._device_fields:
+                    value = getattr(context, name)
+                    if value is not None:
+                        out[name] = value
+        if self._want_language:
+            language = event.get("browser_language")
+            if isinstance(language, str):
+                primary = self._language_table.get(language)
+                if primary is None:
+                    primary = self._languages.miss(language)
+                out.update(primary)
+        if self._want_time_on_page:
+            time_on_page = event.get("time_on_page_ms")
+            if time_on_page is not None:
+                clamped = clamp_time_on_page(time_on_page, maximum_ms=self._time_on_page_max)
+                if clamped is not None:
+                    out["time_on_page_ms"] = clamped
+
+        echoed: list[str] = []
+        if haystack:
+            # The event's own identifiers (see `echo_needles`), then the IP's from the memo.
+            all_needles = []
+            if present:
+                fields = present if len(present) == 1 else _in_field_order(present)
+                for field in fields:
+                    value = event[field]
+                    if isinstance(value, str) and len(value) >= ECHO_MIN_LENGTH:
+                        all_needles.append(value.casefold())
+            all_needles += needles
+            for needle in all_needles:
+                if needle in haystack:
+                    echoed = self.allowlist.guard(out, all_needles)
+                    break
+        if self._record:
+            actions = [f"subject:{found[1]}"]
+            _describe(actions, event, out, raw_ip, ip_text, located, search_action, echoed)
+            return Anonymized(out, subject, epoch, tuple(actions))
+        return _new_tuple(Anonymized, (out, subject, epoch, ()))
+
+    # ---------------------------------------------------------------- memoised per raw value
+    def _ip_entry(self, raw_ip: str) -> _IpEntry:
+        ip = parse_ip(raw_ip)
+        fields: _Fields = ()
+        located = False
+        if self._geo_fields and ip is not None:
+            country, region, city, prefix = self._ip(ip)
+            located = country is not None
+            found = (
+                ("country", country),
+                ("region", region),
+                ("city", city),
+                ("ip_prefix", prefix),
             )
-        if "search_terms" in event:
-            action = search.action if search is not None else None
-            if action is None:
-                action = "normalised" if "search_terms" in out else "dropped"
-            actions.append(f"search_terms:{action}")
-        if "user_agent" in event:
-            actions.append("user_agent:reduced_dropped")
-        value = event.get("time_on_page_ms")
-        if isinstance(value, int | float) and out.get("time_on_page_ms") not in (None, value):
-            actions.append("time_on_page_ms:clamped")
-        for name in echoed:
-            actions.append(f"{name}:identifier_echo_removed")
-        unknown = [name for name in event if name not in RAW_FIELDS]
-        if unknown:
-            actions.extend("unknown_field:dropped" for _ in unknown)
+            wanted = self._geo_fields
+            fields = tuple((n, v) for n, v in found if v is not None and n in wanted)
+        # The echo guard looks for the address as sent and in canonical form.
+        texts = [raw_ip.strip()]
+        if ip is not None and ip.text != texts[0]:
+            texts.append(ip.text)
+        return None if ip is None else ip.text, fields, tuple(echo_needles(texts)), located
+
+    def _url_entry(self, url: str) -> _UrlEntry:
+        scrubbed = self._urls(url)
+        if scrubbed is None:
+            return None, None, ""
+        return scrubbed, host_of_scrubbed(scrubbed), echo_haystack(scrubbed)
+
+    def _referrer_entry(self, referrer: str) -> _ReferrerEntry:
+        host = self._referrers.host(referrer)
+        if host is None:
+            return None, False, ""
+        return host, self._referrers.configured_internal(host), echo_haystack(host)
+
+    def _search_entry(self, terms: str) -> _SearchEntry:
+        outcome = self._search(terms)
+        haystack = "" if outcome.terms is None else echo_haystack(outcome.terms)
+        return outcome.terms, outcome.action, haystack
+
+    # User agents and languages are few: their fields stay dicts (a faster `update`).
+    def _device_entry(self, user_agent: str) -> dict[str, Any]:
+        device = self._context.device(user_agent)
+        found = ((name, getattr(device, name)) for name in self._device_fields)
+        return {name: value for name, value in found if value is not None}
+
+    def _language_entry(self, raw_language: str) -> dict[str, Any]:
+        primary = self._context.language(raw_language)
+        return {} if primary is None else {"language": primary}
 
 
-def _identifier_values(event: Mapping[str, Any], raw_ip: object, ip: ParsedIp | None) -> list[str]:
-    """The event's own identifier strings, for the echo guard."""
-    values = [v for name in IDENTIFIER_FIELDS if isinstance(v := event.get(name), str)]
-    if isinstance(raw_ip, str):
-        values.append(raw_ip.strip())
-        if ip is not None and ip.text != values[-1]:
-            values.append(ip.text)
-    return values
+def _in_field_order(names: AbstractSet[str]) -> list[str]:
+    """`names` in the order of `IDENTIFIER_FIELDS` (the echo guard replaces in that order)."""
+    return [name for name in IDENTIFIER_FIELDS if name in names]
+
+
+def _describe(
+    actions: list[str],
+    event: Mapping[str, Any],
+    out: Mapping[str, Any],
+    raw_ip: object,
+    ip_text: str | None,
+    located: bool,
+    search_action: str | None,
+    echoed: list[str],
+) -> None:
+    """What the units did, for preview reports (only when recording actions)."""
+    if raw_ip is not None:
+        if ip_text is None:
+            actions.append("ip:malformed_dropped")
+        else:
+            actions.append("ip:geolocated" if located else "ip:not_located")
+            actions.append("ip:truncated" if "ip_prefix" in out else "ip:dropped")
+    for name in IDENTIFIER_FIELDS:
+        if name in event:
+            actions.append(f"{name}:{'pseudonymized' if name in out else 'dropped'}")
+    for name in ("page_url", "link_url"):
+        if name in event:
+            actions.append(f"{name}:{'scrubbed' if name in out else 'dropped'}")
+    if "referrer_url" in event:
+        actions.append("referrer_url:to_host" if "referrer_host" in out else "referrer_url:dropped")
+    if "search_terms" in event:
+        action = search_action
+        if action is None:
+            action = "normalised" if "search_terms" in out else "dropped"
+        actions.append(f"search_terms:{action}")
+    if "user_agent" in event:
+        actions.append("user_agent:reduced_dropped")
+    value = event.get("time_on_page_ms")
+    if isinstance(value, int | float) and out.get("time_on_page_ms") not in (None, value):
+        actions.append("time_on_page_ms:clamped")
+    for name in echoed:
+        actions.append(f"{name}:identifier_echo_removed")
+    unknown = [name for name in event if name not in RAW_FIELDS]
+    if unknown:
+        actions.extend("unknown_field:dropped" for _ in unknown)

@@ -21,23 +21,31 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from functools import partial
 from typing import Final, NamedTuple
 
 from anonymizers import reasons
 from anonymizers.exceptions import ConsentRecordError
 from anonymizers.fields import SUBJECT_FIELDS
+from anonymizers.memo import Memo
 from anonymizers.policy import ConsentConfig
 
 PURPOSES: Final = ("analytics", "advertising", "personalization")
 ACTIONS: Final = ("opt_out", "opt_in", "erase", "child")
 _PURPOSE_BITS: Final = {"analytics": 1, "advertising": 2, "personalization": 4}
 _ALL_PURPOSES: Final = 7
+_ANALYTICS_BIT: Final = _PURPOSE_BITS["analytics"]
 ERASED_BIT: Final = 8
 CHILD_BIT: Final = 16
 _RECORD_KEYS: Final = frozenset(
     {"subject_type", "subject_id", "action", "purposes", "requested_at"}
 )
 SECRET_BYTES: Final = 32
+_SUBJECT_NAMES: Final = frozenset(SUBJECT_FIELDS)
+DIGEST_MEMO_SIZE: Final = 65_536
+"""Digests the gate remembers per subject type (raw id -> digest), so a returning subject
+skips BLAKE2b."""
 
 
 def subject_digest(secret: bytes, subject_type: str, subject_id: str) -> int:
@@ -106,6 +114,8 @@ class ConsentState:
         self._secret = secret if secret is not None else secrets.token_bytes(SECRET_BYTES)
         if len(self._secret) < 16:
             raise ConsentRecordError("the consent digest secret must be at least 16 bytes")
+        # The keyed state, copied per digest (the key set-up is half of a BLAKE2b call).
+        self._keyed = hashlib.blake2b(digest_size=8, key=self._secret)
         self._flags: dict[int, int] = {}
 
     def __repr__(self) -> str:
@@ -115,8 +125,10 @@ class ConsentState:
         return len(self._flags)
 
     def digest(self, subject_type: str, subject_id: str) -> int:
-        """The keyed digest of a subject under this state's secret."""
-        return subject_digest(self._secret, subject_type, subject_id)
+        """The keyed digest of a subject under this state's secret (`subject_digest`)."""
+        keyed = self._keyed.copy()
+        keyed.update(f"{subject_type}:{subject_id}".encode())
+        return int.from_bytes(keyed.digest(), "big")
 
     def apply(self, record: Mapping[str, object]) -> None:
         """Make `record` the subject's state; `ConsentRecordError` for an invalid record."""
@@ -133,6 +145,10 @@ class ConsentState:
     def forget(self, subject_type: str, subject_id: str) -> None:
         """Remove a subject's state (a tombstone on the compacted consent topic)."""
         self._flags.pop(self.digest(subject_type, subject_id), None)
+
+    def flags_by_digest(self) -> Mapping[int, int]:
+        """The live digest -> flags mapping (updated in place by `apply` and `forget`)."""
+        return self._flags
 
     def flags(self, subject_type: str, subject_id: str) -> int:
         """The raw bit flags of a subject (0 when it has no record)."""
@@ -154,6 +170,10 @@ class ConsentGate:
     `opted_out` (a record for ANY identifier on the event: user_id, cookie_id, device_id,
     ad_id; opted out means of analytics), `no_consent` (the event's consent.analytics is
     false, or absent while `require_consent_signal`), `gpc` and `dnt` (when honoured).
+
+    The digest of each identifier seen is memoised (a pure function of the id and the
+    state's secret; bounded, in process memory only); the flags are read live from the
+    state, so a record applied takes effect for the very next event.
     """
 
     def __init__(self, config: ConsentConfig, state: ConsentState | None = None) -> None:
@@ -161,6 +181,15 @@ class ConsentGate:
         self._honour_gpc = config.honour_gpc
         self._honour_dnt = config.honour_dnt
         self._require_signal = config.require_consent_signal
+        self._flags = self._state.flags_by_digest()
+        self._digest_memos = {
+            name: Memo(partial(self._state.digest, name), max_size=DIGEST_MEMO_SIZE)
+            for name in SUBJECT_FIELDS
+        }
+
+    def digest_memos(self) -> dict[str, Memo[str, int]]:
+        """The digest memo of each subject type (for cache statistics)."""
+        return dict(self._digest_memos)
 
     @property
     def state(self) -> ConsentState:
@@ -168,27 +197,41 @@ class ConsentGate:
         return self._state
 
     def __call__(self, event: Mapping[str, object]) -> str | None:
-        if event.get("age_under_16") is True:
+        return self.check(event, _SUBJECT_NAMES.intersection(event))
+
+    def check(self, event: Mapping[str, object], present: AbstractSet[str]) -> str | None:
+        """The drop reason for `event`, whose identifier fields are exactly `present`."""
+        get = event.get
+        if get("age_under_16") is True:
             return reasons.UNDER_16
-        state = self._state
-        if len(state):
+        flags = self._flags
+        if flags and present:
             worst = 0
-            for name in SUBJECT_FIELDS:
-                value = event.get(name)
-                if isinstance(value, str) and value:
-                    worst |= state.flags(name, value)
-            if worst & CHILD_BIT:
-                return reasons.CHILD
-            if worst & ERASED_BIT:
-                return reasons.ERASED
-            if worst & _PURPOSE_BITS["analytics"]:
-                return reasons.OPTED_OUT
-        consent = event.get("consent")
-        analytics = consent.get("analytics") if isinstance(consent, Mapping) else None
+            for name in present:
+                digests = self._digest_memos.get(name)
+                if digests is not None:
+                    value = event[name]
+                    if isinstance(value, str) and value:
+                        digest = digests.table.get(value)
+                        if digest is None:
+                            digest = digests.miss(value)
+                        worst |= flags.get(digest, 0)
+            if worst:
+                if worst & CHILD_BIT:
+                    return reasons.CHILD
+                if worst & ERASED_BIT:
+                    return reasons.ERASED
+                if worst & _ANALYTICS_BIT:
+                    return reasons.OPTED_OUT
+        consent = get("consent")
+        if consent is None:
+            analytics = None
+        else:
+            analytics = consent.get("analytics") if isinstance(consent, Mapping) else None
         if analytics is False or (self._require_signal and analytics is not True):
             return reasons.NO_CONSENT
-        if self._honour_gpc and event.get("gpc") is True:
+        if self._honour_gpc and get("gpc") is True:
             return reasons.GPC
-        if self._honour_dnt and event.get("dnt") is True:
+        if self._honour_dnt and get("dnt") is True:
             return reasons.DNT
         return None

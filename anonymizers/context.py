@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
+from anonymizers.memo import Memo
 from anonymizers.policy import ContextConfig
 
 OTHER: Final = "Other"
@@ -222,22 +223,29 @@ class ContextAnonymizer:
     def __init__(self, config: ContextConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self._keep_region = config.language_region
         self._max_ms = config.time_on_page_max_ms
-        self._cache_size = cache_size
-        self._devices: dict[str, Device] = {}
-        self._languages: dict[str, str | None] = {}
+        self._devices: Memo[str, Device] = Memo(parse_user_agent, max_size=cache_size)
+        self._languages: Memo[str, str | None] = Memo(self._primary_language, max_size=cache_size)
 
     def device(self, user_agent: object) -> Device:
         """The parsed user agent (cached); unknown for a missing or non-string one."""
         if not isinstance(user_agent, str) or not user_agent:
             return _UNKNOWN_DEVICE
-        devices = self._devices
-        device = devices.get(user_agent)
-        if device is None:
-            device = parse_user_agent(user_agent)
-            if len(devices) >= self._cache_size:
-                devices.clear()
-            devices[user_agent] = device
-        return device
+        return self._devices[user_agent]
+
+    def language(self, raw_language: object) -> str | None:
+        """The primary language of an Accept-Language-like value (cached); None if unusable."""
+        if not isinstance(raw_language, str):
+            return None
+        return self._languages[raw_language]
+
+    def time_on_page(self, value: object) -> int | None:
+        """Milliseconds clamped to the policy's maximum; None when absent or not a number."""
+        if value is None:
+            return None
+        return clamp_time_on_page(value, maximum_ms=self._max_ms)
+
+    def _primary_language(self, raw_language: str) -> str | None:
+        return primary_language(raw_language, keep_region=self._keep_region)
 
     def __call__(self, event: Mapping[str, object]) -> ContextOutcome:
         user_agent = event.get("user_agent")
@@ -259,23 +267,12 @@ class ContextAnonymizer:
         explicit = event.get("hardware")
         if isinstance(explicit, str) and explicit:
             hardware = hardware_class(explicit)
-        language = None
-        raw_language = event.get("browser_language")
-        if isinstance(raw_language, str):
-            languages = self._languages
-            if raw_language in languages:
-                language = languages[raw_language]
-            else:
-                language = primary_language(raw_language, keep_region=self._keep_region)
-                if len(languages) >= self._cache_size:
-                    languages.clear()
-                languages[raw_language] = language
-        time_on_page = event.get("time_on_page_ms")
-        clamped = (
-            None
-            if time_on_page is None
-            else clamp_time_on_page(time_on_page, maximum_ms=self._max_ms)
-        )
         return ContextOutcome(
-            browser, browser_major, os_family, os_major, hardware, language, clamped
+            browser,
+            browser_major,
+            os_family,
+            os_major,
+            hardware,
+            self.language(event.get("browser_language")),
+            self.time_on_page(event.get("time_on_page_ms")),
         )

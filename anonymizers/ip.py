@@ -17,6 +17,8 @@ from typing import Any, Final, NamedTuple
 import maxminddb
 
 from anonymizers.exceptions import GeoDatabaseError
+from anonymizers.geoindex import Ipv4Index
+from anonymizers.memo import bounded_put
 from anonymizers.policy import GeoConfig
 
 MAX_IPV4_PREFIX: Final = 24
@@ -30,8 +32,15 @@ UNKNOWN_PLACE: Final = "unknown"
 not that finer place. Explicit, so that a metric by (country, region) counts these people in
 their country instead of skipping them (a fifth of real traffic, and every event with a
 country-only database); no ISO 3166-2 code or English subdivision name reads "unknown"."""
+CACHE_LEVELS: Final[dict[int, tuple[int, ...]]] = {
+    4: tuple(range(MAX_IPV4_PREFIX, 7, -1)),
+    6: tuple(range(MAX_IPV6_PREFIX, 15, -4)),
+}
+"""Prefix lengths the geolocation cache keys networks by, finest first, per IP version."""
 
 _IPV4_CHARS: Final = frozenset("0123456789.")
+# NamedTuple construction without its Python-level __new__ (on every new address).
+_new_tuple: Final = tuple.__new__
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
 
 
@@ -52,22 +61,25 @@ class GeoResult(NamedTuple):
 
 
 _UNKNOWN: Final = GeoResult(None, None, None)
+_Place = tuple[str | None, ...]
 
 
 def _parse_ipv4(text: str) -> ParsedIp | None:
+    """Four dot-separated octets 0-255 (`text` holds only ASCII digits and dots)."""
     parts = text.split(".")
     if len(parts) != 4:
         return None
     value = 0
     for part in parts:
-        # 1-3 ASCII digits, no leading zero (010 is octal to some parsers, decimal to others).
-        if not part or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
+        # 1-3 digits, no leading zero (010 is octal to some parsers, decimal to others).
+        size = len(part)
+        if size == 0 or size > 3 or (size > 1 and part[0] == "0"):
             return None
         octet = int(part)
         if octet > 255:
             return None
-        value = (value << 8) | octet
-    return ParsedIp(4, value, text)
+        value = value << 8 | octet
+    return _new_tuple(ParsedIp, (4, value, text))
 
 
 def parse_ip(raw: object) -> ParsedIp | None:
@@ -123,7 +135,8 @@ def _record_to_result(record: Any) -> GeoResult:
         region = code if isinstance(code, str) else _english(names)
     city = record.get("city")
     city_name = _english(city.get("names")) if isinstance(city, dict) else None
-    return GeoResult(country_code if isinstance(country_code, str) else None, region, city_name)
+    country_text = country_code if isinstance(country_code, str) else None
+    return _new_tuple(GeoResult, (country_text, region, city_name))
 
 
 def _english(names: object) -> str | None:
@@ -137,15 +150,22 @@ def _english(names: object) -> str | None:
 class GeoLookup:
     """Geolocation from a MaxMind-format database (GeoLite2/GeoIP2, DB-IP lite; City or Country).
 
-    Opening is the only I/O of `anonymizers`. The cache is keyed by the /24 (IPv4) or /48
-    (IPv6) network containing the address, but only filled when the database's own network
-    for the address (from `get_with_prefix_len`) is at least that wide, so that every
-    address of the cached network has the same record: exact, not approximate. Addresses in
-    finer database networks are cached one by one. Bounded by `cache_size` entries (oldest
-    evicted first); 0 disables it.
+    Opening is the only I/O of `anonymizers`. Every answer is exact, never approximated:
+
+    - IPv4 (with `index`, the default): `anonymizers.geoindex.Ipv4Index` gives the address's
+      record pointer in the database, and each record is decoded once and cached by pointer.
+    - IPv6, or IPv4 without the index: results are cached by network. The database's own
+      network for an address (from `get_with_prefix_len`) is a block every address of which
+      has the same record, so the answer is cached under the widest of the levels
+      `CACHE_LEVELS` that lies inside that block; addresses in database networks finer than
+      /24 (/48) are cached one by one.
+
+    Caches are bounded by `cache_size` entries each (oldest evicted first); 0 disables them.
     """
 
-    def __init__(self, path: str, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self, path: str, *, cache_size: int = DEFAULT_CACHE_SIZE, index: bool = True
+    ) -> None:
         try:
             self._reader = maxminddb.open_database(path)
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
@@ -154,33 +174,62 @@ class GeoLookup:
         self.database_type: str = str(metadata.database_type)
         self.build_epoch: int = int(metadata.build_epoch)
         self._ipv4_only = metadata.ip_version == 4
-        self._cache: dict[tuple[int, int, bool], GeoResult] = {}
+        self._index = (
+            Ipv4Index.build(
+                path,
+                node_count=int(metadata.node_count),
+                record_size=int(metadata.record_size),
+                ip_version=int(metadata.ip_version),
+            )
+            if index
+            else None
+        )
+        # Results are cached as plain tuples, which the garbage collector stops tracking
+        # (a NamedTuple it tracks for ever): record pointer -> result (IPv4 with the index);
+        self._records: dict[int, _Place] = {}
+        # (version, prefix length, address >> host bits) -> result; prefix 32 or 128 for
+        # addresses cached one by one.
+        self._cache: dict[tuple[int, int, int], _Place] = {}
         self._cache_size = cache_size
         self.lookups = 0
-        """Database look-ups made (cache misses)."""
+        """Records read from the database (cache misses)."""
 
     def __repr__(self) -> str:
         return f"GeoLookup(database_type={self.database_type!r})"
 
     def __call__(self, ip: ParsedIp) -> GeoResult:
         """Country, region and city of `ip`; `GeoResult(None, None, None)` when unknown."""
-        width = 32 - MAX_IPV4_PREFIX if ip.version == 4 else 128 - MAX_IPV6_PREFIX
-        network_key = (ip.version, ip.value >> width, False)
+        version, value = ip.version, ip.value
+        if version == 4 and self._index is not None:
+            pointer = self._index(value)
+            if pointer is None:
+                return _UNKNOWN
+            place = self._records.get(pointer)
+            if place is None:
+                place = tuple(self._lookup(ip)[0])
+                if self._cache_size:
+                    bounded_put(self._records, pointer, place, max_size=self._cache_size)
+            return _new_tuple(GeoResult, place)
+        bits = 32 if version == 4 else 128
         cache = self._cache
-        cached = cache.get(network_key)
+        for level in CACHE_LEVELS[version]:
+            cached = cache.get((version, level, value >> (bits - level)))
+            if cached is not None:
+                return _new_tuple(GeoResult, cached)
+        cached = cache.get((version, bits, value))
         if cached is not None:
-            return cached
-        address_key = (ip.version, ip.value, True)
-        cached = cache.get(address_key)
-        if cached is not None:
-            return cached
+            return _new_tuple(GeoResult, cached)
         result, prefix_len = self._lookup(ip)
         if self._cache_size:
-            if len(cache) >= self._cache_size:
-                cache.pop(next(iter(cache)), None)
-            coarse = prefix_len <= (MAX_IPV4_PREFIX if ip.version == 4 else MAX_IPV6_PREFIX)
-            cache[network_key if coarse else address_key] = result
+            # The widest level inside the database's network; the address alone if none is.
+            level = next((lv for lv in reversed(CACHE_LEVELS[version]) if lv >= prefix_len), bits)
+            key = (version, level, value >> (bits - level))
+            bounded_put(cache, key, tuple(result), max_size=self._cache_size)
         return result
+
+    def cache_stats(self) -> tuple[int, int, int]:
+        """(entries cached, bound per cache, records read from the database)."""
+        return len(self._records) + len(self._cache), self._cache_size, self.lookups
 
     def _lookup(self, ip: ParsedIp) -> tuple[GeoResult, int]:
         if ip.version == 6 and self._ipv4_only:
@@ -239,7 +288,7 @@ class IpAnonymizer:
                 if granularity == "city":
                     city = found.city or UNKNOWN_PLACE
         prefix = self._prefix(ip) if self._keep_prefix else None
-        return IpOutcome(country, region, city, prefix)
+        return _new_tuple(IpOutcome, (country, region, city, prefix))
 
     def _prefix(self, ip: ParsedIp) -> str:
         prefix = self._ipv4_prefix if ip.version == 4 else self._ipv6_prefix

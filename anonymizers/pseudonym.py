@@ -14,11 +14,13 @@ computed before the IP is dropped. No identifier and no usable IP means no subje
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Final, NamedTuple
 
-from anonymizers.fields import IDENTIFIER_FIELDS
+from anonymizers.fields import IDENTIFIER_FIELDS, SUBJECT_FIELDS
 from anonymizers.ip import ParsedIp
 from anonymizers.keys import EpochKey
+from anonymizers.memo import Memo
 from anonymizers.policy import IdentifiersConfig
 
 ID_DOMAIN: Final = "anonstream/id/v1"
@@ -56,36 +58,99 @@ class Pseudonymizer:
 
     `kept` names the identifier fields the output may carry (action pseudonymize and named
     by the allowlist); every other identifier is dropped: it only ever feeds the subject.
+    Pseudonyms come from the key's per-prefix memos (`EpochKey.memo_for`).
     """
 
     def __init__(self, config: IdentifiersConfig, *, kept: frozenset[str] = frozenset()) -> None:
-        self._order = config.subject_order
+        self._order = tuple((name, _id_prefix(name)) for name in config.subject_order)
         self._cookieless = config.cookieless_visitor
         self._kept = tuple(
-            name
+            (name, _id_prefix(name))
             for name in IDENTIFIER_FIELDS
             if name in kept and getattr(config, name) == "pseudonymize"
         )
+        # The memos of the last key used, so each event skips `memo_for`.
+        self._bound: EpochKey | None = None
+        self._order_memos: tuple[tuple[str, Memo[str, str]], ...] = ()
+        self._visitor_memo: Memo[str, str] | None = None
+
+    @property
+    def keeps_identifiers(self) -> bool:
+        """True when some identifier's pseudonym is an output field."""
+        return bool(self._kept)
+
+    def find_subject(
+        self,
+        event: Mapping[str, object],
+        present: AbstractSet[str],
+        key: EpochKey,
+        *,
+        ip_text: str | None,
+        day: str,
+    ) -> tuple[str, str] | None:
+        """(pseudonym, source) of the event's subject, or None when it has none.
+
+        `present` is the set of identifier fields the event has, no more, no fewer
+        (`frozenset(IDENTIFIER_FIELDS).intersection(event)`); `ip_text` is the canonical
+        text of its parsed IP (None: no usable IP).
+        """
+        if key is not self._bound:
+            self._bind(key)
+        if present:
+            for name, memo in self._order_memos:
+                if name in present:
+                    value = event[name]
+                    if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH:
+                        pseudonym = memo.table.get(value)
+                        if pseudonym is None:
+                            pseudonym = memo.miss(value)
+                        return pseudonym, name
+        visitor = self._visitor_memo
+        if self._cookieless and ip_text is not None and visitor is not None:
+            user_agent = event.get("user_agent")
+            ua_text = user_agent if isinstance(user_agent, str) else ""
+            message = f"{day}:{ip_text}\x00{ua_text}"
+            pseudonym = visitor.table.get(message)
+            if pseudonym is None:
+                pseudonym = visitor.miss(message)
+            return pseudonym, "visitor"
+        return None
 
     def subject(
         self, event: Mapping[str, object], key: EpochKey, *, ip: ParsedIp | None, day: str
     ) -> Subject | None:
         """The event's subject, or None when it has none (then it is dropped)."""
-        for name in self._order:
-            value = _identifier(event, name)
-            if value is not None:
-                return Subject(identifier_pseudonym(key, name, value), name)
-        if self._cookieless and ip is not None:
-            user_agent = event.get("user_agent")
-            ua_text = user_agent if isinstance(user_agent, str) else ""
-            return Subject(visitor_pseudonym(key, day=day, ip=ip, user_agent=ua_text), "visitor")
-        return None
+        present = _SUBJECT_NAMES.intersection(event)
+        found = self.find_subject(
+            event, present, key, ip_text=None if ip is None else ip.text, day=day
+        )
+        return None if found is None else Subject(*found)
+
+    def memos(self) -> dict[str, Memo[str, str]]:
+        """The pseudonym memos of the last key used, by source (for cache statistics)."""
+        memos = dict(self._order_memos)
+        if self._visitor_memo is not None:
+            memos["visitor"] = self._visitor_memo
+        return memos
+
+    def _bind(self, key: EpochKey) -> None:
+        self._order_memos = tuple((name, key.memo_for(prefix)) for name, prefix in self._order)
+        self._visitor_memo = key.memo_for(_VISITOR_PREFIX)
+        self._bound = key
 
     def identifiers(self, event: Mapping[str, object], key: EpochKey) -> dict[str, str]:
         """Pseudonyms of the identifiers the output keeps, by field name."""
         out: dict[str, str] = {}
-        for name in self._kept:
+        for name, prefix in self._kept:
             value = _identifier(event, name)
             if value is not None:
-                out[name] = identifier_pseudonym(key, name, value)
+                out[name] = key.memo_for(prefix)[value]
         return out
+
+
+def _id_prefix(id_type: str) -> str:
+    return f"{ID_DOMAIN}:{id_type}:"
+
+
+_VISITOR_PREFIX: Final = f"{VISITOR_DOMAIN}:"
+_SUBJECT_NAMES: Final = frozenset(SUBJECT_FIELDS)

@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from anonymizers import pii
 from anonymizers.ip import parse_ip
+from anonymizers.memo import Memo
 from anonymizers.policy import UrlsConfig
 
 SCHEMES: Final = frozenset({"http", "https"})
@@ -112,21 +113,12 @@ class UrlScrubber:
 
     def __init__(self, config: UrlsConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self._allowed = frozenset(config.query_allowlist)
-        self._cache: dict[str, str | None] = {}
-        self._cache_size = cache_size
+        self._cache: Memo[str, str | None] = Memo(self._scrub, max_size=cache_size)
 
     def __call__(self, url: object) -> str | None:
         if not isinstance(url, str):
             return None
-        cache = self._cache
-        if url in cache:
-            return cache[url]
-        result = self._scrub(url)
-        if self._cache_size:
-            if len(cache) >= self._cache_size:
-                cache.pop(next(iter(cache)), None)
-            cache[url] = result
-        return result
+        return self._cache[url]
 
     def _scrub(self, url: str) -> str | None:
         split = _split(url)
@@ -170,33 +162,28 @@ class ReferrerScrubber:
     def __init__(self, config: UrlsConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self._exact = frozenset(h for h in config.internal_hosts if not h.startswith("."))
         self._suffixes = tuple(h for h in config.internal_hosts if h.startswith("."))
-        self._hosts: dict[str, str | None] = {}
-        self._cache_size = cache_size
+        self._hosts: Memo[str, str | None] = Memo(_host_of_url, max_size=cache_size)
 
-    def _host(self, referrer: object) -> str | None:
+    def host(self, referrer: object) -> str | None:
+        """The referrer's host, None when it has no usable one (cached by referrer)."""
         if not isinstance(referrer, str):
             return None
-        hosts = self._hosts
-        if referrer in hosts:
-            return hosts[referrer]
-        split = _split(referrer)
-        host = split[1] if split is not None else None
-        if self._cache_size:
-            if len(hosts) >= self._cache_size:
-                hosts.pop(next(iter(hosts)), None)
-            hosts[referrer] = host
-        return host
+        return self._hosts[referrer]
+
+    def configured_internal(self, host: str) -> bool:
+        """True when `urls.internal_hosts` names `host` (exactly, or as a dotted suffix)."""
+        return host in self._exact or any(host.endswith(s) or host == s[1:] for s in self._suffixes)
 
     def __call__(self, referrer: object, *, page_host: str | None = None) -> ReferrerOutcome:
-        host = self._host(referrer)
+        host = self.host(referrer)
         if host is None:
             return _NO_REFERRER
-        internal = (
-            host == page_host
-            or host in self._exact
-            or any(host.endswith(s) or host == s[1:] for s in self._suffixes)
-        )
-        return ReferrerOutcome(host, internal)
+        return ReferrerOutcome(host, host == page_host or self.configured_internal(host))
+
+
+def _host_of_url(url: str) -> str | None:
+    split = _split(url)
+    return split[1] if split is not None else None
 
 
 def host_of_scrubbed(url: str | None) -> str | None:

@@ -2,24 +2,41 @@
 """Throughput of the anonymizer chain in one process, beside a ceiling measured in the same run.
 
 Realistic mix: many repeated IPs, subjects and user agents, some new ones; page views,
-searches, link clicks and page leaves; a consent state with opted-out subjects. Prints
-events/s for (a) orjson decode + encode alone (the ceiling), (b) decode + chain + encode,
-(c) the chain alone, and the ratio. Target: >= 100,000 events/s for the chain on one core.
+searches, link clicks and page leaves; a consent state with opted-out subjects. Target:
+>= 100,000 events/s for the chain on one core.
 
-    python benchmarks/bench_chain.py [--events N] [--geo-db PATH]
+The events form one continuous stream, as a worker sees it: a "new" subject, cookie or IP
+is new for the whole run, and every measured batch is a fresh slice of the stream, so no
+figure profits from having seen the same events before. Printed:
+
+- cold: a fresh pipeline (empty caches, new key) on the first N events of the stream;
+- after a warm-up of W events (a worker that has run a while; `cache sizes` shows how full
+  each bounded cache is), R repetitions of:
+  ceiling (orjson decode + encode of N events), pipeline (decode + chain + encode of the
+  same N events, in collector batches of B through `process_batch`) and the chain alone (on
+  N other, pre-decoded events); best and median of the repetitions;
+- each cache's misses and hit rate over the measured events.
+
+    python benchmarks/bench_chain.py [--events N] [--repeat R] [--warmup W] [--batch B] [--geo-db PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from anonymizers.chain import Anonymized, Pipeline
+import anonymizers.chain as chain_module
+from anonymizers.chain import Anonymized, Outcome, Pipeline
 from anonymizers.consent import ConsentState
+from anonymizers.fields import SUBJECT_FIELDS
 from anonymizers.ip import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.policy import default_policy
@@ -44,24 +61,42 @@ SEARCHES = [
     "call 06 12 34 56 78",
     "size 38",
 ]
+RETURNING_SHARE = 0.8
 
 
-def make_events(count: int, seed: int = 7) -> list[bytes]:
-    """Encoded raw events: 80% from 5,000 returning subjects/IPs, 20% new ones."""
-    rng = random.Random(seed)
-    subjects = [f"user-{i:06d}" for i in range(5000)]
-    ips = [f"81.2.{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in range(3000)]
-    ips += [f"2a02:a000:{rng.randrange(65536):x}::{rng.randrange(65536):x}" for _ in range(500)]
-    out = []
-    for index in range(count):
-        returning = rng.random() < 0.8
+class EventStream:
+    """Encoded raw events: 80% from 5,000 returning subjects and 3,500 IPs, 20% new ones.
+
+    `take(n)` continues the stream: "new" identifiers are numbered by their position in the
+    whole stream, so none repeats across slices.
+    """
+
+    def __init__(self, seed: int = 7) -> None:
+        self._rng = random.Random(seed)
+        rng = self._rng
+        self.subjects = [f"user-{i:06d}" for i in range(5000)]
+        self.ips = [f"81.2.{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in range(3000)]
+        self.ips += [
+            f"2a02:a000:{rng.randrange(65536):x}::{rng.randrange(65536):x}" for _ in range(500)
+        ]
+        self._index = 0
+
+    def take(self, count: int) -> list[bytes]:
+        """The next `count` events of the stream, encoded."""
+        return [orjson.dumps(self._event()) for _ in range(count)]
+
+    def _event(self) -> dict[str, object]:
+        rng = self._rng
+        index = self._index
+        self._index += 1
+        returning = rng.random() < RETURNING_SHARE
         event: dict[str, object] = {
             "event_id": f"e{index}",
             "event_type": rng.choices(
                 ["page_view", "search", "link_click", "page_leave"], [70, 10, 10, 10]
             )[0],
             "occurred_at": f"2024-05-01T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(1000):03d}Z",
-            "ip": rng.choice(ips)
+            "ip": rng.choice(self.ips)
             if returning
             else f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}",
             "user_agent": rng.choice(UAS),
@@ -70,9 +105,9 @@ def make_events(count: int, seed: int = 7) -> list[bytes]:
         }
         kind = rng.random()
         if kind < 0.5:
-            event["cookie_id"] = rng.choice(subjects) if returning else f"new-{index}"
+            event["cookie_id"] = rng.choice(self.subjects) if returning else f"new-{index}"
         elif kind < 0.7:
-            event["user_id"] = rng.choice(subjects) if returning else f"newu-{index}"
+            event["user_id"] = rng.choice(self.subjects) if returning else f"newu-{index}"
         # else: cookieless visitor id from IP + UA
         if rng.random() < 0.3:
             event["referrer_url"] = rng.choice(
@@ -84,17 +119,116 @@ def make_events(count: int, seed: int = 7) -> list[bytes]:
             event["link_url"] = rng.choice(PAGES)
         elif event["event_type"] == "page_leave":
             event["time_on_page_ms"] = rng.randrange(0, 4_000_000)
-        out.append(orjson.dumps(event))
-    return out
+        return event
+
+
+def make_events(count: int, seed: int = 7) -> list[bytes]:
+    """The first `count` events of the benchmark's stream."""
+    return EventStream(seed).take(count)
 
 
 def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def make_pipeline(geo_path: Path | None) -> Pipeline:
+    """A fresh pipeline (empty caches, new keys) with 2% of returning subjects opted out."""
+    policy = default_policy()
+    consent = ConsentState()
+    for index in range(0, 5000, 50):
+        consent.apply(
+            {"subject_type": "cookie_id", "subject_id": f"user-{index:06d}", "action": "opt_out"}
+        )
+    return Pipeline.from_policy(
+        policy,
+        keys=GeneratedKeyProvider(rotation_seconds=policy.keys.rotation_seconds),
+        geo=GeoLookup(str(geo_path)) if geo_path else None,
+        consent=consent,
+    )
+
+
+def chain_only(
+    pipeline: Pipeline, decoded: list[dict[str, Any]], batch: int
+) -> tuple[float, list[Outcome]]:
+    """Events/s (CPU time) of the chain alone on pre-decoded events in batches, and outcomes."""
+    process = pipeline.process_batch
+    results: list[list[Outcome]] = []
+    started = time.process_time()
+    for chunk in _chunks(decoded, batch):
+        results.append(process(chunk))
+    rate = _rate(len(decoded), time.process_time() - started)
+    return rate, [outcome for chunk in results for outcome in chunk]
+
+
+def ceiling(raw: list[bytes]) -> float:
+    """Events/s (CPU time) of orjson decode + encode alone."""
+    loads, dumps = orjson.loads, orjson.dumps
+    started = time.process_time()
+    for line in raw:
+        dumps(loads(line))
+    return _rate(len(raw), time.process_time() - started)
+
+
+def full(pipeline: Pipeline, raw: list[bytes], batch: int) -> tuple[float, list[Outcome]]:
+    """Events/s (CPU time) of decode + chain + encode, and the outcomes."""
+    loads, dumps = orjson.loads, orjson.dumps
+    process = pipeline.process_batch
+    outcomes: list[Outcome] = []
+    started = time.process_time()
+    for chunk in _chunks(raw, batch):
+        results = process([loads(line) for line in chunk])
+        for result in results:
+            if isinstance(result, Anonymized):
+                dumps(result.event)
+        outcomes += results
+    return _rate(len(raw), time.process_time() - started), outcomes
+
+
+def lookups(events: list[dict[str, Any]], outcomes: list[Outcome]) -> Counter[str]:
+    """How many look-ups each cache of `Pipeline.cache_stats` served for these events.
+
+    The benchmark's own accounting (the chain does not count hits: that would cost on
+    every event): every event presenting a subject field meets the consent gate's digest
+    memo; an emitted event went through every unit that its fields reach.
+    """
+    counts: Counter[str] = Counter()
+    for event, outcome in zip(events, outcomes, strict=True):
+        for name in SUBJECT_FIELDS:
+            if isinstance(event.get(name), str) and event[name]:
+                counts[f"consent_digest:{name}"] += 1
+        if not isinstance(outcome, Anonymized):
+            continue
+        for field, cache in FIELD_CACHES:
+            if isinstance(event.get(field), str):
+                counts[cache] += 1
+        source = next((name for name in SUBJECT_FIELDS if event.get(name)), "visitor")
+        counts[f"pseudonym:{source}"] += 1
+    return counts
+
+
+FIELD_CACHES = (
+    ("ip", "ip"),
+    ("page_url", "url"),
+    ("link_url", "url"),
+    ("referrer_url", "referrer"),
+    ("search_terms", "search_terms"),
+    ("user_agent", "user_agent"),
+    ("browser_language", "language"),
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=10_000, help="events per measured run")
+    parser.add_argument("--repeat", type=int, default=20, help="measured repetitions")
+    parser.add_argument("--warmup", type=int, default=400_000, help="events before measuring")
+    parser.add_argument("--cold", type=int, default=100_000, help="events of the cold run")
+    parser.add_argument("--batch", type=int, default=500, help="events per collector message")
     parser.add_argument("--geo-db", type=Path, default=None)
     args = parser.parse_args()
     geo_path = args.geo_db
@@ -102,56 +236,69 @@ def main() -> None:
         from stream.preview import bundled_geo_database
 
         geo_path = bundled_geo_database()
-    geo = GeoLookup(str(geo_path)) if geo_path else None
-    policy = default_policy()
-    consent = ConsentState()
-    for index in range(0, 5000, 50):  # 2% of returning subjects opted out
-        consent.apply(
-            {"subject_type": "cookie_id", "subject_id": f"user-{index:06d}", "action": "opt_out"}
+    count, batch = args.events, args.batch
+    stream = EventStream()
+
+    cold_pipeline = make_pipeline(geo_path)
+    cold, _ = chain_only(
+        cold_pipeline, [orjson.loads(line) for line in stream.take(args.cold)], batch
+    )
+    del cold_pipeline
+    pipeline = make_pipeline(geo_path)
+    for start in range(0, args.warmup, 100_000):
+        full(pipeline, stream.take(min(100_000, args.warmup - start)), batch)
+
+    # getattr: older commits of the chain have no cache_stats (to measure them alike).
+    stats = getattr(pipeline, "cache_stats", dict)
+    before = stats()
+    runs: list[tuple[float, float, float]] = []
+    looked: Counter[str] = Counter()
+    emitted = measured = 0
+    for _ in range(args.repeat):
+        raw = stream.take(count)
+        decoded = [orjson.loads(line) for line in stream.take(count)]
+        top = ceiling(raw)
+        rate, outcomes = full(pipeline, raw, batch)
+        looked += lookups([orjson.loads(line) for line in raw], outcomes)
+        emitted += sum(isinstance(o, Anonymized) for o in outcomes)
+        measured += len(outcomes)
+        chain_rate, outcomes = chain_only(pipeline, decoded, batch)
+        looked += lookups(decoded, outcomes)
+        runs.append((top, rate, chain_rate))
+    after = stats()
+    if "geo" in after and "ip" in after:
+        # The geolocation caches serve the IP memo's misses.
+        looked["geo"] = after["ip"][2] - before["ip"][2]
+    print(
+        f"{args.repeat} runs of {count:,} fresh events each (pipeline: {emitted:,} of {measured:,} "
+        f"emitted), after a warm-up of {args.warmup:,}; batches of {batch}; "
+        f"geo: {geo_path.name if geo_path else 'none'}; events/s of CPU time on one core"
+    )
+    compiled = Path(chain_module.__file__ or "").suffix != ".py"
+    print(f"chain: {'compiled with mypyc (setup.py)' if compiled else 'pure Python'}")
+    print(
+        f"{'cold chain alone (fresh caches, ' + format(args.cold, ',') + ' events):':44s}{cold:10,.0f}"
+    )
+    for label, column in (
+        ("ceiling  (orjson decode + encode)", 0),
+        ("pipeline (decode + chain + encode)", 1),
+        ("chain alone", 2),
+    ):
+        values = [run[column] for run in runs]
+        line = (
+            f"{label + ':':44s}{max(values):10,.0f} best {statistics.median(values):10,.0f} median"
         )
-    pipeline = Pipeline.from_policy(
-        policy,
-        keys=GeneratedKeyProvider(rotation_seconds=policy.keys.rotation_seconds),
-        geo=geo,
-        consent=consent,
-    )
-    raw = make_events(args.events)
-    loads, dumps = orjson.loads, orjson.dumps
-
-    # Warm caches once (steady state of a long-running worker), then measure.
-    for line in raw[: len(raw) // 4]:
-        pipeline(loads(line))
-
-    started = time.perf_counter()
-    for line in raw:
-        dumps(loads(line))
-    ceiling = _rate(len(raw), time.perf_counter() - started)
-
-    decoded = [loads(line) for line in raw]
-    started = time.perf_counter()
-    for event in decoded:
-        pipeline(event)
-    chain_only = _rate(len(raw), time.perf_counter() - started)
-
-    emitted = 0
-    started = time.perf_counter()
-    for line in raw:
-        result = pipeline(loads(line))
-        if isinstance(result, Anonymized):
-            dumps(result.event)
-            emitted += 1
-    full = _rate(len(raw), time.perf_counter() - started)
-
-    print(
-        f"events: {len(raw):,} (emitted {emitted:,}); geo: {geo.database_type if geo else 'none'}"
-    )
-    print(f"ceiling  (orjson decode + encode):      {ceiling:12,.0f} events/s")
-    print(
-        f"pipeline (decode + chain + encode):     {full:12,.0f} events/s  ({full / ceiling:.1%} of ceiling)"
-    )
-    print(
-        f"chain alone:                            {chain_only:12,.0f} events/s  (target >= 100,000)"
-    )
+        if column == 1:
+            line += f"  ({max(run[1] / run[0] for run in runs):.1%} of ceiling)"
+        if column == 2:
+            line += "  (target >= 100,000)"
+        print(line)
+    print("caches: entries / bound; misses / look-ups over the measured runs; hit rate")
+    for name, (size, bound, misses) in after.items():
+        missed = misses - before.get(name, (0, 0, 0))[2]
+        total = looked.get(name, 0)
+        rate = f"{1 - missed / total:6.1%}" if total else "     -"
+        print(f"  {name:26s}{size:9,} / {bound:<9,}{missed:9,} / {total:<9,}{rate}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import sys
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from anonymizers import reasons
 from anonymizers.consent import ConsentGate, ConsentState, subject_digest
@@ -154,3 +156,11 @@ def test_gate(event: dict[str, Any], expected: str | None) -> None:
 def test_gate_switches(config: ConsentConfig, event: dict[str, Any], expected: str | None) -> None:
     """GPC, DNT and the consent-signal requirement follow the policy switches."""
     assert ConsentGate(config)(event) == expected
+
+
+@given(st.sampled_from(["user_id", "cookie_id"]), st.text(min_size=1, max_size=40))
+def test_state_digest_is_subject_digest(subject_type: str, subject_id: str) -> None:
+    """The state's digest equals subject_digest under its secret."""
+    secret = bytes(range(32))
+    digest = ConsentState(secret=secret).digest(subject_type, subject_id)
+    assert digest == subject_digest(secret, subject_type, subject_id)

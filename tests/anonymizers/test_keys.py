@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from anonymizers.exceptions import KeyMaterialError
 from anonymizers.keys import (
@@ -114,3 +116,15 @@ def test_static_provider_has_no_key_for_unknown_epoch() -> None:
     assert provider.key_for_epoch(5) is not None
     assert provider.key_for_epoch(6) is None
     assert provider.rotation_seconds == 60
+
+
+@given(
+    material=st.binary(min_size=32, max_size=32).filter(lambda b: len(set(b)) > 1),
+    data=st.binary(max_size=300),
+)
+def test_mac_is_hmac_sha256(material: bytes, data: bytes) -> None:
+    """mac() is the standard library's HMAC-SHA256 for any key and message."""
+    import hashlib
+    import hmac
+
+    assert EpochKey(1, material).mac(data) == hmac.new(material, data, hashlib.sha256).digest()
