@@ -155,10 +155,10 @@ class Settings(BaseSettings):
         """Consumer group id (and Faust app id) of one stage."""
         return f"{self.app_id}-{stage}"
 
-    def kafka_python_config(self) -> dict[str, object]:
-        """Connection keyword arguments for kafka-python clients (admin, producer, consumer)."""
+    def _client_config(self, bootstrap: object) -> dict[str, object]:
+        """What kafka-python and aiokafka clients share: address, protocol, SASL."""
         config: dict[str, object] = {
-            "bootstrap_servers": self.bootstrap_list,
+            "bootstrap_servers": bootstrap,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": int(self.request_timeout_s * 1000),
         }
@@ -168,6 +168,11 @@ class Settings(BaseSettings):
             config["sasl_plain_password"] = (
                 self.sasl_password.get_secret_value() if self.sasl_password else None
             )
+        return config
+
+    def kafka_python_config(self) -> dict[str, object]:
+        """Connection keyword arguments for kafka-python clients (admin, producer, consumer)."""
+        config = self._client_config(self.bootstrap_list)
         if self.ssl_cafile:
             config["ssl_cafile"] = str(self.ssl_cafile)
         if self.ssl_certfile:
@@ -178,17 +183,7 @@ class Settings(BaseSettings):
 
     def aiokafka_config(self) -> dict[str, object]:
         """Connection keyword arguments for aiokafka clients."""
-        config: dict[str, object] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
-            "request_timeout_ms": int(self.request_timeout_s * 1000),
-        }
-        if self.sasl_mechanism:
-            config["sasl_mechanism"] = self.sasl_mechanism
-            config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
+        config = self._client_config(self.bootstrap_servers)
         if self.security_protocol.endswith("SSL"):
             from aiokafka.helpers import create_ssl_context
 
