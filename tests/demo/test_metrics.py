@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from stream.demo import Demo, start_pipeline, write_demo_policy
 from stream.metrics import labelled
 from stream.settings import Settings
 from stream.topics import create_topics, topic_specs
+from tests.conftest import isolated_settings
 from tests.demo.expectations import DAY_S, expected_outcomes, secrets_of
 from tests.support.http import get, scrape
 from tests.support.kafka import read_all
@@ -53,20 +53,9 @@ class Run:
 
 
 def module_settings(bootstrap: str, home: Path) -> Settings:
-    uid = uuid.uuid4().hex[:10]
-    return Settings(
-        bootstrap_servers=bootstrap,
-        app_id=f"m{uid}",
-        topic_raw=f"m{uid}.events.raw",
-        topic_pseudonymized=f"m{uid}.events.pseudonymized",
-        topic_deadletter=f"m{uid}.events.deadletter",
-        topic_partials=f"m{uid}.stats.partials",
-        topic_aggregates=f"m{uid}.stats.aggregates",
-        topic_consent=f"m{uid}.privacy.consent",
-        topic_keys=f"m{uid}.privacy.keys",
-        partitions=4,
-        data_dir=home / "state",
-        policy_path=write_demo_policy(home / "demo-policy.toml"),
+    """The session's isolated settings (own topics and groups) with the demo policy."""
+    return isolated_settings(bootstrap, home / "state").model_copy(
+        update={"policy_path": write_demo_policy(home / "demo-policy.toml"), "web_port": 6066}
     )
 
 
