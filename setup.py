@@ -27,6 +27,7 @@ COMPILED_MODULES = [
     "anonymizers/chain.py",
     "anonymizers/consent.py",
     "anonymizers/geoindex.py",
+    "anonymizers/georecords.py",
     "anonymizers/ip.py",
     "anonymizers/keys.py",
     "anonymizers/memo.py",

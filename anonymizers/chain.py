@@ -25,6 +25,7 @@ from anonymizers.allowlist import ECHO_MIN_LENGTH, Allowlist, echo_haystack, ech
 from anonymizers.consent import ConsentGate, ConsentState
 from anonymizers.context import ContextAnonymizer, clamp_time_on_page
 from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
+from anonymizers.ip import OUTPUT_FIELDS as IP_OUTPUT_FIELDS
 from anonymizers.ip import GeoLookup, IpAnonymizer, parse_ip
 from anonymizers.keys import EpochKey, KeyProvider
 from anonymizers.memo import Memo, bounded_put
@@ -73,7 +74,7 @@ _RFC3339: Final = re.compile(
 )
 _EVENT_TYPES: Final = frozenset(EVENT_TYPES)
 _IDENTIFIER_NAMES: Final = frozenset(IDENTIFIER_FIELDS)
-_GEO_FIELDS: Final = ("country", "region", "city", "ip_prefix")
+_GEO_FIELDS: Final = IP_OUTPUT_FIELDS
 _DEVICE_FIELDS: Final = ("browser", "browser_major", "os", "os_major", "hardware")
 _CONTEXT_FIELDS: Final = (*_DEVICE_FIELDS, "language", "time_on_page_ms")
 
@@ -220,7 +221,7 @@ class Pipeline:
         self._pseudonyms = Pseudonymizer(policy.identifiers, kept=wanted)
         self._keeps_identifiers = self._pseudonyms.keeps_identifiers
         self._geo_fields = tuple(name for name in _GEO_FIELDS if name in wanted)
-        self._ip = IpAnonymizer(policy.geo, geo)
+        self._ip = IpAnonymizer(policy.geo, geo, fields=self._geo_fields)
         self._geo = geo
         self._ips: Memo[str, _IpEntry] = Memo(self._ip_entry, max_size=_IP_CACHE_SIZE)
         # The units below are uncached: their results are memoised here, once.
@@ -446,21 +447,26 @@ class Pipeline:
                 if clamped is not None:
                     out["time_on_page_ms"] = clamped
 
-        echoed: list[str] = []
+        echoed: list[str] = _NO_ECHOES
         if haystack:
-            # The event's own identifiers (see `echo_needles`), then the IP's from the memo.
-            all_needles = []
-            if present:
-                fields = present if len(present) == 1 else _in_field_order(present)
-                for field in fields:
-                    value = event[field]
-                    if isinstance(value, str) and len(value) >= ECHO_MIN_LENGTH:
-                        all_needles.append(value.casefold())
-            all_needles += needles
-            for needle in all_needles:
+            # The event's own identifiers, then the IP's needles from its memo entry; the
+            # guard only runs (and the needle list is only built) when one is found.
+            for needle in needles:
                 if needle in haystack:
-                    echoed = self.allowlist.guard(out, all_needles)
+                    echoed = self.allowlist.guard(out, _event_needles(event, present, needles))
                     break
+            else:
+                if present:
+                    for field in present:
+                        value = event[field]
+                        if (
+                            isinstance(value, str)
+                            and len(value) >= ECHO_MIN_LENGTH
+                            and value.casefold() in haystack
+                        ):
+                            all_needles = _event_needles(event, present, needles)
+                            echoed = self.allowlist.guard(out, all_needles)
+                            break
         if self._record:
             actions = [f"subject:{found[1]}"]
             _describe(actions, event, out, raw_ip, ip_text, located, search_action, echoed)
@@ -470,24 +476,13 @@ class Pipeline:
     # ---------------------------------------------------------------- memoised per raw value
     def _ip_entry(self, raw_ip: str) -> _IpEntry:
         ip = parse_ip(raw_ip)
-        fields: _Fields = ()
-        located = False
-        if self._geo_fields and ip is not None:
-            country, region, city, prefix = self._ip(ip)
-            located = country is not None
-            found = (
-                ("country", country),
-                ("region", region),
-                ("city", city),
-                ("ip_prefix", prefix),
-            )
-            wanted = self._geo_fields
-            fields = tuple((n, v) for n, v in found if v is not None and n in wanted)
         # The echo guard looks for the address as sent and in canonical form.
-        texts = [raw_ip.strip()]
-        if ip is not None and ip.text != texts[0]:
-            texts.append(ip.text)
-        return None if ip is None else ip.text, fields, tuple(echo_needles(texts)), located
+        sent = raw_ip.strip()
+        if ip is None:
+            return None, (), tuple(echo_needles((sent,))), False
+        fields, located = self._ip.output_fields(ip) if self._geo_fields else ((), False)
+        texts = (sent,) if ip.text == sent else (sent, ip.text)
+        return ip.text, fields, tuple(echo_needles(texts)), located
 
     def _url_entry(self, url: str) -> _UrlEntry:
         scrubbed = self._urls(url)
@@ -517,9 +512,22 @@ class Pipeline:
         return {} if primary is None else {"language": primary}
 
 
-def _in_field_order(names: AbstractSet[str]) -> list[str]:
-    """`names` in the order of `IDENTIFIER_FIELDS` (the echo guard replaces in that order)."""
-    return [name for name in IDENTIFIER_FIELDS if name in names]
+_NO_ECHOES: Final[list[str]] = []
+"""What the echo guard changed in most events: nothing (shared, never appended to)."""
+
+
+def _event_needles(
+    event: Mapping[str, Any], present: AbstractSet[str], ip_needles: tuple[str, ...]
+) -> list[str]:
+    """The echo guard's needles: the event's identifiers in the order of
+    `IDENTIFIER_FIELDS` (the order the guard replaces them in), then the IP's."""
+    found = echo_needles(
+        value
+        for name in IDENTIFIER_FIELDS
+        if name in present and isinstance(value := event[name], str)
+    )
+    found += ip_needles
+    return found
 
 
 def _describe(

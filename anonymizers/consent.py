@@ -186,6 +186,8 @@ class ConsentGate:
             name: Memo(partial(self._state.digest, name), max_size=DIGEST_MEMO_SIZE)
             for name in SUBJECT_FIELDS
         }
+        # Looped over per event (no iterator object over the `present` set).
+        self._digest_items = tuple(self._digest_memos.items())
 
     def digest_memos(self) -> dict[str, Memo[str, int]]:
         """The digest memo of each subject type (for cache statistics)."""
@@ -207,9 +209,8 @@ class ConsentGate:
         flags = self._flags
         if flags and present:
             worst = 0
-            for name in present:
-                digests = self._digest_memos.get(name)
-                if digests is not None:
+            for name, digests in self._digest_items:
+                if name in present:
                     value = event[name]
                     if isinstance(value, str) and value:
                         digest = digests.table.get(value)

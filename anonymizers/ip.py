@@ -12,12 +12,15 @@ allows (country, region, city, ip_prefix); the address itself never reaches the 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 from typing import Any, Final, NamedTuple
 
 import maxminddb
 
+from anonymizers import georecords
 from anonymizers.exceptions import GeoDatabaseError
 from anonymizers.geoindex import Ipv4Index
+from anonymizers.georecords import PlaceDecoder, UnsupportedRecord
 from anonymizers.memo import bounded_put
 from anonymizers.policy import GeoConfig
 
@@ -42,6 +45,8 @@ _IPV4_CHARS: Final = frozenset("0123456789.")
 # NamedTuple construction without its Python-level __new__ (on every new address).
 _new_tuple: Final = tuple.__new__
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
+DATA_SEPARATOR_BYTES: Final = 16
+"""Zero bytes between a MaxMind DB's search tree and its data section."""
 
 
 class ParsedIp(NamedTuple):
@@ -62,6 +67,10 @@ class GeoResult(NamedTuple):
 
 _UNKNOWN: Final = GeoResult(None, None, None)
 _Place = tuple[str | None, ...]
+_UNKNOWN_PLACE: Final[_Place] = (None, None, None)
+OUTPUT_FIELDS: Final = ("country", "region", "city", "ip_prefix")
+"""The IP unit's output fields, in output order."""
+_Fields = tuple[tuple[str, str], ...]
 
 
 def _parse_ipv4(text: str) -> ParsedIp | None:
@@ -153,7 +162,9 @@ class GeoLookup:
     Opening is the only I/O of `anonymizers`. Every answer is exact, never approximated:
 
     - IPv4 (with `index`, the default): `anonymizers.geoindex.Ipv4Index` gives the address's
-      record pointer in the database, and each record is decoded once and cached by pointer.
+      record pointer in the database, and each record is decoded once and cached by pointer:
+      by `anonymizers.georecords.PlaceDecoder` (only the three strings needed) when
+      `decode_records` is true, by default in the compiled build; else by the reader.
     - IPv6, or IPv4 without the index: results are cached by network. The database's own
       network for an address (from `get_with_prefix_len`) is a block every address of which
       has the same record, so the answer is cached under the widest of the levels
@@ -164,7 +175,12 @@ class GeoLookup:
     """
 
     def __init__(
-        self, path: str, *, cache_size: int = DEFAULT_CACHE_SIZE, index: bool = True
+        self,
+        path: str,
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        index: bool = True,
+        decode_records: bool | None = None,
     ) -> None:
         try:
             self._reader = maxminddb.open_database(path)
@@ -174,16 +190,26 @@ class GeoLookup:
         self.database_type: str = str(metadata.database_type)
         self.build_epoch: int = int(metadata.build_epoch)
         self._ipv4_only = metadata.ip_version == 4
+        node_count, record_size = int(metadata.node_count), int(metadata.record_size)
         self._index = (
             Ipv4Index.build(
                 path,
-                node_count=int(metadata.node_count),
-                record_size=int(metadata.record_size),
+                node_count=node_count,
+                record_size=record_size,
                 ip_version=int(metadata.ip_version),
             )
             if index
             else None
         )
+        # With the index in the compiled build (`decode_records` None), records are read by
+        # `PlaceDecoder` from the data section, held in memory (~31 MB for GeoLite2 City);
+        # the reader decodes what it cannot read.
+        self._decoder: PlaceDecoder | None = None
+        self._data_base = node_count + DATA_SEPARATOR_BYTES
+        if index and (georecords.COMPILED if decode_records is None else decode_records):
+            self._decoder = PlaceDecoder(
+                _data_section(path, node_count * record_size // 4 + DATA_SEPARATOR_BYTES)
+            )
         # Results are cached as plain tuples, which the garbage collector stops tracking
         # (a NamedTuple it tracks for ever): record pointer -> result (IPv4 with the index);
         self._records: dict[int, _Place] = {}
@@ -199,37 +225,57 @@ class GeoLookup:
 
     def __call__(self, ip: ParsedIp) -> GeoResult:
         """Country, region and city of `ip`; `GeoResult(None, None, None)` when unknown."""
+        return _new_tuple(GeoResult, self.place(ip))
+
+    def place(self, ip: ParsedIp) -> _Place:
+        """(country, region, city) of `ip` as the cached plain tuple (`__call__` names them).
+
+        The same tuple object is returned for every address of a cached record or network.
+        """
         version, value = ip.version, ip.value
         if version == 4 and self._index is not None:
             pointer = self._index(value)
             if pointer is None:
-                return _UNKNOWN
+                return _UNKNOWN_PLACE
             place = self._records.get(pointer)
             if place is None:
-                place = tuple(self._lookup(ip)[0])
+                place = self._record_place(pointer, ip)
                 if self._cache_size:
                     bounded_put(self._records, pointer, place, max_size=self._cache_size)
-            return _new_tuple(GeoResult, place)
+            return place
         bits = 32 if version == 4 else 128
         cache = self._cache
         for level in CACHE_LEVELS[version]:
             cached = cache.get((version, level, value >> (bits - level)))
             if cached is not None:
-                return _new_tuple(GeoResult, cached)
+                return cached
         cached = cache.get((version, bits, value))
         if cached is not None:
-            return _new_tuple(GeoResult, cached)
+            return cached
         result, prefix_len = self._lookup(ip)
+        place = tuple(result)
         if self._cache_size:
             # The widest level inside the database's network; the address alone if none is.
             level = next((lv for lv in reversed(CACHE_LEVELS[version]) if lv >= prefix_len), bits)
             key = (version, level, value >> (bits - level))
-            bounded_put(cache, key, tuple(result), max_size=self._cache_size)
-        return result
+            bounded_put(cache, key, place, max_size=self._cache_size)
+        return place
 
     def cache_stats(self) -> tuple[int, int, int]:
         """(entries cached, bound per cache, records read from the database)."""
         return len(self._records) + len(self._cache), self._cache_size, self.lookups
+
+    def _record_place(self, pointer: int, ip: ParsedIp) -> _Place:
+        """The place of the record `pointer` (a search-tree record value) that `ip` maps to."""
+        if self._decoder is not None:
+            try:
+                place = self._decoder.place(pointer - self._data_base)
+            except UnsupportedRecord:
+                pass
+            else:
+                self.lookups += 1
+                return place
+        return tuple(self._lookup(ip)[0])
 
     def _lookup(self, ip: ParsedIp) -> tuple[GeoResult, int]:
         if ip.version == 6 and self._ipv4_only:
@@ -244,6 +290,16 @@ class GeoLookup:
     def close(self) -> None:
         """Close the database."""
         self._reader.close()
+
+
+def _data_section(path: str, start: int) -> bytes:
+    """The bytes of the database file from `start` (its data section) to the end."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(start)
+            return file.read()
+    except OSError as exc:
+        raise GeoDatabaseError(f"cannot read geolocation database {path!r}: {exc}") from exc
 
 
 class IpOutcome(NamedTuple):
@@ -265,30 +321,71 @@ class IpAnonymizer:
     a missing or malformed one, which yields no geolocation and no prefix). When the country
     is known, the finer levels the granularity asks for are never absent: `UNKNOWN_PLACE`
     stands for what the database does not know. With no country, there is no geolocation.
+
+    `output_fields` gives the same as (name, value) pairs, limited to the names in `fields`
+    (the allowlist's); the geolocation part is memoised per database place.
     """
 
-    def __init__(self, config: GeoConfig, geo: GeoLookup | None) -> None:
+    def __init__(
+        self,
+        config: GeoConfig,
+        geo: GeoLookup | None,
+        *,
+        fields: Collection[str] = OUTPUT_FIELDS,
+    ) -> None:
         self._geo = geo if config.granularity != "none" else None
         self._granularity = config.granularity
         self._keep_prefix = config.keep_ip_prefix
         self._ipv4_prefix = config.ipv4_prefix
         self._ipv6_prefix = config.ipv6_prefix
         self._prefixes: dict[tuple[int, int], str] = {}
+        self._wanted = frozenset(fields)
+        self._want_prefix = self._keep_prefix and "ip_prefix" in self._wanted
+        # Database place (cached tuple from GeoLookup.place) -> (output pairs, located).
+        self._place_fields: dict[_Place, tuple[_Fields, bool]] = {}
 
     def __call__(self, ip: ParsedIp | None) -> IpOutcome:
         if ip is None:
             return _NOTHING
         country = region = city = None
         if self._geo is not None:
-            found = self._geo(ip)
-            country = found.country
-            granularity = self._granularity
-            if granularity != "country" and country is not None:
-                region = found.region or UNKNOWN_PLACE
-                if granularity == "city":
-                    city = found.city or UNKNOWN_PLACE
+            country, region, city = self._finer(self._geo.place(ip))
         prefix = self._prefix(ip) if self._keep_prefix else None
         return _new_tuple(IpOutcome, (country, region, city, prefix))
+
+    def output_fields(self, ip: ParsedIp) -> tuple[_Fields, bool]:
+        """The output fields of `ip` as (name, value) pairs in `OUTPUT_FIELDS` order, only
+        names in `fields` and known values; and whether the address was geolocated."""
+        fields: _Fields = ()
+        located = False
+        if self._geo is not None:
+            place = self._geo.place(ip)
+            known = self._place_fields.get(place)
+            if known is None:
+                known = self._place_entry(place)
+                bounded_put(self._place_fields, place, known, max_size=DEFAULT_CACHE_SIZE)
+            fields, located = known
+        if self._want_prefix:
+            fields = (*fields, ("ip_prefix", self._prefix(ip)))
+        return fields, located
+
+    def _place_entry(self, place: _Place) -> tuple[_Fields, bool]:
+        country, region, city = self._finer(place)
+        found = (("country", country), ("region", region), ("city", city))
+        wanted = self._wanted
+        fields = tuple((n, v) for n, v in found if v is not None and n in wanted)
+        return fields, country is not None
+
+    def _finer(self, place: _Place) -> tuple[str | None, str | None, str | None]:
+        """(country, region, city) at the policy's granularity, `UNKNOWN_PLACE` filled in."""
+        country, found_region, found_city = place
+        region = city = None
+        granularity = self._granularity
+        if granularity != "country" and country is not None:
+            region = found_region or UNKNOWN_PLACE
+            if granularity == "city":
+                city = found_city or UNKNOWN_PLACE
+        return country, region, city
 
     def _prefix(self, ip: ParsedIp) -> str:
         prefix = self._ipv4_prefix if ip.version == 4 else self._ipv6_prefix
