@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
@@ -73,7 +72,9 @@ _RFC3339: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
 _EVENT_TYPES: Final = frozenset(EVENT_TYPES)
-_IDENTIFIER_NAMES: Final = frozenset(IDENTIFIER_FIELDS)
+_NO_TIME: Final = (0, "", "")
+_NO_FIELDS: Final[dict[str, Any]] = {}
+"""The IP fields of an event without a usable IP (shared, never changed)."""
 _GEO_FIELDS: Final = IP_OUTPUT_FIELDS
 _DEVICE_FIELDS: Final = ("browser", "browser_major", "os", "os_major", "hardware")
 _CONTEXT_FIELDS: Final = (*_DEVICE_FIELDS, "language", "time_on_page_ms")
@@ -112,7 +113,7 @@ _NO_SUBJECT: Final = _DROPPED[reasons.NO_SUBJECT]
 # collector stops tracking (see anonymizers.memo): output fields as (name, value) pairs;
 _Fields = tuple[tuple[str, Any], ...]
 # IP text -> (canonical text or None if malformed, output geo fields, echo needles, located);
-_IpEntry = tuple[str | None, _Fields, tuple[str, ...], bool]
+_IpEntry = tuple[str | None, dict[str, Any], tuple[str, ...], bool]
 # URL -> (scrubbed URL, its host, echo haystack);
 _UrlEntry = tuple[str | None, str | None, str]
 # referrer URL -> (host, named by urls.internal_hosts, echo haystack);
@@ -137,10 +138,11 @@ class _EventTime:
         # "YYYY-MM-DDTHH:MM:" (UTC) -> (unix seconds of the minute, day, epoch of the minute)
         self._fast: dict[str, tuple[int, str, int]] = {}
 
-    def read(self, raw: object) -> tuple[int, str, str] | None:
-        """(epoch, UTC text to the second, UTC day) of `raw`, None when unusable."""
+    def read(self, raw: object) -> tuple[int, str, str]:
+        """(epoch, UTC text to the second, UTC day) of `raw`; `_NO_TIME` (day "") when
+        unusable (not None: mypyc returns a fixed tuple without allocating it)."""
         if not isinstance(raw, str):
-            return None
+            return _NO_TIME
         known = self._fast.get(raw[:17])
         if known is not None:
             size = len(raw)
@@ -161,15 +163,15 @@ class _EventTime:
                 return epoch, raw if size == 20 else raw[:19] + "Z", day
         return self._parse(raw)
 
-    def _parse(self, raw: str) -> tuple[int, str, str] | None:
+    def _parse(self, raw: str) -> tuple[int, str, str]:
         if len(raw) > 64 or not _RFC3339.match(raw):
-            return None
+            return _NO_TIME
         try:
             moment = datetime.fromisoformat(raw.upper())
         except ValueError:
-            return None
+            return _NO_TIME
         if moment.tzinfo is None or moment.utcoffset() is None:
-            return None
+            return _NO_TIME
         seconds = math.floor(moment.timestamp())
         minute = seconds // 60
         texts = self._minutes.get(minute)
@@ -325,17 +327,16 @@ class Pipeline:
     ) -> Outcome:
         # The identifier fields present (usually one, often none): the gate, the subject and
         # the echo guard loop over these only.
-        present = _IDENTIFIER_NAMES.intersection(event)
+        present = [name for name in IDENTIFIER_FIELDS if name in event]
         reason = self.gate.check(event, present)
         if reason is not None:
             return _DROPPED[reason]
         event_type = event.get("event_type")
         if not isinstance(event_type, str) or event_type not in _EVENT_TYPES:
             return _INVALID
-        when = self._time.read(event.get("occurred_at"))
-        if when is None:
+        epoch, occurred_at, day = self._time.read(event.get("occurred_at"))
+        if not day:
             return _INVALID
-        epoch, occurred_at, day = when
         if epoch in keys:
             key = keys[epoch]
         else:
@@ -349,11 +350,12 @@ class Pipeline:
                 ip_entry = self._ips.miss(raw_ip)
             ip_text, ip_fields, needles, located = ip_entry
         else:
-            ip_text, ip_fields, needles, located = None, (), (), False
-        found = self._pseudonyms.find_subject(event, present, key, ip_text=ip_text, day=day)
-        if found is None:
+            ip_text, ip_fields, needles, located = None, _NO_FIELDS, (), False
+        subject, source = self._pseudonyms.find_subject(
+            event, present, key, ip_text=ip_text, day=day
+        )
+        if not subject:
             return _NO_SUBJECT
-        subject = found[0]
 
         # Built in the order of the default allowlist; only allow-listed, non-None values.
         out: dict[str, Any] = {
@@ -468,7 +470,7 @@ class Pipeline:
                             echoed = self.allowlist.guard(out, all_needles)
                             break
         if self._record:
-            actions = [f"subject:{found[1]}"]
+            actions = [f"subject:{source}"]
             _describe(actions, event, out, raw_ip, ip_text, located, search_action, echoed)
             return Anonymized(out, subject, epoch, tuple(actions))
         return _new_tuple(Anonymized, (out, subject, epoch, ()))
@@ -479,10 +481,10 @@ class Pipeline:
         # The echo guard looks for the address as sent and in canonical form.
         sent = raw_ip.strip()
         if ip is None:
-            return None, (), tuple(echo_needles((sent,))), False
+            return None, _NO_FIELDS, tuple(echo_needles((sent,))), False
         fields, located = self._ip.output_fields(ip) if self._geo_fields else ((), False)
         texts = (sent,) if ip.text == sent else (sent, ip.text)
-        return ip.text, fields, tuple(echo_needles(texts)), located
+        return ip.text, dict(fields), tuple(echo_needles(texts)), located
 
     def _url_entry(self, url: str) -> _UrlEntry:
         scrubbed = self._urls(url)
@@ -517,15 +519,11 @@ _NO_ECHOES: Final[list[str]] = []
 
 
 def _event_needles(
-    event: Mapping[str, Any], present: AbstractSet[str], ip_needles: tuple[str, ...]
+    event: Mapping[str, Any], present: list[str], ip_needles: tuple[str, ...]
 ) -> list[str]:
-    """The echo guard's needles: the event's identifiers in the order of
-    `IDENTIFIER_FIELDS` (the order the guard replaces them in), then the IP's."""
-    found = echo_needles(
-        value
-        for name in IDENTIFIER_FIELDS
-        if name in present and isinstance(value := event[name], str)
-    )
+    """The echo guard's needles: the event's identifiers (`present` is in the order of
+    `IDENTIFIER_FIELDS`, the order the guard replaces them in), then the IP's."""
+    found = echo_needles(value for name in present if isinstance(value := event[name], str))
     found += ip_needles
     return found
 

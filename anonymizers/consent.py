@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
+from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Final, NamedTuple
 
@@ -186,7 +185,7 @@ class ConsentGate:
             name: Memo(partial(self._state.digest, name), max_size=DIGEST_MEMO_SIZE)
             for name in SUBJECT_FIELDS
         }
-        # Looped over per event (no iterator object over the `present` set).
+        # Looped over per event (`present` may be any collection; no iterator over it).
         self._digest_items = tuple(self._digest_memos.items())
 
     def digest_memos(self) -> dict[str, Memo[str, int]]:
@@ -201,7 +200,7 @@ class ConsentGate:
     def __call__(self, event: Mapping[str, object]) -> str | None:
         return self.check(event, _SUBJECT_NAMES.intersection(event))
 
-    def check(self, event: Mapping[str, object], present: AbstractSet[str]) -> str | None:
+    def check(self, event: Mapping[str, object], present: Collection[str]) -> str | None:
         """The drop reason for `event`, whose identifier fields are exactly `present`."""
         get = event.get
         if get("age_under_16") is True:

@@ -13,8 +13,7 @@ computed before the IP is dropped. No identifier and no usable IP means no subje
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
+from collections.abc import Collection, Mapping
 from typing import Final, NamedTuple
 
 from anonymizers.fields import IDENTIFIER_FIELDS, SUBJECT_FIELDS
@@ -25,6 +24,8 @@ from anonymizers.policy import IdentifiersConfig
 
 ID_DOMAIN: Final = "anonstream/id/v1"
 VISITOR_DOMAIN: Final = "anonstream/visitor/v1"
+NO_SUBJECT: Final = ("", "")
+"""What `Pseudonymizer.find_subject` returns for an event without a subject."""
 MAX_ID_LENGTH: Final = 512
 """Longer identifier values are treated as absent (the raw schema allows 512 characters)."""
 
@@ -82,17 +83,17 @@ class Pseudonymizer:
     def find_subject(
         self,
         event: Mapping[str, object],
-        present: AbstractSet[str],
+        present: Collection[str],
         key: EpochKey,
         *,
         ip_text: str | None,
         day: str,
-    ) -> tuple[str, str] | None:
-        """(pseudonym, source) of the event's subject, or None when it has none.
+    ) -> tuple[str, str]:
+        """(pseudonym, source) of the event's subject, `NO_SUBJECT` ("", "") when it has none.
 
-        `present` is the set of identifier fields the event has, no more, no fewer
-        (`frozenset(IDENTIFIER_FIELDS).intersection(event)`); `ip_text` is the canonical
-        text of its parsed IP (None: no usable IP).
+        `present` holds the identifier fields the event has, no more, no fewer; `ip_text` is
+        the canonical text of its parsed IP (None: no usable IP). (No None for "none":
+        mypyc returns a fixed tuple without allocating it.)
         """
         if key is not self._bound:
             self._bind(key)
@@ -114,7 +115,7 @@ class Pseudonymizer:
             if pseudonym is None:
                 pseudonym = visitor.miss(message)
             return pseudonym, "visitor"
-        return None
+        return NO_SUBJECT
 
     def subject(
         self, event: Mapping[str, object], key: EpochKey, *, ip: ParsedIp | None, day: str
@@ -124,7 +125,7 @@ class Pseudonymizer:
         found = self.find_subject(
             event, present, key, ip_text=None if ip is None else ip.text, day=day
         )
-        return None if found is None else Subject(*found)
+        return None if not found[0] else Subject(*found)
 
     def memos(self) -> dict[str, Memo[str, str]]:
         """The pseudonym memos of the last key used, by source (for cache statistics)."""

@@ -123,14 +123,11 @@ def reference_outcome(
     event_type = event.get("event_type")
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         return Dropped(reasons.INVALID_EVENT)
-    when = (
-        _EventTime(86400)._parse(event["occurred_at"])
-        if isinstance(event.get("occurred_at"), str)
-        else None
-    )
-    if when is None:
+    if not isinstance(event.get("occurred_at"), str):
         return Dropped(reasons.INVALID_EVENT)
-    epoch, occurred_at, day = when
+    epoch, occurred_at, day = _EventTime(86400)._parse(event["occurred_at"])
+    if not day:  # unusable time
+        return Dropped(reasons.INVALID_EVENT)
     key = _reference_keys().key_for_epoch(epoch)
     if key is None:
         return Dropped(reasons.NO_KEY)
