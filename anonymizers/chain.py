@@ -109,9 +109,8 @@ _NO_KEY: Final = _DROPPED[reasons.NO_KEY]
 _NO_SUBJECT: Final = _DROPPED[reasons.NO_SUBJECT]
 
 # What the chain caches per raw value (each a pure function of that value and the policy;
-# never None). The many are tuples of strings, numbers and tuples only, which the garbage
-# collector stops tracking (see anonymizers.memo): output fields as (name, value) pairs;
-_Fields = tuple[tuple[str, Any], ...]
+# never None). The many are tuples of strings, numbers, tuples and string-only dicts, which
+# the garbage collector stops tracking (see anonymizers.memo):
 # IP text -> (canonical text or None if malformed, output geo fields, echo needles, located);
 _IpEntry = tuple[str | None, dict[str, Any], tuple[str, ...], bool]
 # URL -> (scrubbed URL, its host, echo haystack);
