@@ -14,8 +14,12 @@ figure profits from having seen the same events before. Printed:
   each bounded cache is), R repetitions of:
   ceiling (orjson decode + encode of N events), pipeline (decode + chain + encode of the
   same N events, in collector batches of B through `process_batch`) and the chain alone (on
-  N other, pre-decoded events); best and median of the repetitions;
+  N other events, as a worker runs it: each batch decoded untimed, then `process_batch` on
+  it timed); best and median of the repetitions;
+- the share of the chain's CPU time the garbage collector took, and its collections;
 - each cache's misses and hit rate over the measured events.
+
+Outcomes are tallied batch by batch and dropped, as a worker drops them once sent.
 
     python benchmarks/bench_chain.py [--events N] [--repeat R] [--warmup W] [--batch B] [--geo-db PATH]
 """
@@ -23,6 +27,7 @@ figure profits from having seen the same events before. Printed:
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import time
@@ -152,17 +157,68 @@ def make_pipeline(geo_path: Path | None) -> Pipeline:
     )
 
 
+class Tally:
+    """What the measured runs saw, added batch by batch outside the timed sections.
+
+    Outcomes are not kept: a worker drops each batch's outcomes once it has sent them, and
+    holding thousands alive would only give the garbage collector more to walk.
+    """
+
+    def __init__(self) -> None:
+        self.looked: Counter[str] = Counter()
+        self.emitted = 0
+        self.measured = 0
+
+    def add(self, events: list[dict[str, Any]], outcomes: list[Outcome]) -> None:
+        self.looked += lookups(events, outcomes)
+        self.emitted += sum(isinstance(o, Anonymized) for o in outcomes)
+        self.measured += len(outcomes)
+
+
+class GcTime:
+    """CPU time the garbage collector takes during the timed chain calls (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections: Counter[int] = Counter()
+        self.measuring = False
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if not self.measuring:
+            return
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+            self.collections[info["generation"]] += 1
+
+
 def chain_only(
-    pipeline: Pipeline, decoded: list[dict[str, Any]], batch: int
-) -> tuple[float, list[Outcome]]:
-    """Events/s (CPU time) of the chain alone on pre-decoded events in batches, and outcomes."""
+    pipeline: Pipeline,
+    raw: list[bytes],
+    batch: int,
+    tally: Tally | None = None,
+    gc_time: GcTime | None = None,
+) -> tuple[float, float]:
+    """Events/s and CPU seconds of the chain alone, as a worker runs it: each batch of B
+    events is decoded (not timed), then `process_batch` on it is timed."""
     process = pipeline.process_batch
-    results: list[list[Outcome]] = []
-    started = time.process_time()
-    for chunk in _chunks(decoded, batch):
-        results.append(process(chunk))
-    rate = _rate(len(decoded), time.process_time() - started)
-    return rate, [outcome for chunk in results for outcome in chunk]
+    loads = orjson.loads
+    spent = 0.0
+    for chunk in _chunks(raw, batch):
+        events = [loads(line) for line in chunk]
+        if gc_time is not None:
+            gc_time.measuring = True
+        started = time.process_time()
+        outcomes = process(events)
+        spent += time.process_time() - started
+        if gc_time is not None:
+            gc_time.measuring = False
+        if tally is not None:
+            tally.add(events, outcomes)
+    return _rate(len(raw), spent), spent
 
 
 def ceiling(raw: list[bytes]) -> float:
@@ -174,19 +230,22 @@ def ceiling(raw: list[bytes]) -> float:
     return _rate(len(raw), time.process_time() - started)
 
 
-def full(pipeline: Pipeline, raw: list[bytes], batch: int) -> tuple[float, list[Outcome]]:
-    """Events/s (CPU time) of decode + chain + encode, and the outcomes."""
+def full(pipeline: Pipeline, raw: list[bytes], batch: int, tally: Tally | None = None) -> float:
+    """Events/s (CPU time) of decode + chain + encode, batch by batch."""
     loads, dumps = orjson.loads, orjson.dumps
     process = pipeline.process_batch
-    outcomes: list[Outcome] = []
-    started = time.process_time()
+    spent = 0.0
     for chunk in _chunks(raw, batch):
-        results = process([loads(line) for line in chunk])
+        started = time.process_time()
+        events = [loads(line) for line in chunk]
+        results = process(events)
         for result in results:
             if isinstance(result, Anonymized):
                 dumps(result.event)
-        outcomes += results
-    return _rate(len(raw), time.process_time() - started), outcomes
+        spent += time.process_time() - started
+        if tally is not None:
+            tally.add(events, results)
+    return _rate(len(raw), spent)
 
 
 def lookups(events: list[dict[str, Any]], outcomes: list[Outcome]) -> Counter[str]:
@@ -240,9 +299,7 @@ def main() -> None:
     stream = EventStream()
 
     cold_pipeline = make_pipeline(geo_path)
-    cold, _ = chain_only(
-        cold_pipeline, [orjson.loads(line) for line in stream.take(args.cold)], batch
-    )
+    cold, _ = chain_only(cold_pipeline, stream.take(args.cold), batch)
     del cold_pipeline
     pipeline = make_pipeline(geo_path)
     for start in range(0, args.warmup, 100_000):
@@ -252,23 +309,22 @@ def main() -> None:
     stats = getattr(pipeline, "cache_stats", dict)
     before = stats()
     runs: list[tuple[float, float, float]] = []
-    looked: Counter[str] = Counter()
-    emitted = measured = 0
+    pipeline_tally, chain_tally = Tally(), Tally()
+    gc_time = GcTime()
+    chain_seconds = 0.0
     for _ in range(args.repeat):
         raw = stream.take(count)
-        decoded = [orjson.loads(line) for line in stream.take(count)]
         top = ceiling(raw)
-        rate, outcomes = full(pipeline, raw, batch)
-        looked += lookups([orjson.loads(line) for line in raw], outcomes)
-        emitted += sum(isinstance(o, Anonymized) for o in outcomes)
-        measured += len(outcomes)
-        chain_rate, outcomes = chain_only(pipeline, decoded, batch)
-        looked += lookups(decoded, outcomes)
+        rate = full(pipeline, raw, batch, pipeline_tally)
+        chain_rate, seconds = chain_only(pipeline, stream.take(count), batch, chain_tally, gc_time)
+        chain_seconds += seconds
         runs.append((top, rate, chain_rate))
     after = stats()
+    looked = pipeline_tally.looked + chain_tally.looked
     if "geo" in after and "ip" in after:
         # The geolocation caches serve the IP memo's misses.
         looked["geo"] = after["ip"][2] - before["ip"][2]
+    emitted, measured = pipeline_tally.emitted, pipeline_tally.measured
     print(
         f"{args.repeat} runs of {count:,} fresh events each (pipeline: {emitted:,} of {measured:,} "
         f"emitted), after a warm-up of {args.warmup:,}; batches of {batch}; "
@@ -293,6 +349,11 @@ def main() -> None:
         if column == 2:
             line += "  (target >= 100,000)"
         print(line)
+    generations = "/".join(str(gc_time.collections[g]) for g in range(3))
+    print(
+        f"garbage collection in the chain alone: {gc_time.seconds / chain_seconds:.1%} of its "
+        f"CPU time (collections of generation 0/1/2: {generations})"
+    )
     print("caches: entries / bound; misses / look-ups over the measured runs; hit rate")
     for name, (size, bound, misses) in after.items():
         missed = misses - before.get(name, (0, 0, 0))[2]
