@@ -145,8 +145,9 @@ class ConsentState:
         """Remove a subject's state (a tombstone on the compacted consent topic)."""
         self._flags.pop(self.digest(subject_type, subject_id), None)
 
-    def flags_by_digest(self) -> Mapping[int, int]:
-        """The live digest -> flags mapping (updated in place by `apply` and `forget`)."""
+    def flags_by_digest(self) -> dict[int, int]:
+        """The live digest -> flags mapping (updated in place by `apply` and `forget`; read
+        it, never change it: a plain dict so the gate's look-up per event is a direct call)."""
         return self._flags
 
     def flags(self, subject_type: str, subject_id: str) -> int:
@@ -198,12 +199,15 @@ class ConsentGate:
         return self._state
 
     def __call__(self, event: Mapping[str, object]) -> str | None:
-        return self.check(event, _SUBJECT_NAMES.intersection(event))
+        fields = event if type(event) is dict else dict(event)
+        return self.check(fields, _SUBJECT_NAMES.intersection(fields))
 
-    def check(self, event: Mapping[str, object], present: Collection[str]) -> str | None:
-        """The drop reason for `event`, whose identifier fields are exactly `present`."""
-        get = event.get
-        if get("age_under_16") is True:
+    def check(self, event: dict[str, object], present: Collection[str]) -> str | None:
+        """The drop reason for `event`, whose identifier fields are exactly `present`.
+
+        `event` is a plain dict (compiled, its look-ups are direct calls, no bound method).
+        """
+        if event.get("age_under_16") is True:
             return reasons.UNDER_16
         flags = self._flags
         if flags and present:
@@ -223,15 +227,15 @@ class ConsentGate:
                     return reasons.ERASED
                 if worst & _ANALYTICS_BIT:
                     return reasons.OPTED_OUT
-        consent = get("consent")
+        consent = event.get("consent")
         if consent is None:
             analytics = None
         else:
             analytics = consent.get("analytics") if isinstance(consent, Mapping) else None
         if analytics is False or (self._require_signal and analytics is not True):
             return reasons.NO_CONSENT
-        if self._honour_gpc and get("gpc") is True:
+        if self._honour_gpc and event.get("gpc") is True:
             return reasons.GPC
-        if self._honour_dnt and get("dnt") is True:
+        if self._honour_dnt and event.get("dnt") is True:
             return reasons.DNT
         return None

@@ -82,7 +82,7 @@ class Pseudonymizer:
 
     def find_subject(
         self,
-        event: Mapping[str, object],
+        event: dict[str, object],
         present: Collection[str],
         key: EpochKey,
         *,
@@ -121,9 +121,10 @@ class Pseudonymizer:
         self, event: Mapping[str, object], key: EpochKey, *, ip: ParsedIp | None, day: str
     ) -> Subject | None:
         """The event's subject, or None when it has none (then it is dropped)."""
-        present = _SUBJECT_NAMES.intersection(event)
+        fields = event if type(event) is dict else dict(event)
+        present = _SUBJECT_NAMES.intersection(fields)
         found = self.find_subject(
-            event, present, key, ip_text=None if ip is None else ip.text, day=day
+            fields, present, key, ip_text=None if ip is None else ip.text, day=day
         )
         return None if not found[0] else Subject(*found)
 
