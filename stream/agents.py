@@ -182,6 +182,8 @@ class AggregateRuntime:
         # Pseudonyms of recently erased subjects (erase or child records), per live epoch,
         # re-applied to partitions assigned later; value: when to forget them (unix s).
         self.erased: dict[str, float] = {}
+        # What the workers of revoked partitions counted (Prometheus counters never go down).
+        self.retired: Counter[str] = Counter()
         self.watch = ProgressWatch(
             topic=settings.topic_pseudonymized,
             group_id=settings.group_id("aggregate"),
@@ -195,6 +197,7 @@ class AggregateRuntime:
             group_id=settings.group_id("aggregate"),
             make_worker=self._make_worker,
             on_batch=self.watch.processed_batch,
+            on_retire=lambda worker: self.retired.update(worker.aggregator.counters),
         )
         self.started = False
         self.failed = False
@@ -269,7 +272,7 @@ class AggregateRuntime:
             "anonstream_aggregate_events",
             "Aggregate stage event outcomes.",
             "outcome",
-            _aggregator_counters(self.loop.workers.values()),
+            _aggregator_counters(self.loop.workers.values(), self.retired),
         )
         yield counter(
             "anonstream_partials_sent", "Partial and progress records sent.", self.loop.sent
@@ -289,8 +292,11 @@ class AggregateRuntime:
         )
 
 
-def _aggregator_counters(workers: Iterable[AggregatePartition]) -> dict[str, int]:
-    total: Counter[str] = Counter()
+def _aggregator_counters(
+    workers: Iterable[AggregatePartition], retired: Counter[str]
+) -> dict[str, int]:
+    """Event outcomes counted by the partitions held and by those revoked before."""
+    total: Counter[str] = Counter(retired)
     for worker in workers:
         total.update(worker.aggregator.counters)
     return dict(total)
@@ -345,6 +351,8 @@ class ReleaseRuntime:
         self.sources = sources
         self.partials_partitions = partials_partitions
         self.counters: Counter[str] = Counter()
+        # What the engines of revoked partitions counted (Prometheus counters never go down).
+        self.retired: Counter[str] = Counter()
         self.watch = ProgressWatch(
             topic=settings.topic_partials,
             group_id=settings.group_id("release"),
@@ -358,6 +366,7 @@ class ReleaseRuntime:
             group_id=settings.group_id("release"),
             make_worker=self._make_worker,
             on_batch=self.watch.processed_batch,
+            on_retire=lambda worker: self.retired.update(worker.engine.counters),
         )
         self.started = False
         self.failed = False
@@ -407,7 +416,7 @@ class ReleaseRuntime:
         return not self.problems()
 
     def metric_families(self) -> Iterator[Any]:
-        engines: Counter[str] = Counter()
+        engines: Counter[str] = Counter(self.retired)
         for worker in self.loop.workers.values():
             engines.update(worker.engine.counters)
         yield from worker_families("release", ready=self.ready(), alive=self.alive())

@@ -66,6 +66,7 @@ class ManualCommitLoop:
         tick_interval_s: float = 1.0,
         max_records: int = 2000,
         on_batch: Callable[[dict[int, int], float], None] | None = None,
+        on_retire: Callable[[Any], None] | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topic
@@ -76,6 +77,9 @@ class ManualCommitLoop:
         self._on_batch = on_batch
         """Called after each batch is sent and committed with {partition: next offset} and
         the seconds it took (health and latency metrics, `stream.health`)."""
+        self._on_retire = on_retire
+        """Called with each worker dropped on a revoke, once, after its last commit: the
+        runtime keeps what the worker counted, so its metrics never go down."""
         self.workers: dict[int, Any] = {}
         self._lock = asyncio.Lock()
         self._consumer: Any = None
@@ -218,8 +222,10 @@ class ManualCommitLoop:
                 with contextlib.suppress(Exception):
                     await self._commit(partitions)
             for partition in partitions:
-                self.workers.pop(partition, None)
+                worker = self.workers.pop(partition, None)
                 self._committed.pop(partition, None)
+                if worker is not None and self._on_retire is not None:
+                    self._on_retire(worker)
 
     async def on_assigned(self, partitions: list[int]) -> None:
         async with self._lock:

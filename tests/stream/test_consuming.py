@@ -113,3 +113,23 @@ def test_acknowledged_output_is_committed_with_its_metadata() -> None:
     """Once the output is acknowledged the loop commits the worker's (offset, metadata)."""
     commits = asyncio.run(stop_while_sending(acknowledge=True))
     assert [list(c.values()) for c in commits] == [[(42, "closed-through")]]
+
+
+def test_a_revoked_worker_is_retired_once_and_kept_workers_are_not() -> None:
+    """On a revoke the loop hands each dropped worker to `on_retire` (its runtime keeps
+    what it counted), once, and only those: workers of partitions still held stay."""
+    retired: list[Worker] = []
+    loop = ManualCommitLoop(
+        Settings(bootstrap_servers="127.0.0.1:1"),
+        topic="in",
+        group_id="g",
+        make_worker=Worker,
+        on_retire=retired.append,
+    )
+    loop._consumer = Consumer()
+    first, second = Worker(), Worker()
+    loop.workers.update({0: first, 1: second})
+    asyncio.run(loop.on_revoked([0, 7]))  # 7 was never held
+    asyncio.run(loop.on_revoked([0]))  # a second revoke of the same partition
+    assert retired == [first]
+    assert loop.workers == {1: second}
