@@ -129,11 +129,17 @@ def register_anonymize(app: faust.App, *, settings: Settings, runtime: Anonymize
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_key_ring_and_consent() -> None:
-        await runtime.keyring.start()
-        await runtime.consent.start(wait=True)
-        watch.start(assigned)
-        log.info("anonymize worker ready: key ring and consent table current")
-        await probe.run()
+        try:
+            await runtime.keyring.start()
+            await runtime.consent.start(wait=True)
+            watch.start(assigned)
+            log.info("anonymize worker ready: key ring and consent table current")
+            await probe.run()
+        finally:
+            # Cancelled at shutdown: close the readers' clients (else asyncio reports them
+            # unclosed), as the aggregate stage does.
+            await runtime.consent.stop()
+            await runtime.keyring.stop()
 
     @app.agent(source, name="anonymize")
     async def anonymize(stream: Any) -> None:

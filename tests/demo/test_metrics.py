@@ -250,3 +250,15 @@ def test_worker_logs_are_json_lines_without_identifier_payload_or_key(run: Run) 
         assert not leaked, f"{stage} log contains {len(leaked)} input values, e.g. {leaked[:1]}"
     assert levels["debug"] > 0, "debug lines were written (the check covers them)"
     assert run.exit_codes == {"anonymize": 0, "aggregate": 0, "release": 0}
+
+
+def test_workers_close_every_kafka_client_on_stop(run: Run) -> None:
+    """A stopped worker closes its clients: asyncio reports none unclosed (an error line the
+    anonymize worker wrote for its key ring and consent readers until they were stopped)."""
+    for stage, text in run.logs.items():
+        unclosed = [
+            entry["msg"].splitlines()[0]
+            for entry in map(orjson.loads, text.splitlines())
+            if entry["msg"].startswith("Unclosed")
+        ]
+        assert not unclosed, f"{stage}: {unclosed}"
