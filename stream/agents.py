@@ -324,7 +324,7 @@ def register_aggregate(app: faust.App, *, runtime: AggregateRuntime) -> None:
             runtime.failed = True
 
         try:
-            await guarded(runtime.loop.run(), on_error=failed)
+            await guarded(runtime.loop.run, on_error=failed)
         finally:
             await runtime.loop.stop()
             await runtime.consent.stop()
@@ -471,7 +471,7 @@ def register_release(app: faust.App, *, runtime: ReleaseRuntime) -> None:
         runtime.started = True
         log.info("release worker ready")
         try:
-            await guarded(runtime.loop.run(), on_error=failed)
+            await guarded(runtime.loop.run, on_error=failed)
         finally:
             await runtime.loop.stop()
 

@@ -92,7 +92,7 @@ class ConsentTable:
         targets = await consumer.end_offsets(tps)
         self._positions = dict.fromkeys(tps, 0)
         self._task = asyncio.create_task(
-            guarded(self._read_forever(), on_error=self._failed), name="consent-reader"
+            guarded(self._read_forever, on_error=self._failed), name="consent-reader"
         )
         waiter = asyncio.create_task(self._catch_up(targets), name="consent-catch-up")
         if wait:

@@ -274,7 +274,7 @@ class KafkaKeyRing:
         end = (await consumer.end_offsets([tp]))[tp]
         self._tasks.append(
             asyncio.create_task(
-                guarded(self._read_forever(), on_error=self._failed), name="keyring-reader"
+                guarded(self._read_forever, on_error=self._failed), name="keyring-reader"
             )
         )
         await self._wait_position(end)
@@ -282,7 +282,7 @@ class KafkaKeyRing:
         await self.upkeep()
         self._tasks.append(
             asyncio.create_task(
-                guarded(self._upkeep_forever(), on_error=self._failed), name="keyring-upkeep"
+                guarded(self._upkeep_forever, on_error=self._failed), name="keyring-upkeep"
             )
         )
 

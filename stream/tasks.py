@@ -11,13 +11,16 @@ log = logging.getLogger(__name__)
 
 
 async def guarded(
-    coroutine: Coroutine[Any, Any, None], *, on_error: Callable[[BaseException], None]
+    run: Callable[[], Coroutine[Any, Any, None]], *, on_error: Callable[[BaseException], None]
 ) -> None:
-    """Run `coroutine`; on an unexpected exception log its type (never its message, which
-    may quote data), call `on_error` so the owner turns unready and unhealthy, and re-raise.
+    """Await `run()`; on an unexpected exception log its type (never its message, which may
+    quote data), call `on_error` so the owner turns unready and unhealthy, and re-raise.
+
+    `run` is the coroutine function, called here: a task cancelled before its first step
+    then leaves no coroutine object behind that was never awaited (a RuntimeWarning).
     """
     try:
-        await coroutine
+        await run()
     except asyncio.CancelledError:
         raise
     except Exception as exc:
