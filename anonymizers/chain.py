@@ -365,8 +365,9 @@ class Pipeline:
             "epoch": epoch,
             "subject": subject,
         }
-        for name, value in ip_fields:
-            out[name] = value
+        # (Names of their own: compiled, a loop variable keeps the type it gets here.)
+        for geo_name, geo_value in ip_fields:
+            out[geo_name] = geo_value
         if self._keeps_identifiers:
             out.update(self._pseudonyms.identifiers(event, key))
         # The echo guard's haystack: the free-text output fields, casefolded.
