@@ -6,6 +6,11 @@ aggregate stage, see `anonymizers.aggregation`). A window is *complete* when eve
 partition has reported it closed (a progress record covering its end) and every partial the
 partition's report announced has arrived; windows are decided in (end, size) order, each once.
 Merging is by key: a replayed or duplicated partial overwrites its twin and never adds.
+Order: sources interleave in any order, and a source's records may come again (an aggregate
+worker replaying from its last commit), but a source's records are first seen in the order
+its worker wrote them, as Kafka delivers one producer's records within a partition: the
+engine forgets windows below the floor that every source has closed, so a range of a source
+first seen after a later range of the same source would be ignored.
 
 Rules per metric window, on merged exact values:
 1. a cell needs at least k distinct subjects (`k_search_terms` for sensitive metrics);
