@@ -460,17 +460,16 @@ class Pipeline:
                     echoed = self.allowlist.guard(out, _event_needles(event, present, needles))
                     break
             else:
-                if present:
-                    for field in present:
-                        value = event[field]
-                        if (
-                            isinstance(value, str)
-                            and len(value) >= ECHO_MIN_LENGTH
-                            and value.casefold() in haystack
-                        ):
-                            all_needles = _event_needles(event, present, needles)
-                            echoed = self.allowlist.guard(out, all_needles)
-                            break
+                for field in present:
+                    value = event[field]
+                    if (
+                        isinstance(value, str)
+                        and len(value) >= ECHO_MIN_LENGTH
+                        and value.casefold() in haystack
+                    ):
+                        all_needles = _event_needles(event, present, needles)
+                        echoed = self.allowlist.guard(out, all_needles)
+                        break
         if self._record:
             actions = [f"subject:{source}"]
             _describe(actions, event, out, raw_ip, ip_text, located, search_action, echoed)
