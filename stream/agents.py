@@ -278,7 +278,9 @@ class AggregateRuntime:
             "anonstream_aggregate_events",
             "Aggregate stage event outcomes.",
             "outcome",
-            _aggregator_counters(self.loop.workers.values(), self.retired),
+            dict(
+                _counted(self.retired, (w.aggregator.counters for w in self.loop.workers.values()))
+            ),
         )
         yield counter(
             "anonstream_partials_sent", "Partial and progress records sent.", self.loop.sent
@@ -298,14 +300,12 @@ class AggregateRuntime:
         )
 
 
-def _aggregator_counters(
-    workers: Iterable[AggregatePartition], retired: Counter[str]
-) -> dict[str, int]:
-    """Event outcomes counted by the partitions held and by those revoked before."""
+def _counted(retired: Counter[str], held: Iterable[Counter[str]]) -> Counter[str]:
+    """What the workers of revoked partitions counted plus what those held count now."""
     total: Counter[str] = Counter(retired)
-    for worker in workers:
-        total.update(worker.aggregator.counters)
-    return dict(total)
+    for counters in held:
+        total.update(counters)
+    return total
 
 
 def register_aggregate(app: faust.App, *, runtime: AggregateRuntime) -> None:
@@ -422,9 +422,7 @@ class ReleaseRuntime:
         return not self.problems()
 
     def metric_families(self) -> Iterator[Any]:
-        engines: Counter[str] = Counter(self.retired)
-        for worker in self.loop.workers.values():
-            engines.update(worker.engine.counters)
+        engines = _counted(self.retired, (w.engine.counters for w in self.loop.workers.values()))
         yield from worker_families("release", ready=self.ready(), alive=self.alive())
         yield counter(
             "anonstream_partials_consumed", "Partial records consumed.", self.loop.messages
