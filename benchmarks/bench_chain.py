@@ -17,11 +17,15 @@ figure profits from having seen the same events before. Printed:
   N other events, as a worker runs it: each batch decoded untimed, then `process_batch` on
   it timed); best and median of the repetitions;
 - the share of the chain's CPU time the garbage collector took, and its collections;
+  each pipeline runs under the garbage collector settings of a worker
+  (`stream.gcsettings.settle_after_startup` once it is built), or Python's own with
+  `--python-gc`;
 - each cache's misses and hit rate over the measured events.
 
 Outcomes are tallied batch by batch and dropped, as a worker drops them once sent.
 
-    python benchmarks/bench_chain.py [--events N] [--repeat R] [--warmup W] [--batch B] [--geo-db PATH]
+    python benchmarks/bench_chain.py [--events N] [--repeat R] [--warmup W] [--batch B]
+                                     [--geo-db PATH] [--python-gc]
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from anonymizers.fields import SUBJECT_FIELDS
 from anonymizers.ip import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.policy import default_policy
+from stream.gcsettings import DEFAULT_YOUNG_THRESHOLD, settle_after_startup
 
 UAS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
@@ -289,7 +294,13 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=100_000, help="events of the cold run")
     parser.add_argument("--batch", type=int, default=500, help="events per collector message")
     parser.add_argument("--geo-db", type=Path, default=None)
+    parser.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="keep Python's garbage collector settings instead of a worker's",
+    )
     args = parser.parse_args()
+    young_threshold = 0 if args.python_gc else DEFAULT_YOUNG_THRESHOLD
     geo_path = args.geo_db
     if geo_path is None:
         from stream.preview import bundled_geo_database
@@ -298,10 +309,13 @@ def main() -> None:
     count, batch = args.events, args.batch
     stream = EventStream()
 
+    # Each pipeline starts as a worker's does: built, then the collector settled.
     cold_pipeline = make_pipeline(geo_path)
+    settle_after_startup(young_threshold)
     cold, _ = chain_only(cold_pipeline, stream.take(args.cold), batch)
     del cold_pipeline
     pipeline = make_pipeline(geo_path)
+    settle_after_startup(young_threshold)
     for start in range(0, args.warmup, 100_000):
         full(pipeline, stream.take(min(100_000, args.warmup - start)), batch)
 
@@ -332,6 +346,11 @@ def main() -> None:
     )
     compiled = Path(chain_module.__file__ or "").suffix != ".py"
     print(f"chain: {'compiled with mypyc (setup.py)' if compiled else 'pure Python'}")
+    if young_threshold:
+        settings = f"a worker's: start-up frozen, young threshold {young_threshold:,}"
+    else:
+        settings = "Python's defaults (--python-gc)"
+    print(f"garbage collector: {settings}; thresholds now {gc.get_threshold()}")
     print(
         f"{'cold chain alone (fresh caches, ' + format(args.cold, ',') + ' events):':44s}{cold:10,.0f}"
     )

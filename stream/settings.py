@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.exceptions import SettingsError
+from stream.gcsettings import DEFAULT_YOUNG_THRESHOLD
 
 ENV_PREFIX = "ANONSTREAM_"
 DAY_MS = 24 * 3600 * 1000
@@ -103,6 +104,13 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated base URLs (http://host:port) of other workers whose "
         "/metrics the dashboard adds to its own (e.g. the anonymize and aggregate workers).",
+    )
+    gc_young_threshold: int = Field(
+        DEFAULT_YOUNG_THRESHOLD,
+        ge=0,
+        description="Allocations between young-generation garbage collections in workers, "
+        "which also freeze their start-up objects (stream.gcsettings); 0 keeps Python's "
+        "collector settings (700, nothing frozen).",
     )
     clock_offset_s: float = Field(
         0.0,

@@ -108,6 +108,7 @@ def worker_cli(stage: str, loglevel: str | None) -> None:
     """Run a worker of one pipeline stage; start more to scale (one consumer group per stage)."""
     import faust
 
+    from stream.gcsettings import settle_after_startup
     from stream.kafka import require_reachable
     from stream.logs import logging_config
     from stream.topics import require_topics, topic_specs
@@ -116,6 +117,7 @@ def worker_cli(stage: str, loglevel: str | None) -> None:
     require_reachable(settings)
     require_topics(settings, [spec.name for spec in topic_specs(settings)])
     app = build_worker_app(settings, stage)
+    settle_after_startup(settings.gc_young_threshold)
     level = loglevel or {"warning": "warn"}.get(settings.log_level, settings.log_level)
     worker = faust.Worker(
         app,

@@ -36,6 +36,9 @@ def test_secret_file_named_after_the_variable(
         pytest.param(
             "ANONSTREAM_SECURITY_PROTOCOL", "TLS", "ANONSTREAM_SECURITY_PROTOCOL", id="protocol"
         ),
+        pytest.param(
+            "ANONSTREAM_GC_YOUNG_THRESHOLD", "-1", "ANONSTREAM_GC_YOUNG_THRESHOLD", id="gc-negative"
+        ),
     ],
 )
 def test_invalid_setting_names_the_variable(
