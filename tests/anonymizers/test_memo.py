@@ -372,3 +372,34 @@ def test_memoised_chain_equals_plain_units(policy_name: str, seed: int) -> None:
     # Twice through the same pipeline: the second pass is all memo hits.
     assert [pipeline(event) for event in events] == expected
     assert pipeline.process_batch(events) == expected
+
+
+# ------------------------------------------------------------------ the event time fast path
+_SECOND_TEXTS = [f"{n:02d}" for n in range(100)] + ["", "5", "5x", "\u06655", "005", "6O"]
+_FRACTIONS = ["", ".", ".1", ".123", ".123456789", ".1234567890", ".12a", ".\u0665", "..1", ".1.2"]
+_ZONES = ["Z", "z", "", "ZZ", "+02:00", "-04:30", " ", "Z "]
+
+
+@pytest.mark.parametrize("rotation", [60, 90, 3600, 86_400])
+def test_event_time_fast_path_reads_as_the_full_parser(rotation: int) -> None:
+    """Once a minute is known to the fast path, every text in that minute, valid or not
+    (each seconds text 00-99 and odd ones, with each fraction and zone), reads exactly as a
+    fresh full parser reads it; epochs not aligned on the minute (90 s) included."""
+    times = _EventTime(rotation)
+    minute = "2024-05-01T10:59:"
+    times.read(f"{minute}00Z")  # the full parser fills the minute's fast-path entry
+    for second in _SECOND_TEXTS:
+        for fraction in _FRACTIONS:
+            for zone in _ZONES:
+                raw = f"{minute}{second}{fraction}{zone}"
+                assert times.read(raw) == _EventTime(rotation)._parse(raw), raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(tail=st.text("0123456789.Zz:+- \u0665", max_size=16))
+def test_event_time_fast_path_on_any_tail(tail: str) -> None:
+    """The same for any text after a known minute."""
+    times = _EventTime(90)
+    times.read("2024-05-01T10:59:00Z")
+    raw = f"2024-05-01T10:59:{tail}"
+    assert times.read(raw) == _EventTime(90)._parse(raw)
