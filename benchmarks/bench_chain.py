@@ -20,7 +20,10 @@ figure profits from having seen the same events before. Printed:
   each pipeline runs under the garbage collector settings of a worker
   (`stream.gcsettings.settle_after_startup` once it is built), or Python's own with
   `--python-gc`;
-- each cache's misses and hit rate over the measured events.
+- each cache's misses and hit rate over the measured events;
+- how long one look-up in a dict as large as the memos took before and after the runs:
+  the chain is mostly such look-ups, so on a shared machine this shows how busy its
+  memory was (context only).
 
 Outcomes are tallied batch by batch and dropped, as a worker drops them once sent.
 
@@ -226,6 +229,26 @@ def chain_only(
     return _rate(len(raw), spent), spent
 
 
+def memory_probe_ns(entries: int = 262_144, probes: int = 100_000, seed: int = 5) -> float:
+    """Nanoseconds (CPU time, best of 3) per look-up of a fresh key string in a dict of
+    `entries` keys, as large as the chain's memos: how long this machine waits on memory
+    right now. Context for the chain's figure, which is mostly such look-ups (a shared VM's
+    neighbours can double it); not part of any figure."""
+    rng = random.Random(seed)
+    keys = [f"cookie-{rng.getrandbits(64):016x}" for _ in range(entries)]
+    table = {key: f"{index:022d}" for index, key in enumerate(keys)}
+    # New string objects, as decoded events bring: hashed, then compared with the stored key.
+    fresh = [("x" + keys[rng.randrange(entries)])[1:] for _ in range(probes)]
+    get = table.get
+    times = []
+    for _ in range(3):
+        started = time.process_time()
+        for key in fresh:
+            get(key)
+        times.append(time.process_time() - started)
+    return min(times) / probes * 1e9
+
+
 def ceiling(raw: list[bytes]) -> float:
     """Events/s (CPU time) of orjson decode + encode alone."""
     loads, dumps = orjson.loads, orjson.dumps
@@ -322,6 +345,7 @@ def main() -> None:
     # getattr: older commits of the chain have no cache_stats (to measure them alike).
     stats = getattr(pipeline, "cache_stats", dict)
     before = stats()
+    probe_before = memory_probe_ns()
     runs: list[tuple[float, float, float]] = []
     pipeline_tally, chain_tally = Tally(), Tally()
     gc_time = GcTime()
@@ -334,6 +358,7 @@ def main() -> None:
         chain_seconds += seconds
         runs.append((top, rate, chain_rate))
     after = stats()
+    probe_after = memory_probe_ns()
     looked = pipeline_tally.looked + chain_tally.looked
     if "geo" in after and "ip" in after:
         # The geolocation caches serve the IP memo's misses.
@@ -368,6 +393,10 @@ def main() -> None:
         if column == 2:
             line += "  (target >= 100,000)"
         print(line)
+    print(
+        f"memory: a look-up in a 262,144-entry dict took {probe_before:.0f} ns before the "
+        f"runs, {probe_after:.0f} ns after (CPU time; higher means a busier machine)"
+    )
     generations = "/".join(str(gc_time.collections[g]) for g in range(3))
     print(
         f"garbage collection in the chain alone: {gc_time.seconds / chain_seconds:.1%} of its "
