@@ -3,8 +3,8 @@
 CPython's cyclic collector runs a young-generation collection every 700 net allocations of
 container objects (its default threshold). An anonymize worker allocates several per event
 (the decoded event, its output dict, the outcome tuple, faust's message objects) and keeps
-a whole batch of them alive until the batch is sent, so with 700 the collector walks every
-batch's objects two or three times before they die anyway, and promotes them to older
+a whole batch of them alive until the batch is sent, so with 700 the collector walks a
+batch's objects up to two or three times before they die anyway, and promotes them to older
 generations that it walks again. Its full collections also walk everything start-up made:
 modules, the app, the policy, the memo dicts of the anonymizer chain.
 
@@ -14,9 +14,11 @@ modules, the app, the policy, the memo dicts of the anonymizer chain.
 - sets the young-generation threshold to `threshold` (older generations keep Python's
   ratios), so a collection finds most of a batch's objects already gone.
 
-Cyclic garbage waits longer for a collection: at most `threshold` container objects,
-a few megabytes. `benchmarks/bench_chain.py` measures the chain with these settings by
-default, as workers run it, and with Python's defaults under `--python-gc`.
+Cyclic garbage waits longer for its collection: a young collection comes after at most
+`threshold` net container allocations (a few megabytes). `benchmarks/bench_chain.py`
+measures the chain with these settings by default, as workers run it, and with Python's
+under `--python-gc`. The gain is in long runs, where Python's settings bring full
+collections (see docs/internals.md); over 100,000 events there may be none.
 """
 
 from __future__ import annotations
