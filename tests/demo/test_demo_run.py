@@ -3,6 +3,7 @@ headless Chromium, every chart with data, then Ctrl-C stops everything it starte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -121,6 +122,7 @@ def test_demo_dashboard_has_data_in_chromium_and_ctrl_c_leaves_nothing(tmp_path:
         stdin=subprocess.DEVNULL,
     )
     out = Output(demo)
+    pids: list[int] = []
     try:
         deadline = time.monotonic() + 60
         while out.find(r"^dashboard (\S+)") is None:
@@ -170,6 +172,10 @@ def test_demo_dashboard_has_data_in_chromium_and_ctrl_c_leaves_nothing(tmp_path:
             code = demo.wait(timeout=120)
         except subprocess.TimeoutExpired:
             demo.kill()
+            # What the demo started must not outlive the test (and load the next tests).
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             raise
     assert code == 0, out.text()[-3000:]
     assert "nothing left running" in out.text()
