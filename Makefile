@@ -19,8 +19,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall when the dependency list changes.
-$(INSTALL_STAMP): pyproject.toml | $(BIN)/python
+# Reinstall when the dependency list or the C extension changes (an editable install builds
+# anonymizers/_fptable*.so next to its source).
+$(INSTALL_STAMP): pyproject.toml setup.py anonymizers/_fptable.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 

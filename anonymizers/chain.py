@@ -226,7 +226,9 @@ class Pipeline:
         self._geo_fields = tuple(name for name in _GEO_FIELDS if name in wanted)
         self._ip = IpAnonymizer(policy.geo, geo, fields=self._geo_fields)
         self._geo = geo
-        self._ips: Memo[str, _IpEntry] = Memo(self._ip_entry, max_size=_IP_CACHE_SIZE)
+        self._ips: Memo[str, _IpEntry] = Memo(
+            self._ip_entry, max_size=_IP_CACHE_SIZE, values="object"
+        )
         # The units below are uncached: their results are memoised here, once.
         self._urls = UrlScrubber(policy.urls, cache_size=0)
         self._url_entries: Memo[str, _UrlEntry] = Memo(self._url_entry, max_size=_URL_CACHE_SIZE)
@@ -257,11 +259,11 @@ class Pipeline:
         )
         # The memos' dicts, read directly on the hot path (see anonymizers.memo).
         self._ip_table = self._ips.table
-        self._url_table = self._url_entries.table
-        self._referrer_table = self._referrer_entries.table
-        self._search_table = self._search_entries.table
-        self._device_table = self._devices.table
-        self._language_table = self._languages.table
+        self._url_table = self._url_entries.plain_table
+        self._referrer_table = self._referrer_entries.plain_table
+        self._search_table = self._search_entries.plain_table
+        self._device_table = self._devices.plain_table
+        self._language_table = self._languages.plain_table
         self._want_time_on_page = "time_on_page_ms" in wanted
         self._time_on_page_max = policy.context.time_on_page_max_ms
 

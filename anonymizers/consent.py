@@ -183,7 +183,7 @@ class ConsentGate:
         self._require_signal = config.require_consent_signal
         self._flags = self._state.flags_by_digest()
         self._digest_memos = {
-            name: Memo(partial(self._state.digest, name), max_size=DIGEST_MEMO_SIZE)
+            name: Memo(partial(self._state.digest, name), max_size=DIGEST_MEMO_SIZE, values="u64")
             for name in SUBJECT_FIELDS
         }
         # Looped over per event (`present` may be any collection; no iterator over it).

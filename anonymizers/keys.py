@@ -158,7 +158,9 @@ class EpochKey:
             if self._pads is None:
                 raise KeyMaterialError(f"the key of epoch {self.epoch} was destroyed")
             pseudonym = self._pseudonym
-            memo = Memo(lambda rest: pseudonym(prefix + rest), max_size=self._memo_size)
+            memo = Memo(
+                lambda rest: pseudonym(prefix + rest), max_size=self._memo_size, values="pseudonym"
+            )
             self._memos[prefix] = memo
         return memo
 

@@ -18,33 +18,110 @@ Evicting one entry at a time with `pop(next(iter(d)))` looks O(1) but is not: CP
 the deleted slots at the front of the entry table on every `iter`, which cost ~40 µs per
 insertion in a full 65,536-entry dict. A memo lives in process memory only: never persisted,
 never logged; its keys may be raw values (IPs, user agents, URLs), so nothing may print it.
+
+Large memos of str keys (the IP, consent digest and pseudonym memos: 65,536 to 262,144
+entries) name the kind of their values (`values="object"`, `"pseudonym"` or `"u64"`): where
+the C extension `anonymizers._fptable` is built, their table is then a `FingerprintTable`
+instead of a dict. It stores a 128-bit keyed fingerprint of each key (SipHash-2-4 under a
+random per-table key) and the value inline, two entries per 64-byte bucket, and evicts the
+least recently used of a bucket's two: a hit reads one cache line where a dict reads four
+or five (index, entry, stored key, value), and the table holds no raw key at all. Its
+`get`, item assignment, `len`, `in` and `clear` are a dict's, so the hot paths read either
+alike. Without the extension (a pure-Python install), those memos are dicts as above.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from itertools import islice
-from typing import Final, Generic, TypeVar
+from types import ModuleType
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar
+
+
+def _load_extension() -> ModuleType | None:
+    try:
+        from anonymizers import _fptable
+    except ImportError:  # a pure-Python install: every memo is a dict
+        return None
+    return _fptable
+
+
+_fptable: Final = _load_extension()
 
 K = TypeVar("K")
 V = TypeVar("V")
+KC = TypeVar("KC", contravariant=True)
 
 EVICT_FRACTION: Final = 8
 """When full, 1/EVICT_FRACTION of the entries (the oldest) are evicted at once."""
+
+ValueKind = Literal["object", "pseudonym", "u64"]
+"""What a fingerprint table stores: any object (by reference), a 22-character base64url
+pseudonym (as its 16 bytes), or an int in [0, 2**64)."""
+_KINDS: Final[dict[str, int]] = {"object": 0, "pseudonym": 1, "u64": 2}
+_native = {"enabled": _fptable is not None}
+
+
+class MemoTable(Protocol[KC, V]):
+    """What the hot paths use of a memo's table: a dict's `get` and item assignment."""
+
+    def get(self, key: KC, /) -> V | None: ...
+
+    def __setitem__(self, key: KC, value: V, /) -> None: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def clear(self) -> None: ...
+
+
+def fingerprint_tables() -> bool:
+    """True when new memos that name their values get a `FingerprintTable`."""
+    return _native["enabled"]
+
+
+def use_fingerprint_tables(enabled: bool) -> None:
+    """Whether memos made from now on that name their values use `FingerprintTable` (when
+    the extension is built; tests switch it off to run the dict tables too)."""
+    _native["enabled"] = enabled and _fptable is not None
+
+
+def fingerprint_table(max_size: int, values: ValueKind) -> Any:
+    """A new `FingerprintTable` holding at least `max_size` entries of `values`; needs the
+    extension (`fingerprint_tables()`)."""
+    if _fptable is None:
+        raise RuntimeError("anonymizers._fptable is not built")
+    return _fptable.FingerprintTable(max_size, _KINDS[values], secrets.token_bytes(16))
 
 
 class Memo(Generic[K, V]):
     """`compute(key)` by key, at most `max_size` entries (0: compute every time, store nothing).
 
-    `misses` counts the computations; `len(memo)` is the number of entries held.
+    `misses` counts the computations; `len(memo)` is the number of entries held. With
+    `values` (str keys only), the table is a `FingerprintTable` of that kind where the
+    extension is built, and `max_size` is rounded up to a power of two.
     """
 
-    __slots__ = ("_compute", "max_size", "misses", "table")
+    __slots__ = ("_compute", "_dict", "max_size", "misses", "table")
 
-    def __init__(self, compute: Callable[[K], V], *, max_size: int) -> None:
+    def __init__(
+        self, compute: Callable[[K], V], *, max_size: int, values: ValueKind | None = None
+    ) -> None:
         if max_size < 0:
             raise ValueError("max_size must be >= 0")
-        self.table: dict[K, V] = {}
+        self.table: MemoTable[K, V]
+        self._dict: dict[K, V] | None
+        if values is not None and max_size and fingerprint_tables():
+            table = fingerprint_table(max_size, values)
+            self.table = table
+            self._dict = None
+            max_size = table.capacity
+        else:
+            plain: dict[K, V] = {}
+            self.table = plain
+            self._dict = plain
         self._compute = compute
         self.max_size = max_size
         self.misses = 0
@@ -59,21 +136,38 @@ class Memo(Generic[K, V]):
     def __contains__(self, key: K) -> bool:
         return key in self.table
 
+    @property
+    def native(self) -> bool:
+        """True when the table is a `FingerprintTable`."""
+        return self._dict is None
+
+    @property
+    def plain_table(self) -> dict[K, V]:
+        """The table of a memo that names no kind of values: always a dict (compiled code
+        reads a dict faster than any other table)."""
+        if self._dict is None:
+            raise TypeError("this memo's table is a FingerprintTable")
+        return self._dict
+
     def __getitem__(self, key: K) -> V:
-        table = self.table
-        if key in table:
-            return table[key]
-        return self.miss(key)
+        value = self.table.get(key)
+        if value is None:
+            return self.miss(key)
+        return value
 
     def miss(self, key: K) -> V:
         """Compute the value of `key` (not in the memo), store it and return it."""
         self.misses += 1
         value = self._compute(key)
         if self.max_size:
-            table = self.table
-            if len(table) >= self.max_size:
-                drop_oldest(table)
-            table[key] = value
+            plain = self._dict
+            if plain is None:
+                # A fingerprint table evicts by itself.
+                self.table[key] = value
+            else:
+                if len(plain) >= self.max_size:
+                    drop_oldest(plain)
+                plain[key] = value
         return value
 
     def clear(self) -> None:

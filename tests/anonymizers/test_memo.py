@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from anonymizers.context import ContextAnonymizer
 from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
 from anonymizers.ip import GeoLookup, IpAnonymizer, parse_ip
 from anonymizers.keys import EpochKey, StaticKeyProvider
-from anonymizers.memo import Memo, bounded_put
+from anonymizers.memo import Memo, bounded_put, fingerprint_tables, use_fingerprint_tables
 from anonymizers.policy import Policy, default_policy, parse_policy
 from anonymizers.pseudonym import Pseudonymizer
 from anonymizers.search_terms import SearchTermScrubber
@@ -354,11 +354,28 @@ _POLICIES = {
 _DB = build_mmdb(Path(tempfile.mkdtemp()) / "memo.mmdb")
 
 
+@pytest.fixture(params=["fingerprint tables", "dicts"])
+def memo_tables(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The large memos as fingerprint tables (where anonymizers._fptable is built), then as
+    dicts: the chain must give the same outcomes with either."""
+    if request.param == "fingerprint tables" and not fingerprint_tables():
+        pytest.skip("anonymizers._fptable is not built (no C compiler)")
+    use_fingerprint_tables(request.param == "fingerprint tables")
+    yield request.param
+    use_fingerprint_tables(True)
+
+
 @pytest.mark.parametrize("policy_name", sorted(_POLICIES))
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    # The fixture only switches the kind of table for every example alike.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(seed=st.integers(0, 2**32 - 1))
-def test_memoised_chain_equals_plain_units(policy_name: str, seed: int) -> None:
-    """Event by event, the memoised chain's outcome equals the uncached units' (every policy)."""
+def test_memoised_chain_equals_plain_units(policy_name: str, seed: int, memo_tables: str) -> None:
+    """Event by event, the memoised chain's outcome equals the uncached units' (every policy,
+    either kind of memo table)."""
     rng = random.Random(seed)
     events = [random_event(rng) for _ in range(80)]
     policy = _POLICIES[policy_name]
@@ -368,6 +385,7 @@ def test_memoised_chain_equals_plain_units(policy_name: str, seed: int) -> None:
     pipeline = Pipeline.from_policy(
         policy, keys=_static_keys(), geo=GeoLookup(str(_DB)), consent=consent
     )
+    assert pipeline._ips.native == (memo_tables == "fingerprint tables")
     expected = [reference_outcome(policy, _DB, consent, event) for event in events]
     # Twice through the same pipeline: the second pass is all memo hits.
     assert [pipeline(event) for event in events] == expected

@@ -1,0 +1,632 @@
+/* anonymizers._fptable: a bounded memo table for str keys that stores no key.
+ *
+ * The chain's memos are mostly look-ups of raw identifiers and IPs in tables of 65,536 to
+ * 262,144 entries. As dicts each hit reads, one after the other, the dict's index, its
+ * entry, the stored key object (to compare it) and the value object: four or five cache
+ * misses, each ~200 ns when the machine's memory is busy. This table keeps, per entry,
+ * a 128-bit keyed fingerprint of the key (SipHash-2-4 with a 128-bit output, under a random
+ * key per table) and the value itself, 32 bytes, two entries per 64-byte bucket: a hit is
+ * one cache line. The raw key is never stored, so the table holds no raw identifier.
+ *
+ * Two different keys share a fingerprint with probability ~n / 2^127 per look-up (n
+ * entries): the same order of risk the pseudonyms themselves accept (128 bits).
+ *
+ * Values, fixed per table (`kind`):
+ *   KIND_OBJECT    any object, held by reference (the table is not tracked by the garbage
+ *                  collector: values must never refer back to it, as the chain's tuples of
+ *                  strings, numbers and tuples cannot);
+ *   KIND_PSEUDONYM a 22-character base64url text (16 bytes, as EpochKey.pseudonym makes),
+ *                  stored as its 16 bytes and written out again on each hit;
+ *   KIND_U64       an int in [0, 2**64), stored inline.
+ *
+ * Bounded: a key's bucket is chosen by its fingerprint; a bucket holds two entries, the
+ * most recently used first; a new key in a full bucket evicts the least recently used one.
+ * `clear()` zeroes every bucket (EpochKey.destroy relies on it).
+ *
+ * Not thread-safe beyond the GIL (every method holds it), like a dict.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { KIND_OBJECT = 0, KIND_PSEUDONYM = 1, KIND_U64 = 2 };
+
+#define PSEUDONYM_CHARS 22
+#define PSEUDONYM_BYTES 16
+#define BUCKET_BYTES 64
+
+typedef struct {
+    uint64_t hi, lo; /* the fingerprint; 0, 0 is an empty slot (lo always has bit 0 set) */
+    union {
+        PyObject *obj;
+        uint64_t u64;
+        unsigned char raw[16];
+    } v;
+} Slot;
+
+typedef struct {
+    Slot s[2]; /* s[0] the most recently used */
+} Bucket;
+
+typedef struct {
+    PyObject_HEAD
+    void *memory;      /* what was allocated; `buckets` is it aligned to 64 bytes */
+    Bucket *buckets;
+    size_t mask;       /* buckets - 1 */
+    Py_ssize_t count;  /* occupied slots */
+    int kind;
+    uint64_t k0, k1;   /* SipHash key */
+} Table;
+
+/* ------------------------------------------------------------------ SipHash-2-4, 128 bits */
+/* The reference algorithm (https://github.com/veorq/SipHash), 128-bit output. */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                        \
+    do {                                                                                \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                       \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                          \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                          \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                       \
+    } while (0)
+
+static inline uint64_t
+load_le64(const unsigned char *p)
+{
+    return (uint64_t)p[0] | ((uint64_t)p[1] << 8) | ((uint64_t)p[2] << 16) |
+           ((uint64_t)p[3] << 24) | ((uint64_t)p[4] << 32) | ((uint64_t)p[5] << 40) |
+           ((uint64_t)p[6] << 48) | ((uint64_t)p[7] << 56);
+}
+
+static void
+siphash128(const unsigned char *in, size_t inlen, uint64_t k0, uint64_t k1, uint64_t out[2])
+{
+    uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ k0;
+    uint64_t v1 = UINT64_C(0x646f72616e646f6d) ^ k1;
+    uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ k0;
+    uint64_t v3 = UINT64_C(0x7465646279746573) ^ k1;
+    const unsigned char *end = in + inlen - (inlen % 8);
+    uint64_t b = ((uint64_t)inlen) << 56;
+    v1 ^= 0xee;
+    for (; in != end; in += 8) {
+        uint64_t m = load_le64(in);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    switch (inlen & 7) {
+    case 7: b |= ((uint64_t)in[6]) << 48; /* fall through */
+    case 6: b |= ((uint64_t)in[5]) << 40; /* fall through */
+    case 5: b |= ((uint64_t)in[4]) << 32; /* fall through */
+    case 4: b |= ((uint64_t)in[3]) << 24; /* fall through */
+    case 3: b |= ((uint64_t)in[2]) << 16; /* fall through */
+    case 2: b |= ((uint64_t)in[1]) << 8;  /* fall through */
+    case 1: b |= ((uint64_t)in[0]); break;
+    case 0: break;
+    }
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xee;
+    SIPROUND; SIPROUND; SIPROUND; SIPROUND;
+    out[0] = v0 ^ v1 ^ v2 ^ v3;
+    v1 ^= 0xdd;
+    SIPROUND; SIPROUND; SIPROUND; SIPROUND;
+    out[1] = v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The fingerprint of a str key. CPython stores a str in the narrowest of three widths
+ * (`kind` 1, 2 or 4 bytes per character), so equal strings have equal kind and bytes; the
+ * kind goes into the hash key so that different strings with the same bytes differ. */
+static int
+fingerprint(Table *self, PyObject *key, uint64_t out[2])
+{
+    if (!PyUnicode_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "FingerprintTable keys are str, not %.100s",
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(key) < 0) {
+        return -1;
+    }
+#endif
+    int kind = PyUnicode_KIND(key);
+    size_t size = (size_t)PyUnicode_GET_LENGTH(key) * (size_t)kind;
+    siphash128((const unsigned char *)PyUnicode_DATA(key), size, self->k0,
+               self->k1 ^ (uint64_t)kind, out);
+    out[1] |= 1; /* never 0, 0: that marks an empty slot */
+    return 0;
+}
+
+/* ------------------------------------------------------------------ values */
+
+static const char B64URL[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int
+b64url_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-') return 62;
+    if (c == '_') return 63;
+    return -1;
+}
+
+static void
+encode_pseudonym(const unsigned char raw[PSEUDONYM_BYTES], Py_UCS1 *out)
+{
+    int o = 0;
+    for (int i = 0; i < 15; i += 3) {
+        uint32_t n = ((uint32_t)raw[i] << 16) | ((uint32_t)raw[i + 1] << 8) | raw[i + 2];
+        out[o++] = (Py_UCS1)B64URL[(n >> 18) & 63];
+        out[o++] = (Py_UCS1)B64URL[(n >> 12) & 63];
+        out[o++] = (Py_UCS1)B64URL[(n >> 6) & 63];
+        out[o++] = (Py_UCS1)B64URL[n & 63];
+    }
+    uint32_t last = (uint32_t)raw[15] << 16;
+    out[o++] = (Py_UCS1)B64URL[(last >> 18) & 63];
+    out[o++] = (Py_UCS1)B64URL[(last >> 12) & 63];
+}
+
+/* 22 base64url characters to 16 bytes; only the text `encode_pseudonym` would write back. */
+static int
+decode_pseudonym(PyObject *value, unsigned char raw[PSEUDONYM_BYTES])
+{
+    if (!PyUnicode_Check(value) || PyUnicode_GET_LENGTH(value) != PSEUDONYM_CHARS ||
+        PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
+        goto bad;
+    }
+    const Py_UCS1 *text = PyUnicode_1BYTE_DATA(value);
+    int digits[PSEUDONYM_CHARS];
+    for (int i = 0; i < PSEUDONYM_CHARS; i++) {
+        digits[i] = b64url_value(text[i]);
+        if (digits[i] < 0) {
+            goto bad;
+        }
+    }
+    /* The last character carries 2 bits of the 16th byte; its 4 low bits must be 0. */
+    if (digits[21] & 15) {
+        goto bad;
+    }
+    int o = 0;
+    for (int i = 0; i < 20; i += 4) {
+        uint32_t n = ((uint32_t)digits[i] << 18) | ((uint32_t)digits[i + 1] << 12) |
+                     ((uint32_t)digits[i + 2] << 6) | (uint32_t)digits[i + 3];
+        raw[o++] = (unsigned char)(n >> 16);
+        raw[o++] = (unsigned char)(n >> 8);
+        raw[o++] = (unsigned char)n;
+    }
+    raw[15] = (unsigned char)((digits[20] << 2) | (digits[21] >> 4));
+    return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError,
+                    "a pseudonym table holds 22-character base64url pseudonyms only");
+    return -1;
+}
+
+static PyObject *
+slot_value(Table *self, Slot *slot)
+{
+    switch (self->kind) {
+    case KIND_PSEUDONYM: {
+        PyObject *text = PyUnicode_New(PSEUDONYM_CHARS, 127);
+        if (text != NULL) {
+            encode_pseudonym(slot->v.raw, PyUnicode_1BYTE_DATA(text));
+        }
+        return text;
+    }
+    case KIND_U64:
+        return PyLong_FromUnsignedLongLong(slot->v.u64);
+    default:
+        return Py_NewRef(slot->v.obj);
+    }
+}
+
+/* Fill `slot`'s value from `value` (a new reference is taken for objects). */
+static int
+set_value(Table *self, Slot *slot, PyObject *value)
+{
+    switch (self->kind) {
+    case KIND_PSEUDONYM:
+        return decode_pseudonym(value, slot->v.raw);
+    case KIND_U64: {
+        if (!PyLong_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "a u64 table holds ints only");
+            return -1;
+        }
+        unsigned long long n = PyLong_AsUnsignedLongLong(value);
+        if (n == (unsigned long long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        slot->v.u64 = (uint64_t)n;
+        return 0;
+    }
+    default:
+        slot->v.obj = Py_NewRef(value);
+        return 0;
+    }
+}
+
+static void
+release_slot(Table *self, Slot *slot)
+{
+    if (self->kind == KIND_OBJECT && (slot->hi | slot->lo)) {
+        Py_CLEAR(slot->v.obj);
+    }
+    memset(slot, 0, sizeof(Slot));
+}
+
+static inline Bucket *
+bucket_of(Table *self, const uint64_t fp[2])
+{
+    return &self->buckets[fp[0] & self->mask];
+}
+
+/* ------------------------------------------------------------------ the type */
+
+static void
+table_clear_all(Table *self)
+{
+    if (self->buckets == NULL) {
+        return;
+    }
+    if (self->kind == KIND_OBJECT) {
+        /* Zero first, then drop the references: a value's deallocation sees a clean table. */
+        PyObject **held = NULL;
+        Py_ssize_t n = 0;
+        if (self->count) {
+            held = PyMem_Malloc(sizeof(PyObject *) * (size_t)self->count);
+        }
+        for (size_t b = 0; b <= self->mask; b++) {
+            for (int i = 0; i < 2; i++) {
+                Slot *slot = &self->buckets[b].s[i];
+                if (slot->hi | slot->lo) {
+                    if (held != NULL && n < self->count) {
+                        held[n++] = slot->v.obj;
+                    } else {
+                        Py_DECREF(slot->v.obj);
+                    }
+                }
+            }
+        }
+        memset(self->buckets, 0, (self->mask + 1) * sizeof(Bucket));
+        self->count = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_DECREF(held[i]);
+        }
+        PyMem_Free(held);
+        return;
+    }
+    memset(self->buckets, 0, (self->mask + 1) * sizeof(Bucket));
+    self->count = 0;
+}
+
+static int
+table_init(Table *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"capacity", "kind", "seed", NULL};
+    Py_ssize_t capacity;
+    int kind;
+    Py_buffer seed;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "niy*", kwlist, &capacity, &kind, &seed)) {
+        return -1;
+    }
+    if (seed.len != 16) {
+        PyBuffer_Release(&seed);
+        PyErr_SetString(PyExc_ValueError, "seed must be 16 bytes");
+        return -1;
+    }
+    uint64_t k0 = load_le64((const unsigned char *)seed.buf);
+    uint64_t k1 = load_le64((const unsigned char *)seed.buf + 8);
+    PyBuffer_Release(&seed);
+    if (kind != KIND_OBJECT && kind != KIND_PSEUDONYM && kind != KIND_U64) {
+        PyErr_Format(PyExc_ValueError, "unknown kind %d", kind);
+        return -1;
+    }
+    if (capacity < 2 || capacity > ((Py_ssize_t)1 << 32)) {
+        PyErr_SetString(PyExc_ValueError, "capacity must be in [2, 2**32]");
+        return -1;
+    }
+    if (self->buckets != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "FingerprintTable is already initialised");
+        return -1;
+    }
+    size_t buckets = 1;
+    while (buckets * 2 < (size_t)capacity) {
+        buckets <<= 1;
+    }
+    /* One spare bucket to align the table on a cache line; calloc maps zeroed pages lazily. */
+    void *memory = PyMem_RawCalloc(buckets + 1, sizeof(Bucket));
+    if (memory == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    uintptr_t aligned = ((uintptr_t)memory + BUCKET_BYTES - 1) & ~(uintptr_t)(BUCKET_BYTES - 1);
+    self->memory = memory;
+    self->buckets = (Bucket *)aligned;
+    self->mask = buckets - 1;
+    self->count = 0;
+    self->kind = kind;
+    self->k0 = k0;
+    self->k1 = k1;
+    return 0;
+}
+
+static void
+table_dealloc(Table *self)
+{
+    table_clear_all(self);
+    PyMem_RawFree(self->memory);
+    self->memory = NULL;
+    self->buckets = NULL;
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+ready(Table *self)
+{
+    if (self->buckets == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "FingerprintTable is not initialised");
+        return 0;
+    }
+    return 1;
+}
+
+/* The slot holding `fp`, moved to the front of its bucket, or NULL. */
+static Slot *
+find(Table *self, const uint64_t fp[2])
+{
+    Bucket *bucket = bucket_of(self, fp);
+    if (bucket->s[0].hi == fp[0] && bucket->s[0].lo == fp[1]) {
+        return &bucket->s[0];
+    }
+    if (bucket->s[1].hi == fp[0] && bucket->s[1].lo == fp[1]) {
+        Slot used = bucket->s[1];
+        bucket->s[1] = bucket->s[0];
+        bucket->s[0] = used;
+        return &bucket->s[0];
+    }
+    return NULL;
+}
+
+static PyObject *
+table_get(Table *self, PyObject *key)
+{
+    uint64_t fp[2];
+    if (!ready(self) || fingerprint(self, key, fp) < 0) {
+        return NULL;
+    }
+    Slot *slot = find(self, fp);
+    if (slot == NULL) {
+        Py_RETURN_NONE;
+    }
+    return slot_value(self, slot);
+}
+
+static int
+table_store(Table *self, PyObject *key, PyObject *value)
+{
+    uint64_t fp[2];
+    if (!ready(self) || fingerprint(self, key, fp) < 0) {
+        return -1;
+    }
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "FingerprintTable entries cannot be deleted");
+        return -1;
+    }
+    if (value == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "None is what get() returns for a miss");
+        return -1;
+    }
+    Slot fresh;
+    memset(&fresh, 0, sizeof(Slot));
+    if (set_value(self, &fresh, value) < 0) {
+        return -1;
+    }
+    fresh.hi = fp[0];
+    fresh.lo = fp[1];
+    Slot *slot = find(self, fp);
+    if (slot != NULL) {
+        Slot replaced = *slot;
+        *slot = fresh;
+        release_slot(self, &replaced);
+        return 0;
+    }
+    Bucket *bucket = bucket_of(self, fp);
+    Slot evicted = bucket->s[1];
+    bucket->s[1] = bucket->s[0];
+    bucket->s[0] = fresh;
+    self->count += 1;
+    if (evicted.hi | evicted.lo) {
+        self->count -= 1;
+        /* The table is consistent before the evicted value goes (its deallocation may run
+         * arbitrary code). */
+        release_slot(self, &evicted);
+    }
+    return 0;
+}
+
+static PyObject *
+table_getitem(Table *self, PyObject *key)
+{
+    PyObject *value = table_get(self, key);
+    if (value == Py_None) {
+        Py_DECREF(value);
+        PyErr_SetString(PyExc_KeyError, "not in the table"); /* never the key: it may be an identifier */
+        return NULL;
+    }
+    return value;
+}
+
+static int
+table_contains(Table *self, PyObject *key)
+{
+    uint64_t fp[2];
+    if (!ready(self) || fingerprint(self, key, fp) < 0) {
+        return -1;
+    }
+    Bucket *bucket = bucket_of(self, fp);
+    return (bucket->s[0].hi == fp[0] && bucket->s[0].lo == fp[1]) ||
+           (bucket->s[1].hi == fp[0] && bucket->s[1].lo == fp[1]);
+}
+
+static Py_ssize_t
+table_len(Table *self)
+{
+    return self->count;
+}
+
+static PyObject *
+table_prefetch(Table *self, PyObject *key)
+{
+    uint64_t fp[2];
+    if (!ready(self) || fingerprint(self, key, fp) < 0) {
+        return NULL;
+    }
+    __builtin_prefetch(bucket_of(self, fp), 1, 3);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+table_clear(Table *self, PyObject *Py_UNUSED(ignored))
+{
+    table_clear_all(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+table_capacity(Table *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSize_t(self->buckets == NULL ? 0 : (self->mask + 1) * 2);
+}
+
+static PyObject *
+table_kind(Table *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(self->kind);
+}
+
+static PyObject *
+table_repr(Table *self)
+{
+    /* Never the entries: only their number. */
+    return PyUnicode_FromFormat("FingerprintTable(kind=%d, entries=%zd)", self->kind,
+                                self->count);
+}
+
+static PyMethodDef table_methods[] = {
+    {"get", (PyCFunction)table_get, METH_O,
+     "get(key) -> the value stored for key, or None (and the entry becomes its bucket's "
+     "most recent)"},
+    {"prefetch", (PyCFunction)table_prefetch, METH_O,
+     "prefetch(key): ask the CPU to fetch key's bucket, for a look-up soon after"},
+    {"clear", (PyCFunction)table_clear, METH_NOARGS, "clear(): zero every entry"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef table_getset[] = {
+    {"capacity", (getter)table_capacity, NULL, "entries the table can hold", NULL},
+    {"kind", (getter)table_kind, NULL, "the kind of values (KIND_*)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMappingMethods table_as_mapping = {
+    .mp_length = (lenfunc)table_len,
+    .mp_subscript = (binaryfunc)table_getitem,
+    .mp_ass_subscript = (objobjargproc)table_store,
+};
+
+static PySequenceMethods table_as_sequence = {
+    .sq_contains = (objobjproc)table_contains,
+};
+
+static PyTypeObject TableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "anonymizers._fptable.FingerprintTable",
+    .tp_doc = PyDoc_STR(
+        "FingerprintTable(capacity, kind, seed): a bounded str-keyed memo table storing a "
+        "128-bit keyed fingerprint of each key (SipHash-2-4 under the 16-byte seed), never "
+        "the key; two entries per 64-byte bucket, least recently used evicted."),
+    .tp_basicsize = sizeof(Table),
+    .tp_itemsize = 0,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)table_init,
+    .tp_dealloc = (destructor)table_dealloc,
+    .tp_repr = (reprfunc)table_repr,
+    .tp_methods = table_methods,
+    .tp_getset = table_getset,
+    .tp_as_mapping = &table_as_mapping,
+    .tp_as_sequence = &table_as_sequence,
+};
+
+/* ------------------------------------------------------------------ module */
+
+static PyObject *
+module_siphash128(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer data, key;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &key)) {
+        return NULL;
+    }
+    if (key.len != 16) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "key must be 16 bytes");
+        return NULL;
+    }
+    uint64_t out[2];
+    siphash128((const unsigned char *)data.buf, (size_t)data.len,
+               load_le64((const unsigned char *)key.buf),
+               load_le64((const unsigned char *)key.buf + 8), out);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&key);
+    unsigned char bytes[16];
+    for (int i = 0; i < 8; i++) {
+        bytes[i] = (unsigned char)(out[0] >> (8 * i));
+        bytes[8 + i] = (unsigned char)(out[1] >> (8 * i));
+    }
+    return PyBytes_FromStringAndSize((const char *)bytes, 16);
+}
+
+static PyMethodDef module_methods[] = {
+    {"siphash128", module_siphash128, METH_VARARGS,
+     "siphash128(data, key) -> SipHash-2-4 of data under the 16-byte key, 128-bit output "
+     "(16 bytes, as the reference implementation writes them): for tests against its vectors"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "anonymizers._fptable",
+    .m_doc = "Bounded memo tables keyed by a 128-bit keyed fingerprint of a str key.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__fptable(void)
+{
+    if (PyType_Ready(&TableType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "FingerprintTable", (PyObject *)&TableType) < 0 ||
+        PyModule_AddIntConstant(module, "KIND_OBJECT", KIND_OBJECT) < 0 ||
+        PyModule_AddIntConstant(module, "KIND_PSEUDONYM", KIND_PSEUDONYM) < 0 ||
+        PyModule_AddIntConstant(module, "KIND_U64", KIND_U64) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
