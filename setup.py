@@ -4,7 +4,7 @@ source, which is what `pip install -e '.[dev]'`, the tests and development use. 
 configuration itself is in pyproject.toml.
 
 One small C extension is built by every install, editable ones included:
-`anonymizers._fptable` (anonymizers/_fptable.c), the fingerprint tables of the large memos
+`anonymizers._native` (anonymizers/_native.c), the fingerprint tables of the large memos
 (anonymizers/memo.py). Without a C compiler it is skipped and those memos are dicts (same
 results, slower); the compiled build requires it.
 
@@ -43,8 +43,8 @@ COMPILED_MODULES = [
 def _native_extensions(*, required: bool) -> list[Extension]:
     return [
         Extension(
-            "anonymizers._fptable",
-            ["anonymizers/_fptable.c"],
+            "anonymizers._native",
+            ["anonymizers/_native.c"],
             extra_compile_args=["-O2"],
             optional=not required,
         )

@@ -21,13 +21,13 @@ never logged; its keys may be raw values (IPs, user agents, URLs), so nothing ma
 
 Large memos of str keys (the IP, consent digest and pseudonym memos: 65,536 to 262,144
 entries) name the kind of their values (`values="object"`, `"pseudonym"` or `"u64"`): where
-the C extension `anonymizers._fptable` is built, their table is then a `FingerprintTable`
-instead of a dict. It stores a 128-bit keyed fingerprint of each key (SipHash-2-4 under a
-random per-table key) and the value inline, two entries per 64-byte bucket, and evicts the
-least recently used of a bucket's two: a hit reads one cache line where a dict reads four
-or five (index, entry, stored key, value), and the table holds no raw key at all. Its
-`get`, item assignment, `len`, `in` and `clear` are a dict's, so the hot paths read either
-alike. Without the extension (a pure-Python install), those memos are dicts as above.
+the C extension is built and on (`anonymizers.native`), their table is then a
+`FingerprintTable` instead of a dict. It stores a 128-bit keyed fingerprint of each key
+(SipHash-2-4 under a random per-table key) and the value inline, two entries per 64-byte
+bucket, and evicts the least recently used of a bucket's two: a hit reads one cache line
+where a dict reads four or five (index, entry, stored key, value), and the table holds no
+raw key at all. Its `get`, item assignment, `len`, `in` and `clear` are a dict's, so the hot
+paths read either alike. Without the extension those memos are dicts as above.
 """
 
 from __future__ import annotations
@@ -35,19 +35,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from itertools import islice
-from types import ModuleType
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
-
-def _load_extension() -> ModuleType | None:
-    try:
-        from anonymizers import _fptable
-    except ImportError:  # a pure-Python install: every memo is a dict
-        return None
-    return _fptable
-
-
-_fptable: Final = _load_extension()
+from anonymizers.native import EXTENSION, native_enabled
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -60,7 +50,6 @@ ValueKind = Literal["object", "pseudonym", "u64"]
 """What a fingerprint table stores: any object (by reference), a 22-character base64url
 pseudonym (as its 16 bytes), or an int in [0, 2**64)."""
 _KINDS: Final[dict[str, int]] = {"object": 0, "pseudonym": 1, "u64": 2}
-_native = {"enabled": _fptable is not None}
 
 
 class MemoTable(Protocol[KC, V]):
@@ -77,23 +66,12 @@ class MemoTable(Protocol[KC, V]):
     def clear(self) -> None: ...
 
 
-def fingerprint_tables() -> bool:
-    """True when new memos that name their values get a `FingerprintTable`."""
-    return _native["enabled"]
-
-
-def use_fingerprint_tables(enabled: bool) -> None:
-    """Whether memos made from now on that name their values use `FingerprintTable` (when
-    the extension is built; tests switch it off to run the dict tables too)."""
-    _native["enabled"] = enabled and _fptable is not None
-
-
 def fingerprint_table(max_size: int, values: ValueKind) -> Any:
     """A new `FingerprintTable` holding at least `max_size` entries of `values`; needs the
-    extension (`fingerprint_tables()`)."""
-    if _fptable is None:
-        raise RuntimeError("anonymizers._fptable is not built")
-    return _fptable.FingerprintTable(max_size, _KINDS[values], secrets.token_bytes(16))
+    extension (`anonymizers.native.EXTENSION`)."""
+    if EXTENSION is None:
+        raise RuntimeError("anonymizers._native is not built")
+    return EXTENSION.FingerprintTable(max_size, _KINDS[values], secrets.token_bytes(16))
 
 
 class Memo(Generic[K, V]):
@@ -113,7 +91,7 @@ class Memo(Generic[K, V]):
             raise ValueError("max_size must be >= 0")
         self.table: MemoTable[K, V]
         self._dict: dict[K, V] | None
-        if values is not None and max_size and fingerprint_tables():
+        if values is not None and max_size and native_enabled():
             table = fingerprint_table(max_size, values)
             self.table = table
             self._dict = None

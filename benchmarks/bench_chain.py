@@ -28,7 +28,7 @@ figure profits from having seen the same events before. Printed:
 Outcomes are tallied batch by batch and dropped, as a worker drops them once sent.
 
     python benchmarks/bench_chain.py [--events N] [--repeat R] [--warmup W] [--batch B]
-                                     [--geo-db PATH] [--python-gc] [--dict-memos]
+                                     [--geo-db PATH] [--python-gc] [--no-native]
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ from typing import Any
 import orjson
 
 import anonymizers.chain as chain_module
-import anonymizers.memo as memo_module
 from anonymizers.chain import Anonymized, Outcome, Pipeline
 from anonymizers.consent import ConsentState
 from anonymizers.fields import SUBJECT_FIELDS
 from anonymizers.ip import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
+from anonymizers.native import native_enabled, use_native
 from anonymizers.policy import default_policy
 from stream.gcsettings import DEFAULT_YOUNG_THRESHOLD, settle_after_startup
 
@@ -324,13 +324,13 @@ def main() -> None:
         help="keep Python's garbage collector settings instead of a worker's",
     )
     parser.add_argument(
-        "--dict-memos",
+        "--no-native",
         action="store_true",
-        help="keep the large memos in dicts even where anonymizers._fptable is built",
+        help="run without the C extension anonymizers._native even where it is built",
     )
     args = parser.parse_args()
-    if args.dict_memos:
-        memo_module.use_fingerprint_tables(False)
+    if args.no_native:
+        use_native(False)
     young_threshold = 0 if args.python_gc else DEFAULT_YOUNG_THRESHOLD
     geo_path = args.geo_db
     if geo_path is None:
@@ -384,12 +384,11 @@ def main() -> None:
     else:
         settings = "Python's defaults (--python-gc)"
     print(f"garbage collector: {settings}; thresholds now {gc.get_threshold()}")
-    if memo_module.fingerprint_tables():
-        tables = "fingerprint tables (anonymizers._fptable) for the IP, digest and pseudonym memos"
+    if native_enabled():
+        native = "anonymizers._native (fingerprint tables for the large memos, event time)"
     else:
-        reason = "--dict-memos" if args.dict_memos else "anonymizers._fptable not built"
-        tables = f"dicts ({reason})"
-    print(f"large memos: {tables}")
+        native = "not used (" + ("--no-native" if args.no_native else "not built") + ")"
+    print(f"C extension: {native}")
     print(
         f"{'cold chain alone (fresh caches, ' + format(args.cold, ',') + ' events):':44s}{cold:10,.0f}"
     )

@@ -28,7 +28,8 @@ from anonymizers.context import ContextAnonymizer
 from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
 from anonymizers.ip import GeoLookup, IpAnonymizer, parse_ip
 from anonymizers.keys import EpochKey, StaticKeyProvider
-from anonymizers.memo import Memo, bounded_put, fingerprint_tables, use_fingerprint_tables
+from anonymizers.memo import Memo, bounded_put
+from anonymizers.native import native_enabled, use_native
 from anonymizers.policy import Policy, default_policy, parse_policy
 from anonymizers.pseudonym import Pseudonymizer
 from anonymizers.search_terms import SearchTermScrubber
@@ -354,15 +355,16 @@ _POLICIES = {
 _DB = build_mmdb(Path(tempfile.mkdtemp()) / "memo.mmdb")
 
 
-@pytest.fixture(params=["fingerprint tables", "dicts"])
-def memo_tables(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The large memos as fingerprint tables (where anonymizers._fptable is built), then as
-    dicts: the chain must give the same outcomes with either."""
-    if request.param == "fingerprint tables" and not fingerprint_tables():
-        pytest.skip("anonymizers._fptable is not built (no C compiler)")
-    use_fingerprint_tables(request.param == "fingerprint tables")
+@pytest.fixture(params=["native", "python"])
+def native_switch(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Objects built with the C extension on (where it is built: fingerprint tables for the
+    large memos, the event time's fast path), then off (dicts, Python): the results must be
+    the same either way."""
+    if request.param == "native" and not native_enabled():
+        pytest.skip("anonymizers._native is not built (no C compiler)")
+    use_native(request.param == "native")
     yield request.param
-    use_fingerprint_tables(True)
+    use_native(True)
 
 
 @pytest.mark.parametrize("policy_name", sorted(_POLICIES))
@@ -373,9 +375,9 @@ def memo_tables(request: pytest.FixtureRequest) -> Iterator[str]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(seed=st.integers(0, 2**32 - 1))
-def test_memoised_chain_equals_plain_units(policy_name: str, seed: int, memo_tables: str) -> None:
+def test_memoised_chain_equals_plain_units(policy_name: str, seed: int, native_switch: str) -> None:
     """Event by event, the memoised chain's outcome equals the uncached units' (every policy,
-    either kind of memo table)."""
+    with the C extension and without)."""
     rng = random.Random(seed)
     events = [random_event(rng) for _ in range(80)]
     policy = _POLICIES[policy_name]
@@ -385,7 +387,7 @@ def test_memoised_chain_equals_plain_units(policy_name: str, seed: int, memo_tab
     pipeline = Pipeline.from_policy(
         policy, keys=_static_keys(), geo=GeoLookup(str(_DB)), consent=consent
     )
-    assert pipeline._ips.native == (memo_tables == "fingerprint tables")
+    assert pipeline._ips.native == (native_switch == "native")
     expected = [reference_outcome(policy, _DB, consent, event) for event in events]
     # Twice through the same pipeline: the second pass is all memo hits.
     assert [pipeline(event) for event in events] == expected
@@ -399,11 +401,12 @@ _ZONES = ["Z", "z", "", "ZZ", "+02:00", "-04:30", " ", "Z "]
 
 
 @pytest.mark.parametrize("rotation", [60, 90, 3600, 86_400])
-def test_event_time_fast_path_reads_as_the_full_parser(rotation: int) -> None:
+def test_event_time_fast_path_reads_as_the_full_parser(rotation: int, native_switch: str) -> None:
     """Once a minute is known to the fast path, every text in that minute, valid or not
     (each seconds text 00-99 and odd ones, with each fraction and zone), reads exactly as a
     fresh full parser reads it; epochs not aligned on the minute (90 s) included."""
     times = _EventTime(rotation)
+    assert (times._utc_second is not None) == (native_switch == "native")
     minute = "2024-05-01T10:59:"
     times.read(f"{minute}00Z")  # the full parser fills the minute's fast-path entry
     for second in _SECOND_TEXTS:
@@ -413,11 +416,73 @@ def test_event_time_fast_path_reads_as_the_full_parser(rotation: int) -> None:
                 assert times.read(raw) == _EventTime(rotation)._parse(raw), raw
 
 
-@settings(max_examples=300, deadline=None)
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(tail=st.text("0123456789.Zz:+- \u0665", max_size=16))
-def test_event_time_fast_path_on_any_tail(tail: str) -> None:
+def test_event_time_fast_path_on_any_tail(tail: str, native_switch: str) -> None:
     """The same for any text after a known minute."""
     times = _EventTime(90)
     times.read("2024-05-01T10:59:00Z")
     raw = f"2024-05-01T10:59:{tail}"
     assert times.read(raw) == _EventTime(90)._parse(raw)
+
+
+_KNOWN_MINUTES = [
+    "2024-05-01T10:59:00Z",
+    "2024-02-29T23:59:00Z",
+    "1999-12-31T00:00:00Z",
+    "9999-12-31T23:59:00Z",
+    "0999-01-01T00:00:00Z",  # a three-digit year in strftime: not on the fast path
+    "1000-01-01T00:00:00Z",
+]
+
+
+@settings(
+    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    base=st.sampled_from(_KNOWN_MINUTES),
+    edits=st.lists(
+        st.tuples(st.integers(0, 29), st.sampled_from("0123456789-T:.Zzt +\u0665/")), max_size=3
+    ),
+    fraction=st.sampled_from(["", ".5", ".123456789", ".1234567890"]),
+)
+def test_event_time_any_text_near_known_minutes(
+    base: str, edits: list[tuple[int, str]], fraction: str, native_switch: str
+) -> None:
+    """Texts one to three characters away from minutes the fast path knows (the date and time
+    digits and separators included, where the native reader looks) read exactly as a fresh
+    full parser reads them."""
+    times = _EventTime(90)
+    for known in _KNOWN_MINUTES:
+        times.read(known)
+    chars = list(base[:-1] + fraction + "Z")
+    for position, char in edits:
+        if position < len(chars):
+            chars[position] = char
+    raw = "".join(chars)
+    assert times.read(raw) == _EventTime(90)._parse(raw), raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2024-02-30T10:00:00Z",
+        "2023-02-29T10:00:00Z",
+        "2024-13-01T10:00:00Z",
+        "2024-05-01T24:00:00Z",
+        "2024-05-01T10:60:00Z",
+        "2024-05-01T10:59:60Z",
+        "0000-01-01T00:00:00Z",
+        "2024-05-01T10:59:00.Z",
+    ],
+)
+def test_event_time_refuses_impossible_times(raw: str, native_switch: str) -> None:
+    """Impossible dates and times are unusable, on the fast path's first sight and after
+    their neighbours are known."""
+    times = _EventTime(86_400)
+    assert times.read(raw) == (0, "", "")
+    for known in _KNOWN_MINUTES:
+        times.read(known)
+    assert times.read(raw) == (0, "", "")

@@ -1,4 +1,4 @@
-"""The fingerprint tables of the large memos (anonymizers/_fptable.c).
+"""The fingerprint tables of the large memos (anonymizers/_native.c).
 
 SipHash-2-4 (128-bit output) is checked against the reference vectors; the table against a
 model written here from its contract (bucket = the fingerprint's first 64 bits modulo the
@@ -20,10 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anonymizers.keys import EpochKey
-from anonymizers.memo import Memo, fingerprint_tables, use_fingerprint_tables
+from anonymizers.memo import Memo
+from anonymizers.native import native_enabled, use_native
 
-fptable = pytest.importorskip(
-    "anonymizers._fptable", reason="the C extension is not built (no C compiler)"
+native = pytest.importorskip(
+    "anonymizers._native", reason="the C extension is not built (no C compiler)"
 )
 
 # vectors_sip128 of the reference implementation (github.com/veorq/SipHash, vectors.h): key
@@ -53,7 +54,7 @@ e3040c00eb28f15366ca73cbd872e740 7697009a6a831dfecca91c5993670f7a 5853542321f567
 5150d1772f50834a503e069a973fbd7c
 """.split()  # noqa: SIM905 (a table of data, as the reference prints it)
 
-OBJECT, PSEUDONYM, U64 = fptable.KIND_OBJECT, fptable.KIND_PSEUDONYM, fptable.KIND_U64
+OBJECT, PSEUDONYM, U64 = native.KIND_OBJECT, native.KIND_PSEUDONYM, native.KIND_U64
 
 
 def test_siphash_matches_the_reference_vectors() -> None:
@@ -61,7 +62,7 @@ def test_siphash_matches_the_reference_vectors() -> None:
     assert len(SIP128) == 64
     key = bytes(range(16))
     for length, expected in enumerate(SIP128):
-        assert fptable.siphash128(bytes(range(length)), key).hex() == expected, length
+        assert native.siphash128(bytes(range(length)), key).hex() == expected, length
 
 
 # ------------------------------------------------------------------ a model of the table
@@ -82,7 +83,7 @@ def fingerprint(seed: bytes, text: str) -> tuple[int, int]:
     stored bytes, under the seed with the kind xored into its second half; low bit set."""
     kind, data = _str_bytes(text)
     second = int.from_bytes(seed[8:], "little") ^ kind
-    digest = fptable.siphash128(data, seed[:8] + second.to_bytes(8, "little"))
+    digest = native.siphash128(data, seed[:8] + second.to_bytes(8, "little"))
     hi, lo = int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
     return hi, lo | 1
 
@@ -137,7 +138,7 @@ KEYS = ["", "a", "b", "ab", "\u6261", "\U0001f600", "81.2.69.1", "user-000001", 
 def test_table_behaves_as_its_model(capacity: int, steps: list[tuple[bool, str, int]]) -> None:
     """Any sequence of look-ups and stores: same answers, same entry count as the model."""
     seed = os.urandom(16)
-    table = fptable.FingerprintTable(capacity, U64, seed)
+    table = native.FingerprintTable(capacity, U64, seed)
     model = Model(capacity, seed)
     for store, key, value in steps:
         if store:
@@ -152,7 +153,7 @@ def test_table_behaves_as_its_model(capacity: int, steps: list[tuple[bool, str, 
 
 def test_two_entries_per_bucket_least_recently_used_goes() -> None:
     """With one bucket: a third key evicts the one used least recently."""
-    table = fptable.FingerprintTable(2, OBJECT, os.urandom(16))
+    table = native.FingerprintTable(2, OBJECT, os.urandom(16))
     table["a"], table["b"] = ("A",), ("B",)
     assert table.get("a") == ("A",)  # "a" is now the more recent
     table["c"] = ("C",)
@@ -162,7 +163,7 @@ def test_two_entries_per_bucket_least_recently_used_goes() -> None:
 
 def test_strings_with_the_same_bytes_in_other_widths_are_other_keys() -> None:
     """"ab" (1 byte per character) and "\u6261" (2 bytes: 61 62) are stored apart."""
-    table = fptable.FingerprintTable(1024, U64, os.urandom(16))
+    table = native.FingerprintTable(1024, U64, os.urandom(16))
     table["ab"] = 1
     assert table.get("\u6261") is None
     table["\u6261"] = 2
@@ -171,7 +172,7 @@ def test_strings_with_the_same_bytes_in_other_widths_are_other_keys() -> None:
 
 def test_many_keys_never_answer_for_another() -> None:
     """100,000 keys through a 4,096-entry table: a key found always gives its own value."""
-    table = fptable.FingerprintTable(4096, U64, os.urandom(16))
+    table = native.FingerprintTable(4096, U64, os.urandom(16))
     rng = random.Random(3)
     stored: dict[str, int] = {}
     for index in range(100_000):
@@ -192,7 +193,7 @@ def test_many_keys_never_answer_for_another() -> None:
 def test_pseudonyms_round_trip() -> None:
     """Every pseudonym an EpochKey makes comes back identical (stored as its 16 bytes)."""
     key = EpochKey.generate(7, memo_size=0)
-    table = fptable.FingerprintTable(8192, PSEUDONYM, os.urandom(16))
+    table = native.FingerprintTable(8192, PSEUDONYM, os.urandom(16))
     made = {f"id-{index}": key.pseudonym(f"p:id-{index}") for index in range(2000)}
     for name, pseudonym in made.items():
         table[name] = pseudonym
@@ -214,7 +215,7 @@ def test_pseudonyms_round_trip() -> None:
     ],
 )
 def test_pseudonym_tables_refuse_anything_else(value: object) -> None:
-    table = fptable.FingerprintTable(8, PSEUDONYM, os.urandom(16))
+    table = native.FingerprintTable(8, PSEUDONYM, os.urandom(16))
     with pytest.raises((ValueError, TypeError)):
         table["k"] = value
     assert len(table) == 0 and table.get("k") is None
@@ -225,14 +226,14 @@ def test_pseudonym_bytes_are_decoded_as_base64url() -> None:
     whose bytes are known)."""
     raw = bytes(range(16))
     text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    table = fptable.FingerprintTable(8, PSEUDONYM, os.urandom(16))
+    table = native.FingerprintTable(8, PSEUDONYM, os.urandom(16))
     table["k"] = text
     assert table.get("k") == text
 
 
 @pytest.mark.parametrize("value", [0, 1, 2**63, 2**64 - 1])
 def test_u64_values_round_trip(value: int) -> None:
-    table = fptable.FingerprintTable(8, U64, os.urandom(16))
+    table = native.FingerprintTable(8, U64, os.urandom(16))
     table["k"] = value
     assert table.get("k") == value and type(table.get("k")) is int
 
@@ -241,7 +242,7 @@ def test_u64_values_round_trip(value: int) -> None:
     ("value", "error"), [(-1, OverflowError), (2**64, OverflowError), ("1", TypeError)]
 )
 def test_u64_tables_refuse_other_values(value: object, error: type[Exception]) -> None:
-    table = fptable.FingerprintTable(8, U64, os.urandom(16))
+    table = native.FingerprintTable(8, U64, os.urandom(16))
     with pytest.raises(error):
         table["k"] = value
     assert len(table) == 0
@@ -252,7 +253,7 @@ class _Value:
 
 
 def test_object_values_are_released_on_replace_evict_clear_and_delete() -> None:
-    table = fptable.FingerprintTable(2, OBJECT, os.urandom(16))
+    table = native.FingerprintTable(2, OBJECT, os.urandom(16))
     values = [_Value() for _ in range(5)]
     refs = [weakref.ref(value) for value in values]
     table["a"], table["b"] = values[0], values[1]
@@ -272,8 +273,8 @@ def test_misuse_is_refused() -> None:
     seed = os.urandom(16)
     for args in [(1, OBJECT, seed), (8, 9, seed), (8, OBJECT, seed[:8]), (2**33, OBJECT, seed)]:
         with pytest.raises(ValueError):
-            fptable.FingerprintTable(*args)
-    table = fptable.FingerprintTable(8, OBJECT, seed)
+            native.FingerprintTable(*args)
+    table = native.FingerprintTable(8, OBJECT, seed)
     with pytest.raises(TypeError):
         table.get(b"bytes")
     with pytest.raises(TypeError):
@@ -289,7 +290,7 @@ def test_misuse_is_refused() -> None:
 
 
 def test_repr_shows_no_key() -> None:
-    table = fptable.FingerprintTable(8, OBJECT, os.urandom(16))
+    table = native.FingerprintTable(8, OBJECT, os.urandom(16))
     table["alice@example.com"] = "x"
     assert "alice" not in repr(table) and "entries=1" in repr(table)
 
@@ -300,15 +301,94 @@ def test_repr_shows_no_key() -> None:
 def test_memo_naming_its_values_uses_a_fingerprint_table() -> None:
     """A memo that names its values gets a table whose capacity is max_size rounded up to a
     power of two; switched off, the same memo is a dict."""
-    assert fingerprint_tables()
+    assert native_enabled()
     memo: Memo[str, int] = Memo(len, max_size=1000, values="u64")
     assert memo.native and memo.max_size == 1024
     assert [memo["abc"], memo["abc"], memo["de"]] == [3, 3, 2] and memo.misses == 2
     with pytest.raises(TypeError):
         _ = memo.plain_table
-    use_fingerprint_tables(False)
+    use_native(False)
     try:
         plain: Memo[str, int] = Memo(len, max_size=1000, values="u64")
         assert not plain.native and plain.plain_table == {} and plain.max_size == 1000
     finally:
-        use_fingerprint_tables(True)
+        use_native(True)
+
+
+# ------------------------------------------------------------------ the event time reader
+
+
+def _number(text: str) -> int:
+    """YYYYMMDDHHMM written by a time text's digits (independently of the reader)."""
+    return int(text[0:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2024-05-01T10:59:07Z",
+        "2024-05-01T10:59:07.1Z",
+        "2024-05-01T10:59:07.123456789Z",
+        "0001-01-01T00:00:59.5Z",
+        "9999-12-31T23:59:00Z",
+        "2024-99-99T99:99:00Z",  # digits only: whether it is a date is the caller's question
+    ],
+)
+def test_utc_second_reads_the_usual_form(raw: str) -> None:
+    minute, second, text = native.utc_second(raw)
+    assert (minute, second, text) == (_number(raw), int(raw[17:19]), raw[:19] + "Z")
+    if len(raw) == 20:
+        assert text is raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "2024-05-01T10:59:60Z",
+        "2024-05-01T10:59:07",
+        "2024-05-01T10:59:07z",
+        "2024-05-01t10:59:07Z",
+        "2024-05-01 10:59:07Z",
+        "2024-05-01T10:59:07.Z",
+        "2024-05-01T10:59:07.1234567890Z",
+        "2024-05-01T10:59:07+00:00",
+        "2024-05-01T10:59:7Z",
+        "2024/05/01T10:59:07Z",
+        "2024-05-01T10:59:0\u0667Z",
+        "2024-05-01T10:59:07.1\u0667Z",
+        "\u0662024-05-01T10:59:07Z",
+        " 2024-05-01T10:59:07Z",
+        "2024-05-01T10:59:07Z ",
+        b"2024-05-01T10:59:07Z",
+        None,
+        20240501,
+    ],
+)
+def test_utc_second_leaves_anything_else_to_the_full_parser(raw: object) -> None:
+    assert native.utc_second(raw) is None
+
+
+def test_event_time_keys_its_fast_path_by_the_minute_number() -> None:
+    """The chain's event time stores the minutes its full parser validated under the number
+    utc_second reads (four-digit years only), so the fast path is taken."""
+    from anonymizers.chain import _EventTime
+
+    times = _EventTime(86_400)
+    assert times._utc_second is not None
+    for raw in ("2024-05-01T10:59:00Z", "0999-01-01T00:00:00Z", "2024-02-29T23:59:30.5Z"):
+        times.read(raw)
+    assert set(times._fast_numbers) == {_number("2024-05-01T10:59:"), _number("2024-02-29T23:59:")}
+
+
+def test_new_dict_is_an_empty_dict_of_any_size_asked() -> None:
+    for size in (0, 1, 16, 1024):
+        made = native.new_dict(size)
+        assert made == {} and type(made) is dict
+        made.update({str(n): n for n in range(size)})
+        assert len(made) == size
+    for bad in (-1, 1025):
+        with pytest.raises(ValueError):
+            native.new_dict(bad)
+    with pytest.raises(TypeError):
+        native.new_dict("16")

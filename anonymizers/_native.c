@@ -1,4 +1,6 @@
-/* anonymizers._fptable: a bounded memo table for str keys that stores no key.
+/* anonymizers._native: the chain's C helpers (anonymizers/native.py loads them).
+ *
+ * FingerprintTable: a bounded memo table for str keys that stores no key.
  *
  * The chain's memos are mostly look-ups of raw identifiers and IPs in tables of 65,536 to
  * 262,144 entries. As dicts each hit reads, one after the other, the dict's index, its
@@ -24,6 +26,11 @@
  * `clear()` zeroes every bucket (EpochKey.destroy relies on it).
  *
  * Not thread-safe beyond the GIL (every method holds it), like a dict.
+ *
+ * utc_second: reads the collectors' usual event time, "YYYY-MM-DDTHH:MM:SS[.fff]Z", for the
+ * chain's fast path (anonymizers.chain._EventTime), without allocating slices.
+ *
+ * new_dict: an empty dict sized for the output event's fields.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -549,7 +556,7 @@ static PySequenceMethods table_as_sequence = {
 
 static PyTypeObject TableType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "anonymizers._fptable.FingerprintTable",
+    .tp_name = "anonymizers._native.FingerprintTable",
     .tp_doc = PyDoc_STR(
         "FingerprintTable(capacity, kind, seed): a bounded str-keyed memo table storing a "
         "128-bit keyed fingerprint of each key (SipHash-2-4 under the 16-byte seed), never "
@@ -566,6 +573,106 @@ static PyTypeObject TableType = {
     .tp_as_mapping = &table_as_mapping,
     .tp_as_sequence = &table_as_sequence,
 };
+
+/* ------------------------------------------------------------------ event time */
+
+static inline int
+is_digit(Py_UCS1 c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* utc_second(raw) -> (minute, second, text) for "YYYY-MM-DDTHH:MM:SSZ" or
+ * "YYYY-MM-DDTHH:MM:SS.fZ" with 1 to 9 fraction digits (ASCII digits, "T" and "Z" upper
+ * case, second 00-59); None for anything else. `minute` is the number YYYYMMDDHHMM written
+ * by the text's digits (not checked as a date: the caller only accepts minutes its full
+ * parser validated), `text` the time to the second, "YYYY-MM-DDTHH:MM:SSZ" (raw itself
+ * when it has no fraction). */
+static PyObject *
+module_utc_second(PyObject *Py_UNUSED(module), PyObject *raw)
+{
+    if (!PyUnicode_Check(raw)) {
+        Py_RETURN_NONE;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(raw) < 0) {
+        return NULL;
+    }
+#endif
+    Py_ssize_t size = PyUnicode_GET_LENGTH(raw);
+    if (!PyUnicode_IS_ASCII(raw) || (size != 20 && (size < 22 || size > 30))) {
+        Py_RETURN_NONE;
+    }
+    const Py_UCS1 *c = PyUnicode_1BYTE_DATA(raw);
+    static const int digits[] = {0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15};
+    long long minute = 0;
+    for (int i = 0; i < 12; i++) {
+        Py_UCS1 d = c[digits[i]];
+        if (!is_digit(d)) {
+            Py_RETURN_NONE;
+        }
+        minute = minute * 10 + (d - '0');
+    }
+    if (c[4] != '-' || c[7] != '-' || c[10] != 'T' || c[13] != ':' || c[16] != ':' ||
+        c[17] < '0' || c[17] > '5' || !is_digit(c[18]) || c[size - 1] != 'Z') {
+        Py_RETURN_NONE;
+    }
+    if (size > 20) {
+        if (c[19] != '.') {
+            Py_RETURN_NONE;
+        }
+        for (Py_ssize_t i = 20; i < size - 1; i++) {
+            if (!is_digit(c[i])) {
+                Py_RETURN_NONE;
+            }
+        }
+    }
+    long second = (c[17] - '0') * 10 + (c[18] - '0');
+    PyObject *text;
+    if (size == 20) {
+        text = Py_NewRef(raw);
+    } else {
+        text = PyUnicode_New(20, 127);
+        if (text == NULL) {
+            return NULL;
+        }
+        Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+        memcpy(out, c, 19);
+        out[19] = 'Z';
+    }
+    PyObject *result = PyTuple_New(3);
+    PyObject *minute_obj = PyLong_FromLongLong(minute);
+    PyObject *second_obj = PyLong_FromLong(second);
+    if (result == NULL || minute_obj == NULL || second_obj == NULL) {
+        Py_XDECREF(result);
+        Py_XDECREF(minute_obj);
+        Py_XDECREF(second_obj);
+        Py_DECREF(text);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, minute_obj);
+    PyTuple_SET_ITEM(result, 1, second_obj);
+    PyTuple_SET_ITEM(result, 2, text);
+    return result;
+}
+
+/* ------------------------------------------------------------------ output dicts */
+
+/* new_dict(size) -> an empty dict with room for `size` entries: the chain's output event,
+ * filled field by field, without the two resizes an empty dict goes through. */
+static PyObject *
+module_new_dict(PyObject *Py_UNUSED(module), PyObject *size)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(size);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0 || n > 1024) {
+        PyErr_SetString(PyExc_ValueError, "new_dict sizes are 0 to 1024");
+        return NULL;
+    }
+    return _PyDict_NewPresized(n);
+}
 
 /* ------------------------------------------------------------------ module */
 
@@ -597,6 +704,12 @@ module_siphash128(PyObject *Py_UNUSED(module), PyObject *args)
 }
 
 static PyMethodDef module_methods[] = {
+    {"new_dict", module_new_dict, METH_O,
+     "new_dict(size) -> an empty dict with room for size (0 to 1024) entries"},
+    {"utc_second", module_utc_second, METH_O,
+     "utc_second(raw) -> (YYYYMMDDHHMM as an int, second, text to the second) for "
+     "\"YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z\" (ASCII, second 00-59), else None: the event "
+     "time's fast path (anonymizers.chain._EventTime)"},
     {"siphash128", module_siphash128, METH_VARARGS,
      "siphash128(data, key) -> SipHash-2-4 of data under the 16-byte key, 128-bit output "
      "(16 bytes, as the reference implementation writes them): for tests against its vectors"},
@@ -605,14 +718,14 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "anonymizers._fptable",
-    .m_doc = "Bounded memo tables keyed by a 128-bit keyed fingerprint of a str key.",
+    .m_name = "anonymizers._native",
+    .m_doc = "The chain's C helpers: fingerprint memo tables and the event time's fast path.",
     .m_size = -1,
     .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC
-PyInit__fptable(void)
+PyInit__native(void)
 {
     if (PyType_Ready(&TableType) < 0) {
         return NULL;
