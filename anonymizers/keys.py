@@ -7,7 +7,9 @@ drops the event with reason `no_key`; it never falls back to an unkeyed or defau
 
 Python cannot promise that key bytes never linger in memory; `EpochKey` keeps the material in
 one `bytearray`, zeroes it on `destroy()` and drops every object derived from it (the HMAC
-state and the pseudonym memo), which is the best a CPython process can do.
+state and the pseudonym memo), which is the best a CPython process can do. Where the C
+extension is built (`anonymizers.native`), the HMAC state is its `HmacSha256`, which
+`destroy()` zeroes too.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import hashlib
 import secrets
 import threading
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from anonymizers.exceptions import KeyMaterialError
 from anonymizers.keyprovider import KeyProvider
 from anonymizers.memo import Memo, bounded_put
+from anonymizers.native import EXTENSION, native_enabled
 
 __all__ = [
     "DEFAULT_MEMO_SIZE",
@@ -96,7 +99,17 @@ class EpochKey:
     never persisted, and go with the key in `destroy()`.
     """
 
-    __slots__ = ("_lock", "_material", "_memo", "_memo_size", "_memos", "_pads", "epoch")
+    __slots__ = (
+        "_destroyed",
+        "_hmac",
+        "_lock",
+        "_material",
+        "_memo",
+        "_memo_size",
+        "_memos",
+        "_pads",
+        "epoch",
+    )
 
     def __init__(
         self, epoch: int, material: bytes | bytearray, *, memo_size: int = DEFAULT_MEMO_SIZE
@@ -104,7 +117,15 @@ class EpochKey:
         _check_material(material)
         self.epoch: int = epoch
         self._material: bytearray = bytearray(material)
-        self._pads: tuple[hashlib._Hash, hashlib._Hash] | None = _hashed_pads(self._material)
+        self._destroyed = False
+        # HMAC-SHA256 by the C extension where it is built and on (anonymizers.native), else
+        # by hashlib's SHA-256 states after the padded key.
+        self._hmac: Any = None
+        self._pads: tuple[hashlib._Hash, hashlib._Hash] | None = None
+        if native_enabled() and EXTENSION is not None:
+            self._hmac = EXTENSION.HmacSha256(self._material)
+        else:
+            self._pads = _hashed_pads(self._material)
         self._memo: dict[str, str] = {}
         self._memo_size = memo_size
         self._memos: dict[str, Memo[str, str]] = {}
@@ -116,7 +137,7 @@ class EpochKey:
         return cls(epoch, secrets.token_bytes(KEY_BYTES), memo_size=memo_size)
 
     def __repr__(self) -> str:
-        state = "destroyed" if self._pads is None else "live"
+        state = "destroyed" if self._destroyed else "live"
         return f"EpochKey(epoch={self.epoch}, {state})"
 
     # str() falls back to __repr__: never the material either.
@@ -124,13 +145,18 @@ class EpochKey:
     @property
     def destroyed(self) -> bool:
         """True once `destroy()` ran."""
-        return self._pads is None
+        return self._destroyed
 
     def mac(self, data: bytes) -> bytes:
         """HMAC-SHA256 of `data` under this key (32 bytes)."""
-        pads = self._pads
-        if pads is None:
+        if self._destroyed:
             raise KeyMaterialError(f"the key of epoch {self.epoch} was destroyed")
+        native = self._hmac
+        if native is not None:
+            mac: bytes = native.mac(data)
+            return mac
+        pads = self._pads
+        assert pads is not None
         inner = pads[0].copy()
         inner.update(data)
         outer = pads[1].copy()
@@ -155,7 +181,7 @@ class EpochKey:
         """
         memo = self._memos.get(prefix)
         if memo is None:
-            if self._pads is None:
+            if self._destroyed:
                 raise KeyMaterialError(f"the key of epoch {self.epoch} was destroyed")
             pseudonym = self._pseudonym
             memo = Memo(
@@ -165,6 +191,11 @@ class EpochKey:
         return memo
 
     def _pseudonym(self, message: str) -> str:
+        native = self._hmac
+        if native is not None and not self._destroyed:
+            # The same text, in one call: HMAC of the UTF-8, first 16 bytes, base64url.
+            text: str = native.pseudonym(message)
+            return text
         digest = self.mac(message.encode("utf-8"))[:PSEUDONYM_BYTES]
         # base64url without padding: 16 bytes are 22 characters.
         encoded = binascii.b2a_base64(digest, newline=False).translate(_URLSAFE)
@@ -175,7 +206,10 @@ class EpochKey:
         with self._lock:
             for index in range(len(self._material)):
                 self._material[index] = 0
+            self._destroyed = True
             self._pads = None
+            if self._hmac is not None:
+                self._hmac.destroy()  # zeroes its states
             self._memo.clear()
             for memo in self._memos.values():
                 memo.clear()

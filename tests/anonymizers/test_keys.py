@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anonymizers.exceptions import KeyMaterialError
@@ -52,10 +52,13 @@ def test_weak_or_wrong_size_material_rejected(material: bytes) -> None:
         EpochKey(1, material)
 
 
-def test_destroy_zeroes_and_disables() -> None:
-    """After destroy(), the material is zero, the memo empty, and use raises."""
+def test_destroy_zeroes_and_disables(native_switch: str) -> None:
+    """After destroy(), the material is zero, the memo empty, the C HMAC state (where used)
+    zeroed and refusing, and use raises."""
     key = EpochKey(1, KEY_A)
+    assert (key._hmac is not None) == (native_switch == "native")
     key.pseudonym("user_id:alice")
+    state = key._hmac
     key.destroy()
     assert key.destroyed
     assert bytes(key._material) == bytes(32)
@@ -64,9 +67,15 @@ def test_destroy_zeroes_and_disables() -> None:
         key.mac(b"x")
     with pytest.raises(KeyMaterialError):
         key.pseudonym("user_id:bob")
+    with pytest.raises(KeyMaterialError):
+        key.memo_for("user_id:")["carol"]
+    if state is not None:
+        assert repr(state) == "HmacSha256(destroyed)"
+        with pytest.raises(ValueError, match="destroyed"):
+            state.mac(b"x")
 
 
-def test_pseudonym_is_hmac_sha256_prefix() -> None:
+def test_pseudonym_is_hmac_sha256_prefix(native_switch: str) -> None:
     """The pseudonym is base64url of the first 16 bytes of HMAC-SHA256 (independent computation)."""
     import base64
     import hashlib
@@ -118,13 +127,35 @@ def test_static_provider_has_no_key_for_unknown_epoch() -> None:
     assert provider.rotation_seconds == 60
 
 
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     material=st.binary(min_size=32, max_size=32).filter(lambda b: len(set(b)) > 1),
     data=st.binary(max_size=300),
 )
-def test_mac_is_hmac_sha256(material: bytes, data: bytes) -> None:
+def test_mac_is_hmac_sha256(material: bytes, data: bytes, native_switch: str) -> None:
     """mac() is the standard library's HMAC-SHA256 for any key and message."""
     import hashlib
     import hmac
 
     assert EpochKey(1, material).mac(data) == hmac.new(material, data, hashlib.sha256).digest()
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    material=st.binary(min_size=32, max_size=32).filter(lambda b: len(set(b)) > 1),
+    message=st.text(max_size=200),
+)
+def test_any_pseudonym_is_the_hmac_of_its_utf8(
+    material: bytes, message: str, native_switch: str
+) -> None:
+    """For any text (any length, any characters), the pseudonym is base64url of the first 16
+    bytes of the standard library's HMAC-SHA256 of its UTF-8."""
+    import base64
+    import hashlib
+    import hmac
+
+    digest = hmac.new(material, message.encode("utf-8"), hashlib.sha256).digest()[:16]
+    expected = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    key = EpochKey(1, material, memo_size=0)
+    assert key.pseudonym(message) == expected
+    assert key.memo_for("")[message] == expected

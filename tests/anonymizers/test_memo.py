@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
 from anonymizers.ip import GeoLookup, IpAnonymizer, parse_ip
 from anonymizers.keys import EpochKey, StaticKeyProvider
 from anonymizers.memo import Memo, bounded_put
-from anonymizers.native import native_enabled, use_native
 from anonymizers.policy import Policy, default_policy, parse_policy
 from anonymizers.pseudonym import Pseudonymizer
 from anonymizers.search_terms import SearchTermScrubber
@@ -353,18 +352,6 @@ _POLICIES = {
     ),
 }
 _DB = build_mmdb(Path(tempfile.mkdtemp()) / "memo.mmdb")
-
-
-@pytest.fixture(params=["native", "python"])
-def native_switch(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Objects built with the C extension on (where it is built: fingerprint tables for the
-    large memos, the event time's fast path), then off (dicts, Python): the results must be
-    the same either way."""
-    if request.param == "native" and not native_enabled():
-        pytest.skip("anonymizers._native is not built (no C compiler)")
-    use_native(request.param == "native")
-    yield request.param
-    use_native(True)
 
 
 @pytest.mark.parametrize("policy_name", sorted(_POLICIES))

@@ -392,3 +392,75 @@ def test_new_dict_is_an_empty_dict_of_any_size_asked() -> None:
             native.new_dict(bad)
     with pytest.raises(TypeError):
         native.new_dict("16")
+
+
+# ------------------------------------------------------------------ HMAC-SHA256
+
+# FIPS 180-2 appendix B examples (one block, two blocks, a million "a").
+SHA256_EXAMPLES = [
+    (b"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+    (
+        b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+    ),
+    (b"a" * 1_000_000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
+    (b"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+]
+# RFC 4231, test cases 1, 2 and 4 (keys of 20, 4 and 25 bytes).
+HMAC_EXAMPLES = [
+    (
+        b"\x0b" * 20,
+        b"Hi There",
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+    ),
+    (
+        b"Jefe",
+        b"what do ya want for nothing?",
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    ),
+    (
+        bytes(range(1, 26)),
+        b"\xcd" * 50,
+        "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), SHA256_EXAMPLES)
+def test_sha256_matches_fips_180(data: bytes, expected: str) -> None:
+    assert native.sha256(data).hex() == expected
+
+
+@pytest.mark.parametrize(("key", "data", "expected"), HMAC_EXAMPLES)
+def test_hmac_matches_rfc_4231(key: bytes, data: bytes, expected: str) -> None:
+    assert native.HmacSha256(key).mac(data).hex() == expected
+
+
+def test_hmac_equals_the_standard_library_at_every_length() -> None:
+    """Every message length from 0 to 300 bytes (every padding case around the 64-byte
+    blocks), random keys of 1 to 64 bytes, bytes and bytearray alike."""
+    import hashlib
+    import hmac
+
+    rng = random.Random(11)
+    for length in range(301):
+        key = rng.randbytes(rng.randint(1, 64))
+        data = rng.randbytes(length)
+        expected = hmac.new(key, data, hashlib.sha256).digest()
+        assert native.HmacSha256(key).mac(data) == expected, length
+        assert native.HmacSha256(bytearray(key)).mac(bytearray(data)) == expected
+        assert native.sha256(data) == hashlib.sha256(data).digest()
+
+
+def test_hmac_refuses_bad_keys_and_arguments() -> None:
+    for key in (b"", bytes(65)):
+        with pytest.raises(ValueError):
+            native.HmacSha256(key)
+    with pytest.raises(TypeError):
+        native.HmacSha256("text key")
+    state = native.HmacSha256(bytes(range(32)))
+    with pytest.raises(TypeError):
+        state.pseudonym(b"bytes")
+    with pytest.raises(TypeError):
+        state.mac("text")
+    assert repr(state) == "HmacSha256(live)" and "\\x" not in repr(state)
