@@ -4,9 +4,10 @@ source, which is what `pip install -e '.[dev]'`, the tests and development use. 
 configuration itself is in pyproject.toml.
 
 One small C extension is built by every install, editable ones included:
-`anonymizers._native` (anonymizers/_native.c), the fingerprint tables of the large memos
-(anonymizers/memo.py). Without a C compiler it is skipped and those memos are dicts (same
-results, slower); the compiled build requires it.
+`anonymizers._native` (anonymizers/_native.c; see anonymizers/native.py and
+docs/internals.md): fingerprint tables for the large memos, HMAC-SHA256 for the pseudonyms,
+the event time's fast path. Without a C compiler it is skipped and the same code runs in
+Python (same results, slower); the compiled build requires it.
 
 Measured on the development machines (bench_chain.py, best of 20 runs of fresh events):
 compiled ~1.6x the pure-Python throughput. The compiled modules are the same source files,
