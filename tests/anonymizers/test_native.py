@@ -13,6 +13,7 @@ import gc
 import os
 import random
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -426,17 +427,40 @@ HMAC_EXAMPLES = [
 ]
 
 
+@pytest.fixture(params=["sha extensions", "portable"])
+def sha_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """SHA-256 on the CPU's SHA extensions (where it has them), then in portable C."""
+    default = native.sha_extensions()
+    if not native.sha_extensions(request.param == "sha extensions") and (
+        request.param == "sha extensions"
+    ):
+        pytest.skip("this CPU has no SHA extensions")
+    yield request.param
+    native.sha_extensions(default)
+
+
 @pytest.mark.parametrize(("data", "expected"), SHA256_EXAMPLES)
-def test_sha256_matches_fips_180(data: bytes, expected: str) -> None:
+def test_sha256_matches_fips_180(data: bytes, expected: str, sha_path: str) -> None:
     assert native.sha256(data).hex() == expected
 
 
 @pytest.mark.parametrize(("key", "data", "expected"), HMAC_EXAMPLES)
-def test_hmac_matches_rfc_4231(key: bytes, data: bytes, expected: str) -> None:
+def test_hmac_matches_rfc_4231(key: bytes, data: bytes, expected: str, sha_path: str) -> None:
     assert native.HmacSha256(key).mac(data).hex() == expected
 
 
-def test_hmac_equals_the_standard_library_at_every_length() -> None:
+def test_sha_extensions_switch() -> None:
+    """Off is always possible; on only where the CPU has them; the default is on where it can."""
+    default = native.sha_extensions()
+    try:
+        assert native.sha_extensions(False) is False
+        available = native.sha_extensions(True)
+        assert available == default
+    finally:
+        native.sha_extensions(default)
+
+
+def test_hmac_equals_the_standard_library_at_every_length(sha_path: str) -> None:
     """Every message length from 0 to 300 bytes (every padding case around the 64-byte
     blocks), random keys of 1 to 64 bytes, bytes and bytearray alike."""
     import hashlib
