@@ -16,7 +16,7 @@
  * Values, fixed per table (`kind`):
  *   KIND_OBJECT    any object, held by reference (the table is not tracked by the garbage
  *                  collector: values must never refer back to it, as the chain's tuples of
- *                  strings, numbers and tuples cannot);
+ *                  strings, numbers and tuples cannot; such tuples are untracked on storing);
  *   KIND_PSEUDONYM a 22-character base64url text (16 bytes, as EpochKey.pseudonym makes),
  *                  stored as its 16 bytes and written out again on each hit;
  *   KIND_U64       an int in [0, 2**64), stored inline.
@@ -241,6 +241,29 @@ slot_value(Table *self, Slot *slot)
     }
 }
 
+/* Stop the collector tracking `obj` when it is a tuple holding only objects it does not
+ * track (strings, numbers, such tuples, looked at down to a few levels): such a tuple can be
+ * in no reference cycle, and CPython's collector would untrack it at its next pass anyway,
+ * after walking it. The IP memo's entries are such tuples, thousands a minute: untracked
+ * here, no young collection walks them. Returns whether `obj` is (still) tracked. */
+static int
+untrack_if_acyclic(PyObject *obj, int depth)
+{
+    if (!PyObject_GC_IsTracked(obj)) {
+        return 0;
+    }
+    if (!PyTuple_CheckExact(obj) || depth > 3) {
+        return 1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(obj); i++) {
+        if (untrack_if_acyclic(PyTuple_GET_ITEM(obj, i), depth + 1)) {
+            return 1;
+        }
+    }
+    PyObject_GC_UnTrack(obj);
+    return 0;
+}
+
 /* Fill `slot`'s value from `value` (a new reference is taken for objects). */
 static int
 set_value(Table *self, Slot *slot, PyObject *value)
@@ -261,6 +284,7 @@ set_value(Table *self, Slot *slot, PyObject *value)
         return 0;
     }
     default:
+        untrack_if_acyclic(value, 0);
         slot->v.obj = Py_NewRef(value);
         return 0;
     }

@@ -488,3 +488,25 @@ def test_hmac_refuses_bad_keys_and_arguments() -> None:
     with pytest.raises(TypeError):
         state.mac("text")
     assert repr(state) == "HmacSha256(live)" and "\\x" not in repr(state)
+
+
+def test_stored_tuples_of_atoms_leave_the_collector() -> None:
+    """An object table untracks a stored tuple (and its tuples) holding only strings,
+    numbers and such tuples, as CPython's collector would at its next pass; a tuple that
+    holds a container it tracks stays tracked, and so does that container."""
+    table = native.FingerprintTable(64, OBJECT, os.urandom(16))
+    fields = tuple((name, f"value-{name}") for name in ("country", "region"))
+    needles = (f"81.2.69.{len(fields)}",)
+    entry = (f"81.2.69.{len(needles)}", fields, needles, True)
+    assert gc.is_tracked(entry) and gc.is_tracked(fields)
+    table["81.2.69.1"] = entry
+    assert not gc.is_tracked(entry) and not gc.is_tracked(fields) and not gc.is_tracked(needles)
+    assert table.get("81.2.69.1") == entry
+    held: list[str] = []
+    mixed = (f"x{len(held)}", (held,))
+    table["other"] = mixed
+    assert gc.is_tracked(mixed) and gc.is_tracked(mixed[1]) and gc.is_tracked(held)
+    held.append("y")
+    assert table.get("other")[1][0] == ["y"]
+    gc.collect()
+    assert table.get("81.2.69.1") == entry and table.get("other") is mixed
