@@ -314,31 +314,18 @@ table_clear_all(Table *self)
         return;
     }
     if (self->kind == KIND_OBJECT) {
-        /* Zero first, then drop the references: a value's deallocation sees a clean table. */
-        PyObject **held = NULL;
-        Py_ssize_t n = 0;
-        if (self->count) {
-            held = PyMem_Malloc(sizeof(PyObject *) * (size_t)self->count);
-        }
+        /* As on eviction: each entry leaves the table before its value is released. */
         for (size_t b = 0; b <= self->mask; b++) {
             for (int i = 0; i < 2; i++) {
                 Slot *slot = &self->buckets[b].s[i];
                 if (slot->hi | slot->lo) {
-                    if (held != NULL && n < self->count) {
-                        held[n++] = slot->v.obj;
-                    } else {
-                        Py_DECREF(slot->v.obj);
-                    }
+                    Slot taken = *slot;
+                    memset(slot, 0, sizeof(Slot));
+                    self->count -= 1;
+                    release_slot(self, &taken);
                 }
             }
         }
-        memset(self->buckets, 0, (self->mask + 1) * sizeof(Bucket));
-        self->count = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_DECREF(held[i]);
-        }
-        PyMem_Free(held);
-        return;
     }
     memset(self->buckets, 0, (self->mask + 1) * sizeof(Bucket));
     self->count = 0;

@@ -175,7 +175,8 @@ class _EventTime:
         self._minutes: dict[int, tuple[str, str]] = {}
         # "YYYY-MM-DDTHH:MM:" (UTC) -> (unix seconds of the minute, day, epoch of the minute)
         self._fast: dict[str, tuple[int, str, int]] = {}
-        # The same, keyed by the number YYYYMMDDHHMM (what utc_second reads).
+        # The same, keyed by the number YYYYMMDDHHMM (what utc_second reads): one of the
+        # two is filled, as the extension is used or not.
         self._fast_numbers: dict[int, tuple[int, str, int]] = {}
         self._utc_second = _UTC_SECOND if native_enabled() else None
 
@@ -235,8 +236,9 @@ class _EventTime:
             if 1 <= start.year <= 9999:
                 base = minute * 60
                 known = (base, texts[1], base // self._rotation)
-                bounded_put(self._fast, texts[0], known, max_size=_TIME_CACHE_SIZE)
-                if len(texts[0]) == 17:  # four-digit years: the text utc_second reads
+                if self._utc_second is None:
+                    bounded_put(self._fast, texts[0], known, max_size=_TIME_CACHE_SIZE)
+                elif len(texts[0]) == 17:  # four-digit years: the text utc_second reads
                     number = (
                         start.year * 100_000_000
                         + start.month * 1_000_000
