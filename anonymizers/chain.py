@@ -25,7 +25,7 @@ from anonymizers.consent import ConsentGate, ConsentState
 from anonymizers.context import ContextAnonymizer, clamp_time_on_page
 from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
 from anonymizers.ip import OUTPUT_FIELDS as IP_OUTPUT_FIELDS
-from anonymizers.ip import GeoLookup, IpAnonymizer, parse_ip
+from anonymizers.ip import GeoLookup, IpAnonymizer, ipv4_reader, parse_ip
 from anonymizers.keys import EpochKey, KeyProvider
 from anonymizers.memo import Memo, bounded_put
 from anonymizers.native import EXTENSION, native_enabled
@@ -289,6 +289,7 @@ class Pipeline:
         self._geo_fields = tuple(name for name in _GEO_FIELDS if name in wanted)
         self._ip = IpAnonymizer(policy.geo, geo, fields=self._geo_fields)
         self._geo = geo
+        self._ipv4_value = ipv4_reader()
         self._ips: Memo[str, _IpEntry] = Memo(
             self._ip_entry, max_size=_IP_CACHE_SIZE, values="object"
         )
@@ -545,7 +546,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------- memoised per raw value
     def _ip_entry(self, raw_ip: str) -> _IpEntry:
-        ip = parse_ip(raw_ip)
+        ip = parse_ip(raw_ip, self._ipv4_value)
         # The echo guard looks for the address as sent and in canonical form.
         sent = raw_ip.strip()
         if ip is None:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import bisect
 from array import array
+from collections.abc import Callable
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
 from anonymizers.exceptions import GeoDatabaseError
+from anonymizers.native import EXTENSION, native_enabled
 
 IPV4_BITS: Final = 32
 _TYPECODE: Final = "I" if array("I").itemsize >= 4 else "L"
@@ -38,10 +40,12 @@ class Ipv4Index:
 
     `starts` (sorted first addresses of the networks) and `pointers` (their records) are
     searched within the range of networks that start in the address's /16, which
-    `blocks[address >> 16]` and the next entry give: a few probes instead of ~22.
+    `blocks[address >> 16]` and the next entry give: a few probes instead of ~22. Where the
+    C extension is built and on (`anonymizers.native`), its `Ipv4Ranges` searches the same
+    arrays (~1 µs of bisect and array reads in Python, a few dozen instructions in C).
     """
 
-    __slots__ = ("_blocks", "_empty", "_pointers", "_starts")
+    __slots__ = ("_blocks", "_empty", "_find", "_pointers", "_starts")
 
     def __init__(self, starts: array[int], pointers: array[int], *, empty: int) -> None:
         self._starts = starts
@@ -50,18 +54,26 @@ class Ipv4Index:
         first = np.frombuffer(starts, dtype=np.uint32 if _TYPECODE == "I" else np.uint64)
         edges = np.arange(_BLOCKS + 1, dtype=np.int64) << (IPV4_BITS - _BLOCK_BITS)
         self._blocks = _packed(np.searchsorted(first, edges, side="left"))
+        self._find: Callable[[int], int] | None = None
+        if EXTENSION is not None and native_enabled() and _TYPECODE == "I":
+            self._find = EXTENSION.Ipv4Ranges(starts, pointers, self._blocks).find
 
     def __len__(self) -> int:
         return len(self._starts)
 
     def __call__(self, address: int) -> int | None:
-        block = address >> (IPV4_BITS - _BLOCK_BITS)
-        # The last network starting at or before the address: in this block, or the one
-        # running into it from before (then bisect returns the block's first position).
-        found = bisect.bisect_right(
-            self._starts, address, self._blocks[block], self._blocks[block + 1]
-        )
-        pointer: int = self._pointers[found - 1]
+        find = self._find
+        if find is not None:
+            pointer = find(address)
+        else:
+            block = address >> (IPV4_BITS - _BLOCK_BITS)
+            # The last network starting at or before the address: in this block, or the
+            # one running into it from before (then bisect returns the block's first
+            # position; starts[0] is 0, so there is always one before).
+            found = bisect.bisect_right(
+                self._starts, address, self._blocks[block], self._blocks[block + 1]
+            )
+            pointer = self._pointers[found - 1]
         return None if pointer == self._empty else pointer
 
     @classmethod

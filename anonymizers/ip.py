@@ -12,7 +12,7 @@ allows (country, region, city, ip_prefix); the address itself never reaches the 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Final, NamedTuple
 
 import maxminddb
@@ -22,6 +22,7 @@ from anonymizers.exceptions import GeoDatabaseError
 from anonymizers.geoindex import Ipv4Index
 from anonymizers.georecords import PlaceDecoder, UnsupportedRecord
 from anonymizers.memo import bounded_put
+from anonymizers.native import EXTENSION, native_enabled
 from anonymizers.policy import GeoConfig
 
 MAX_IPV4_PREFIX: Final = 24
@@ -42,6 +43,8 @@ CACHE_LEVELS: Final[dict[int, tuple[int, ...]]] = {
 """Prefix lengths the geolocation cache keys networks by, finest first, per IP version."""
 
 _IPV4_CHARS: Final = frozenset("0123456789.")
+_NOT_IPV4_CHARS: Final = -1
+"""`ipv4_value`'s answer for a text with a character other than a digit or a dot."""
 # NamedTuple construction without its Python-level __new__ (on every new address).
 _new_tuple: Final = tuple.__new__
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
@@ -91,14 +94,28 @@ def _parse_ipv4(text: str) -> ParsedIp | None:
     return _new_tuple(ParsedIp, (4, value, text))
 
 
-def parse_ip(raw: object) -> ParsedIp | None:
-    """A strictly parsed address, or None for anything that is not exactly one address."""
+def ipv4_reader() -> Callable[[str], int] | None:
+    """The C extension's `ipv4_value` for `parse_ip` where it is built and on, else None."""
+    return EXTENSION.ipv4_value if EXTENSION is not None and native_enabled() else None
+
+
+def parse_ip(raw: object, ipv4_value: Callable[[str], int] | None = None) -> ParsedIp | None:
+    """A strictly parsed address, or None for anything that is not exactly one address.
+
+    `ipv4_value` (from `ipv4_reader()`) reads dotted quads in C: the same answers.
+    """
     if not isinstance(raw, str):
         return None
     text = raw.strip()
     if not text or len(text) > 45:
         return None
-    if _IPV4_CHARS.issuperset(text):
+    if ipv4_value is not None:
+        value = ipv4_value(text)
+        if value >= 0:
+            return _new_tuple(ParsedIp, (4, value, text))
+        if value != _NOT_IPV4_CHARS:
+            return None
+    elif _IPV4_CHARS.issuperset(text):
         return _parse_ipv4(text)
     if ":" not in text or not _IPV6_REJECT.isdisjoint(text) or not text.isascii():
         return None

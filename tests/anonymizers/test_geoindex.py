@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from anonymizers.exceptions import GeoDatabaseError
 from anonymizers.geoindex import Ipv4Index, _records
 from anonymizers.ip import GeoLookup, _record_to_result, parse_ip
+from anonymizers.native import use_native
 from tests.anonymizers.conftest import CITY_NETWORKS, build_mmdb
 
 
@@ -58,6 +59,10 @@ _LOOKUPS = {
     name: (GeoLookup(str(path)), GeoLookup(str(path), index=False, cache_size=0))
     for name, path in _DATABASES.items()
 }
+# The same indexes searched in Python (built with the extension off).
+use_native(False)
+_PYTHON_INDEXED = {name: GeoLookup(str(path)) for name, path in _DATABASES.items()}
+use_native(True)
 _EDGES = sorted(
     {
         int(address)
@@ -77,7 +82,7 @@ def test_index_answers_as_the_database(name: str, value: int) -> None:
     indexed, plain = _LOOKUPS[name]
     parsed = parse_ip(str(ipaddress.IPv4Address(value)))
     assert parsed is not None
-    assert indexed(parsed) == plain(parsed)
+    assert indexed(parsed) == plain(parsed) == _PYTHON_INDEXED[name](parsed)
 
 
 def test_records_are_read_once_per_pointer() -> None:
@@ -100,8 +105,9 @@ def geolite2() -> Path:
     return Path(path)
 
 
-def test_index_matches_geolite2(geolite2: Path) -> None:
-    """On the real GeoLite2 City (28-bit records), indexed answers equal the reader's."""
+def test_index_matches_geolite2(geolite2: Path, native_switch: str) -> None:
+    """On the real GeoLite2 City (28-bit records), indexed answers equal the reader's (the
+    index searched by the extension and in Python)."""
     geo = GeoLookup(str(geolite2))
     reader = maxminddb.open_database(str(geolite2))
     rng = random.Random(2024)

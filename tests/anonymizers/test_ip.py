@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from anonymizers.exceptions import GeoDatabaseError
-from anonymizers.ip import GeoLookup, GeoResult, IpAnonymizer, parse_ip, truncate
+from anonymizers.ip import GeoLookup, GeoResult, IpAnonymizer, ipv4_reader, parse_ip, truncate
 from anonymizers.policy import GeoConfig
 from tests.anonymizers.conftest import CITY_NETWORKS
 
@@ -45,15 +45,31 @@ PARSE_CASES = [
 
 
 @pytest.mark.parametrize(("raw", "expected"), PARSE_CASES)
-def test_parse_ip(raw: object, expected: tuple[int, str] | None) -> None:
-    """parse_ip accepts exactly one well-formed address and rejects everything else."""
-    parsed = parse_ip(raw)
+def test_parse_ip(raw: object, expected: tuple[int, str] | None, native_switch: str) -> None:
+    """parse_ip accepts exactly one well-formed address and rejects everything else (with
+    the extension's IPv4 reader and with its own)."""
+    parsed = parse_ip(raw, ipv4_reader())
     if expected is None:
         assert parsed is None
     else:
         assert parsed is not None
         assert (parsed.version, parsed.text) == expected
         assert parsed.value == int(ipaddress.ip_address(expected[1]))
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=" 0123456789.:abcdefABCDEF%/[]\t\n", max_size=45),
+        st.ip_addresses().map(str),
+        st.text(max_size=20),
+    )
+)
+def test_ipv4_readers_agree(raw: str) -> None:
+    """The extension's IPv4 reader and parse_ip's own give the same answer on any text."""
+    reader = ipv4_reader()
+    if reader is None:
+        pytest.skip("anonymizers._native is not built (no C compiler)")
+    assert parse_ip(raw, reader) == parse_ip(raw)
 
 
 def _expected(address: str) -> GeoResult:

@@ -9,10 +9,13 @@ come from that checked SipHash: so each placement and eviction is predicted inde
 from __future__ import annotations
 
 import base64
+import bisect
 import gc
+import ipaddress
 import os
 import random
 import weakref
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
@@ -393,6 +396,95 @@ def test_new_dict_is_an_empty_dict_of_any_size_asked() -> None:
             native.new_dict(bad)
     with pytest.raises(TypeError):
         native.new_dict("16")
+
+
+# ------------------------------------------------------------------ IPv4
+
+
+def _quad_value(text: str) -> int:
+    """ipv4_value's answer by the standard library (strict decimal quads since 3.9.5)."""
+    if not set(text) <= set("0123456789."):
+        return -1
+    try:
+        return int(ipaddress.IPv4Address(text))
+    except ValueError:
+        return -2
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789.", max_size=20),
+        st.tuples(*[st.integers(0, 300)] * 4).map(lambda q: ".".join(map(str, q))),
+        st.text(alphabet="0123456789.:abcdef x\u0661\u00b2", max_size=16),
+    )
+)
+def test_ipv4_value_agrees_with_the_standard_library(text: str) -> None:
+    assert native.ipv4_value(text) == _quad_value(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.0.0.0", 0),
+        ("255.255.255.255", 2**32 - 1),
+        ("81.2.69.160", 0x510245A0),
+        ("00.1.2.3", -2),
+        ("1.2.3.04", -2),
+        ("1.2.3.4.", -2),
+        ("1..3.4", -2),
+        ("1234.1.1.1", -2),
+        ("", -2),
+        ("1.2.3.4 ", -1),
+        ("\u00b9.2.3.4", -1),  # superscript one: a digit to str.isdigit, not to us
+        ("\u0661.2.3.4", -1),  # Arabic-Indic one (a two-byte-wide str)
+    ],
+)
+def test_ipv4_value_table(text: str, expected: int) -> None:
+    assert native.ipv4_value(text) == expected
+
+
+def _ranges(starts: list[int], pointers: list[int], blocks: list[int] | None = None) -> Any:
+    if blocks is None:
+        edges = [block << 16 for block in range(65_537)]
+        blocks = [bisect.bisect_left(starts, edge) for edge in edges]
+    return native.Ipv4Ranges(array("I", starts), array("I", pointers), array("I", blocks))
+
+
+def test_ipv4_ranges_find_the_network_holding_an_address() -> None:
+    """Against a plain scan of a random sorted list of network starts."""
+    rng = random.Random(4)
+    starts = sorted({0, *(rng.randrange(2**32) for _ in range(2_000))})
+    pointers = [rng.randrange(2**32) for _ in starts]
+    ranges = _ranges(starts, pointers)
+    probes = [rng.randrange(2**32) for _ in range(3_000)]
+    probes += [s for s in starts[:200]] + [max(0, s - 1) for s in starts[:200]] + [2**32 - 1]
+    for address in probes:
+        holder = max(i for i, start in enumerate(starts) if start <= address)
+        assert ranges.find(address) == pointers[holder]
+
+
+def test_ipv4_ranges_refuse_bad_arrays_and_addresses() -> None:
+    with pytest.raises(ValueError, match="start at"):
+        _ranges([5, 9], [1, 2])
+    with pytest.raises(ValueError, match="sorted"):
+        native.Ipv4Ranges(array("I", [0, 9, 5]), array("I", [1, 2, 3]), array("I", [0] * 65_537))
+    with pytest.raises(ValueError, match="same"):
+        _ranges([0, 9], [1])
+    with pytest.raises(ValueError, match="65,537"):
+        _ranges([0], [1], [0, 1])
+    with pytest.raises(ValueError, match="blocks"):
+        _ranges([0], [1], [2] * 65_537)
+    with pytest.raises(TypeError, match="32-bit"):
+        native.Ipv4Ranges(array("Q", [0]), array("I", [1]), array("I", [0] * 65_537))
+    ranges = _ranges([0], [7])
+    assert ranges.find(0) == ranges.find(2**32 - 1) == 7
+    with pytest.raises(ValueError):
+        ranges.find(2**32)
+    with pytest.raises(OverflowError):
+        ranges.find(-1)
+    with pytest.raises(ValueError, match="not initialised"):
+        native.Ipv4Ranges.__new__(native.Ipv4Ranges).find(1)
 
 
 # ------------------------------------------------------------------ HMAC-SHA256
