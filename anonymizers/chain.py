@@ -332,6 +332,8 @@ class Pipeline:
         self._out_size = len(self.allowlist.fields)
         self._want_time_on_page = "time_on_page_ms" in wanted
         self._time_on_page_max = policy.context.time_on_page_max_ms
+        self._last_epoch = -1
+        self._last_key: EpochKey | None = None
 
     @classmethod
     def from_policy(
@@ -357,6 +359,8 @@ class Pipeline:
         synchronous call: no key can be destroyed during it).
         """
         keys: dict[int, EpochKey | None] = {}
+        # The last epoch's key (when it has one), for this batch only (`_run` sets them).
+        self._last_key = None
         key_for_epoch = self._keys.key_for_epoch
         results: list[Outcome] = []
         append = results.append
@@ -406,10 +410,16 @@ class Pipeline:
         epoch, occurred_at, day = self._time.read(event.get("occurred_at"))
         if not day:
             return _INVALID
-        if epoch in keys:
-            key = keys[epoch]
-        else:
-            key = keys[epoch] = key_for_epoch(epoch)
+        key = self._last_key
+        if key is None or epoch != self._last_epoch:
+            # Most events of a batch share their epoch: they skip this dict look-up (of
+            # an int: hashing and comparing number objects).
+            if epoch in keys:
+                key = keys[epoch]
+            else:
+                key = keys[epoch] = key_for_epoch(epoch)
+            self._last_epoch = epoch
+            self._last_key = key
         if key is None:
             return _NO_KEY
         raw_ip = event.get("ip")
