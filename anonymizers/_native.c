@@ -27,8 +27,8 @@
  *
  * Not thread-safe beyond the GIL (every method holds it), like a dict.
  *
- * utc_second: reads the collectors' usual event time, "YYYY-MM-DDTHH:MM:SS[.fff]Z", for the
- * chain's fast path (anonymizers.chain._EventTime), without allocating slices.
+ * EventClock: the event time's fast path (anonymizers.chain._EventTime): the collectors'
+ * usual "YYYY-MM-DDTHH:MM:SS[.fff]Z" read without slices, its minute found in one line.
  *
  * new_dict: an empty dict sized for the output event's fields.
  *
@@ -602,79 +602,351 @@ is_digit(Py_UCS1 c)
     return c >= '0' && c <= '9';
 }
 
-/* utc_second(raw) -> (minute, second, text) for "YYYY-MM-DDTHH:MM:SSZ" or
- * "YYYY-MM-DDTHH:MM:SS.fZ" with 1 to 9 fraction digits (ASCII digits, "T" and "Z" upper
- * case, second 00-59); None for anything else. `minute` is the number YYYYMMDDHHMM written
- * by the text's digits (not checked as a date: the caller only accepts minutes its full
- * parser validated), `text` the time to the second, "YYYY-MM-DDTHH:MM:SSZ" (raw itself
- * when it has no fraction). */
-static PyObject *
-module_utc_second(PyObject *Py_UNUSED(module), PyObject *raw)
+/* Reads "YYYY-MM-DDTHH:MM:SSZ" or "YYYY-MM-DDTHH:MM:SS.fZ" with 1 to 9 fraction digits
+ * (ASCII digits, "T" and "Z" upper case, second 00-59): 1 with the digits of the date and
+ * time in `parts` (year, month, day, hour, minute, second; not checked as a date: the
+ * clock only answers for minutes the full parser validated), 0 for anything else. */
+static int
+read_usual_time(PyObject *raw, int parts[6])
 {
     if (!PyUnicode_Check(raw)) {
-        Py_RETURN_NONE;
+        return 0;
     }
 #if PY_VERSION_HEX < 0x030C0000
     if (PyUnicode_READY(raw) < 0) {
-        return NULL;
+        PyErr_Clear();
+        return 0;
     }
 #endif
     Py_ssize_t size = PyUnicode_GET_LENGTH(raw);
     if (!PyUnicode_IS_ASCII(raw) || (size != 20 && (size < 22 || size > 30))) {
-        Py_RETURN_NONE;
+        return 0;
     }
     const Py_UCS1 *c = PyUnicode_1BYTE_DATA(raw);
-    static const int digits[] = {0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15};
-    long long minute = 0;
-    for (int i = 0; i < 12; i++) {
-        Py_UCS1 d = c[digits[i]];
-        if (!is_digit(d)) {
-            Py_RETURN_NONE;
+    static const int starts[] = {0, 5, 8, 11, 14, 17};
+    static const int widths[] = {4, 2, 2, 2, 2, 2};
+    for (int i = 0; i < 6; i++) {
+        int value = 0;
+        for (int j = starts[i]; j < starts[i] + widths[i]; j++) {
+            if (!is_digit(c[j])) {
+                return 0;
+            }
+            value = value * 10 + (c[j] - '0');
         }
-        minute = minute * 10 + (d - '0');
+        parts[i] = value;
     }
     if (c[4] != '-' || c[7] != '-' || c[10] != 'T' || c[13] != ':' || c[16] != ':' ||
-        c[17] < '0' || c[17] > '5' || !is_digit(c[18]) || c[size - 1] != 'Z') {
-        Py_RETURN_NONE;
+        parts[5] > 59 || c[size - 1] != 'Z') {
+        return 0;
     }
     if (size > 20) {
         if (c[19] != '.') {
-            Py_RETURN_NONE;
+            return 0;
         }
         for (Py_ssize_t i = 20; i < size - 1; i++) {
             if (!is_digit(c[i])) {
-                Py_RETURN_NONE;
+                return 0;
             }
         }
     }
-    long second = (c[17] - '0') * 10 + (c[18] - '0');
+    return 1;
+}
+
+/* Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's
+ * days_from_civil); defined, if meaningless, for any month and day digits. */
+static long long
+days_from_civil(long long year, unsigned month, unsigned day)
+{
+    year -= month <= 2;
+    long long era = (year >= 0 ? year : year - 399) / 400;
+    unsigned year_of_era = (unsigned)(year - era * 400);
+    unsigned day_of_year = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1;
+    unsigned day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + (long long)day_of_era - 719468;
+}
+
+/* The inverse for the dates it gives: (year, month, day) of a day count from 1970-01-01. */
+static void
+civil_from_days(long long days, long long *year, unsigned *month, unsigned *day)
+{
+    days += 719468;
+    long long era = (days >= 0 ? days : days - 146096) / 146097;
+    unsigned day_of_era = (unsigned)(days - era * 146097);
+    unsigned year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+    unsigned day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    unsigned shifted_month = (5 * day_of_year + 2) / 153;
+    *day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    *month = shifted_month < 10 ? shifted_month + 3 : shifted_month - 9;
+    *year = (long long)year_of_era + era * 400 + (*month <= 2);
+}
+
+static inline long long
+minute_number(const int parts[6])
+{
+    return (((parts[0] * 100LL + parts[1]) * 100 + parts[2]) * 100 + parts[3]) * 100 + parts[4];
+}
+
+static inline long long
+minutes_since_1970(const int parts[6])
+{
+    return days_from_civil(parts[0], (unsigned)parts[1], (unsigned)parts[2]) * 1440 +
+           parts[3] * 60 + parts[4];
+}
+
+static inline long long
+floor_div(long long a, long long b)
+{
+    long long q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+/* EventClock(capacity, rotation): the event time's fast path (anonymizers.chain._EventTime).
+ * It holds minutes the full parser validated, each under its minute count since 1970 modulo
+ * the capacity (consecutive minutes never collide: a worker's events of `capacity` minutes
+ * all stay), with the minute's number YYYYMMDDHHMM (what the text says), its first second,
+ * its day text and its epoch. read(raw) answers (epoch, text to the second, day) for the
+ * collectors' usual form in a known minute, None for anything else (then the full parser
+ * reads it, and puts its minute). One cache line, where dicts read the key and value
+ * objects of a minute at each event. */
+typedef struct {
+    long long number; /* -1: empty */
+    long long base;
+    PyObject *epoch;
+    PyObject *day;
+} ClockEntry;
+
+typedef struct {
+    PyObject_HEAD
+    ClockEntry *entries;
+    long long mask;
+    long long rotation;
+    Py_ssize_t used;
+} ClockObject;
+
+static void
+clock_drop(ClockEntry *entry)
+{
+    PyObject *epoch = entry->epoch, *day = entry->day;
+    entry->number = -1;
+    entry->epoch = NULL;
+    entry->day = NULL;
+    Py_XDECREF(epoch);
+    Py_XDECREF(day);
+}
+
+static void
+clock_clear_all(ClockObject *self)
+{
+    if (self->entries == NULL) {
+        return;
+    }
+    for (long long i = 0; i <= self->mask; i++) {
+        if (self->entries[i].number != -1) {
+            clock_drop(&self->entries[i]);
+        }
+    }
+    self->used = 0;
+}
+
+static int
+clock_init(ClockObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"capacity", "rotation", NULL};
+    Py_ssize_t capacity;
+    long long rotation;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "nL", kwlist, &capacity, &rotation)) {
+        return -1;
+    }
+    if (capacity < 1 || capacity > (1 << 20) || rotation < 1) {
+        PyErr_SetString(PyExc_ValueError, "capacity is 1 to 2**20 minutes, rotation >= 1 s");
+        return -1;
+    }
+    Py_ssize_t slots = 1;
+    while (slots < capacity) {
+        slots <<= 1;
+    }
+    ClockEntry *entries = PyMem_Calloc((size_t)slots, sizeof(ClockEntry));
+    if (entries == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < slots; i++) {
+        entries[i].number = -1;
+    }
+    clock_clear_all(self);
+    PyMem_Free(self->entries);
+    self->entries = entries;
+    self->mask = slots - 1;
+    self->rotation = rotation;
+    self->used = 0;
+    return 0;
+}
+
+static void
+clock_dealloc(ClockObject *self)
+{
+    clock_clear_all(self);
+    PyMem_Free(self->entries);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+clock_ready(ClockObject *self)
+{
+    if (self->entries == NULL) {
+        PyErr_SetString(PyExc_ValueError, "EventClock is not initialised");
+        return 0;
+    }
+    return 1;
+}
+
+/* put(text, base, day, epoch): `text` is the minute "YYYY-MM-DDTHH:MM:" the full parser
+ * validated, `base` its first second since 1970 (UTC), `day` "YYYY-MM-DD", `epoch` its key
+ * epoch. Refused (ValueError) unless text and base name the same minute. */
+static PyObject *
+clock_put(ClockObject *self, PyObject *args)
+{
+    PyObject *text, *day, *epoch;
+    long long base;
+    if (!clock_ready(self) ||
+        !PyArg_ParseTuple(args, "ULUO!", &text, &base, &day, &PyLong_Type, &epoch)) {
+        return NULL;
+    }
+    /* The text of the minute with its first second and "Z": the form read() reads. */
+    PyObject *first = PyUnicode_FromFormat("%U00Z", text);
+    if (first == NULL) {
+        return NULL;
+    }
+    int parts[6];
+    int usual = PyUnicode_GET_LENGTH(text) == 17 && read_usual_time(first, parts);
+    Py_DECREF(first);
+    /* The date and time `base` names, written as the text writes them. */
+    long long minutes = floor_div(base, 60), year;
+    unsigned month, day_of_month;
+    civil_from_days(floor_div(minutes, 1440), &year, &month, &day_of_month);
+    long long of_day = minutes - floor_div(minutes, 1440) * 1440;
+    int named[6] = {(int)year, (int)month, (int)day_of_month, (int)(of_day / 60),
+                    (int)(of_day % 60), 0};
+    if (!usual || minutes * 60 != base || year < 1000 || year > 9999 ||
+        minute_number(named) != minute_number(parts)) {
+        PyErr_SetString(PyExc_ValueError, "put() takes a minute's text and its first second");
+        return NULL;
+    }
+    ClockEntry *entry = &self->entries[minutes_since_1970(parts) & self->mask];
+    if (entry->number == -1) {
+        self->used++;
+    } else {
+        clock_drop(entry);
+    }
+    entry->number = minute_number(parts);
+    entry->base = base;
+    entry->epoch = Py_NewRef(epoch);
+    entry->day = Py_NewRef(day);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clock_read(ClockObject *self, PyObject *raw)
+{
+    if (!clock_ready(self)) {
+        return NULL;
+    }
+    int parts[6];
+    if (!read_usual_time(raw, parts)) {
+        Py_RETURN_NONE;
+    }
+    const ClockEntry *entry = &self->entries[minutes_since_1970(parts) & self->mask];
+    if (entry->number != minute_number(parts)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *epoch;
+    if (self->rotation % 60 == 0) {
+        /* Minute-aligned epochs: the whole minute shares its epoch. */
+        epoch = Py_NewRef(entry->epoch);
+    } else {
+        epoch = PyLong_FromLongLong(floor_div(entry->base + parts[5], self->rotation));
+        if (epoch == NULL) {
+            return NULL;
+        }
+    }
     PyObject *text;
-    if (size == 20) {
+    if (PyUnicode_GET_LENGTH(raw) == 20) {
         text = Py_NewRef(raw);
     } else {
         text = PyUnicode_New(20, 127);
         if (text == NULL) {
+            Py_DECREF(epoch);
             return NULL;
         }
         Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
-        memcpy(out, c, 19);
+        memcpy(out, PyUnicode_1BYTE_DATA(raw), 19);
         out[19] = 'Z';
     }
     PyObject *result = PyTuple_New(3);
-    PyObject *minute_obj = PyLong_FromLongLong(minute);
-    PyObject *second_obj = PyLong_FromLong(second);
-    if (result == NULL || minute_obj == NULL || second_obj == NULL) {
-        Py_XDECREF(result);
-        Py_XDECREF(minute_obj);
-        Py_XDECREF(second_obj);
+    if (result == NULL) {
+        Py_DECREF(epoch);
         Py_DECREF(text);
         return NULL;
     }
-    PyTuple_SET_ITEM(result, 0, minute_obj);
-    PyTuple_SET_ITEM(result, 1, second_obj);
-    PyTuple_SET_ITEM(result, 2, text);
+    PyTuple_SET_ITEM(result, 0, epoch);
+    PyTuple_SET_ITEM(result, 1, text);
+    PyTuple_SET_ITEM(result, 2, Py_NewRef(entry->day));
     return result;
 }
+
+static PyObject *
+clock_clear(ClockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    clock_clear_all(self);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t
+clock_len(ClockObject *self)
+{
+    return self->used;
+}
+
+static PyObject *
+clock_capacity(ClockObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(self->entries == NULL ? 0 : self->mask + 1);
+}
+
+static PyMethodDef clock_methods[] = {
+    {"read", (PyCFunction)clock_read, METH_O,
+     "read(raw) -> (epoch, \"YYYY-MM-DDTHH:MM:SSZ\", \"YYYY-MM-DD\") for "
+     "\"YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z\" (ASCII, second 00-59) in a minute put before, "
+     "else None"},
+    {"put", (PyCFunction)clock_put, METH_VARARGS,
+     "put(minute_text, base, day, epoch): a minute the full parser validated"},
+    {"clear", (PyCFunction)clock_clear, METH_NOARGS, "clear(): forget every minute"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef clock_getset[] = {
+    {"capacity", (getter)clock_capacity, NULL, "minutes the clock can hold", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods clock_as_sequence = {
+    .sq_length = (lenfunc)clock_len,
+};
+
+static PyTypeObject ClockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "anonymizers._native.EventClock",
+    .tp_basicsize = sizeof(ClockObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "EventClock(capacity, rotation): the event time's fast path",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)clock_init,
+    .tp_dealloc = (destructor)clock_dealloc,
+    .tp_methods = clock_methods,
+    .tp_getset = clock_getset,
+    .tp_as_sequence = &clock_as_sequence,
+};
 
 /* ------------------------------------------------------------------ HMAC-SHA256 */
 /* SHA-256 as FIPS 180-4 defines it, HMAC as RFC 2104 does. HmacSha256 keeps the two SHA-256
@@ -1291,10 +1563,6 @@ static PyMethodDef module_methods[] = {
      "sha256(data) -> SHA-256 of data (32 bytes): for tests against FIPS 180's examples"},
     {"new_dict", module_new_dict, METH_O,
      "new_dict(size) -> an empty dict with room for size (0 to 1024) entries"},
-    {"utc_second", module_utc_second, METH_O,
-     "utc_second(raw) -> (YYYYMMDDHHMM as an int, second, text to the second) for "
-     "\"YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z\" (ASCII, second 00-59), else None: the event "
-     "time's fast path (anonymizers.chain._EventTime)"},
     {"ipv4_value", module_ipv4_value, METH_O,
      "ipv4_value(text) -> the value of a strict dotted quad; -1 when text holds a character "
      "other than an ASCII digit or a dot, -2 when it holds only those but is malformed"},
@@ -1317,7 +1585,7 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     if (PyType_Ready(&TableType) < 0 || PyType_Ready(&HmacType) < 0 ||
-        PyType_Ready(&RangesType) < 0) {
+        PyType_Ready(&RangesType) < 0 || PyType_Ready(&ClockType) < 0) {
         return NULL;
     }
 #ifdef HAVE_SHA_EXTENSIONS
@@ -1332,6 +1600,7 @@ PyInit__native(void)
     if (PyModule_AddObjectRef(module, "FingerprintTable", (PyObject *)&TableType) < 0 ||
         PyModule_AddObjectRef(module, "HmacSha256", (PyObject *)&HmacType) < 0 ||
         PyModule_AddObjectRef(module, "Ipv4Ranges", (PyObject *)&RangesType) < 0 ||
+        PyModule_AddObjectRef(module, "EventClock", (PyObject *)&ClockType) < 0 ||
         PyModule_AddIntConstant(module, "KIND_OBJECT", KIND_OBJECT) < 0 ||
         PyModule_AddIntConstant(module, "KIND_PSEUDONYM", KIND_PSEUDONYM) < 0 ||
         PyModule_AddIntConstant(module, "KIND_U64", KIND_U64) < 0) {

@@ -65,6 +65,9 @@ RAW_FIELDS: Final = frozenset(
 """Fields of raw event v1; any other field is unknown and dropped (counted when recording)."""
 
 _TIME_CACHE_SIZE: Final = 65_536
+_CLOCK_MINUTES: Final = 16_384
+"""Minutes the extension's event clock holds: any 11 days' worth (consecutive minutes
+never share a slot), 512 KiB."""
 _IP_CACHE_SIZE: Final = 65_536
 _URL_CACHE_SIZE: Final = 65_536
 _SEARCH_CACHE_SIZE: Final = 65_536
@@ -74,11 +77,6 @@ _RFC3339: Final = re.compile(
 )
 _EVENT_TYPES: Final = frozenset(EVENT_TYPES)
 _NO_TIME: Final = (0, "", "")
-_UTC_SECOND: Final[Callable[[str], tuple[int, int, str] | None] | None] = (
-    None if EXTENSION is None else EXTENSION.utc_second
-)
-
-
 def _empty_dict(size: int) -> dict[str, Any]:
     """A new dict (the extension's `new_dict` sizes it for `size` entries at once)."""
     return {}
@@ -163,9 +161,9 @@ class _EventTime:
     """RFC 3339 text to (epoch, UTC text to the second, UTC day); cached per minute.
 
     The collectors' usual "YYYY-MM-DDTHH:MM:SS[.fff]Z" takes a fast path: its minute is
-    looked up and the seconds read directly (by `anonymizers._native.utc_second` where the
-    extension is built and on, else by the Python below). Anything else takes the full
-    parser, which also fills the fast path's tables (only with minutes it has validated).
+    looked up and the seconds read directly (by the extension's `EventClock` where it is
+    built and on, else by the Python below). Anything else takes the full parser, which also
+    fills the fast path (only with minutes it has validated).
     """
 
     def __init__(self, rotation_seconds: int) -> None:
@@ -173,32 +171,26 @@ class _EventTime:
         # With minute-aligned epochs, the whole minute shares its epoch.
         self._minute_epochs = rotation_seconds % 60 == 0
         self._minutes: dict[int, tuple[str, str]] = {}
-        # "YYYY-MM-DDTHH:MM:" (UTC) -> (unix seconds of the minute, day, epoch of the minute)
+        # The fast path: the extension's clock, else "YYYY-MM-DDTHH:MM:" (UTC) -> (unix
+        # seconds of the minute, day, epoch of the minute).
+        self._clock: Any = None
+        if EXTENSION is not None and native_enabled():
+            self._clock = EXTENSION.EventClock(_CLOCK_MINUTES, rotation_seconds)
         self._fast: dict[str, tuple[int, str, int]] = {}
-        # The same, keyed by the number YYYYMMDDHHMM (what utc_second reads): one of the
-        # two is filled, as the extension is used or not.
-        self._fast_numbers: dict[int, tuple[int, str, int]] = {}
-        self._utc_second = _UTC_SECOND if native_enabled() else None
 
     def read(self, raw: object) -> tuple[int, str, str]:
         """(epoch, UTC text to the second, UTC day) of `raw`; `_NO_TIME` (day "") when
         unusable (not None: mypyc returns a fixed tuple without allocating it)."""
         if not isinstance(raw, str):
             return _NO_TIME
-        utc_second = self._utc_second
-        if utc_second is not None:
-            parts = utc_second(raw)
-            if parts is not None:
-                minute_number, second, text = parts
-                found = self._fast_numbers.get(minute_number)
-                if found is not None:
-                    base, day, epoch = found
-                    if not self._minute_epochs:
-                        epoch = (base + second) // self._rotation
-                    return epoch, text, day
+        clock = self._clock
+        if clock is not None:
+            known: tuple[int, str, str] | None = clock.read(raw)
+            if known is not None:
+                return known
             return self._parse(raw)
-        known = self._fast.get(raw[:17])
-        if known is not None:
+        fast = self._fast.get(raw[:17])
+        if fast is not None:
             size = len(raw)
             # Seconds 00-59, then "Z" or a fraction of 1-9 ASCII digits and "Z".
             if (
@@ -211,7 +203,7 @@ class _EventTime:
                     or (raw[19] == "." and size <= 30 and raw[20:-1].isdigit() and raw.isascii())
                 )
             ):
-                base, day, epoch = known
+                base, day, epoch = fast
                 if not self._minute_epochs:
                     epoch = (base + int(raw[17:19])) // self._rotation
                 return epoch, raw if size == 20 else raw[:19] + "Z", day
@@ -233,20 +225,15 @@ class _EventTime:
             start = datetime.fromtimestamp(minute * 60, tz=UTC)
             texts = (start.strftime("%Y-%m-%dT%H:%M:"), start.strftime("%Y-%m-%d"))
             bounded_put(self._minutes, minute, texts, max_size=_TIME_CACHE_SIZE)
-            if 1 <= start.year <= 9999:
+            if self._clock is None and 1 <= start.year <= 9999:
                 base = minute * 60
                 known = (base, texts[1], base // self._rotation)
-                if self._utc_second is None:
-                    bounded_put(self._fast, texts[0], known, max_size=_TIME_CACHE_SIZE)
-                elif len(texts[0]) == 17:  # four-digit years: the text utc_second reads
-                    number = (
-                        start.year * 100_000_000
-                        + start.month * 1_000_000
-                        + start.day * 10_000
-                        + start.hour * 100
-                        + start.minute
-                    )
-                    bounded_put(self._fast_numbers, number, known, max_size=_TIME_CACHE_SIZE)
+                bounded_put(self._fast, texts[0], known, max_size=_TIME_CACHE_SIZE)
+        if self._clock is not None and len(texts[0]) == 17:
+            # Four-digit years: the form the clock reads. (Put again whenever this minute
+            # comes here: the clock may have given its slot to another minute since.)
+            base = minute * 60
+            self._clock.put(texts[0], base, texts[1], base // self._rotation)
         return seconds // self._rotation, f"{texts[0]}{seconds % 60:02d}Z", texts[1]
 
 
