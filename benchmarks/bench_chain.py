@@ -385,7 +385,10 @@ def main() -> None:
         settings = "Python's defaults (--python-gc)"
     print(f"garbage collector: {settings}; thresholds now {gc.get_threshold()}")
     if native_enabled():
-        native = "anonymizers._native (fingerprint tables, HMAC-SHA256, event time, output dict)"
+        native = (
+            "anonymizers._native (fingerprint tables, HMAC-SHA256, event clock, IPv4 reader "
+            "and index search, output dict)"
+        )
     else:
         native = "not used (" + ("--no-native" if args.no_native else "not built") + ")"
     print(f"C extension: {native}")
