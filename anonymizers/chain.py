@@ -77,6 +77,8 @@ _RFC3339: Final = re.compile(
 )
 _EVENT_TYPES: Final = frozenset(EVENT_TYPES)
 _NO_TIME: Final = (0, "", "")
+
+
 def _empty_dict(size: int) -> dict[str, Any]:
     """A new dict (the extension's `new_dict` sizes it for `size` entries at once)."""
     return {}
