@@ -20,8 +20,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall when the dependency list or the C extension changes (an editable install builds
-# anonymizers/_native*.so next to its source).
-$(INSTALL_STAMP): pyproject.toml setup.py anonymizers/_native.c | $(BIN)/python
+# anonymizers/native/_fast*.so next to its source).
+$(INSTALL_STAMP): pyproject.toml setup.py anonymizers/native/_fast.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 

@@ -4,9 +4,9 @@ source, which is what `pip install -e '.[dev]'`, the tests and development use. 
 configuration itself is in pyproject.toml.
 
 One small C extension is built by every install, editable ones included:
-`anonymizers._native` (anonymizers/_native.c; see anonymizers/native.py and
-docs/internals.md): fingerprint tables for the large memos, HMAC-SHA256 for the pseudonyms,
-the event time's fast path. Without a C compiler it is skipped and the same code runs in
+`anonymizers.native._fast` (anonymizers/native/_fast.c, the fast twin of
+anonymizers/native/slow.py; see docs/internals.md): fingerprint tables for the large memos,
+the event time's fast path, the IPv4 reader. Without a C compiler it is skipped and the same code runs in
 Python (same results, slower); the compiled build requires it.
 
 Measured on the development machines (bench_chain.py, best of 20 runs of fresh events):
@@ -32,10 +32,9 @@ COMPILED_MODULES = [
     "anonymizers/allowlist.py",
     "anonymizers/chain.py",
     "anonymizers/consent.py",
-    "anonymizers/geoindex.py",
-    "anonymizers/georecords.py",
+    "anonymizers/geo/index.py",
+    "anonymizers/geo/records.py",
     "anonymizers/ip.py",
-    "anonymizers/keys.py",
     "anonymizers/memo.py",
     "anonymizers/pseudonym.py",
 ]
@@ -44,8 +43,8 @@ COMPILED_MODULES = [
 def _native_extensions(*, required: bool) -> list[Extension]:
     return [
         Extension(
-            "anonymizers._native",
-            ["anonymizers/_native.c"],
+            "anonymizers.native._fast",
+            ["anonymizers/native/_fast.c"],
             extra_compile_args=["-O2"],
             optional=not required,
         )

@@ -17,10 +17,10 @@ from typing import Any, Final, NamedTuple
 
 import maxminddb
 
-from anonymizers import georecords
 from anonymizers.exceptions import GeoDatabaseError
-from anonymizers.geoindex import Ipv4Index
-from anonymizers.georecords import PlaceDecoder, UnsupportedRecord
+from anonymizers.geo import records as georecords
+from anonymizers.geo.index import Ipv4Index
+from anonymizers.geo.records import PlaceDecoder, UnsupportedRecord
 from anonymizers.memo import bounded_put
 from anonymizers.native import EXTENSION, native_enabled
 from anonymizers.policy import GeoConfig
@@ -178,9 +178,9 @@ class GeoLookup:
 
     Opening is the only I/O of `anonymizers`. Every answer is exact, never approximated:
 
-    - IPv4 (with `index`, the default): `anonymizers.geoindex.Ipv4Index` gives the address's
+    - IPv4 (with `index`, the default): `anonymizers.geo.index.Ipv4Index` gives the address's
       record pointer in the database, and each record is decoded once and cached by pointer:
-      by `anonymizers.georecords.PlaceDecoder` (only the three strings needed) when
+      by `anonymizers.geo.records.PlaceDecoder` (only the three strings needed) when
       `decode_records` is true, by default in the compiled build; else by the reader.
     - IPv6, or IPv4 without the index: results are cached by network. The database's own
       network for an address (from `get_with_prefix_len`) is a block every address of which

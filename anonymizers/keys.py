@@ -5,26 +5,24 @@ so every aggregation window (the policy checks that each divides the rotation) s
 key per subject. `KeyProvider.key_for_epoch` returning `None` means "no key": the chain then
 drops the event with reason `no_key`; it never falls back to an unkeyed or default value.
 
-Python cannot promise that key bytes never linger in memory; `EpochKey` keeps the material in
-one `bytearray`, zeroes it on `destroy()` and drops every object derived from it (the HMAC
-state and the pseudonym memo), which is the best a CPython process can do. Where the C
-extension is built (`anonymizers.native`), the HMAC state is its `HmacSha256`, which
-`destroy()` zeroes too.
+HMAC-SHA256 is OpenSSL's, through the standard library's one-shot `hmac.digest`: no state
+derived from the key outlives a call. Python cannot promise that key bytes never linger in
+memory; `EpochKey` keeps the material in one `bytearray`, zeroes it on `destroy()` and drops
+the pseudonym memos derived from it, which is the best a CPython process can do (OpenSSL
+cleanses its own HMAC context after each call).
 """
 
 from __future__ import annotations
 
 import binascii
-import hashlib
+import hmac
 import secrets
 import threading
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final, Protocol, runtime_checkable
 
 from anonymizers.exceptions import KeyMaterialError
-from anonymizers.keyprovider import KeyProvider
 from anonymizers.memo import Memo, bounded_put
-from anonymizers.native import EXTENSION, native_enabled
 
 __all__ = [
     "DEFAULT_MEMO_SIZE",
@@ -35,6 +33,7 @@ __all__ = [
     "KeyProvider",
     "StaticKeyProvider",
     "epoch_of",
+    "hmac_sha256",
 ]
 
 KEY_BYTES: Final = 32
@@ -52,31 +51,13 @@ def epoch_of(unix_seconds: float, rotation_seconds: int) -> int:
     return int(unix_seconds // rotation_seconds)
 
 
-_BLOCK_BYTES: Final = 64
-"""SHA-256 block size: HMAC pads the key to it (RFC 2104)."""
 _URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
-# Byte tables XORing with HMAC's ipad and opad constants (bytearray.translate keeps the
-# padded keys in zeroable buffers).
-_IPAD: Final = bytes(b ^ 0x36 for b in range(256))
-_OPAD: Final = bytes(b ^ 0x5C for b in range(256))
 _PSEUDONYM_CHARS: Final = 22
 
 
-def _hashed_pads(material: bytearray) -> tuple[hashlib._Hash, hashlib._Hash]:
-    """SHA-256 states after (key XOR ipad) and (key XOR opad): HMAC-SHA256 (RFC 2104).
-
-    `mac` copies these two states per message, all in C; `hmac.HMAC.copy()` does the same
-    through Python-level code at 2.5 times the cost. The padded keys exist only here and are
-    zeroed before returning; `test_pseudonym_is_hmac_sha256_prefix` checks the result
-    against `hmac`.
-    """
-    padded = bytearray(material) + bytearray(_BLOCK_BYTES - len(material))
-    inner_key = padded.translate(_IPAD)
-    outer_key = padded.translate(_OPAD)
-    pads = hashlib.sha256(inner_key), hashlib.sha256(outer_key)
-    for buffer in (padded, inner_key, outer_key):
-        buffer[:] = bytes(len(buffer))
-    return pads
+def hmac_sha256(key: bytes | bytearray, data: bytes) -> bytes:
+    """HMAC-SHA256 of `data` under `key` (32 bytes), computed by OpenSSL (`hmac.digest`)."""
+    return hmac.digest(key, data, "sha256")
 
 
 def _check_material(material: bytes | bytearray) -> None:
@@ -101,13 +82,11 @@ class EpochKey:
 
     __slots__ = (
         "_destroyed",
-        "_hmac",
         "_lock",
         "_material",
         "_memo",
         "_memo_size",
         "_memos",
-        "_pads",
         "epoch",
     )
 
@@ -118,14 +97,6 @@ class EpochKey:
         self.epoch: int = epoch
         self._material: bytearray = bytearray(material)
         self._destroyed = False
-        # HMAC-SHA256 by the C extension where it is built and on (anonymizers.native), else
-        # by hashlib's SHA-256 states after the padded key.
-        self._hmac: Any = None
-        self._pads: tuple[hashlib._Hash, hashlib._Hash] | None = None
-        if native_enabled() and EXTENSION is not None:
-            self._hmac = EXTENSION.HmacSha256(self._material)
-        else:
-            self._pads = _hashed_pads(self._material)
         self._memo: dict[str, str] = {}
         self._memo_size = memo_size
         self._memos: dict[str, Memo[str, str]] = {}
@@ -151,17 +122,7 @@ class EpochKey:
         """HMAC-SHA256 of `data` under this key (32 bytes)."""
         if self._destroyed:
             raise KeyMaterialError(f"the key of epoch {self.epoch} was destroyed")
-        native = self._hmac
-        if native is not None:
-            mac: bytes = native.mac(data)
-            return mac
-        pads = self._pads
-        assert pads is not None
-        inner = pads[0].copy()
-        inner.update(data)
-        outer = pads[1].copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        return hmac_sha256(self._material, data)
 
     def pseudonym(self, message: str) -> str:
         """base64url (no padding) of the first 16 bytes of HMAC-SHA256(key, message)."""
@@ -191,11 +152,6 @@ class EpochKey:
         return memo
 
     def _pseudonym(self, message: str) -> str:
-        native = self._hmac
-        if native is not None and not self._destroyed:
-            # The same text, in one call: HMAC of the UTF-8, first 16 bytes, base64url.
-            text: str = native.pseudonym(message)
-            return text
         digest = self.mac(message.encode("utf-8"))[:PSEUDONYM_BYTES]
         # base64url without padding: 16 bytes are 22 characters.
         encoded = binascii.b2a_base64(digest, newline=False).translate(_URLSAFE)
@@ -207,13 +163,24 @@ class EpochKey:
             for index in range(len(self._material)):
                 self._material[index] = 0
             self._destroyed = True
-            self._pads = None
-            if self._hmac is not None:
-                self._hmac.destroy()  # zeroes its states
             self._memo.clear()
             for memo in self._memos.values():
                 memo.clear()
             self._memos.clear()
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Where the chain gets the key of an epoch.
+
+    `rotation_seconds` is the epoch length; `key_for_epoch` returns `None` when no key
+    exists (not yet shared, or destroyed after retention): the event is then dropped.
+    """
+
+    @property
+    def rotation_seconds(self) -> int: ...
+
+    def key_for_epoch(self, epoch: int) -> EpochKey | None: ...
 
 
 class StaticKeyProvider:

@@ -70,7 +70,7 @@ def fingerprint_table(max_size: int, values: ValueKind) -> Any:
     """A new `FingerprintTable` holding at least `max_size` entries of `values`; needs the
     extension (`anonymizers.native.EXTENSION`)."""
     if EXTENSION is None:
-        raise RuntimeError("anonymizers._native is not built")
+        raise RuntimeError("anonymizers.native._fast is not built")
     return EXTENSION.FingerprintTable(max_size, _KINDS[values], secrets.token_bytes(16))
 
 

@@ -17,7 +17,7 @@ Figures, each beside a ceiling measured in the same run over the same events:
   the same state kept as Python dicts of sets of pseudonyms (the obvious implementation);
 - time to close the windows and release them (one partition), and the suppression audit's
   time per window decision over a whole day of minute and hour windows;
-- throughput of the aggregate stage's per-partition logic (`stream.aggregate.
+- throughput of the aggregate stage's per-partition logic (`stream.stages.aggregate.
   AggregatePartition.handle`) on consumer records as the anonymize stage writes them (JSON
   arrays of 50 events with a source header, 2,000 records per call as the consumer loop
   fetches them), against a ceiling of orjson-decoding the same records plus the bare loop;
@@ -53,17 +53,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
 
-from anonymizers.aggregation import PartitionAggregator
-from anonymizers.aggregation_config import AggregationConfig, ReleaseConfig
-from anonymizers.release import ReleaseEngine
-from anonymizers.suppression import CellFacts, SuppressionAudit
-from stream.aggregate import AggregatePartition
-from stream.anonymize import SOURCE_HEADER, source_header
-from stream.broker import free_port, running_broker
+from anonymizers.stats.aggregate import PartitionAggregator
+from anonymizers.stats.config import AggregationConfig, ReleaseConfig
+from anonymizers.stats.release import ReleaseEngine
+from anonymizers.stats.suppression import CellFacts, SuppressionAudit
 from stream.kafka import producer
-from stream.processes import spawn_worker
-from stream.processes import stop as stop_process
+from stream.local.broker import free_port, running_broker
+from stream.local.processes import spawn_worker
+from stream.local.processes import stop as stop_process
 from stream.settings import Settings
+from stream.stages.aggregate import AggregatePartition
+from stream.stages.anonymize import SOURCE_HEADER, source_header
 from stream.topics import create_topics, topic_specs
 
 MESSAGE_EVENTS = 50  # events per events.pseudonymized message

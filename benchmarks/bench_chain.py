@@ -334,7 +334,7 @@ def main() -> None:
     young_threshold = 0 if args.python_gc else DEFAULT_YOUNG_THRESHOLD
     geo_path = args.geo_db
     if geo_path is None:
-        from stream.preview import bundled_geo_database
+        from stream.cli.preview import bundled_geo_database
 
         geo_path = bundled_geo_database()
     count, batch = args.events, args.batch

@@ -31,11 +31,11 @@ import orjson
 
 from anonymizers.consent import ConsentGate, ConsentState
 from anonymizers.policy import default_policy
-from stream.broker import running_broker
-from stream.consent_cli import csv_rows, import_rows, jsonl_rows, record_key
-from stream.consent_table import ConsentTable
+from stream.cli.consent import csv_rows, import_rows, jsonl_rows, record_key
 from stream.kafka import default_partitions, producer
+from stream.local.broker import running_broker
 from stream.settings import Settings, load_settings
+from stream.tables.consent import ConsentTable
 from stream.topics import create_topics, topic_specs
 
 PARTITIONS = 6
@@ -120,7 +120,7 @@ async def batch_ceiling(settings: Settings, keys: list[bytes], values: list[byte
     """Pre-encoded records in hand-built batches (aiokafka, acks=all): the transport alone."""
     from aiokafka import AIOKafkaProducer
 
-    from stream.consent_cli import BATCH_BYTES, BatchSender
+    from stream.cli.consent import BATCH_BYTES, BatchSender
 
     client = AIOKafkaProducer(
         **settings.aiokafka_config(),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream.traffic import TrafficGenerator, write_files
+from stream.local.traffic import TrafficGenerator, write_files
 
 
 def main() -> None:

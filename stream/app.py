@@ -69,12 +69,12 @@ def create_app(settings: Settings, stage: str, **overrides: Any) -> faust.App:
         app_id = settings.group_id(stage)
     else:
         # The aggregate and release stages consume in their own group (`<app_id>-<stage>`,
-        # see stream.consuming); their Faust app only hosts the web server and lifecycle, and
-        # must not join that group with Faust's protocol. Faust still joins a group of its
-        # own and starts the app's tasks and web server only once that group has assigned,
-        # so a worker restarted after a crash waits for its dead predecessor's session to
-        # expire there: 10 s (the stage consumer's own session timeout) instead of Faust's
-        # default 60 s.
+        # see stream.stages.commit_loop); their Faust app only hosts the web server and
+        # lifecycle, and must not join that group with Faust's protocol. Faust still joins a
+        # group of its own and starts the app's tasks and web server only once that group has
+        # assigned, so a worker restarted after a crash waits for its dead predecessor's
+        # session to expire there: 10 s (the stage consumer's session timeout) instead of
+        # Faust's default 60 s.
         app_id = f"{settings.group_id(stage)}-app"
         config["broker_session_timeout"] = STAGE_APP_SESSION_TIMEOUT_S
     config.update(overrides)

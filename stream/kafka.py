@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from stream.broker import tcp_reachable
 from stream.exceptions import BrokerUnreachableError
 from stream.settings import Settings
+
+
+def tcp_reachable(bootstrap: str, *, timeout_s: float = 2.0) -> bool:
+    """True when some `host:port` of a comma-separated `bootstrap` list accepts TCP."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def require_reachable(settings: Settings, *, timeout_s: float = 3.0) -> None:

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         60.0,
         ge=5,
         description="A worker with consumer lag that processes nothing for this long (or, "
-        "anonymize, whose commits stop) reports itself dead on /healthz; see stream.health.",
+        "anonymize, whose commits stop) reports itself dead on /healthz; see stream.health.probes.",
     )
     dashboard: bool = Field(
         True, description="Release workers serve /dashboard and follow stats.aggregates for it."

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from anonymizers.aggregation_config import AggregationConfig
-from anonymizers.stats_policy import stats_configs
+from anonymizers.stats.config import AggregationConfig
+from anonymizers.stats.from_policy import stats_configs
 from stream.exceptions import SettingsError
 from stream.settings import STAGES, Settings, load_settings
 
@@ -41,7 +41,9 @@ def build_worker_app(settings: Settings, stage: str) -> Any:
     fails here, before the worker joins its consumer group.
     """
     from anonymizers.chain import Pipeline
-    from stream.agents import (
+    from stream.app import create_app
+    from stream.resources import load_stream_policy, open_geo
+    from stream.stages.agents import (
         AggregateRuntime,
         AnonymizeRuntime,
         ReleaseRuntime,
@@ -49,11 +51,9 @@ def build_worker_app(settings: Settings, stage: str) -> Any:
         register_anonymize,
         register_release,
     )
-    from stream.anonymize import AnonymizeStage
-    from stream.app import create_app
-    from stream.consent_table import ConsentTable
-    from stream.keyring import KafkaKeyRing, clock_for, schedule_from_policy
-    from stream.pipeline import load_stream_policy, open_geo
+    from stream.stages.anonymize import AnonymizeStage
+    from stream.tables.consent import ConsentTable
+    from stream.tables.keyring import KafkaKeyRing, clock_for, schedule_from_policy
     from stream.topics import partition_counts
 
     policy = load_stream_policy(settings)

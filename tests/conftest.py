@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from stream.broker import LocalBroker, free_port
+from stream.local.broker import LocalBroker, free_port
 from stream.settings import Settings
 from tests.support.workers import WorkerFactory
 

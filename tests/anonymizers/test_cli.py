@@ -348,7 +348,7 @@ def test_preview_without_policy_or_geo_uses_defaults(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["emitted"] == 1 and report["policy_version"] == "default"
-    from stream.preview import bundled_geo_database
+    from stream.cli.preview import bundled_geo_database
 
     if bundled_geo_database() is not None:
         assert report["geo_database"] == "GeoLite2-City"

@@ -11,8 +11,9 @@ import yaml
 from anonymizers.policy import load_policy
 from stream.cli import COMMANDS
 from stream.settings import ENV_PREFIX, STAGES, Settings
+from tests.support.paths import ROOT
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"
 
 

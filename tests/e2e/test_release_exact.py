@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.aggregation.attacker import exposed
-from tests.aggregation.reference import RefCell
+from tests.anonymizers.stats.attacker import exposed
+from tests.anonymizers.stats.reference import RefCell
 from tests.support.cli import run_cli
 
 from .harness import DAY_S, Pipeline, Timeline, canonical, pipeline_run

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tests.aggregation.reference import BASE_S, CellKey, RefCell
+from tests.anonymizers.stats.reference import BASE_S, CellKey, RefCell
 
 WINDOWS = (60, 3600, 86400)
 K = 3

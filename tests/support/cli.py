@@ -7,7 +7,7 @@ import os
 from click.testing import CliRunner, Result
 
 from stream.cli import cli
-from stream.processes import settings_env
+from stream.local.processes import settings_env
 from stream.settings import ENV_PREFIX, Settings
 
 

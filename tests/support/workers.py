@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stream import processes
-from stream.broker import free_port
+from stream.local import processes
+from stream.local.broker import free_port
 from stream.settings import Settings
 from tests.support.http import get, scrape
 

@@ -1,0 +1,1 @@
+"""anonymizers/geo."""

@@ -1,0 +1,77 @@
+"""The `anonstream` command line.
+
+Subcommands live next to what they drive and are imported only when called, so that
+`anonstream broker start` does not pay for importing Faust, and a broken optional module
+never takes the whole CLI down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from anonymizers.exceptions import AnonstreamError
+
+# name -> "module:attribute" of a click command or group.
+COMMANDS: dict[str, str] = {
+    "broker": "stream.local.broker:broker_cli",
+    "topics": "stream.topics:topics_cli",
+    "worker": "stream.worker:worker_cli",
+    "policy": "stream.cli.policy:policy_cli",
+    "preview": "stream.cli.preview:preview_cli",
+    "consent": "stream.cli.consent:consent_cli",
+    "generate": "stream.local.traffic:generate_cli",
+    "demo": "stream.local.demo:demo_cli",
+    "tail": "stream.cli.tail:tail_cli",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attribute = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            return None
+        command: click.Command = getattr(module, attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """anonstream: identifying event data in, aggregated non-identifying statistics out."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point: expected errors become one line on stderr and exit 2."""
+    from stream.logs import clamp_library_loggers
+
+    clamp_library_loggers()
+    try:
+        return cli.main(args=argv, prog_name="anonstream", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AnonstreamError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,384 @@
+"""`anonstream preview`: run the stream's exact anonymizer chain over a JSONL file of events.
+
+Each line is one raw event (or a JSON array of them, as collectors batch), validated with the
+stream's own validator, gated on consent (`--consent` JSONL of consent records) and run
+through the same `anonymizers.chain.Pipeline` the anonymize agent runs. Writes to `--out`:
+
+- `anonymized.jsonl`: the anonymized events, one per line;
+- `report.json`: counts by outcome, drop reason and action, invalid lines by line number
+  (path and rule, never the value) and a few before/after examples whose "before" side is
+  itself masked (identifiers, IP and personal data replaced);
+- `aggregates.jsonl`: the aggregates the stream would release on these events (records of
+  `schemas/aggregate.v1.json`, one per line, in release order), computed by the stream's own
+  aggregation and release code in one process (`anonymizers.stats.release.LocalRelease`): windows,
+  caps, k, suppression audit and noise of the policy (noise is drawn afresh on each run).
+
+Keys are generated for the run and never written: pseudonyms differ on every run.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any, Final
+from urllib.parse import urlsplit
+
+import click
+import orjson
+
+from anonymizers import pii
+from anonymizers.allowlist import strip_echoes
+from anonymizers.chain import RAW_FIELDS, Anonymized, Pipeline
+from anonymizers.consent import ConsentState
+from anonymizers.exceptions import ConsentRecordError
+from anonymizers.fields import IDENTIFIER_FIELDS
+from anonymizers.geo.bundled import default_database_path
+from anonymizers.intake import validate_event
+from anonymizers.ip import GeoLookup
+from anonymizers.keys import GeneratedKeyProvider
+from anonymizers.policy import Policy, default_policy, load_policy
+from anonymizers.search_terms import normalise
+from anonymizers.stats.from_policy import stats_configs
+from anonymizers.stats.release import LocalRelease
+from anonymizers.urls import scrub_text
+
+ANONYMIZED_FILE: Final = "anonymized.jsonl"
+REPORT_FILE: Final = "report.json"
+AGGREGATES_FILE: Final = "aggregates.jsonl"
+MAX_LINE_BYTES: Final = 1_048_576
+"""Longer lines are reported invalid (too_large) without being parsed."""
+MAX_REPORTED_INVALID: Final = 1000
+"""Invalid lines listed one by one in the report; all are counted."""
+PROGRESS_EVERY_SECONDS: Final = 2.0
+MASK: Final = "[masked]"
+
+
+class PreviewAggregates:
+    """`aggregates.jsonl`: every anonymized event through the stream's aggregate and release
+    code (one partition, every window closed at the end of the file)."""
+
+    def __init__(self, policy: Policy) -> None:
+        aggregation, release = stats_configs(policy)
+        self._local = LocalRelease(aggregation, release, policy_version=policy.policy_version)
+
+    def add(self, anonymized: Anonymized) -> None:
+        self._local.add(anonymized.event)
+
+    def finish(self) -> Iterable[Mapping[str, Any]]:
+        return [record.value for record in self._local.finish()]
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """The aggregation's counters: events, late by window size, skipped by metric."""
+        return dict(self._local.counters)
+
+
+def bundled_geo_database() -> Path | None:
+    """The bundled GeoLite2 City database, if installed (see `anonymizers.geo.bundled`)."""
+    return default_database_path()
+
+
+# --------------------------------------------------------------------------------- masking
+
+
+def _mask_url(url: str, identifiers: list[str]) -> str:
+    """The URL's shape with personal data gone: path scrubbed, query values and fragment masked."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:
+        return MASK
+    path = "/".join(scrub_text(segment) for segment in parts.path.split("/"))
+    query = "&".join(f"{p.partition('=')[0]}=…" for p in parts.query.split("&") if p)
+    text = f"{parts.scheme}://{scrub_text(host)}{path}"
+    text += f"?{scrub_text(query)}" if query else ""
+    text += "#…" if parts.fragment else ""
+    return strip_echoes(text, identifiers) or MASK
+
+
+def mask_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A raw event fit for a report: identifiers and IP replaced, URLs and terms scrubbed.
+
+    Unknown fields keep their name only. Used for the "before" side of examples.
+    """
+    identifiers = [
+        v.casefold() for n in (*IDENTIFIER_FIELDS, "ip") if isinstance(v := event.get(n), str)
+    ]
+    masked: dict[str, Any] = {}
+    for name, value in event.items():
+        if name in IDENTIFIER_FIELDS or name == "ip" or name == "event_id":
+            masked[name] = f"[{name}]"
+        elif name not in RAW_FIELDS:
+            masked[name] = MASK
+        elif name in ("page_url", "referrer_url", "link_url") and isinstance(value, str):
+            masked[name] = _mask_url(value, identifiers)
+        elif name == "search_terms" and isinstance(value, str):
+            masked[name] = strip_echoes(pii.redact(normalise(value))[0], identifiers) or MASK
+        elif name == "user_agent" and isinstance(value, str):
+            # Shown as sent (version numbers would read as IPs); identifiers still go.
+            masked[name] = strip_echoes(value, identifiers) or MASK
+        elif isinstance(value, str):
+            masked[name] = strip_echoes(pii.redact(value)[0], identifiers) or MASK
+        else:
+            masked[name] = value
+    return masked
+
+
+# -------------------------------------------------------------------------------- reading
+
+
+def _lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(handle, start=1):
+        stripped = line.strip()
+        if stripped:
+            yield number, stripped
+
+
+def load_consent(path: Path) -> tuple[ConsentState, dict[str, Any]]:
+    """A consent state from a JSONL file of consent records, and a summary for the report."""
+    state = ConsentState()
+    applied = 0
+    invalid: list[dict[str, Any]] = []
+    with path.open("rb") as handle:
+        for number, line in _lines(handle):
+            try:
+                record = orjson.loads(line)
+                state.apply(record)
+            except orjson.JSONDecodeError:
+                invalid.append({"line": number, "reason": "not_json"})
+            except ConsentRecordError as exc:
+                invalid.append({"line": number, "reason": str(exc)})
+            else:
+                applied += 1
+    summary = {
+        "records_applied": applied,
+        "subjects_with_state": len(state),
+        "invalid_records": len(invalid),
+        "invalid": invalid[:MAX_REPORTED_INVALID],
+    }
+    return state, summary
+
+
+class _Report:
+    """Counts and examples gathered while previewing."""
+
+    def __init__(self, *, examples: int) -> None:
+        self.lines = 0
+        self.events = 0
+        self.invalid: list[dict[str, Any]] = []
+        self.invalid_count = 0
+        self.invalid_by_reason: collections.Counter[str] = collections.Counter()
+        self.emitted = 0
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self.actions: collections.Counter[str] = collections.Counter()
+        self.examples: list[dict[str, Any]] = []
+        self.dropped_examples: dict[str, dict[str, Any]] = {}
+        self._wanted_examples = examples
+
+    def invalid_line(self, line: int, index: int | None, reason: str, **detail: Any) -> None:
+        self.invalid_count += 1
+        self.invalid_by_reason[reason] += 1
+        if len(self.invalid) < MAX_REPORTED_INVALID:
+            entry: dict[str, Any] = {"line": line, "reason": reason, **detail}
+            if index is not None:
+                entry["index"] = index
+            self.invalid.append(entry)
+
+    def example(self, line: int, before: Mapping[str, Any], outcome: Any) -> None:
+        if isinstance(outcome, Anonymized):
+            if len(self.examples) < self._wanted_examples:
+                self.examples.append(
+                    {
+                        "line": line,
+                        "before": mask_event(before),
+                        "after": outcome.event,
+                        "actions": list(outcome.actions),
+                    }
+                )
+        elif outcome.reason not in self.dropped_examples:
+            self.dropped_examples[outcome.reason] = {"line": line, "before": mask_event(before)}
+
+
+def _events_of(line: bytes) -> tuple[list[Any] | None, str | None]:
+    if len(line) > MAX_LINE_BYTES:
+        return None, "too_large"
+    try:
+        decoded = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "not_utf8"
+        return None, "not_json"
+    if isinstance(decoded, list):
+        return decoded, None
+    return [decoded], None
+
+
+def run_preview(
+    *,
+    events_path: Path,
+    out_dir: Path,
+    policy: Policy,
+    geo: GeoLookup | None,
+    consent: ConsentState | None,
+    examples: int = 5,
+    progress: IO[str] | None = None,
+    consent_summary: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Preview `events_path` into `out_dir`; returns the report (also written as JSON)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keys = GeneratedKeyProvider(rotation_seconds=policy.keys.rotation_seconds)
+    pipeline = Pipeline.from_policy(
+        policy, keys=keys, geo=geo, consent=consent, record_actions=True
+    )
+    sink = PreviewAggregates(policy)
+    report = _Report(examples=examples)
+    started = last_progress = time.monotonic()
+    with events_path.open("rb") as source, (out_dir / ANONYMIZED_FILE).open("wb") as target:
+        for number, line in _lines(source):
+            report.lines += 1
+            batch, problem = _events_of(line)
+            if batch is None:
+                report.invalid_line(number, None, problem or "invalid")
+                continue
+            batched = len(batch) > 1 or line.startswith(b"[")
+            for index, event in enumerate(batch):
+                position = index if batched else None
+                if not isinstance(event, dict):
+                    report.invalid_line(number, position, "not_object")
+                    continue
+                violation = validate_event(event)
+                if violation is not None:
+                    report.invalid_line(
+                        number,
+                        position,
+                        "schema_violation",
+                        path=violation.path,
+                        rule=violation.rule,
+                    )
+                    continue
+                report.events += 1
+                outcome = pipeline(event)
+                report.example(number, event, outcome)
+                if isinstance(outcome, Anonymized):
+                    report.emitted += 1
+                    report.actions.update(outcome.actions)
+                    target.write(orjson.dumps(outcome.event) + b"\n")
+                    sink.add(outcome)
+                else:
+                    report.dropped[outcome.reason] += 1
+            now = time.monotonic()
+            if progress is not None and now - last_progress >= PROGRESS_EVERY_SECONDS:
+                last_progress = now
+                rate = report.lines / max(now - started, 1e-9)
+                progress.write(f"preview: {report.lines} lines, {rate:,.0f} lines/s\n")
+                progress.flush()
+    released = 0
+    with (out_dir / AGGREGATES_FILE).open("wb") as handle:
+        for record in sink.finish():
+            handle.write(orjson.dumps(record) + b"\n")
+            released += 1
+    result = {
+        "policy_version": policy.policy_version,
+        "geo_database": geo.database_type if geo is not None else None,
+        "lines": report.lines,
+        "events": report.events,
+        "emitted": report.emitted,
+        "dropped": sum(report.dropped.values()),
+        "dropped_by_reason": dict(sorted(report.dropped.items())),
+        "invalid": report.invalid_count,
+        "invalid_by_reason": dict(sorted(report.invalid_by_reason.items())),
+        "invalid_lines": report.invalid,
+        "actions": dict(sorted(report.actions.items())),
+        "examples": report.examples,
+        "dropped_examples": report.dropped_examples,
+        "aggregates": {
+            "file": AGGREGATES_FILE,
+            "released": released,
+            "counters": dict(sorted(sink.counters.items())),
+        },
+        "consent": dict(consent_summary) if consent_summary is not None else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    (out_dir / REPORT_FILE).write_bytes(
+        orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
+    return result
+
+
+@click.command("preview")
+@click.option(
+    "--events",
+    "events_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL file of raw events (one event or one JSON array of events per line).",
+)
+@click.option(
+    "--consent",
+    "consent_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL file of consent records (schemas/consent-record.v1.json).",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Policy TOML file; the shipped default without it.",
+)
+@click.option(
+    "--geo-db",
+    "geo_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="MaxMind-format database (.mmdb); the bundled GeoLite2 City without it.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for anonymized.jsonl, aggregates.jsonl and report.json.",
+)
+@click.option("--examples", default=5, show_default=True, help="Before/after examples kept.")
+def preview_cli(
+    events_path: Path,
+    consent_path: Path | None,
+    policy_path: Path | None,
+    geo_path: Path | None,
+    out_dir: Path,
+    examples: int,
+) -> None:
+    """Run the stream's anonymizer chain over a file of events and report what it did."""
+    policy = load_policy(policy_path) if policy_path is not None else default_policy()
+    if geo_path is None:
+        geo_path = bundled_geo_database()
+        if geo_path is None:
+            click.echo("preview: no --geo-db and no bundled database: no geolocation", err=True)
+    geo = GeoLookup(str(geo_path)) if geo_path is not None else None
+    consent, consent_summary = (None, None)
+    if consent_path is not None:
+        consent, consent_summary = load_consent(consent_path)
+    try:
+        report = run_preview(
+            events_path=events_path,
+            out_dir=out_dir,
+            policy=policy,
+            geo=geo,
+            consent=consent,
+            examples=examples,
+            progress=sys.stderr,
+            consent_summary=consent_summary,
+        )
+    finally:
+        if geo is not None:
+            geo.close()
+    click.echo(
+        f"preview: {report['events']} events: {report['emitted']} anonymized, "
+        f"{report['dropped']} dropped {report['dropped_by_reason']}, "
+        f"{report['invalid']} invalid; {report['aggregates']['released']} aggregates released; "
+        f"wrote {out_dir / ANONYMIZED_FILE}, {out_dir / AGGREGATES_FILE}, {out_dir / REPORT_FILE}"
+    )

@@ -1,0 +1,384 @@
+"""A local single-node Apache Kafka broker (KRaft, combined mode) built from Maven Central jars.
+
+Used by `anonstream broker start|stop|status`, `anonstream demo` and the pytest session
+fixture, so that development, the demo and the tests all run on a real broker. The recipe
+(pom, server.properties template, log4j2 config) is in `deploy/local-kafka/`; the jars are
+fetched once by Maven into `deploy/local-kafka/libs/` and reused without network afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+
+from stream.exceptions import BrokerError, BrokerUnreachableError
+from stream.kafka import tcp_reachable
+
+RECIPE_ENV = "ANONSTREAM_KAFKA_RECIPE"
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+PREFERRED_PORT = 9092
+
+
+def recipe_dir() -> Path:
+    """`deploy/local-kafka` of this checkout, or `$ANONSTREAM_KAFKA_RECIPE`."""
+    override = os.environ.get(RECIPE_ENV)
+    if override:
+        return Path(override).resolve()
+    return Path(__file__).resolve().parents[2] / "deploy" / "local-kafka"
+
+
+def ensure_jars(recipe: Path | None = None, *, quiet: bool = False) -> Path:
+    """Return the directory of broker jars, fetching them with Maven the first time."""
+    recipe = recipe or recipe_dir()
+    libs = recipe / "libs"
+    stamp = libs / ".complete"
+    if stamp.exists():
+        return libs
+    pom = recipe / "pom.xml"
+    if not pom.exists():
+        raise BrokerError(f"local Kafka recipe not found: {pom} (set {RECIPE_ENV})")
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("mvn (Apache Maven) not found on PATH; it fetches the broker jars once")
+    if not quiet:
+        click.echo(f"fetching Kafka broker jars from Maven Central into {libs} ...", err=True)
+    shutil.rmtree(libs, ignore_errors=True)
+    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
+        raise BrokerError("mvn could not fetch the broker jars:\n" + "\n".join(tail))
+    stamp.touch()
+    return libs
+
+
+def free_port(preferred: int | None = None) -> int:
+    """A loopback TCP port nobody listens on (`preferred` when it is free)."""
+    if preferred:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", preferred))
+            except OSError:
+                pass
+            else:
+                return preferred
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def cluster_id() -> str:
+    """A KRaft cluster id: the 22-character URL-safe base64 of a random UUID."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    """What `broker status` and `broker stop` need to find a running broker."""
+
+    pid: int
+    bootstrap: str
+    controller_port: int
+    log_dir: str
+    log_file: str
+    started_at: float
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap.rpartition(":")[2])
+
+
+class LocalBroker:
+    """One local broker whose files live under `home` (`<data_dir>/broker`)."""
+
+    def __init__(self, home: Path, *, recipe: Path | None = None) -> None:
+        self.home = home
+        self.recipe = recipe or recipe_dir()
+        self.state_file = home / "state.json"
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(
+        self,
+        *,
+        port: int | None = None,
+        partitions: int = 6,
+        auto_create_topics: bool = False,
+        heap_mb: int = 512,
+    ) -> BrokerState:
+        """Format a fresh log dir, start the broker and wait until it answers metadata."""
+        running = self.status()
+        if running is not None:
+            raise BrokerError(
+                f"a broker started from {self.home} is already running at {running.bootstrap} "
+                f"(pid {running.pid}); stop it first"
+            )
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("java (>= 17) not found on PATH; the local Kafka broker needs it")
+        libs = ensure_jars(self.recipe)
+        log_dir = self.home / "data"
+        shutil.rmtree(log_dir, ignore_errors=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        broker_port = port or free_port(PREFERRED_PORT)
+        controller_port = free_port()
+        while controller_port == broker_port:
+            controller_port = free_port()
+        properties = self.home / "server.properties"
+        template = string.Template((self.recipe / "server.properties.template").read_text())
+        properties.write_text(
+            template.substitute(
+                broker_port=broker_port,
+                controller_port=controller_port,
+                log_dir=log_dir,
+                num_partitions=partitions,
+                offsets_partitions=max(1, min(partitions, 10)),
+                auto_create_topics=str(auto_create_topics).lower(),
+            )
+        )
+        classpath = f"{libs}/*"
+        log_config = f"-Dlog4j2.configurationFile={self.recipe / 'log4j2.xml'}"
+        fmt = subprocess.run(  # noqa: S603 - fixed argv
+            [
+                java,
+                "-cp",
+                classpath,
+                log_config,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id(),
+                "-c",
+                str(properties),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise BrokerError("formatting the broker log dir failed:\n" + fmt.stdout + fmt.stderr)
+        log_file = self.home / "broker.log"
+        with log_file.open("wb") as out:
+            process = subprocess.Popen(  # noqa: S603 - fixed argv
+                [
+                    java,
+                    f"-Xmx{heap_mb}m",
+                    f"-Xms{min(heap_mb, 256)}m",
+                    "-XX:+UseG1GC",
+                    "-Djava.awt.headless=true",
+                    log_config,
+                    "-cp",
+                    classpath,
+                    "kafka.Kafka",
+                    str(properties),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        state = BrokerState(
+            pid=process.pid,
+            bootstrap=f"127.0.0.1:{broker_port}",
+            controller_port=controller_port,
+            log_dir=str(log_dir),
+            log_file=str(log_file),
+            started_at=time.time(),
+        )
+        self.state_file.write_text(json.dumps(asdict(state)))
+        try:
+            wait_until_ready(state.bootstrap, timeout_s=START_TIMEOUT_S, process=process)
+        except BaseException:
+            self.stop()
+            raise
+        return state
+
+    def status(self) -> BrokerState | None:
+        """The running broker's state, or None (a stale state file is removed)."""
+        if not self.state_file.exists():
+            return None
+        state = BrokerState(**json.loads(self.state_file.read_text()))
+        if not _alive(state.pid):
+            self.state_file.unlink(missing_ok=True)
+            return None
+        return state
+
+    def stop(self, *, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop the broker (SIGTERM, then SIGKILL after `timeout_s`); False if none ran."""
+        if not self.state_file.exists():
+            return False
+        state = BrokerState(**json.loads(self.state_file.read_text()))
+        stopped = False
+        if _alive(state.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while _alive(state.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(state.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(state.pid, signal.SIGKILL)
+                while _alive(state.pid):
+                    time.sleep(0.05)
+            stopped = True
+        self.state_file.unlink(missing_ok=True)
+        return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        finished, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        # Not our child (started by an earlier `anonstream broker start`): probe it.
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not _is_zombie(pid)
+    return finished == 0
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def wait_until_ready(
+    bootstrap: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Block until a broker at `bootstrap` answers a metadata request, or raise."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaConfigurationError, KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise BrokerError(f"the broker exited with status {process.returncode} while starting")
+        # kafka-python backs off for tens of seconds after a refused connection: only
+        # hand over to it once the port accepts connections.
+        if not tcp_reachable(bootstrap, timeout_s=1.0):
+            last_error = "connection refused"
+            time.sleep(0.1)
+            continue
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        except KafkaConfigurationError:
+            raise
+        except (KafkaError, OSError) as exc:
+            last_error = type(exc).__name__
+            time.sleep(0.25)
+            continue
+        try:
+            admin.describe_cluster()
+            return
+        except (KafkaError, OSError) as exc:
+            last_error = type(exc).__name__
+            time.sleep(0.25)
+        finally:
+            admin.close()
+    raise BrokerUnreachableError(
+        f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f}s ({last_error})"
+    )
+
+
+@contextlib.contextmanager
+def running_broker(home: Path, *, partitions: int = 6) -> Iterator[BrokerState]:
+    """Start a broker for the duration of a `with` block (tests, demo)."""
+    broker = LocalBroker(home)
+    state = broker.start(port=free_port(), partitions=partitions)
+    try:
+        yield state
+    finally:
+        broker.stop()
+
+
+# -- CLI ------------------------------------------------------------------------------
+def _home(data_dir: str | None) -> Path:
+    if data_dir:
+        return Path(data_dir) / "broker"
+    from stream.settings import load_settings
+
+    return load_settings().data_dir / "broker"
+
+
+@click.group("broker")
+def broker_cli() -> None:
+    """Run a local single-node Kafka broker (KRaft) for development and the demo."""
+
+
+@broker_cli.command("start")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Loopback port; 0 = 9092 if free, otherwise any free port.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="State directory (default: ANONSTREAM_DATA_DIR, .anonstream).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 64),
+    default=6,
+    help="Default partitions of auto-created internal topics.",
+)
+def broker_start(port: int, data_dir: str | None, partitions: int) -> None:
+    """Format a fresh log dir, start the broker, wait until it answers, print its address."""
+    state = LocalBroker(_home(data_dir)).start(port=port or None, partitions=partitions)
+    click.echo(state.bootstrap)
+    click.echo(
+        f"broker running (pid {state.pid}, log {state.log_file}); use it with:\n"
+        f"  export ANONSTREAM_BOOTSTRAP_SERVERS={state.bootstrap}",
+        err=True,
+    )
+
+
+@broker_cli.command("stop")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+def broker_stop(data_dir: str | None) -> None:
+    """Stop the local broker cleanly."""
+    if LocalBroker(_home(data_dir)).stop():
+        click.echo("broker stopped", err=True)
+    else:
+        click.echo("no broker was running", err=True)
+
+
+@broker_cli.command("status")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+def broker_status(data_dir: str | None) -> None:
+    """Print the local broker's address and pid; exit 1 if none runs."""
+    state = LocalBroker(_home(data_dir)).status()
+    if state is None:
+        click.echo("no broker running", err=True)
+        sys.exit(1)
+    click.echo(f"{state.bootstrap} pid={state.pid} log={state.log_file}")

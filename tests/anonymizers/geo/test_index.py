@@ -1,0 +1,134 @@
+"""The flat IPv4 index: the same answers as the database's own look-up, on test and real data."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import tempfile
+from pathlib import Path
+
+import maxminddb
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from anonymizers.exceptions import GeoDatabaseError
+from anonymizers.geo.index import Ipv4Index, _records
+from anonymizers.ip import GeoLookup, _record_to_result, parse_ip
+from anonymizers.native import use_native
+from tests.anonymizers.conftest import CITY_NETWORKS, build_mmdb
+
+
+def _encode(left: int, right: int, record_size: int) -> bytes:
+    """One search-tree node as the MaxMind DB spec lays it out (independent of the decoder)."""
+    if record_size == 24:
+        return left.to_bytes(3, "big") + right.to_bytes(3, "big")
+    if record_size == 28:
+        middle = ((left >> 24) << 4) | (right >> 24)
+        return (
+            (left & 0xFFFFFF).to_bytes(3, "big")
+            + bytes([middle])
+            + (right & 0xFFFFFF).to_bytes(3, "big")
+        )
+    return left.to_bytes(4, "big") + right.to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("record_size", [24, 28, 32])
+def test_records_follow_the_spec_layout(record_size: int) -> None:
+    """Left and right records decode as encoded, at every record size (incl. 28-bit nibbles)."""
+    rng = random.Random(record_size)
+    pairs = [(rng.randrange(2**record_size), rng.randrange(2**record_size)) for _ in range(200)]
+    pairs += [(0, 2**record_size - 1), (2**record_size - 1, 0)]
+    raw = np.frombuffer(b"".join(_encode(a, b, record_size) for a, b in pairs), dtype=np.uint8)
+    left, right = _records(raw.reshape(len(pairs), record_size // 4), record_size)
+    assert list(zip(left.tolist(), right.tolist(), strict=True)) == pairs
+
+
+def _databases() -> dict[str, Path]:
+    folder = Path(tempfile.mkdtemp())
+    return {
+        "v6": build_mmdb(folder / "v6.mmdb"),
+        "v4": build_mmdb(folder / "v4.mmdb", ip_version=4),
+        "country": build_mmdb(folder / "c.mmdb", country_only=True),
+    }
+
+
+_DATABASES = _databases()
+_LOOKUPS = {
+    name: (GeoLookup(str(path)), GeoLookup(str(path), index=False, cache_size=0))
+    for name, path in _DATABASES.items()
+}
+# The same indexes searched in Python (built with the extension off).
+use_native(False)
+_PYTHON_INDEXED = {name: GeoLookup(str(path)) for name, path in _DATABASES.items()}
+use_native(True)
+_EDGES = sorted(
+    {
+        int(address)
+        for network in CITY_NETWORKS
+        if ":" not in network
+        for net in [ipaddress.ip_network(network)]
+        for address in (net[0], net[-1], int(net[0]) - 1, int(net[-1]) + 1)
+    }
+    | {0, 2**32 - 1}
+)
+
+
+@pytest.mark.parametrize("name", sorted(_DATABASES))
+@given(value=st.one_of(st.integers(0, 2**32 - 1), st.sampled_from(_EDGES)))
+def test_index_answers_as_the_database(name: str, value: int) -> None:
+    """Indexed and plain look-ups agree everywhere in IPv4, network edges included."""
+    indexed, plain = _LOOKUPS[name]
+    parsed = parse_ip(str(ipaddress.IPv4Address(value)))
+    assert parsed is not None
+    assert indexed(parsed) == plain(parsed) == _PYTHON_INDEXED[name](parsed)
+
+
+def test_records_are_read_once_per_pointer() -> None:
+    """Addresses of one database record cost one read, even across distant networks."""
+    geo = GeoLookup(str(_DATABASES["v6"]))
+    for address in ("81.2.69.1", "81.2.69.200", "81.2.69.7"):
+        parsed = parse_ip(address)
+        assert parsed is not None
+        assert geo(parsed).city == "London"
+    assert geo.lookups == 1
+
+
+@pytest.fixture(scope="module")
+def geolite2() -> Path:
+    from stream.cli.preview import bundled_geo_database
+
+    path = bundled_geo_database()
+    if path is None:
+        pytest.skip("no bundled GeoLite2 database")
+    return Path(path)
+
+
+def test_index_matches_geolite2(geolite2: Path, native_switch: str) -> None:
+    """On the real GeoLite2 City (28-bit records), indexed answers equal the reader's (the
+    index searched by the extension and in Python)."""
+    geo = GeoLookup(str(geolite2))
+    reader = maxminddb.open_database(str(geolite2))
+    rng = random.Random(2024)
+    values = [rng.randrange(2**32) for _ in range(3000)] + [0, 2**32 - 1, 0x51024500]
+    for value in values:
+        text = str(ipaddress.IPv4Address(value))
+        parsed = parse_ip(text)
+        assert parsed is not None
+        assert geo(parsed) == _record_to_result(reader.get(text)), text
+    assert geo.lookups < len(values)
+
+
+def test_truncated_database_refused(tmp_path: Path) -> None:
+    """A file shorter than its declared search tree raises GeoDatabaseError."""
+    metadata = maxminddb.open_database(str(_DATABASES["v6"])).metadata()
+    path = tmp_path / "short.mmdb"
+    path.write_bytes(b"\0" * 10)
+    with pytest.raises(GeoDatabaseError):
+        Ipv4Index.build(
+            str(path),
+            node_count=metadata.node_count,
+            record_size=metadata.record_size,
+            ip_version=6,
+        )

@@ -1,0 +1,207 @@
+"""`anonstream tail` on the real broker: the released aggregates as a table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from typing import Any
+
+import orjson
+import pytest
+
+from stream.local.processes import settings_env
+from stream.settings import Settings
+from stream.topics import create_topics, topic_specs
+from tests.support.cli import run_cli
+from tests.support.kafka import produce
+
+pytestmark = pytest.mark.kafka
+
+
+def aggregate(
+    metric: str, start: str, end: str, seconds: int, cell: str = "cell", **fields: Any
+) -> dict[str, Any]:
+    """An aggregate.v1 record (noise off unless `fields` say otherwise)."""
+    record: dict[str, Any] = {
+        "schema": "aggregate.v1",
+        "metric": metric,
+        "aggregate": "count",
+        "window_start": start,
+        "window_end": end,
+        "window_seconds": seconds,
+        "cell": cell,
+        "dimensions": {},
+        "value": 0,
+        "distinct_subjects": None,
+        "k": 10,
+        "suppression": "other",
+        "mechanism": "none",
+        "epsilon": None,
+        "noise_sd": None,
+        "policy_version": "default",
+    }
+    record.update(fields)
+    return record
+
+
+RECORDS = [
+    aggregate(
+        "page_views",
+        "2026-05-01T10:01:00Z",
+        "2026-05-01T10:02:00Z",
+        60,
+        dimensions={"page_url": "https://shop.example/p/bagues"},
+        value=42,
+        distinct_subjects=17,
+    ),
+    aggregate("page_views", "2026-05-01T10:00:00Z", "2026-05-01T10:01:00Z", 60, "other", value=12),
+    aggregate(
+        "page_views",
+        "2026-05-01T10:00:00Z",
+        "2026-05-01T10:01:00Z",
+        60,
+        dimensions={"page_url": "https://shop.example/p/colliers"},
+        value=31,
+        distinct_subjects=11,
+    ),
+    aggregate(
+        "time_on_page",
+        "2026-05-01T10:00:00Z",
+        "2026-05-01T11:00:00Z",
+        3600,
+        aggregate="summary",
+        dimensions={"page_url": "https://shop.example/p/bagues"},
+        value={"count": 15, "mean": 167488.3, "p50": 5000, "p90": 300000},
+        distinct_subjects=10,
+    ),
+    aggregate(
+        "visitors",
+        "2026-05-01T00:00:00Z",
+        "2026-05-02T00:00:00Z",
+        86400,
+        aggregate="distinct_subjects",
+        dimensions={"country": "NL", "region": "unknown"},
+        value=-3,
+        distinct_subjects=-3,
+        mechanism="geometric",
+        epsilon=0.2,
+        noise_sd=14.14,
+    ),
+]
+
+
+@pytest.fixture
+def released(settings: Settings) -> Settings:
+    create_topics(
+        settings, [s for s in topic_specs(settings) if s.name == settings.topic_aggregates]
+    )
+    produce(
+        settings,
+        settings.topic_aggregates,
+        [orjson.dumps(r) for r in RECORDS],
+        keys=[str(i).encode() for i in range(len(RECORDS))],
+    )
+    return settings
+
+
+def rows(output: str) -> list[str]:
+    lines = output.splitlines()
+    assert lines[0].split() == ["window", "size", "metric", "dimensions", "value", "people",
+                                "protection"]  # fmt: skip
+    return lines[1:]
+
+
+def test_tail_prints_released_records_in_window_order(released: Settings) -> None:
+    """Every record once, ordered by window end (cells before `other`), with its size,
+    dimensions, value (a summary's count, mean and percentiles in seconds), people and
+    protection (k, mechanism, epsilon and noise sd)."""
+    result = run_cli(released, "tail")
+    assert result.exit_code == 0, result.output
+    lines = rows(result.output)
+    assert len(lines) == len(RECORDS)
+    assert lines[0].split()[:6] == [
+        "2026-05-01T10:00:00Z", "1m", "page_views", "page_url=https://shop.example/p/colliers",
+        "31", "11",
+    ]  # fmt: skip
+    assert lines[1].split()[:5] == ["2026-05-01T10:00:00Z", "1m", "page_views", "(other)", "12"]
+    assert lines[1].split()[5:] == ["-", "k=10", "none"]
+    assert "page_url=https://shop.example/p/bagues" in lines[2]
+    assert "n=15 mean=167.5s p50=5.0s p90=300.0s" in lines[3] and " 1h " in lines[3]
+    assert lines[4].split()[-4:] == ["k=10", "geometric", "eps=0.2", "sd=14.1"]
+    assert "country=NL, region=unknown" in lines[4] and " 1d " in lines[4]
+
+
+def test_tail_filters_by_metric_and_window_and_limits(released: Settings) -> None:
+    """--metric and --window select records; --limit keeps the most recent windows."""
+    only = rows(run_cli(released, "tail", "--metric", "page_views", "--window", "1m").output)
+    assert [line.split()[2] for line in only] == ["page_views"] * 3
+    last = rows(run_cli(released, "tail", "--metric", "page_views", "--limit", "1").output)
+    assert len(last) == 1 and "bagues" in last[0]
+    assert rows(run_cli(released, "tail", "--window", "1h").output)[0].split()[2] == "time_on_page"
+    assert rows(run_cli(released, "tail", "--metric", "nothing").output) == []
+
+
+def test_tail_errors_are_one_line(settings: Settings) -> None:
+    """A missing topic and a bad window size are one clear line each, exit status 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stream", "tail"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: missing topic(s) {settings.topic_aggregates}; "
+        "create them with `anonstream topics create`"
+    )
+    unreachable = settings.model_copy(update={"bootstrap_servers": "127.0.0.1:1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "stream", "tail"],
+        env=settings_env(unreachable),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no Kafka broker reachable at")
+    assert len(result.stderr.strip().splitlines()) == 1
+    bad = run_cli(settings, "tail", "--window", "7x")
+    assert bad.exit_code == 2 and 'must be a window size such as "1m"' in bad.output
+
+
+def test_tail_follow_prints_new_releases_until_interrupted(released: Settings) -> None:
+    """--follow prints the backlog, then each record released later, until Ctrl-C."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream", "tail", "--follow", "--metric", "searches"],
+        env=settings_env(released),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("window")  # the backlog has no searches
+        later = aggregate(
+            "searches",
+            "2026-05-01T10:02:00Z",
+            "2026-05-01T10:03:00Z",
+            60,
+            dimensions={"search_terms": "bague or"},
+            value=25,
+            distinct_subjects=21,
+            k=20,
+        )
+        produce(released, released.topic_aggregates, [orjson.dumps(later)], keys=[b"later"])
+        line = process.stdout.readline()
+        assert line.split()[2:4] == ["searches", "search_terms=bague"]
+        assert line.split()[-4:] == ["25", "21", "k=20", "none"]
+    finally:
+        process.send_signal(2)  # SIGINT, as Ctrl-C
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode in (0, 130)

@@ -1,0 +1,92 @@
+"""The aggregate stage's per-partition logic (`stream.stages.aggregate.AggregatePartition`)
+without a broker: duplicates of an anonymize replay dropped, partials routed to their metric's
+partition, progress to every partition behind a barrier, commit point and metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from anonymizers.stats.config import AggregationConfig, MetricSpec, ReleaseConfig
+from stream.stages.aggregate import AggregatePartition, metric_partition
+from stream.stages.anonymize import SOURCE_HEADER, source_header
+
+METRICS = (
+    MetricSpec("page_views", ("page_view",), ("page_url",), "count"),
+    MetricSpec("visitors", ("page_view",), ("country",), "distinct_subjects"),
+)
+CONFIG = AggregationConfig(windows=(60,), allowed_lateness=0, idle_timeout=60, metrics=METRICS)
+RELEASE = ReleaseConfig(k_min_subjects=2)
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def message(offset: int, raw_offset: int, second: int, subjects: range) -> Record:
+    events = [
+        {
+            "event_type": "page_view",
+            "occurred_at": f"2024-05-01T12:{second // 60:02d}:{second % 60:02d}Z",
+            "subject": f"s{s}",
+            "page_url": "https://shop.example/a",
+            "country": "FR",
+        }
+        for s in subjects
+    ]
+    return Record(0, offset, orjson.dumps(events), ((SOURCE_HEADER, source_header(3, raw_offset)),))
+
+
+def stage() -> AggregatePartition:
+    return AggregatePartition(
+        partition=0,
+        aggregation=CONFIG,
+        release=RELEASE,
+        partials_topic="partials",
+        partials_partitions=4,
+    )
+
+
+def test_replayed_duplicates_count_once_and_outputs_are_routed() -> None:
+    """A message whose raw source offset was already taken (an anonymize replay) is dropped;
+    the closed minute's partials go to their metric's partition, its progress record to all
+    four, the first behind a barrier; the commit carries the published watermark."""
+    worker = stage()
+    first = [message(0, 10, 5, range(3)), message(1, 11, 20, range(3, 5))]
+    assert worker.handle(first)[0].value  # the first close step: progress only
+    replay = [message(2, 11, 20, range(3, 5)), message(3, 12, 70, range(1))]
+    out = worker.handle(replay)
+    assert worker.counters["duplicate_messages"] == 1
+    partials = [orjson.loads(o.value) for o in out if o.key and o.key.startswith(b"partial|")]
+    assert {(p["metric"], p["subjects"], p.get("count")) for p in partials} == {
+        ("page_views", 5, 5),
+        ("visitors", 5, None),
+    }
+    for o in out:
+        if o.key and o.key.startswith(b"partial|"):
+            metric = orjson.loads(o.value)["metric"]
+            assert o.partition == metric_partition(metric, 4)
+    progress = [o for o in out if o.key and o.key.startswith(b"progress|")]
+    assert [o.partition for o in progress] == [0, 1, 2, 3]
+    assert [o.barrier for o in progress] == [True, False, False, False]
+    assert worker.commit_point() == (3, "2024-05-01T12:01:10Z")
+
+
+def test_batching_of_a_fetch_does_not_change_the_partials() -> None:
+    """The records of a fetch are aggregated in one engine call: the same partials as one
+    call per record."""
+    records = [message(i, i, 7 * i, range(i % 4, i % 4 + 3)) for i in range(40)]
+    together = stage().handle(records)
+    one_by_one = stage()
+    separately = [o for record in records for o in one_by_one.handle([record])]
+
+    def partial_values(out: list) -> dict[bytes, bytes]:  # type: ignore[type-arg]
+        return {o.key: o.value for o in out if o.key.startswith(b"partial|")}
+
+    assert partial_values(together) == partial_values(separately)
+    assert len(partial_values(together)) > 5

@@ -1,0 +1,219 @@
+"""The shared key ring: pure log rules, and the real thing on the session's Kafka broker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from stream.logs import clamp_library_loggers
+from stream.settings import Settings
+from stream.tables.keyring import KafkaKeyRing, KeyLog, KeySchedule, encode_proposal
+from stream.topics import create_topics, topic_specs
+from tests.support.kafka import read_all
+
+DAY = 86_400
+SCHEDULE = KeySchedule.of(rotation_s=DAY, retention_s=2 * DAY)
+T0 = 20_000 * DAY + 3600.0  # one hour into epoch 20000
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def proposal(epoch: int, material: bytes | None = None) -> tuple[bytes, bytes]:
+    return encode_proposal(epoch, material or secrets.token_bytes(32))
+
+
+# -- pure rules --------------------------------------------------------------------------
+def test_first_proposal_in_log_order_wins() -> None:
+    """Two proposals for one epoch: every reader keeps the one with the lower offset."""
+    first, second = secrets.token_bytes(32), secrets.token_bytes(32)
+    log = KeyLog(SCHEDULE, clock=FakeClock(T0))
+    log.apply(0, proposal(20_000, first)[1])
+    log.apply(1, proposal(20_000, second)[1])
+    expected = KeyLog(SCHEDULE, clock=FakeClock(T0))
+    expected.apply(0, proposal(20_000, first)[1])
+    key = log.key_for_epoch(20_000)
+    assert key is not None
+    assert key.pseudonym("cookie_id:c1") == expected.key_for_epoch(20_000).pseudonym("cookie_id:c1")  # type: ignore[union-attr]
+    loser = KeyLog(SCHEDULE, clock=FakeClock(T0))
+    loser.apply(0, proposal(20_000, second)[1])
+    assert key.pseudonym("cookie_id:c1") != loser.key_for_epoch(20_000).pseudonym("cookie_id:c1")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(b"not json", id="not-json"),
+        pytest.param(orjson.dumps({"schema": "epoch-key.v1", "epoch": 1}), id="no-key"),
+        pytest.param(
+            orjson.dumps(
+                {"schema": "x", "epoch": 1, "key_b64": base64.b64encode(b"k" * 32).decode()}
+            ),
+            id="wrong-schema",
+        ),
+        pytest.param(
+            orjson.dumps(
+                {
+                    "schema": "epoch-key.v1",
+                    "epoch": 1,
+                    "key_b64": base64.b64encode(b"short").decode(),
+                }
+            ),
+            id="short-key",
+        ),
+        pytest.param(
+            orjson.dumps(
+                {
+                    "schema": "epoch-key.v1",
+                    "epoch": 1,
+                    "key_b64": base64.b64encode(bytes(32)).decode(),
+                }
+            ),
+            id="all-zero-key",
+        ),
+    ],
+)
+def test_invalid_records_give_no_key(value: bytes) -> None:
+    """A record that is not a well-formed random 256-bit key is counted and never used."""
+    log = KeyLog(SCHEDULE, clock=FakeClock(1 * DAY + 5))
+    log.apply(0, value)
+    assert log.key_for_epoch(1) is None
+    assert log.invalid_records == 1
+
+
+def test_expired_key_is_destroyed_and_never_loaded() -> None:
+    """Past retention a held key is zeroed and dropped; a reader arriving later never loads it."""
+    clock = FakeClock(T0)
+    log = KeyLog(SCHEDULE, clock=clock)
+    log.apply(0, proposal(20_000)[1])
+    key = log.key_for_epoch(20_000)
+    assert key is not None and not key.destroyed
+    clock.now = SCHEDULE.start_of(20_000) + SCHEDULE.retention_s
+    assert log.key_for_epoch(20_000) is None
+    assert key.destroyed
+    with pytest.raises(Exception, match="destroyed"):
+        key.mac(b"x")
+    late_reader = KeyLog(SCHEDULE, clock=clock)
+    late_reader.apply(0, proposal(20_000)[1])
+    assert late_reader.epochs() == []
+
+
+def test_delete_before_covers_exactly_the_expired_prefix() -> None:
+    """Records of expired epochs form the prefix handed to DeleteRecords; live ones stay."""
+    clock = FakeClock(T0)
+    log = KeyLog(SCHEDULE, clock=clock)
+    for offset, epoch in enumerate([20_000, 20_000, 20_001, 20_002]):
+        log.apply(offset, proposal(epoch)[1])
+    assert log.delete_before() is None
+    clock.now = SCHEDULE.start_of(20_001) + SCHEDULE.retention_s  # 20000 and 20001 expired
+    assert log.delete_before() == 3
+    clock.now = SCHEDULE.start_of(20_003) + SCHEDULE.retention_s  # everything expired
+    assert log.delete_before() == 4
+
+
+def test_wanted_epochs_include_the_next_one_within_lead() -> None:
+    """The next epoch's key is created `lead` before the epoch starts, not earlier."""
+    start = SCHEDULE.start_of(20_001)
+    assert SCHEDULE.wanted(start - SCHEDULE.lead_s - 1) == [20_000]
+    assert SCHEDULE.wanted(start - SCHEDULE.lead_s) == [20_000, 20_001]
+
+
+# -- on the real broker ------------------------------------------------------------------
+def run(coro_factory: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(coro_factory())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def key_topic(settings: Settings) -> Settings:
+    create_topics(settings, [s for s in topic_specs(settings) if s.name == settings.topic_keys])
+    return settings
+
+
+@pytest.mark.kafka
+def test_two_workers_share_one_key_per_epoch(key_topic: Settings) -> None:
+    """Rings started at once (a proposal race) agree on every epoch's key; epochs differ."""
+    clock = FakeClock(T0)
+    # The next epoch is wanted too: start within `lead` of it.
+    clock.now = SCHEDULE.start_of(20_001) - SCHEDULE.lead_s + 1
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        rings = [KafkaKeyRing(key_topic, SCHEDULE, clock=clock) for _ in range(3)]
+        await asyncio.gather(*(ring.start() for ring in rings))
+        try:
+            same_epoch = [r.key_for_epoch(20_000).pseudonym("cookie_id:c-42") for r in rings]  # type: ignore[union-attr]
+            next_epoch = [r.key_for_epoch(20_001).pseudonym("cookie_id:c-42") for r in rings]  # type: ignore[union-attr]
+        finally:
+            await asyncio.gather(*(ring.stop() for ring in rings))
+        return same_epoch, next_epoch
+
+    same_epoch, next_epoch = run(scenario)
+    assert len(set(same_epoch)) == 1
+    assert len(set(next_epoch)) == 1
+    assert same_epoch[0] != next_epoch[0]
+
+
+@pytest.mark.kafka
+def test_key_is_gone_everywhere_after_retention(
+    key_topic: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After retention: not in the ring's memory, not readable from the topic, never logged."""
+    clamp_library_loggers()  # as every anonstream process does at start
+    caplog.set_level(logging.DEBUG)
+    clock = FakeClock(T0)
+
+    async def scenario() -> tuple[bytes, Any, KafkaKeyRing]:
+        ring = KafkaKeyRing(key_topic, SCHEDULE, clock=clock)
+        await ring.start()
+        key = ring.key_for_epoch(20_000)
+        assert key is not None
+        pseudonym = key.pseudonym("user_id:u-1")
+        records = await asyncio.to_thread(read_all, key_topic, key_topic.topic_keys, idle_s=1.0)
+        material = [
+            orjson.loads(r.value)["key_b64"] for r in records if r.key.startswith(b"20000:")
+        ]
+        assert material, "the key must have been published"
+        # Two days later: 20000 is past retention, 20002 is current.
+        clock.now = T0 + 2 * DAY
+        await ring.upkeep()
+        assert ring.key_for_epoch(20_000) is None
+        assert key.destroyed
+        assert 20_000 not in ring.log.epochs()
+        assert ring.key_for_epoch(20_002) is not None
+        still_live = ring.key_for_epoch(20_002)
+        await ring.stop()
+        return material[0].encode(), (key, pseudonym, still_live), ring
+
+    material_b64, (old_key, pseudonym, _), _ = run(scenario)
+    remaining = read_all(key_topic, key_topic.topic_keys, idle_s=1.0)
+    assert remaining, "the live epoch's key must still be there"
+    assert all(not r.key.startswith(b"20000:") for r in remaining)
+    assert all(material_b64 not in (r.value or b"") for r in remaining)
+    # A worker starting now never sees it either.
+    fresh: KafkaKeyRing = KafkaKeyRing(key_topic, SCHEDULE, clock=clock)
+
+    async def late_start() -> list[int]:
+        await fresh.start()
+        try:
+            return fresh.log.epochs()
+        finally:
+            await fresh.stop()
+
+    assert 20_000 not in run(late_start)
+    logged = caplog.text
+    assert material_b64.decode() not in logged
+    assert pseudonym not in logged
+    assert repr(old_key) == "EpochKey(epoch=20000, destroyed)"
