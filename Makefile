@@ -77,6 +77,21 @@ demo: install kafka-jars
 bench: install kafka-jars
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# The documentation site (mkdocs-material, docs/ and mkdocs.yml), built with --strict into
+# build/site: every nav entry and link must resolve. Its tools come from pyproject's `docs`
+# extra, installed once (reinstalled when pyproject.toml changes); no plugin fetches anything
+# at build time, so later builds run offline.
+DOCS_STAMP := $(VENV)/.docs-installed
+SITE_DIR ?= build/site
+
+$(DOCS_STAMP): pyproject.toml $(INSTALL_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	@touch $@
+
+.PHONY: docs
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict --site-dir $(SITE_DIR)
+
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
