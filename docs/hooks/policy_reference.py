@@ -93,7 +93,7 @@ def _tables(model: type[pydantic.BaseModel], path: str, out: list[str], *, headi
         out += ["| setting | default | allowed | description |", "|---|---|---|---|", *rows, ""]
     for full, sub, many, field in nested:
         title = f"[[{full}]]" if many else f"[{full}]"
-        _tables(sub, full + ("[]" if many else ""), out, heading=f"### `{title}`")
+        _tables(sub, full + ("[]" if many else ""), out, heading=f"## `{title}`")
         if many:
             _default_items(full, field, out)
 
@@ -131,7 +131,7 @@ def render() -> str:
             "`anonstream policy init` writes the default file with every setting explained.\n"
         )
     out: list[str] = []
-    _tables(Policy, "", out, heading="### Top level")
+    _tables(Policy, "", out, heading="## Top level")
     return "\n".join(out)
 
 

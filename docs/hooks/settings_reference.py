@@ -91,11 +91,11 @@ def render() -> str:
     out: list[str] = []
     for group, rows in tables.items():
         if group:
-            out += [f"### {group[:1].upper() + group[1:]}", ""]
+            out += [f"## {group[:1].upper() + group[1:]}", ""]
         out += ["| variable | type | default | description |", "|---|---|---|---|", *rows, ""]
     if secrets:
         out += [
-            "### Secrets",
+            "## Secrets",
             "",
             "These settings are secrets: " + ", ".join(code(s) for s in secrets) + ". "
             "Give each as a file named after its variable (any case) in the directory "
