@@ -77,6 +77,22 @@ demo: install kafka-jars
 bench: install kafka-jars
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# The documentation site (mkdocs-material, docs/ and mkdocs.yml), built with --strict into
+# build/site: every nav entry and link must resolve. Its tools come from pyproject's `docs`
+# extra, installed once (reinstalled when pyproject.toml changes); no plugin fetches anything
+# at build time, so later builds run offline. (NO_MKDOCS_2_WARNING silences the theme's
+# end-of-life banner, which is not a build warning.)
+DOCS_STAMP := $(VENV)/.docs-installed
+SITE_DIR ?= build/site
+
+$(DOCS_STAMP): pyproject.toml $(INSTALL_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	@touch $@
+
+.PHONY: docs
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(SITE_DIR)
+
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
