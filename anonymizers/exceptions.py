@@ -7,10 +7,7 @@ derives its own from it (`stream.exceptions`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from anonymizers.policy import PolicyIssue
+from typing import Any
 
 
 class AnonstreamError(Exception):
@@ -27,8 +24,9 @@ class PolicyError(AnonymizerError):
     The message lists one issue per line as `<path> must be <allowed>; got <value>`.
     """
 
-    def __init__(self, issues: Sequence[PolicyIssue]) -> None:
-        self.issues: tuple[PolicyIssue, ...] = tuple(issues)
+    def __init__(self, issues: Sequence[Any]) -> None:
+        self.issues: tuple[Any, ...] = tuple(issues)
+        """The problems, each an `anonymizers.policy.PolicyIssue` (its `str` is one line)."""
         lines = [str(issue) for issue in self.issues]
         count = len(lines)
         header = f"policy has {count} error{'s' if count != 1 else ''}"
@@ -41,6 +39,11 @@ class GeoDatabaseError(AnonymizerError):
 
 class KeyMaterialError(AnonymizerError):
     """Key material is missing, too short or obviously not random (all one byte value)."""
+
+
+class AggregationError(AnonymizerError):
+    """The statistics engine was used against its contract (a programming error, never data:
+    malformed records and events are counted and skipped)."""
 
 
 class ConsentRecordError(AnonymizerError):

@@ -53,8 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
 
+from anonymizers.policy import default_policy
 from anonymizers.stats.aggregate import PartitionAggregator
-from anonymizers.stats.config import AggregationConfig, ReleaseConfig
+from anonymizers.stats.config import AggregationSpec, ReleaseSpec
 from anonymizers.stats.release import ReleaseEngine
 from anonymizers.stats.suppression import CellFacts, SuppressionAudit
 from stream.kafka import producer
@@ -88,7 +89,7 @@ def stage_messages(events: list[dict[str, Any]]) -> list[bytes]:
 
 
 def stage_throughput(
-    messages: list[bytes], config: AggregationConfig, release: ReleaseConfig, n_events: int
+    messages: list[bytes], config: AggregationSpec, release: ReleaseSpec, n_events: int
 ) -> tuple[float, float]:
     """(events/s of AggregatePartition.handle, events/s of decode + bare loop ceiling)."""
     records = [
@@ -161,7 +162,7 @@ def make_events(subjects: int, per_subject: int, seed: int = 1) -> list[dict[str
     return events
 
 
-def bare_loop(events: list[dict[str, Any]], config: AggregationConfig) -> tuple[float, int]:
+def bare_loop(events: list[dict[str, Any]], config: AggregationSpec) -> tuple[float, int]:
     spaces = defaultdict(list)
     for metric in config.metrics:
         for event_type in metric.event_types:
@@ -175,7 +176,7 @@ def bare_loop(events: list[dict[str, Any]], config: AggregationConfig) -> tuple[
     return time.perf_counter() - start, len(counts)
 
 
-def naive_state_bytes(events: list[dict[str, Any]], config: AggregationConfig) -> int:
+def naive_state_bytes(events: list[dict[str, Any]], config: AggregationSpec) -> int:
     """Dicts of sets of pseudonyms per window, metric and cell (what a first version does)."""
     gc.collect()
     tracemalloc.start()
@@ -206,8 +207,8 @@ def main() -> None:
     )
     parser.add_argument("--bootstrap", default=None, help="broker for --stream (host:port)")
     args = parser.parse_args()
-    config = AggregationConfig()
-    release = ReleaseConfig()
+    config = AggregationSpec.from_policy(default_policy())
+    release = ReleaseSpec()
     events = make_events(args.subjects, args.events_per_subject)
     n = len(events)
     print(

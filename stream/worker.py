@@ -6,13 +6,12 @@ from typing import Any
 
 import click
 
-from anonymizers.stats.config import AggregationConfig
-from anonymizers.stats.from_policy import stats_configs
+from anonymizers.stats.config import AggregationSpec, stats_specs
 from stream.exceptions import SettingsError
 from stream.settings import STAGES, Settings, load_settings
 
 
-def replay_horizon_ms(aggregation: AggregationConfig) -> int:
+def replay_horizon_ms(aggregation: AggregationSpec) -> int:
     """How far back a restarted aggregate or release worker may replay its input, ms: the
     aggregate stage commits only the first offset its oldest open window needs (a top-level
     window plus the lateness and idle timeout old), and the release stage the first partial
@@ -21,7 +20,7 @@ def replay_horizon_ms(aggregation: AggregationConfig) -> int:
     return 2 * top * 1000
 
 
-def require_replay_retention(settings: Settings, aggregation: AggregationConfig) -> None:
+def require_replay_retention(settings: Settings, aggregation: AggregationSpec) -> None:
     """`SettingsError` unless events.pseudonymized and stats.partials keep their records
     longer than the replay horizon (otherwise a restart would find them deleted)."""
     needed = replay_horizon_ms(aggregation)
@@ -58,7 +57,7 @@ def build_worker_app(settings: Settings, stage: str) -> Any:
 
     policy = load_stream_policy(settings)
     if stage in ("aggregate", "release"):
-        require_replay_retention(settings, stats_configs(policy)[0])
+        require_replay_retention(settings, stats_specs(policy)[0])
     app = create_app(settings, stage)
     if stage == "anonymize":
         keyring = KafkaKeyRing(settings, schedule_from_policy(policy), clock=clock_for(settings))
@@ -74,7 +73,7 @@ def build_worker_app(settings: Settings, stage: str) -> Any:
         runtime = AnonymizeRuntime(stage=stage_logic, keyring=keyring, consent=consent)
         register_anonymize(app, settings=settings, runtime=runtime)
     elif stage == "aggregate":
-        aggregation, release = stats_configs(policy)
+        aggregation, release = stats_specs(policy)
         counts = partition_counts(settings, [settings.topic_partials])
         runtime_agg = AggregateRuntime(
             settings,
@@ -85,7 +84,7 @@ def build_worker_app(settings: Settings, stage: str) -> Any:
         )
         register_aggregate(app, runtime=runtime_agg)
     elif stage == "release":
-        aggregation, release = stats_configs(policy)
+        aggregation, release = stats_specs(policy)
         counts = partition_counts(settings, [settings.topic_partials, settings.topic_pseudonymized])
         runtime_rel = ReleaseRuntime(
             settings,

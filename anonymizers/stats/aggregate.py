@@ -36,13 +36,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from anonymizers.stats.config import (
-    EVENT_TYPES,
-    AggregationConfig,
-    AggregationError,
-    MetricSpec,
-    ReleaseConfig,
-)
+from anonymizers.exceptions import AggregationError
+from anonymizers.fields import EVENT_TYPES
+from anonymizers.stats.config import AggregationSpec, MetricSpec, ReleaseSpec
 from anonymizers.stats.records import (
     PARTIAL_SCHEMA,
     Record,
@@ -115,7 +111,7 @@ class PartitionAggregator:
     """
 
     def __init__(
-        self, aggregation: AggregationConfig, release: ReleaseConfig, *, partition: int
+        self, aggregation: AggregationSpec, release: ReleaseSpec, *, partition: int
     ) -> None:
         self._config = aggregation
         self._partition = partition

@@ -37,7 +37,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from anonymizers.stats.config import MetricSpec, ReleaseConfig
+from anonymizers.stats.config import MetricSpec, ReleaseSpec
 
 I64 = npt.NDArray[np.int64]
 
@@ -138,7 +138,7 @@ class MetricNoise:
 
 
 def plan_metric(
-    metric: MetricSpec, release: ReleaseConfig, *, n_metrics: int
+    metric: MetricSpec, release: ReleaseSpec, *, n_metrics: int
 ) -> MetricNoise | None:
     """Calibrate the noise of `metric` (see the module docstring); None when noise is off."""
     noise = release.noise

@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from anonymizers.exceptions import AggregationError
 from anonymizers.stats.config import (
-    AggregationConfig,
-    AggregationError,
+    AggregationSpec,
     MetricSpec,
-    ReleaseConfig,
+    ReleaseSpec,
 )
 from anonymizers.stats.noise import Mechanism, MetricNoise, plan_metric, secure_generator
 from anonymizers.stats.records import (
@@ -136,8 +136,8 @@ class ReleaseEngine:
 
     def __init__(
         self,
-        aggregation: AggregationConfig,
-        release: ReleaseConfig,
+        aggregation: AggregationSpec,
+        release: ReleaseSpec,
         *,
         partitions: int,
         policy_version: str,
@@ -475,19 +475,28 @@ class ReleaseEngine:
     def _summary(
         self, metric: MetricSpec, merged: _Merged, noise: MetricNoise | None
     ) -> dict[str, Any]:
+        """The statistics the metric names, exactly (percentiles only without noise: the
+        policy refuses them with noise)."""
         if noise is None:
-            n = merged.count
-            return {
-                "count": n,
-                "mean": merged.total / n if n else None,
-                "p50": _percentile(merged.histogram, n, 0.5, metric.bin_width),
-                "p90": _percentile(merged.histogram, n, 0.9, metric.bin_width),
-            }
-        assert noise.sum is not None
-        count = merged.count + self._draw(noise.value)
-        total = merged.total + self._draw(noise.sum)
-        mean = min(max(total / count, 0.0), float(metric.value_max)) if count >= 1 else None
-        return {"count": count, "mean": mean, "p50": None, "p90": None}
+            count, total = merged.count, merged.total
+            mean = total / count if count else None
+        else:
+            assert noise.sum is not None
+            count = merged.count + self._draw(noise.value)
+            total = merged.total + self._draw(noise.sum)
+            mean = min(max(total / count, 0.0), float(metric.value_max)) if count >= 1 else None
+        out: dict[str, Any] = {}
+        for name in metric.statistics:
+            if name == "count":
+                out[name] = count
+            elif name == "sum":
+                out[name] = total
+            elif name == "mean":
+                out[name] = mean
+            elif noise is None:
+                quantile = int(name[1:]) / 100
+                out[name] = _percentile(merged.histogram, count, quantile, metric.bin_width)
+        return out
 
 
 class LocalRelease:
@@ -499,8 +508,8 @@ class LocalRelease:
 
     def __init__(
         self,
-        aggregation: AggregationConfig,
-        release: ReleaseConfig,
+        aggregation: AggregationSpec,
+        release: ReleaseSpec,
         *,
         policy_version: str,
         rng: np.random.Generator | None = None,
@@ -551,8 +560,8 @@ class LocalRelease:
 
 def release_events(
     events: Iterable[Mapping[str, Any]],
-    aggregation: AggregationConfig,
-    release: ReleaseConfig,
+    aggregation: AggregationSpec,
+    release: ReleaseSpec,
     *,
     policy_version: str,
     rng: np.random.Generator | None = None,

@@ -41,7 +41,7 @@ from anonymizers.ip import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.policy import Policy, default_policy, load_policy
 from anonymizers.search_terms import normalise
-from anonymizers.stats.from_policy import stats_configs
+from anonymizers.stats.config import stats_specs
 from anonymizers.stats.release import LocalRelease
 from anonymizers.urls import scrub_text
 
@@ -61,7 +61,7 @@ class PreviewAggregates:
     code (one partition, every window closed at the end of the file)."""
 
     def __init__(self, policy: Policy) -> None:
-        aggregation, release = stats_configs(policy)
+        aggregation, release = stats_specs(policy)
         self._local = LocalRelease(aggregation, release, policy_version=policy.policy_version)
 
     def add(self, anonymized: Anonymized) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import faust
 
 from anonymizers.pseudonym import identifier_pseudonym
-from anonymizers.stats.config import AggregationConfig, ReleaseConfig
+from anonymizers.stats.config import AggregationSpec, ReleaseSpec
 from stream.health.metrics import counter, counter_by, gauge, gauge_by, histogram
 from stream.health.probes import OffsetProbe, ProgressWatch
 from stream.health.web import checks, register_web
@@ -173,8 +173,8 @@ class AggregateRuntime:
         self,
         settings: Settings,
         *,
-        aggregation: AggregationConfig,
-        release: ReleaseConfig,
+        aggregation: AggregationSpec,
+        release: ReleaseSpec,
         keyring: KafkaKeyRing,
         partials_partitions: int,
     ) -> None:
@@ -344,8 +344,8 @@ class ReleaseRuntime:
         self,
         settings: Settings,
         *,
-        aggregation: AggregationConfig,
-        release: ReleaseConfig,
+        aggregation: AggregationSpec,
+        release: ReleaseSpec,
         policy_version: str,
         sources: int,
         partials_partitions: int,

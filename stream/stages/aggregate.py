@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from anonymizers.stats.aggregate import PartitionAggregator
-from anonymizers.stats.config import AggregationConfig, ReleaseConfig
+from anonymizers.stats.config import AggregationSpec, ReleaseSpec
 from anonymizers.stats.records import Record
 from stream.stages.anonymize import SOURCE_HEADER, parse_source_header
 from stream.stages.commit_loop import Outgoing
@@ -46,8 +46,8 @@ class AggregatePartition:
         self,
         *,
         partition: int,
-        aggregation: AggregationConfig,
-        release: ReleaseConfig,
+        aggregation: AggregationSpec,
+        release: ReleaseSpec,
         partials_topic: str,
         partials_partitions: int,
         closed_through: str | None = None,

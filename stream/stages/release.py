@@ -22,14 +22,14 @@ from typing import Any
 
 import orjson
 
-from anonymizers.stats.config import AggregationConfig, ReleaseConfig
+from anonymizers.stats.config import AggregationSpec, ReleaseSpec
 from anonymizers.stats.release import ReleaseEngine
 from stream.settings import Settings
 from stream.stages.aggregate import metric_partition
 from stream.stages.commit_loop import Outgoing
 
 
-def metrics_of(partition: int, *, aggregation: AggregationConfig, partitions: int) -> list[str]:
+def metrics_of(partition: int, *, aggregation: AggregationSpec, partitions: int) -> list[str]:
     """Names of the metrics whose partials go to `stats.partials` partition `partition`."""
     return [
         m.name for m in aggregation.metrics if metric_partition(m.name, partitions) == partition
@@ -43,8 +43,8 @@ class ReleasePartition:
         self,
         *,
         partition: int,
-        aggregation: AggregationConfig,
-        release: ReleaseConfig,
+        aggregation: AggregationSpec,
+        release: ReleaseSpec,
         sources: int,
         partials_partitions: int,
         policy_version: str,

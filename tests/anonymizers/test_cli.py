@@ -82,10 +82,10 @@ dimensions = ["search_terms"]
 
 
 def test_policy_check_reports_what_the_aggregation_engine_refuses(tmp_path: Path) -> None:
-    """A policy the model accepts but the aggregation engine would refuse at a worker's start
-    fails its check, with every engine problem at the policy's own paths: windows that do not
-    nest, a dimension the engine never groups by, a metric rolling up another, a cap beyond
-    the engine's counters; the shipped default passes."""
+    """A policy the aggregation engine could not run fails its check, with every engine
+    problem at the policy's own paths, in one pass: windows that do not nest, a summary whose
+    clamp overflows the engine's histogram, a metric rolling up another, a cap beyond the
+    engine's counters; the shipped default passes."""
     path = tmp_path / "engine.toml"
     path.write_text(
         """schema_version = 1
@@ -102,9 +102,14 @@ event_types = ["page_view"]
 dimensions = ["country"]
 aggregate = "distinct_subjects"
 [[aggregation.metrics]]
-name = "views_by_type"
-event_types = ["page_view", "search"]
-dimensions = ["event_type"]
+name = "time_on_page"
+event_types = ["page_leave"]
+dimensions = ["page_url"]
+aggregate = "summary"
+value_field = "time_on_page_ms"
+statistics = ["count", "p50"]
+[context]
+time_on_page_max = "1d"
 [release]
 max_contributions_per_cell = 100000
 """,
@@ -116,16 +121,15 @@ max_contributions_per_cell = 100000
     assert lines[0] == f"{path}: 4 errors"
     assert sorted(line.strip() for line in lines[1:]) == sorted(
         [
-            "aggregation.windows must be nested, each size dividing the next; got 60 and 90",
-            "aggregation.metrics[2].dimensions must be among ['browser', 'browser_major', "
-            "'city', 'country', 'hardware', 'language', 'link_url', 'os', 'os_major', "
-            "'page_url', 'referrer_host', 'referrer_internal', 'region', 'search_terms']; "
-            "got 'event_type'",
+            'aggregation.windows must be nested durations, each dividing the next (90s is not '
+            'a multiple of 60s); got ["1m", "90s", "1d"]',
+            "context.time_on_page_max must be at most 65535s while a metric summarises "
+            "time_on_page_ms (one-second histogram bins, at most 65536); got \"1d\"",
             "aggregation.metrics[1].dimensions must be more than a subset of metric "
             "'visitors''s ['country', 'region'] over the same events (a roll-up could reveal "
-            "suppressed cells: define one metric at the finest level the policy allows); "
-            "got ['country']",
-            "release.max_contributions_per_cell must be an integer in [1, 65535]; got 100000",
+            'suppressed cells: define one metric at the finest level the policy allows); '
+            'got ["country"]',
+            "release.max_contributions_per_cell must be an integer from 1 to 65535; got 100000",
         ]
     )
     default = tmp_path / "default.toml"
@@ -405,6 +409,8 @@ def test_preview_writes_the_aggregates_the_release_rules_allow(tmp_path: Path, n
     assert _run("policy", "init", str(policy)).exit_code == 0
     head, _, noise_section = policy.read_text().partition("[release.noise]")
     switch = "enabled = true" if noise else "enabled = false"
+    if noise:  # no percentiles are released with noise: the check refuses a policy asking
+        head = head.replace('"mean", "p50", "p90"]', '"mean"]')
     policy.write_text(head + "[release.noise]" + noise_section.replace("enabled = false", switch))
     out = tmp_path / "out"
     result = _run(

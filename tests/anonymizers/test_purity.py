@@ -34,7 +34,7 @@ FORBIDDEN_MODULES = {
 FORBIDDEN_NAMES = {"environ", "getenv", "putenv", "system", "popen"}
 # open() is allowed only where the policy file (policy.py) and the geo database (ip.py: its
 # data section, for anonymizers.geo.records) are read.
-OPEN_ALLOWED = {"policy/model.py", "ip.py"}
+OPEN_ALLOWED = {"policy/load.py", "ip.py"}
 
 
 def _sources() -> list[Path]:

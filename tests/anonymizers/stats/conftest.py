@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from anonymizers.stats.aggregate import PartitionAggregator
-from anonymizers.stats.config import AggregationConfig, MetricSpec, ReleaseConfig
+from anonymizers.stats.config import AggregationSpec, MetricSpec, ReleaseSpec
 from anonymizers.stats.records import Record
 from anonymizers.stats.release import ReleaseEngine
 
@@ -21,7 +21,7 @@ SMALL_METRICS = (
 )
 
 
-def small_config(**overrides: Any) -> AggregationConfig:
+def small_config(**overrides: Any) -> AggregationSpec:
     """Windows of 1, 2 and 4 minutes, no lateness by default, the small metric set."""
     values: dict[str, Any] = {
         "windows": (60, 120, 240),
@@ -30,13 +30,13 @@ def small_config(**overrides: Any) -> AggregationConfig:
         "metrics": SMALL_METRICS,
     }
     values.update(overrides)
-    return AggregationConfig(**values)
+    return AggregationSpec(**values)
 
 
 def run_partitions(
     partitions: Sequence[Sequence[Mapping[str, Any]]],
-    aggregation: AggregationConfig,
-    release: ReleaseConfig,
+    aggregation: AggregationSpec,
+    release: ReleaseSpec,
     *,
     batch: int = 7,
 ) -> list[Record]:
@@ -58,8 +58,8 @@ def run_partitions(
 
 def release_records(
     records: Iterable[Record],
-    aggregation: AggregationConfig,
-    release: ReleaseConfig,
+    aggregation: AggregationSpec,
+    release: ReleaseSpec,
     *,
     partitions: int,
     **kwargs: Any,
@@ -80,7 +80,7 @@ def by_key(records: Iterable[Record]) -> dict[str, dict[str, Any]]:
     return {r.key: r.value for r in records}
 
 
-SMALL_RELEASE = ReleaseConfig(
+SMALL_RELEASE = ReleaseSpec(
     k_min_subjects=3, k_search_terms=4, max_contributions_per_cell=3, max_cells_per_metric=2
 )
 """Small k and bounds so that random traffic of ten subjects exercises every rule."""

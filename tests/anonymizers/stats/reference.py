@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from anonymizers.stats.config import AggregationConfig, MetricSpec, ReleaseConfig
+from anonymizers.stats.config import AggregationSpec, MetricSpec, ReleaseSpec
 
 BASE = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BASE_S = int(BASE.timestamp())
@@ -37,7 +37,7 @@ CellKey = tuple[str, int, int, tuple[tuple[str, str], ...]]  # metric, size, sta
 
 
 def reference_cells(
-    events: Sequence[Mapping[str, Any]], aggregation: AggregationConfig, release: ReleaseConfig
+    events: Sequence[Mapping[str, Any]], aggregation: AggregationSpec, release: ReleaseSpec
 ) -> dict[CellKey, RefCell]:
     """Every cell of every window, by definition: late events (window end at or before the
     watermark in force, the latest earlier event time minus the lateness) skipped per window

@@ -11,8 +11,9 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from anonymizers.exceptions import AggregationError
 from anonymizers.stats.aggregate import PartitionAggregator
-from anonymizers.stats.config import AggregationConfig, AggregationError, ReleaseConfig
+from anonymizers.stats.config import AggregationSpec, ReleaseSpec
 from anonymizers.stats.records import Record
 from anonymizers.stats.windows import parse_time_us
 
@@ -76,7 +77,7 @@ def partial_cells(records: Iterable[Record]) -> dict[CellKey, dict[str, Any]]:
 
 
 def expected_cells(
-    events: Sequence[Mapping[str, Any]], aggregation: AggregationConfig, release: ReleaseConfig
+    events: Sequence[Mapping[str, Any]], aggregation: AggregationSpec, release: ReleaseSpec
 ) -> dict[CellKey, dict[str, Any]]:
     out: dict[CellKey, dict[str, Any]] = {}
     for (name, size, start, dims), cell in reference_cells(events, aggregation, release).items():
@@ -112,7 +113,7 @@ def test_partials_equal_reference(
     """Partials of one partition, in any batching and with out-of-order events, equal the
     reference computed from the definitions (lateness, first M cells, at most L per cell)."""
     aggregation = small_config(allowed_lateness=lateness)
-    release = ReleaseConfig(max_contributions_per_cell=bounds[0], max_cells_per_metric=bounds[1])
+    release = ReleaseSpec(max_contributions_per_cell=bounds[0], max_cells_per_metric=bounds[1])
     records = run_partitions([events], aggregation, release, batch=batch)
     assert partial_cells(records) == expected_cells(events, aggregation, release)
 
@@ -138,7 +139,7 @@ def test_heavy_subject_moves_a_cell_by_at_most_l() -> None:
     """A subject with 100,000 page views adds at most L to its cell and touches at most M
     cells; a time on page of 10^9 ms is clamped to value_max."""
     aggregation = small_config(windows=(60,))
-    release = ReleaseConfig(max_contributions_per_cell=4, max_cells_per_metric=2)
+    release = ReleaseSpec(max_contributions_per_cell=4, max_cells_per_metric=2)
     heavy = [
         {
             "event_type": "page_view",
@@ -183,7 +184,7 @@ def test_heavy_subject_moves_a_cell_by_at_most_l() -> None:
 def test_malformed_events_are_counted_never_raised() -> None:
     """Non-objects, unknown types, bad, naive or absurd times, missing subjects, bad dimension
     and value types are skipped and counted; good events around them still count."""
-    aggregator = PartitionAggregator(small_config(windows=(60,)), ReleaseConfig(), partition=0)
+    aggregator = PartitionAggregator(small_config(windows=(60,)), ReleaseSpec(), partition=0)
     good = {
         "event_type": "page_view",
         "occurred_at": at(1),
@@ -237,7 +238,7 @@ def test_late_events_are_counted_and_change_nothing() -> None:
     """An event for a window the watermark has passed is counted as late for that window
     size and does not enter it, while a larger window still open takes it."""
     aggregation = small_config(windows=(60, 240), allowed_lateness=10)
-    aggregator = PartitionAggregator(aggregation, ReleaseConfig(), partition=0)
+    aggregator = PartitionAggregator(aggregation, ReleaseSpec(), partition=0)
     view = {"event_type": "page_view", "subject": "s", "page_url": "/", "country": "FR"}
     first = aggregator.process_batch(
         [{**view, "occurred_at": at(5)}, {**view, "occurred_at": at(75)}], offsets=[0, 1]
@@ -349,14 +350,14 @@ def test_idle_partition_reports_progress_and_closes_windows() -> None:
     """A partition without events reports its progress once idle; one with an open window
     closes it by processing time after the idle timeout, not before."""
     aggregation = small_config(windows=(60,), allowed_lateness=10, idle_timeout=30)
-    empty = PartitionAggregator(aggregation, ReleaseConfig(), partition=1)
+    empty = PartitionAggregator(aggregation, ReleaseSpec(), partition=1)
     now = (BASE_S + 600) * 1_000_000
     assert empty.advance_idle(now) == []
     assert empty.advance_idle(now + 29_000_000) == []
     out = empty.advance_idle(now + 30_000_000)
     assert [r.value["kind"] for r in out] == ["progress"]
     assert out[0].value["closed_from"] is None
-    busy = PartitionAggregator(aggregation, ReleaseConfig(), partition=0)
+    busy = PartitionAggregator(aggregation, ReleaseSpec(), partition=0)
     busy.process(
         {
             "event_type": "page_view",
@@ -376,7 +377,7 @@ def test_idle_partition_reports_progress_and_closes_windows() -> None:
 
 def test_safe_offset_holds_the_oldest_open_window() -> None:
     """safe_offset() is the first offset of the oldest open window, then moves on when it closes."""
-    aggregator = PartitionAggregator(small_config(windows=(60,)), ReleaseConfig(), partition=0)
+    aggregator = PartitionAggregator(small_config(windows=(60,)), ReleaseSpec(), partition=0)
     view = {"event_type": "page_view", "subject": "s", "page_url": "/", "country": "FR"}
     assert aggregator.safe_offset() is None
     aggregator.process({**view, "occurred_at": at(1)}, offset=10)
@@ -392,7 +393,7 @@ def test_memory_state_is_compact() -> None:
     """Open-window state stays far below a dict per pair: under 60 bytes per subject for one
     window and one metric (bytes of numpy arrays)."""
     aggregation = small_config(windows=(86400,), metrics=small_config().metrics[:1])
-    aggregator = PartitionAggregator(aggregation, ReleaseConfig(), partition=0)
+    aggregator = PartitionAggregator(aggregation, ReleaseSpec(), partition=0)
     rng = random.Random(4)
     events = [
         {
@@ -411,7 +412,7 @@ def test_memory_state_is_compact() -> None:
 @pytest.mark.parametrize("offsets", [[1, 2], [3]])
 def test_offsets_must_match_events(offsets: list[int]) -> None:
     """A per-event offset list must have one offset per event."""
-    aggregator = PartitionAggregator(small_config(), ReleaseConfig(), partition=0)
+    aggregator = PartitionAggregator(small_config(), ReleaseSpec(), partition=0)
     if len(offsets) == 2:
         assert aggregator.process_batch([], offsets=[]) == []
         with pytest.raises(AggregationError, match="one offset per event"):
@@ -436,7 +437,7 @@ def test_one_subject_moves_any_cell_by_at_most_l(
     extra = [make_event(99, 0, page, 0, second, 0) for page, second in heavy]
     both = sorted(events + extra, key=lambda e: e["occurred_at"])
     aggregation = small_config()
-    release = ReleaseConfig(max_contributions_per_cell=bounds[0], max_cells_per_metric=bounds[1])
+    release = ReleaseSpec(max_contributions_per_cell=bounds[0], max_cells_per_metric=bounds[1])
     without = partial_cells(run_partitions([events], aggregation, release))
     with_heavy = partial_cells(run_partitions([both], aggregation, release))
     empty = {"subjects": 0, "count": 0, "sum": 0, "histogram": Counter()}

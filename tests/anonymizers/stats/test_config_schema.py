@@ -1,5 +1,5 @@
-"""Configuration fails closed with precise messages; records match their JSON Schemas;
-keys are canonical and unambiguous."""
+"""What the engine refuses is a policy error; specs derive from the policy; records match
+their JSON Schemas; keys are canonical and unambiguous."""
 
 from __future__ import annotations
 
@@ -9,16 +9,9 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from anonymizers.stats.config import (
-    AggregationConfig,
-    AggregationConfigError,
-    MetricSpec,
-    NoiseConfig,
-    ReleaseConfig,
-    aggregation_from_mapping,
-    default_metrics,
-    release_from_mapping,
-)
+from anonymizers.exceptions import PolicyError
+from anonymizers.policy import default_policy, parse_policy
+from anonymizers.stats.config import NoiseSpec, ReleaseSpec, stats_specs
 from anonymizers.stats.records import aggregate_key, dims_part
 from anonymizers.stats.release import release_events
 from tests.support.paths import ROOT
@@ -29,102 +22,160 @@ from .test_release import traffic
 SCHEMAS = ROOT / "schemas"
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"windows": (60, 90)}, "aggregation.windows must be nested, each size dividing the next"),
-        ({"windows": (120, 60)}, "aggregation.windows must be strictly increasing"),
-        ({"windows": (7,)}, "must divide the pseudonym epoch"),
-        ({"windows": ()}, "aggregation.windows must list at least one"),
-        ({"allowed_lateness": -1}, "aggregation.allowed_lateness must be an integer >= 0"),
-        (
-            {"metrics": (MetricSpec("x", ("page_view",), ("user_id",), "count"),)},
-            "aggregation.metrics.x.dimensions must be among",
-        ),
-        (
-            {"metrics": (MetricSpec("x", ("click",), ("page_url",), "count"),)},
-            "aggregation.metrics.x.event_types must be among",
-        ),
-        (
-            {"metrics": (MetricSpec("x", ("page_view",), ("page_url",), "sum"),)},
-            "aggregation.metrics.x.aggregate must be one of",
-        ),  # type: ignore[arg-type]
-        (
-            {"metrics": (MetricSpec("x", ("page_leave",), ("page_url",), "summary"),)},
-            "aggregation.metrics.x.value_field must be one of",
-        ),
-        (
-            {"metrics": (MetricSpec("X", ("page_view",), (), "count"),)},
-            "aggregation.metrics.X.name must match",
-        ),
-        (
-            {
-                "metrics": (
-                    MetricSpec("a", ("page_view",), ("country",), "count"),
-                    MetricSpec("b", ("page_view",), ("country", "region"), "count"),
-                )
-            },
-            "a roll-up could reveal suppressed cells",
-        ),
-        ({"metrics": (MetricSpec("a", ("page_view",), (), "count"),) * 2}, "names must be unique"),
-    ],
-    ids=[
-        "not-nested",
-        "not-increasing",
-        "not-dividing-epoch",
-        "no-windows",
-        "negative-lateness",
-        "identifier-dimension",
-        "unknown-event-type",
-        "unknown-aggregate",
-        "summary-without-field",
-        "bad-name",
-        "roll-up",
-        "duplicate",
-    ],
-)
-def test_invalid_aggregation_config_names_path_and_value(
-    kwargs: dict[str, Any], message: str
-) -> None:
+def _metric(name: str, types: list[str], dims: list[str], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "event_types": types, "dimensions": dims, **extra}
+
+
+# What the statistics engine needs is checked by the policy, in the same pass as the rest:
+# each case is a policy the engine could not run, with the start of the message it gets.
+ENGINE_RULES = [
+    pytest.param(
+        {"aggregation": {"windows": ["1m", "90s"]}},
+        "aggregation.windows must be nested durations, each dividing the next",
+        id="not-nested",
+    ),
+    pytest.param(
+        {"aggregation": {"windows": ["2m", "1m"]}},
+        "aggregation.windows must be a list of durations in increasing order",
+        id="not-increasing",
+    ),
+    pytest.param(
+        {"aggregation": {"windows": ["7s"]}},
+        "aggregation.windows[0] must be a window that divides keys.rotation",
+        id="not-dividing-epoch",
+    ),
+    pytest.param(
+        {"aggregation": {"windows": []}},
+        "aggregation.windows must be a non-empty list",
+        id="no-windows",
+    ),
+    pytest.param(
+        {"aggregation": {"allowed_lateness": "-1s"}},
+        "aggregation.allowed_lateness must be a duration",
+        id="negative-lateness",
+    ),
+    pytest.param(
+        {"aggregation": {"metrics": [_metric("x", ["page_view"], ["user_id"])]}},
+        'aggregation.metrics[0].dimensions[0] must be one of "event_type"',
+        id="identifier-dimension",
+    ),
+    pytest.param(
+        {"aggregation": {"metrics": [_metric("x", ["click"], ["page_url"])]}},
+        "aggregation.metrics[0].event_types[0] must be one of",
+        id="unknown-event-type",
+    ),
+    pytest.param(
+        {"aggregation": {"metrics": [_metric("x", ["page_view"], ["page_url"], aggregate="sum")]}},
+        "aggregation.metrics[0].aggregate must be one of",
+        id="unknown-aggregate",
+    ),
+    pytest.param(
+        {
+            "aggregation": {
+                "metrics": [_metric("x", ["page_leave"], ["page_url"], aggregate="summary")]
+            }
+        },
+        "aggregation.metrics[0].value_field must be set for a summary",
+        id="summary-without-field",
+    ),
+    pytest.param(
+        {"aggregation": {"metrics": [_metric("X", ["page_view"], [])]}},
+        "aggregation.metrics[0].name must be a name of lower-case letters",
+        id="bad-name",
+    ),
+    pytest.param(
+        {
+            "aggregation": {
+                "metrics": [
+                    _metric("a", ["page_view"], ["country"]),
+                    _metric("b", ["page_view"], ["country", "region"]),
+                ]
+            }
+        },
+        "aggregation.metrics[0].dimensions must be more than a subset of metric 'b'",
+        id="roll-up",
+    ),
+    pytest.param(
+        {"aggregation": {"metrics": [_metric("a", ["page_view"], [])] * 2}},
+        "aggregation.metrics[1].name must be a name no other metric has",
+        id="duplicate",
+    ),
+    pytest.param(
+        {"release": {"k_min_subjects": 1}},
+        "release.k_min_subjects must be an integer >= 2; got 1",
+        id="k",
+    ),
+    pytest.param(
+        {"release": {"max_cells_per_metric": 0}},
+        "release.max_cells_per_metric must be an integer from 1 to 65535; got 0",
+        id="m",
+    ),
+    pytest.param(
+        {"release": {"max_contributions_per_cell": 70_000}},
+        "release.max_contributions_per_cell must be an integer from 1 to 65535; got 70000",
+        id="l-beyond-the-engine-counters",
+    ),
+    pytest.param(
+        {"release": {"suppression": "hide"}},
+        "release.suppression must be one of",
+        id="suppression",
+    ),
+    pytest.param(
+        {"release": {"noise": {"enabled": True, "mechanism": "laplace"}}},
+        "release.noise.mechanism must be one of",
+        id="mechanism",
+    ),
+    pytest.param(
+        {"release": {"noise": {"enabled": True, "epsilon": 0}}},
+        "release.noise.epsilon must be a number > 0",
+        id="epsilon",
+    ),
+    pytest.param(
+        {"release": {"noise": {"enabled": True}}},
+        "aggregation.metrics[10].statistics must be a list without percentiles while "
+        "release.noise.enabled is true",
+        id="percentiles-with-noise",
+    ),
+    pytest.param(
+        {"context": {"time_on_page_max": "1d"}},
+        "context.time_on_page_max must be at most 65535s while a metric summarises",
+        id="summary-bins",
+    ),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), ENGINE_RULES)
+def test_what_the_engine_refuses_is_a_policy_error(override: dict[str, Any], message: str) -> None:
     """Every problem names the path, the allowed values and the value given."""
-    with pytest.raises(AggregationConfigError, match=message):
-        AggregationConfig(**kwargs)
+    with pytest.raises(PolicyError) as caught:
+        parse_policy({"schema_version": 1, **override})
+    issues = [str(issue) for issue in caught.value.issues]
+    assert any(issue.startswith(message) for issue in issues), issues
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"k_min_subjects": 1}, r"release.k_min_subjects must be an integer >= 2; got 1"),
-        (
-            {"max_cells_per_metric": 0},
-            r"release.max_cells_per_metric must be an integer in \[1, 65535\]; got 0",
-        ),
-        ({"suppression": "hide"}, "release.suppression must be one of"),
-        ({"noise": NoiseConfig(True, "laplace", 1.0)}, "release.noise.mechanism must be one of"),  # type: ignore[arg-type]
-        ({"noise": NoiseConfig(True, "geometric", 0)}, "release.noise.epsilon must be a number in"),
-    ],
-    ids=["k", "m", "suppression", "mechanism", "epsilon"],
-)
-def test_invalid_release_config(kwargs: dict[str, Any], message: str) -> None:
-    """Release settings are validated with precise messages."""
-    with pytest.raises(AggregationConfigError, match=message):
-        ReleaseConfig(**kwargs)
-
-
-def test_all_problems_are_reported_at_once() -> None:
-    """Several problems come back together."""
-    with pytest.raises(AggregationConfigError) as caught:
-        AggregationConfig(windows=(60, 90), allowed_lateness=-1)
-    assert len(caught.value.problems) == 2
+def test_engine_and_section_problems_are_reported_in_one_pass() -> None:
+    """A typo in one section does not hide what the engine refuses in another."""
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(
+            {
+                "schema_version": 1,
+                "geo": {"granularity": "street"},
+                "aggregation": {"windows": ["1m", "90s"]},
+                "release": {"max_cells_per_metric": 0},
+            }
+        )
+    paths = sorted(issue.path for issue in caught.value.issues)
+    assert paths == ["aggregation.windows", "geo.granularity", "release.max_cells_per_metric"]
 
 
 def test_defaults_are_valid() -> None:
-    """The default metric set and windows validate; search terms use the search k."""
-    config = AggregationConfig()
+    """The default policy's specs: windows, eleven metrics; search terms use the search k."""
+    config, release = stats_specs(default_policy())
     assert config.windows == (60, 3600, 86400)
     searches = config.metric("searches")
-    assert ReleaseConfig().k_for(searches) == 20
-    assert len(default_metrics()) == 11
+    assert release.k_for(searches) == 20
+    assert len(config.metrics) == 11
+    assert ReleaseSpec().k_for(searches) == 20
 
 
 def validator(name: str) -> Any:
@@ -136,11 +187,11 @@ def test_released_records_match_aggregate_schema(noise: bool) -> None:
     """Released records of every kind (cells, other, total, summaries) validate."""
     aggregation = small_config()
     for mode in ("other", "suppress_total"):
-        release = ReleaseConfig(
+        release = ReleaseSpec(
             k_min_subjects=2,
             k_search_terms=2,
             suppression=mode,
-            noise=NoiseConfig(noise, "geometric", 1.0),
+            noise=NoiseSpec(noise, "geometric", 1.0),
         )  # type: ignore[arg-type]
         out, _ = release_events(traffic(3, subjects=30), aggregation, release, policy_version="v1")
         check = validator("aggregate.v1.json")
@@ -181,57 +232,41 @@ def test_key_order_is_canonical() -> None:
     assert dims_part({"b": "1", "a": "2"}) == dims_part({"a": "2", "b": "1"}) == "a=2,b=1"
 
 
-def test_policy_sections_map_into_configs() -> None:
-    """Plain policy data (durations as text) maps into the engine's configs."""
-    aggregation = aggregation_from_mapping(
+def test_policy_maps_into_specs() -> None:
+    """A policy's durations become seconds and its metrics the engine's specs."""
+    policy = parse_policy(
         {
-            "windows": ["1m", "1h", "1d"],
-            "allowed_lateness": "90s",
-            "idle_timeout": 30,
-            "metrics": [
-                {
-                    "name": "page_views",
-                    "event_types": ["page_view"],
-                    "dimensions": ["page_url"],
-                    "aggregate": "count",
-                },
-                {
-                    "name": "searches",
-                    "event_types": ["search"],
-                    "dimensions": ["search_terms"],
-                    "aggregate": "count",
-                    "sensitive": True,
-                },
-            ],
+            "schema_version": 1,
+            "aggregation": {
+                "windows": ["1m", "1h", "1d"],
+                "allowed_lateness": "90s",
+                "idle_timeout": "30s",
+                "metrics": [
+                    _metric("page_views", ["page_view"], ["page_url"]),
+                    _metric("searches", ["search"], ["search_terms"], sensitive=True),
+                    _metric(
+                        "time_on_page",
+                        ["page_leave"],
+                        ["page_url"],
+                        aggregate="summary",
+                        value_field="time_on_page_ms",
+                        statistics=["sum", "p99"],
+                    ),
+                ],
+            },
+            "context": {"time_on_page_max": "10m"},
+            "release": {
+                "k_min_subjects": 11,
+                "k_search_terms": 21,
+                "noise": {"enabled": False, "mechanism": "discrete_gaussian", "epsilon": 0.5},
+            },
         }
     )
+    aggregation, release = stats_specs(policy)
     assert aggregation.windows == (60, 3600, 86400)
     assert aggregation.allowed_lateness == 90 and aggregation.idle_timeout == 30
     assert aggregation.metric("searches").sensitive
-    release = release_from_mapping(
-        {
-            "k_min_subjects": 11,
-            "noise": {"enabled": True, "mechanism": "discrete_gaussian", "epsilon": 0.5},
-        }
-    )
+    summary = aggregation.metric("time_on_page")
+    assert summary.statistics == ("sum", "p99") and summary.value_max == 600_000
+    assert aggregation.metric("page_views").statistics == ()
     assert release.k_min_subjects == 11 and release.noise.mechanism == "discrete_gaussian"
-
-
-def test_policy_mapping_reports_every_problem() -> None:
-    """Unknown settings, bad durations and missing metric fields are all reported."""
-    with pytest.raises(AggregationConfigError) as caught:
-        aggregation_from_mapping(
-            {
-                "windows": ["1 minute"],
-                "lateness": 3,
-                "metrics": [{"name": "x", "aggregate": "count"}],
-            }
-        )
-    text = str(caught.value)
-    assert "aggregation.windows[0] must be seconds or a duration" in text
-    assert "aggregation.lateness is not a known setting" in text
-    assert "aggregation.metrics[0].event_types is required" in text
-    with pytest.raises(
-        AggregationConfigError, match=r"release\.noise\.sigma is not a known setting"
-    ):
-        release_from_mapping({"noise": {"sigma": 2}})

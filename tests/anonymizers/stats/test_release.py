@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from anonymizers.exceptions import AggregationError
+from anonymizers.policy import default_policy
 from anonymizers.stats.aggregate import PartitionAggregator
 from anonymizers.stats.config import (
-    AggregationConfig,
-    AggregationConfigError,
+    AggregationSpec,
     MetricSpec,
-    NoiseConfig,
-    ReleaseConfig,
+    NoiseSpec,
+    ReleaseSpec,
 )
 from anonymizers.stats.records import Record
 from anonymizers.stats.release import ReleaseEngine, release_events
@@ -67,7 +68,7 @@ def test_release_without_noise_equals_reference(seed: int, partitions: int, mode
     total is released only when nothing was held back, and equals the whole."""
     events = traffic(seed)
     aggregation = small_config()
-    release = ReleaseConfig(
+    release = ReleaseSpec(
         k_min_subjects=3,
         k_search_terms=4,
         max_contributions_per_cell=2,
@@ -141,7 +142,7 @@ def test_no_combination_of_released_records_reveals_a_suppressed_count(
     aggregation = small_config(
         metrics=(MetricSpec("page_views", ("page_view",), ("page_url",), "count"),)
     )
-    release = ReleaseConfig(
+    release = ReleaseSpec(
         k_min_subjects=k, max_contributions_per_cell=1000, max_cells_per_metric=10, suppression=mode
     )  # type: ignore[arg-type]
     truth = reference_cells(events, aggregation, release)
@@ -185,7 +186,7 @@ def test_one_window_size_reveals_nothing_even_with_every_total(
     aggregation = small_config(
         windows=(60,), metrics=(MetricSpec("page_views", ("page_view",), ("page_url",), "count"),)
     )
-    release = ReleaseConfig(
+    release = ReleaseSpec(
         k_min_subjects=k, max_contributions_per_cell=1000, max_cells_per_metric=10, suppression=mode
     )  # type: ignore[arg-type]
     truth = reference_cells(events, aggregation, release)
@@ -205,7 +206,7 @@ def test_attacker_finds_what_a_naive_release_leaks() -> None:
         windows=(60, 120),
         metrics=(MetricSpec("page_views", ("page_view",), ("page_url",), "count"),),
     )
-    release = ReleaseConfig(k_min_subjects=3, max_contributions_per_cell=100)
+    release = ReleaseSpec(k_min_subjects=3, max_contributions_per_cell=100)
     events = []
     for i in range(4):  # "/" has 4 subjects in minute 0 and in minute 1
         events.append(
@@ -481,7 +482,7 @@ def test_malformed_partials_are_counted() -> None:
 
 def test_unknown_metric_subset_fails_at_construction() -> None:
     """Naming a metric the policy does not define fails at configuration time."""
-    with pytest.raises(AggregationConfigError, match="unknown metric"):
+    with pytest.raises(AggregationError, match="unknown metric"):
         ReleaseEngine(
             small_config(), SMALL_RELEASE, partitions=1, policy_version="t", metrics=["nope"]
         )
@@ -491,7 +492,10 @@ def test_default_policy_end_to_end_smoke() -> None:
     """The default configuration aggregates and releases generated traffic."""
     events = traffic(7, subjects=40)
     out, counters = release_events(
-        events, AggregationConfig(), ReleaseConfig(k_min_subjects=2), policy_version="v1"
+        events,
+        AggregationSpec.from_policy(default_policy()),
+        ReleaseSpec(k_min_subjects=2),
+        policy_version="v1",
     )
     assert counters["events"] == len(events)
     assert {r.value["metric"] for r in out} >= {"page_views", "unique_visitors"}
@@ -504,11 +508,11 @@ def test_restart_with_noise_never_publishes_a_key_twice(seed: int, crash: float)
     keys published across the crash are exactly an uninterrupted run's, each once."""
     events = traffic(seed, seconds=1200)
     aggregation = small_config()
-    release = ReleaseConfig(
+    release = ReleaseSpec(
         k_min_subjects=3,
         max_contributions_per_cell=3,
         max_cells_per_metric=2,
-        noise=NoiseConfig(True, "geometric", 1.0),
+        noise=NoiseSpec(True, "geometric", 1.0),
     )
     records = run_partitions([events], aggregation, release)
     expected_keys = set(by_key(release_records(records, aggregation, release, partitions=1)))

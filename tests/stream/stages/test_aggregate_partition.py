@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from anonymizers.stats.config import AggregationConfig, MetricSpec, ReleaseConfig
+from anonymizers.stats.config import AggregationSpec, MetricSpec, ReleaseSpec
 from stream.stages.aggregate import AggregatePartition, metric_partition
 from stream.stages.anonymize import SOURCE_HEADER, source_header
 
@@ -16,8 +16,8 @@ METRICS = (
     MetricSpec("page_views", ("page_view",), ("page_url",), "count"),
     MetricSpec("visitors", ("page_view",), ("country",), "distinct_subjects"),
 )
-CONFIG = AggregationConfig(windows=(60,), allowed_lateness=0, idle_timeout=60, metrics=METRICS)
-RELEASE = ReleaseConfig(k_min_subjects=2)
+CONFIG = AggregationSpec(windows=(60,), allowed_lateness=0, idle_timeout=60, metrics=METRICS)
+RELEASE = ReleaseSpec(k_min_subjects=2)
 
 
 @dataclass(frozen=True)
