@@ -15,6 +15,7 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from anonymizers import pii
+from anonymizers.outcome import Draft
 from anonymizers.policy import OutputConfig
 
 FREE_TEXT_FIELDS: Final = ("page_url", "link_url", "referrer_host", "search_terms")
@@ -62,7 +63,12 @@ def strip_echoes(value: str, needles: Sequence[str]) -> str | None:
 
 
 class Allowlist:
-    """Builds the output event from candidate fields: only allow-listed, non-None values."""
+    """The chain's last unit: the output event holds only the fields the policy names, in
+    the allowlist's order, never None; whatever a unit wrote beyond them is dropped.
+
+    `build(candidate, identifiers=...)` makes an output event from candidate fields in one
+    step, the echo guard included (for tests and tools); `guard` is the echo guard alone.
+    """
 
     def __init__(self, config: OutputConfig) -> None:
         self.fields: tuple[str, ...] = tuple(config.fields)
@@ -70,7 +76,12 @@ class Allowlist:
         self.free_text: tuple[str, ...] = tuple(f for f in FREE_TEXT_FIELDS if f in self.names)
         """The allow-listed fields the echo guard checks."""
 
-    def __call__(
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        fields = out.fields
+        out.fields = {name: fields[name] for name in self.fields if fields.get(name) is not None}
+        return None
+
+    def build(
         self, candidate: Mapping[str, Any], *, identifiers: Sequence[str] = ()
     ) -> tuple[dict[str, Any], list[str]]:
         """The output event, and the free-text fields the echo guard changed or removed."""
@@ -95,3 +106,45 @@ class Allowlist:
                         else:
                             out[name] = cleaned
         return touched
+
+
+class EchoGuard:
+    """The chain's echo guard unit: none of the event's own identifiers (user id, cookie id,
+    device id, ad id, MAC, IMEI, its IP as sent and canonical) survives in a free-text output
+    field (URLs, referrer host, search terms), plain or percent-encoded.
+
+    The units before it leave the free-text fields' casefolded views in the draft's
+    haystack: an identifier found in none of them proves there is nothing to do, which is
+    nearly every event; only then are the needles built and the fields rewritten.
+    """
+
+    def __init__(self, allowlist: Allowlist) -> None:
+        self._allowlist = allowlist
+
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        haystack = out.haystack
+        if not haystack:
+            return None
+        for needle in out.needles:
+            if needle in haystack:
+                out.echoed = self._allowlist.guard(out.fields, _event_needles(event, out))
+                return None
+        for name in out.present:
+            value = event[name]
+            if (
+                isinstance(value, str)
+                and len(value) >= ECHO_MIN_LENGTH
+                and value.casefold() in haystack
+            ):
+                out.echoed = self._allowlist.guard(out.fields, _event_needles(event, out))
+                return None
+        return None
+
+
+def _event_needles(event: Mapping[str, Any], out: Draft) -> list[str]:
+    """The echo guard's needles: the event's identifiers (`present` is in the order of
+    `IDENTIFIER_FIELDS`, the order the guard replaces them in), then the IP's."""
+    present = out.present
+    found = echo_needles(value for name in present if isinstance(value := event[name], str))
+    found += out.needles
+    return found

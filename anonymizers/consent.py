@@ -22,12 +22,13 @@ import hashlib
 import secrets
 from collections.abc import Collection, Mapping
 from functools import partial
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from anonymizers import reasons
 from anonymizers.exceptions import ConsentRecordError
 from anonymizers.fields import SUBJECT_FIELDS
 from anonymizers.memo import Memo
+from anonymizers.outcome import Draft
 from anonymizers.policy import ConsentConfig
 
 PURPOSES: Final = ("analytics", "advertising", "personalization")
@@ -164,7 +165,7 @@ class ConsentState:
 
 
 class ConsentGate:
-    """Decides, per event, whether consent and rights let it through.
+    """The chain's first unit: decides, per event, whether consent and rights let it through.
 
     Drop reasons, in this order: `under_16` (the event says so), `child`, `erased` or
     `opted_out` (a record for ANY identifier on the event: user_id, cookie_id, device_id,
@@ -198,7 +199,13 @@ class ConsentGate:
         """The consent state consulted."""
         return self._state
 
-    def __call__(self, event: Mapping[str, object]) -> str | None:
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        """The chain's consent unit: the drop reason of `event`, whose identifier fields are
+        the draft's `present`."""
+        return self.check(event, out.present)
+
+    def decide(self, event: Mapping[str, object]) -> str | None:
+        """The drop reason for any event mapping (None: it may pass)."""
         fields = event if type(event) is dict else dict(event)
         return self.check(fields, _SUBJECT_NAMES.intersection(fields))
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from typing import Final, NamedTuple
+from collections.abc import Collection, Mapping
+from typing import Any, Final, NamedTuple
 
 from anonymizers.memo import Memo
+from anonymizers.outcome import Draft
 from anonymizers.policy import ContextConfig
 
 OTHER: Final = "Other"
@@ -214,17 +215,89 @@ class ContextOutcome(NamedTuple):
     time_on_page_ms: int | None
 
 
-class ContextAnonymizer:
-    """Reduces the context of an event per `ContextConfig`; the user agent is used, not kept.
+DEVICE_FIELDS: Final = ("browser", "browser_major", "os", "os_major", "hardware")
+"""The output fields a device gives, in output order."""
+CONTEXT_FIELDS: Final = (*DEVICE_FIELDS, "language", "time_on_page_ms")
+_DeviceKey = tuple[object, object, object, object]
+"""(user_agent, browser, os, hardware) as the event has them."""
 
-    User-agent and language parses are cached (bounded, process memory only).
+
+class ContextAnonymizer:
+    """The chain's context unit: the context of an event reduced per `ContextConfig`; the
+    user agent is used, never kept.
+
+    As a unit it writes the allow-listed fields among `fields`: the device (browser and OS
+    families and majors, hardware class; an app SDK's explicit `browser`, `os` and
+    `hardware` win over the user agent), the primary language and the clamped time on page.
+    Devices are memoised per (user agent, SDK fields) and languages per value (bounded,
+    process memory only). `outcome(event)` gives all seven as a value.
     """
 
-    def __init__(self, config: ContextConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        config: ContextConfig,
+        *,
+        fields: Collection[str] = CONTEXT_FIELDS,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
         self._keep_region = config.language_region
         self._max_ms = config.time_on_page_max_ms
+        self._device_fields = tuple(name for name in DEVICE_FIELDS if name in fields)
+        self._want_language = "language" in fields
+        self._want_time = "time_on_page_ms" in fields
         self._devices: Memo[str, Device] = Memo(parse_user_agent, max_size=cache_size)
         self._languages: Memo[str, str | None] = Memo(self._primary_language, max_size=cache_size)
+        # The unit's memos hold the output fields themselves (a dict `update` per event).
+        self.device_memo: Memo[_DeviceKey, dict[str, Any]] = Memo(
+            self._device_entry, max_size=cache_size
+        )
+        self.language_memo: Memo[str, dict[str, Any]] = Memo(
+            self._language_entry, max_size=cache_size
+        )
+        self._device_table = self.device_memo.plain_table
+        self._language_table = self.language_memo.plain_table
+
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        fields = out.fields
+        if self._device_fields:
+            key = (
+                event.get("user_agent"),
+                event.get("browser"),
+                event.get("os"),
+                event.get("hardware"),
+            )
+            device = self._device_table.get(key) if _plain(key) else self._device_entry(key)
+            if device is None:
+                device = self.device_memo.miss(key)
+            fields.update(device)
+        if self._want_language:
+            language = event.get("browser_language")
+            if isinstance(language, str):
+                primary = self._language_table.get(language)
+                if primary is None:
+                    primary = self.language_memo.miss(language)
+                fields.update(primary)
+        if self._want_time:
+            time_on_page = event.get("time_on_page_ms")
+            if time_on_page is not None:
+                clamped = clamp_time_on_page(time_on_page, maximum_ms=self._max_ms)
+                if clamped is not None:
+                    fields["time_on_page_ms"] = clamped
+        return None
+
+    def _device_entry(self, key: _DeviceKey) -> dict[str, Any]:
+        user_agent, browser, os_family, hardware = key
+        found = self._device_of(user_agent, browser, os_family, hardware)
+        pairs = zip(DEVICE_FIELDS, found, strict=True)
+        return {
+            name: value
+            for name, value in pairs
+            if value is not None and name in self._device_fields
+        }
+
+    def _language_entry(self, raw_language: str) -> dict[str, Any]:
+        primary = self.language(raw_language)
+        return {} if primary is None else {"language": primary}
 
     def device(self, user_agent: object) -> Device:
         """The parsed user agent (cached); unknown for a missing or non-string one."""
@@ -247,32 +320,41 @@ class ContextAnonymizer:
     def _primary_language(self, raw_language: str) -> str | None:
         return primary_language(raw_language, keep_region=self._keep_region)
 
-    def __call__(self, event: Mapping[str, object]) -> ContextOutcome:
-        user_agent = event.get("user_agent")
-        browser: str | None = None
+    def _device_of(
+        self, user_agent: object, browser: object, os_family: object, hardware: object
+    ) -> tuple[str | None, int | None, str | None, int | None, str | None]:
+        """(browser, browser_major, os, os_major, hardware): the user agent's, each part an
+        SDK field names overridden by it."""
+        out_browser: str | None = None
         browser_major: int | None = None
-        os_family: str | None = None
+        out_os: str | None = None
         os_major: int | None = None
-        hardware: str | None = None
+        out_hardware: str | None = None
         if isinstance(user_agent, str) and user_agent:
             device = self.device(user_agent)
-            browser, browser_major = device.browser, device.browser_major
-            os_family, os_major, hardware = device.os, device.os_major, device.hardware
-        explicit = event.get("browser")
-        if isinstance(explicit, str) and explicit:
-            browser, browser_major = _named(explicit, _BROWSER_NAMES) or (OTHER, None)
-        explicit = event.get("os")
-        if isinstance(explicit, str) and explicit:
-            os_family, os_major = _named(explicit, _OS_NAMES) or (OTHER, None)
-        explicit = event.get("hardware")
-        if isinstance(explicit, str) and explicit:
-            hardware = hardware_class(explicit)
+            out_browser, browser_major = device.browser, device.browser_major
+            out_os, os_major, out_hardware = device.os, device.os_major, device.hardware
+        if isinstance(browser, str) and browser:
+            out_browser, browser_major = _named(browser, _BROWSER_NAMES) or (OTHER, None)
+        if isinstance(os_family, str) and os_family:
+            out_os, os_major = _named(os_family, _OS_NAMES) or (OTHER, None)
+        if isinstance(hardware, str) and hardware:
+            out_hardware = hardware_class(hardware)
+        return out_browser, browser_major, out_os, os_major, out_hardware
+
+    def outcome(self, event: Mapping[str, object]) -> ContextOutcome:
+        """All seven context fields of `event` (None where nothing is derived)."""
+        device = self._device_of(
+            event.get("user_agent"), event.get("browser"), event.get("os"), event.get("hardware")
+        )
         return ContextOutcome(
-            browser,
-            browser_major,
-            os_family,
-            os_major,
-            hardware,
+            *device,
             self.language(event.get("browser_language")),
             self.time_on_page(event.get("time_on_page_ms")),
         )
+
+
+def _plain(key: _DeviceKey) -> bool:
+    """True when every part is a str or None: the key can be memoised (hashable, and
+    compared by value)."""
+    return all(part is None or type(part) is str for part in key)

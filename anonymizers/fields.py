@@ -1,13 +1,19 @@
-"""The catalogue of fields an anonymized event may carry (its wire schema's source).
+"""The one catalogue of fields: what a raw event may hold, what an anonymized event may carry.
 
-The policy's `output.fields` allowlist may name only these; metric dimensions only the
-`DIMENSION_FIELDS`. Raw inputs (ip, user_agent, mac...) are not output fields at all: naming
-one is a policy error, so no setting can pass a raw value through.
+Raw fields are those of the raw event's wire schema (`schemas/raw-event.v1.json`); anything
+else on an event is unknown and dropped. Output fields are the `OutputField` literal (the
+pseudonymized event's schema is generated from `OUTPUT_FIELD_SCHEMAS` here). The policy's
+`output.fields` allowlist may name only output fields, metric dimensions only the
+`DimensionField`s. Raw inputs (ip, user_agent...) are not output fields at all: naming one is
+a policy error, so no setting can pass a raw value through. Every tuple below is derived from
+its literal type, so each list is written once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
+
+import schemas
 
 OutputField = Literal[
     "event_type",
@@ -62,16 +68,15 @@ IdentifierField = Literal["user_id", "cookie_id", "device_id", "ad_id", "mac", "
 SubjectField = Literal["user_id", "cookie_id", "device_id", "ad_id"]
 EventType = Literal["page_view", "page_leave", "search", "link_click"]
 
-IDENTIFIER_FIELDS: Final[tuple[str, ...]] = (
-    "user_id",
-    "cookie_id",
-    "device_id",
-    "ad_id",
-    "mac",
-    "imei",
-)
-SUBJECT_FIELDS: Final[tuple[str, ...]] = ("user_id", "cookie_id", "device_id", "ad_id")
-EVENT_TYPES: Final[tuple[str, ...]] = ("page_view", "page_leave", "search", "link_click")
+IDENTIFIER_FIELDS: Final[tuple[str, ...]] = get_args(IdentifierField)
+"""Identifiers, in the order the echo guard replaces them."""
+SUBJECT_FIELDS: Final[tuple[str, ...]] = get_args(SubjectField)
+EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
+OUTPUT_FIELDS: Final[tuple[str, ...]] = get_args(OutputField)
+DIMENSION_FIELDS: Final[tuple[str, ...]] = get_args(DimensionField)
+VALUE_FIELDS: Final[tuple[str, ...]] = get_args(ValueField)
+RAW_FIELDS: Final[frozenset[str]] = frozenset(schemas.load(schemas.RAW_EVENT_V1)["properties"])
+"""Fields of raw event v1 (its schema's properties); any other field is unknown and dropped."""
 REQUIRED_OUTPUT_FIELDS: Final[tuple[str, ...]] = ("event_type", "occurred_at", "epoch", "subject")
 """Always in the output: the stream keys by `subject`, windows by `occurred_at`."""
 

@@ -4,9 +4,9 @@
 surrounding whitespace; anything else (a port, leading zeros, a zone id, brackets, a
 prefix, garbage, a non-string) gives None, so the event gets no geolocation and no IP.
 
-`GeoLookup` opens any MaxMind-format City or Country database by path and caches results by
-network (see its docstring). `IpAnonymizer` turns a parsed address into the fields the policy
-allows (country, region, city, ip_prefix); the address itself never reaches the output.
+`IpAnonymizer`, the chain's IP unit, turns a parsed address into the fields the policy
+allows (country, region, city from `anonymizers.geo.GeoLookup`; ip_prefix); the address
+itself never reaches the output.
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ import ipaddress
 from collections.abc import Callable, Collection
 from typing import Any, Final, NamedTuple
 
-import maxminddb
-
-from anonymizers.exceptions import GeoDatabaseError
-from anonymizers.geo import records as georecords
-from anonymizers.geo.index import Ipv4Index
-from anonymizers.geo.records import PlaceDecoder, UnsupportedRecord
-from anonymizers.memo import bounded_put
+from anonymizers.allowlist import echo_needles
+from anonymizers.geo import GeoLookup, Place
+from anonymizers.memo import Memo, bounded_put
 from anonymizers.native import EXTENSION, native_enabled
+from anonymizers.outcome import Draft
 from anonymizers.policy import GeoConfig
 
 MAX_IPV4_PREFIX: Final = 24
@@ -30,26 +27,18 @@ MAX_IPV4_PREFIX: Final = 24
 MAX_IPV6_PREFIX: Final = 48
 """Longest IPv6 prefix ever kept (bits)."""
 DEFAULT_CACHE_SIZE: Final = 131_072
-"""Entries of the geolocation cache (networks plus single addresses)."""
+"""Entries of the IP unit's caches (places and prefixes)."""
 UNKNOWN_PLACE: Final = "unknown"
 """Region (and city, at city granularity) of an address whose country the database knows but
 not that finer place. Explicit, so that a metric by (country, region) counts these people in
 their country instead of skipping them (a fifth of real traffic, and every event with a
 country-only database); no ISO 3166-2 code or English subdivision name reads "unknown"."""
-CACHE_LEVELS: Final[dict[int, tuple[int, ...]]] = {
-    4: tuple(range(MAX_IPV4_PREFIX, 7, -1)),
-    6: tuple(range(MAX_IPV6_PREFIX, 15, -4)),
-}
-"""Prefix lengths the geolocation cache keys networks by, finest first, per IP version."""
-
 _IPV4_CHARS: Final = frozenset("0123456789.")
 _NOT_IPV4_CHARS: Final = -1
 """`ipv4_value`'s answer for a text with a character other than a digit or a dot."""
 # NamedTuple construction without its Python-level __new__ (on every new address).
 _new_tuple: Final = tuple.__new__
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
-DATA_SEPARATOR_BYTES: Final = 16
-"""Zero bytes between a MaxMind DB's search tree and its data section."""
 
 
 class ParsedIp(NamedTuple):
@@ -60,17 +49,6 @@ class ParsedIp(NamedTuple):
     text: str
 
 
-class GeoResult(NamedTuple):
-    """What a database says about an address; each part None when unknown."""
-
-    country: str | None
-    region: str | None
-    city: str | None
-
-
-_UNKNOWN: Final = GeoResult(None, None, None)
-_Place = tuple[str | None, ...]
-_UNKNOWN_PLACE: Final[_Place] = (None, None, None)
 OUTPUT_FIELDS: Final = ("country", "region", "city", "ip_prefix")
 """The IP unit's output fields, in output order."""
 _Fields = tuple[tuple[str, str], ...]
@@ -146,179 +124,6 @@ def truncate(ip: ParsedIp, *, ipv4_prefix: int, ipv6_prefix: int) -> str:
     return str(factory((network, prefix)))
 
 
-def _record_to_result(record: Any) -> GeoResult:
-    if not isinstance(record, dict):
-        return _UNKNOWN
-    country = record.get("country")
-    country_code = country.get("iso_code") if isinstance(country, dict) else None
-    region: str | None = None
-    subdivisions = record.get("subdivisions")
-    if isinstance(subdivisions, list) and subdivisions and isinstance(subdivisions[0], dict):
-        first = subdivisions[0]
-        code = first.get("iso_code")
-        names = first.get("names")
-        # DB-IP lite has names but no subdivision codes: fall back to the English name.
-        region = code if isinstance(code, str) else _english(names)
-    city = record.get("city")
-    city_name = _english(city.get("names")) if isinstance(city, dict) else None
-    country_text = country_code if isinstance(country_code, str) else None
-    return _new_tuple(GeoResult, (country_text, region, city_name))
-
-
-def _english(names: object) -> str | None:
-    if isinstance(names, dict):
-        name = names.get("en")
-        if isinstance(name, str):
-            return name
-    return None
-
-
-class GeoLookup:
-    """Geolocation from a MaxMind-format database (GeoLite2/GeoIP2, DB-IP lite; City or Country).
-
-    Opening is the only I/O of `anonymizers`. Every answer is exact, never approximated:
-
-    - IPv4 (with `index`, the default): `anonymizers.geo.index.Ipv4Index` gives the address's
-      record pointer in the database, and each record is decoded once and cached by pointer:
-      by `anonymizers.geo.records.PlaceDecoder` (only the three strings needed) when
-      `decode_records` is true, by default in the compiled build; else by the reader.
-    - IPv6, or IPv4 without the index: results are cached by network. The database's own
-      network for an address (from `get_with_prefix_len`) is a block every address of which
-      has the same record, so the answer is cached under the widest of the levels
-      `CACHE_LEVELS` that lies inside that block; addresses in database networks finer than
-      /24 (/48) are cached one by one.
-
-    Caches are bounded by `cache_size` entries each (oldest evicted first); 0 disables them.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        *,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-        index: bool = True,
-        decode_records: bool | None = None,
-    ) -> None:
-        try:
-            self._reader = maxminddb.open_database(path)
-        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
-            raise GeoDatabaseError(f"cannot open geolocation database {path!r}: {exc}") from exc
-        metadata = self._reader.metadata()
-        self.database_type: str = str(metadata.database_type)
-        self.build_epoch: int = int(metadata.build_epoch)
-        self._ipv4_only = metadata.ip_version == 4
-        node_count, record_size = int(metadata.node_count), int(metadata.record_size)
-        self._index = (
-            Ipv4Index.build(
-                path,
-                node_count=node_count,
-                record_size=record_size,
-                ip_version=int(metadata.ip_version),
-            )
-            if index
-            else None
-        )
-        # With the index in the compiled build (`decode_records` None), records are read by
-        # `PlaceDecoder` from the data section, held in memory (~31 MB for GeoLite2 City);
-        # the reader decodes what it cannot read.
-        self._decoder: PlaceDecoder | None = None
-        self._data_base = node_count + DATA_SEPARATOR_BYTES
-        if index and (georecords.COMPILED if decode_records is None else decode_records):
-            self._decoder = PlaceDecoder(
-                _data_section(path, node_count * record_size // 4 + DATA_SEPARATOR_BYTES)
-            )
-        # Results are cached as plain tuples, which the garbage collector stops tracking
-        # (a NamedTuple it tracks for ever): record pointer -> result (IPv4 with the index);
-        self._records: dict[int, _Place] = {}
-        # (version, prefix length, address >> host bits) -> result; prefix 32 or 128 for
-        # addresses cached one by one.
-        self._cache: dict[tuple[int, int, int], _Place] = {}
-        self._cache_size = cache_size
-        self.lookups = 0
-        """Records read from the database (cache misses)."""
-
-    def __repr__(self) -> str:
-        return f"GeoLookup(database_type={self.database_type!r})"
-
-    def __call__(self, ip: ParsedIp) -> GeoResult:
-        """Country, region and city of `ip`; `GeoResult(None, None, None)` when unknown."""
-        return _new_tuple(GeoResult, self.place(ip))
-
-    def place(self, ip: ParsedIp) -> _Place:
-        """(country, region, city) of `ip` as the cached plain tuple (`__call__` names them).
-
-        The same tuple object is returned for every address of a cached record or network.
-        """
-        version, value = ip.version, ip.value
-        if version == 4 and self._index is not None:
-            pointer = self._index(value)
-            if pointer is None:
-                return _UNKNOWN_PLACE
-            place = self._records.get(pointer)
-            if place is None:
-                place = self._record_place(pointer, ip)
-                if self._cache_size:
-                    bounded_put(self._records, pointer, place, max_size=self._cache_size)
-            return place
-        bits = 32 if version == 4 else 128
-        cache = self._cache
-        for level in CACHE_LEVELS[version]:
-            cached = cache.get((version, level, value >> (bits - level)))
-            if cached is not None:
-                return cached
-        cached = cache.get((version, bits, value))
-        if cached is not None:
-            return cached
-        result, prefix_len = self._lookup(ip)
-        place = tuple(result)
-        if self._cache_size:
-            # The widest level inside the database's network; the address alone if none is.
-            level = next((lv for lv in reversed(CACHE_LEVELS[version]) if lv >= prefix_len), bits)
-            key = (version, level, value >> (bits - level))
-            bounded_put(cache, key, place, max_size=self._cache_size)
-        return place
-
-    def cache_stats(self) -> tuple[int, int, int]:
-        """(entries cached, bound per cache, records read from the database)."""
-        return len(self._records) + len(self._cache), self._cache_size, self.lookups
-
-    def _record_place(self, pointer: int, ip: ParsedIp) -> _Place:
-        """The place of the record `pointer` (a search-tree record value) that `ip` maps to."""
-        if self._decoder is not None:
-            try:
-                place = self._decoder.place(pointer - self._data_base)
-            except UnsupportedRecord:
-                pass
-            else:
-                self.lookups += 1
-                return place
-        return tuple(self._lookup(ip)[0])
-
-    def _lookup(self, ip: ParsedIp) -> tuple[GeoResult, int]:
-        if ip.version == 6 and self._ipv4_only:
-            return _UNKNOWN, 0
-        self.lookups += 1
-        try:
-            record, prefix_len = self._reader.get_with_prefix_len(ip.text)
-        except ValueError:
-            return _UNKNOWN, 128
-        return _record_to_result(record), prefix_len
-
-    def close(self) -> None:
-        """Close the database."""
-        self._reader.close()
-
-
-def _data_section(path: str, start: int) -> bytes:
-    """The bytes of the database file from `start` (its data section) to the end."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(start)
-            return file.read()
-    except OSError as exc:
-        raise GeoDatabaseError(f"cannot read geolocation database {path!r}: {exc}") from exc
-
-
 class IpOutcome(NamedTuple):
     """The IP unit's output fields; None where the policy or the data gives nothing."""
 
@@ -331,16 +136,26 @@ class IpOutcome(NamedTuple):
 _NOTHING: Final = IpOutcome(None, None, None, None)
 
 
+# What the IP unit memoises per raw IP text (a pure function of it and the policy; a tuple of
+# strings, numbers and tuples, which the garbage collector stops tracking): (canonical text
+# or None if malformed, output (name, value) pairs, echo needles, located).
+_IpEntry = tuple[str | None, _Fields, tuple[str, ...], bool]
+IP_MEMO_SIZE: Final = 65_536
+"""Raw IP texts the unit remembers (entries)."""
+
+
 class IpAnonymizer:
-    """Geolocation at the policy's granularity, then the IP is dropped or truncated.
+    """The chain's IP unit: geolocation at the policy's granularity, then the IP is dropped or
+    truncated.
 
-    Configured once from `GeoConfig`; called with the address `parse_ip` returned (None for
-    a missing or malformed one, which yields no geolocation and no prefix). When the country
-    is known, the finer levels the granularity asks for are never absent: `UNKNOWN_PLACE`
-    stands for what the database does not know. With no country, there is no geolocation.
-
-    `output_fields` gives the same as (name, value) pairs, limited to the names in `fields`
-    (the allowlist's); the geolocation part is memoised per database place.
+    Configured once from `GeoConfig`. As a unit it parses the event's `ip` (writing its
+    canonical text, its spellings for the echo guard and whether it was located into the
+    draft, for the subject's visitor id and the echo guard) and writes the allow-listed
+    fields among `fields`; it never drops an event. Its answer per raw IP text is memoised.
+    `outcome(ip)` gives the four fields of an address `parse_ip` returned (None for a missing
+    or malformed one, which yields no geolocation and no prefix). When the country is known,
+    the finer levels the granularity asks for are never absent: `UNKNOWN_PLACE` stands for
+    what the database does not know. With no country, there is no geolocation.
     """
 
     def __init__(
@@ -349,6 +164,7 @@ class IpAnonymizer:
         geo: GeoLookup | None,
         *,
         fields: Collection[str] = OUTPUT_FIELDS,
+        memo_size: int = IP_MEMO_SIZE,
     ) -> None:
         self._geo = geo if config.granularity != "none" else None
         self._granularity = config.granularity
@@ -359,9 +175,36 @@ class IpAnonymizer:
         self._wanted = frozenset(fields)
         self._want_prefix = self._keep_prefix and "ip_prefix" in self._wanted
         # Database place (cached tuple from GeoLookup.place) -> (output pairs, located).
-        self._place_fields: dict[_Place, tuple[_Fields, bool]] = {}
+        self._place_fields: dict[Place, tuple[_Fields, bool]] = {}
+        self._geo_wanted = bool(self._wanted & {"country", "region", "city", "ip_prefix"})
+        self._ipv4_value = ipv4_reader()
+        self.memo: Memo[str, _IpEntry] = Memo(self._entry, max_size=memo_size, values="object")
+        self._table = self.memo.table
 
-    def __call__(self, ip: ParsedIp | None) -> IpOutcome:
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        raw_ip = event.get("ip")
+        if isinstance(raw_ip, str):
+            entry = self._table.get(raw_ip)
+            if entry is None:
+                entry = self.memo.miss(raw_ip)
+            out.ip_text, pairs, out.needles, out.located = entry
+            fields = out.fields
+            for name, value in pairs:
+                fields[name] = value
+        return None
+
+    def _entry(self, raw_ip: str) -> _IpEntry:
+        ip = parse_ip(raw_ip, self._ipv4_value)
+        # The echo guard looks for the address as sent and in canonical form.
+        sent = raw_ip.strip()
+        if ip is None:
+            return None, (), tuple(echo_needles((sent,))), False
+        pairs, located = self.output_fields(ip) if self._geo_wanted else ((), False)
+        texts = (sent,) if ip.text == sent else (sent, ip.text)
+        return ip.text, pairs, tuple(echo_needles(texts)), located
+
+    def outcome(self, ip: ParsedIp | None) -> IpOutcome:
+        """The four output fields of a parsed address (None where nothing is derived)."""
         if ip is None:
             return _NOTHING
         country = region = city = None
@@ -386,14 +229,14 @@ class IpAnonymizer:
             fields = (*fields, ("ip_prefix", self._prefix(ip)))
         return fields, located
 
-    def _place_entry(self, place: _Place) -> tuple[_Fields, bool]:
+    def _place_entry(self, place: Place) -> tuple[_Fields, bool]:
         country, region, city = self._finer(place)
         found = (("country", country), ("region", region), ("city", city))
         wanted = self._wanted
         fields = tuple((n, v) for n, v in found if v is not None and n in wanted)
         return fields, country is not None
 
-    def _finer(self, place: _Place) -> tuple[str | None, str | None, str | None]:
+    def _finer(self, place: Place) -> tuple[str | None, str | None, str | None]:
         """(country, region, city) at the policy's granularity, `UNKNOWN_PLACE` filled in."""
         country, found_region, found_city = place
         region = city = None

@@ -19,10 +19,12 @@ import hmac
 import secrets
 import threading
 from collections.abc import Mapping
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
+from anonymizers import reasons
 from anonymizers.exceptions import KeyMaterialError
 from anonymizers.memo import Memo, bounded_put
+from anonymizers.outcome import Draft
 
 __all__ = [
     "DEFAULT_MEMO_SIZE",
@@ -31,6 +33,7 @@ __all__ = [
     "EpochKey",
     "GeneratedKeyProvider",
     "KeyProvider",
+    "KeyUnit",
     "StaticKeyProvider",
     "epoch_of",
     "hmac_sha256",
@@ -247,3 +250,40 @@ class GeneratedKeyProvider:
             self._forgotten_before = max(epoch, self._forgotten_before or epoch)
             for old in [e for e in self._keys if e < epoch]:
                 self._keys.pop(old).destroy()
+
+
+class KeyUnit:
+    """The chain's key unit: the key of the draft's epoch from `provider`, or `no_key` (no
+    keyed value can be computed, so nothing is emitted; never an unkeyed fallback).
+
+    A key is asked of the provider once per epoch and batch (`begin_batch` starts a batch: a
+    batch is one synchronous call, so no key is destroyed during it); the events of a batch
+    that share the last event's epoch take its key without a look-up.
+    """
+
+    def __init__(self, provider: KeyProvider) -> None:
+        self.provider = provider
+        self._keys: dict[int, EpochKey | None] = {}
+        self._last_epoch = -1
+        self._last_key: EpochKey | None = None
+
+    def begin_batch(self) -> None:
+        """Forget the keys asked for so far (the provider may have rotated since)."""
+        self._keys = {}
+        self._last_key = None
+
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        epoch = out.epoch
+        key = self._last_key
+        if key is None or epoch != self._last_epoch:
+            keys = self._keys
+            if epoch in keys:
+                key = keys[epoch]
+            else:
+                key = keys[epoch] = self.provider.key_for_epoch(epoch)
+            self._last_epoch = epoch
+            self._last_key = key
+        if key is None:
+            return reasons.NO_KEY
+        out.key = key
+        return None

@@ -14,12 +14,14 @@ computed before the IP is dropped. No identifier and no usable IP means no subje
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
+from anonymizers import reasons
 from anonymizers.fields import IDENTIFIER_FIELDS, SUBJECT_FIELDS
 from anonymizers.ip import ParsedIp
 from anonymizers.keys import EpochKey
 from anonymizers.memo import Memo
+from anonymizers.outcome import Draft
 from anonymizers.policy import IdentifiersConfig
 
 ID_DOMAIN: Final = "anonstream/id/v1"
@@ -55,7 +57,9 @@ class Subject(NamedTuple):
 
 
 class Pseudonymizer:
-    """Subject choice and identifier pseudonyms per `IdentifiersConfig`.
+    """The chain's subject unit: subject choice and identifier pseudonyms per
+    `IdentifiersConfig`, under the draft's epoch key; an event without a subject is dropped
+    (`no_subject`).
 
     `kept` names the identifier fields the output may carry (action pseudonymize and named
     by the allowlist); every other identifier is dropped: it only ever feeds the subject.
@@ -74,6 +78,20 @@ class Pseudonymizer:
         self._bound: EpochKey | None = None
         self._order_memos: tuple[tuple[str, Memo[str, str]], ...] = ()
         self._visitor_memo: Memo[str, str] | None = None
+
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        key = out.key
+        subject, source = self.find_subject(
+            event, out.present, key, ip_text=out.ip_text, day=out.day
+        )
+        if not subject:
+            return reasons.NO_SUBJECT
+        out.subject = subject
+        out.source = source
+        out.fields["subject"] = subject
+        if self._kept:
+            out.fields.update(self.identifiers(event, key))
+        return None
 
     @property
     def keeps_identifiers(self) -> bool:

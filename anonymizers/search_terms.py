@@ -9,9 +9,12 @@ one term and turns full-width digits into the ASCII ones the detectors see. Dete
 from __future__ import annotations
 
 import unicodedata
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from anonymizers import pii
+from anonymizers.allowlist import echo_haystack
+from anonymizers.memo import Memo
+from anonymizers.outcome import Draft
 from anonymizers.policy import SearchTermsConfig
 
 
@@ -30,17 +33,47 @@ class SearchOutcome(NamedTuple):
 _NONE: Final = SearchOutcome(None, None)
 
 
-class SearchTermScrubber:
-    """Normalises and scrubs search terms per `SearchTermsConfig` (`on_pii`, `max_length`).
+# What the unit memoises per raw search terms: (output terms, action for reports, echo
+# haystack).
+_SearchEntry = tuple[str | None, str | None, str]
+DEFAULT_CACHE_SIZE: Final = 65_536
 
-    Actions reported: `redacted`, `dropped_pii`, `dropped_too_long`, or None when clean.
+
+class SearchTermScrubber:
+    """The chain's search-terms unit: normalises and scrubs search terms per
+    `SearchTermsConfig` (`on_pii`, `max_length`).
+
+    As a unit it writes `search_terms` (when the output keeps them), the action for preview
+    reports and the echo haystack; results are memoised by raw terms. `scrub(raw)` is the
+    same as a value. Actions reported: `redacted`, `dropped_pii`, `dropped_too_long`, or
+    None when clean.
     """
 
-    def __init__(self, config: SearchTermsConfig) -> None:
+    def __init__(self, config: SearchTermsConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self._drop = config.on_pii == "drop"
         self._max_length = config.max_length
+        self.memo: Memo[str, _SearchEntry] = Memo(self._entry, max_size=cache_size)
+        self._table = self.memo.plain_table
 
-    def __call__(self, raw: object) -> SearchOutcome:
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        terms = event.get("search_terms")
+        if isinstance(terms, str):
+            entry = self._table.get(terms)
+            if entry is None:
+                entry = self.memo.miss(terms)
+            clean, out.search_action, haystack = entry
+            if clean is not None:
+                out.fields["search_terms"] = clean
+                out.haystack = f"{out.haystack}\x00{haystack}"
+        return None
+
+    def _entry(self, terms: str) -> _SearchEntry:
+        outcome = self.scrub(terms)
+        haystack = "" if outcome.terms is None else echo_haystack(outcome.terms)
+        return outcome.terms, outcome.action, haystack
+
+    def scrub(self, raw: object) -> SearchOutcome:
+        """The output terms of `raw` and what was done (not memoised)."""
         if not isinstance(raw, str):
             return _NONE
         terms = normalise(raw)

@@ -11,12 +11,15 @@ Referrers keep only their host, marked internal when it is one of the site's own
 from __future__ import annotations
 
 import re
-from typing import Final, NamedTuple
+from collections.abc import Collection
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from anonymizers import pii
+from anonymizers.allowlist import echo_haystack
 from anonymizers.ip import parse_ip
 from anonymizers.memo import Memo
+from anonymizers.outcome import Draft
 from anonymizers.policy import UrlsConfig
 
 SCHEMES: Final = frozenset({"http", "https"})
@@ -105,20 +108,75 @@ def _split(url: object) -> tuple[str, str, str, str] | None:
     return scheme, host, parts.path, parts.query
 
 
-class UrlScrubber:
-    """Scrubs page and link URLs per `UrlsConfig`; None when nothing safe is left.
+# What the URL unit memoises per raw URL: (scrubbed URL, its host, echo haystack).
+_UrlEntry = tuple[str | None, str | None, str]
+# What the referrer unit memoises per raw referrer: (host, named by urls.internal_hosts, echo
+# haystack).
+_ReferrerEntry = tuple[str | None, bool, str]
+_NO_URL: Final[_UrlEntry] = (None, None, "")
+_NO_REFERRER_ENTRY: Final[_ReferrerEntry] = (None, False, "")
 
-    Results are cached by input URL (bounded, `cache_size` entries, process memory only).
+
+class UrlScrubber:
+    """The chain's URL unit: page and link URLs scrubbed per `UrlsConfig`, None (no output
+    field) when nothing safe is left.
+
+    As a unit it writes the allow-listed `page_url` and `link_url` among `fields`, the page's
+    host into the draft (for the referrer unit), and their echo haystacks. Results are
+    memoised by raw URL (bounded, `cache_size` entries, process memory only); `scrub(url)` is
+    the scrubbed URL alone.
     """
 
-    def __init__(self, config: UrlsConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        config: UrlsConfig,
+        *,
+        fields: Collection[str] = ("page_url", "link_url"),
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
         self._allowed = frozenset(config.query_allowlist)
-        self._cache: Memo[str, str | None] = Memo(self._scrub, max_size=cache_size)
+        self._want_page = "page_url" in fields
+        self._want_link = "link_url" in fields
+        # The page's host decides whether a referrer is internal.
+        self._want_page_host = self._want_page or "referrer_internal" in fields
+        self.memo: Memo[str, _UrlEntry] = Memo(self._entry, max_size=cache_size)
+        self._table = self.memo.plain_table
 
-    def __call__(self, url: object) -> str | None:
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        table = self._table
+        if self._want_page_host:
+            page = event.get("page_url")
+            if isinstance(page, str):
+                entry = table.get(page)
+                if entry is None:
+                    entry = self.memo.miss(page)
+                page_url, out.page_host, haystack = entry
+                if page_url is not None and self._want_page:
+                    out.fields["page_url"] = page_url
+                    out.haystack = f"{out.haystack}\x00{haystack}"
+        if self._want_link:
+            link = event.get("link_url")
+            if isinstance(link, str):
+                entry = table.get(link)
+                if entry is None:
+                    entry = self.memo.miss(link)
+                link_url, _, haystack = entry
+                if link_url is not None:
+                    out.fields["link_url"] = link_url
+                    out.haystack = f"{out.haystack}\x00{haystack}"
+        return None
+
+    def scrub(self, url: object) -> str | None:
+        """The scrubbed URL; None when nothing safe is left (memoised)."""
         if not isinstance(url, str):
             return None
-        return self._cache[url]
+        return self.memo[url][0]
+
+    def _entry(self, url: str) -> _UrlEntry:
+        scrubbed = self._scrub(url)
+        if scrubbed is None:
+            return _NO_URL
+        return scrubbed, host_of_scrubbed(scrubbed), echo_haystack(scrubbed)
 
     def _scrub(self, url: str) -> str | None:
         split = _split(url)
@@ -154,31 +212,67 @@ _NO_REFERRER: Final = ReferrerOutcome(None, None)
 
 
 class ReferrerScrubber:
-    """A referrer URL becomes its host; internal when it is the page's host or configured.
+    """The chain's referrer unit: a referrer URL becomes its host; internal when it is the
+    page's host (the URL unit puts it in the draft) or configured.
 
     `urls.internal_hosts` entries match exactly, or as a suffix when they start with a dot.
+    As a unit it writes the allow-listed `referrer_host` and `referrer_internal` among
+    `fields`; results are memoised by raw referrer. `outcome(referrer, page_host=...)` is
+    the same as a value.
     """
 
-    def __init__(self, config: UrlsConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        config: UrlsConfig,
+        *,
+        fields: Collection[str] = ("referrer_host", "referrer_internal"),
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
         self._exact = frozenset(h for h in config.internal_hosts if not h.startswith("."))
         self._suffixes = tuple(h for h in config.internal_hosts if h.startswith("."))
-        self._hosts: Memo[str, str | None] = Memo(_host_of_url, max_size=cache_size)
+        self._want_host = "referrer_host" in fields
+        self._want_internal = "referrer_internal" in fields
+        self.memo: Memo[str, _ReferrerEntry] = Memo(self._entry, max_size=cache_size)
+        self._table = self.memo.plain_table
+
+    def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
+        referrer = event.get("referrer_url")
+        if isinstance(referrer, str):
+            entry = self._table.get(referrer)
+            if entry is None:
+                entry = self.memo.miss(referrer)
+            host, configured_internal, haystack = entry
+            if host is not None:
+                if self._want_host:
+                    out.fields["referrer_host"] = host
+                    out.haystack = f"{out.haystack}\x00{haystack}"
+                if self._want_internal:
+                    internal = configured_internal or host == out.page_host
+                    out.fields["referrer_internal"] = internal
+        return None
 
     def host(self, referrer: object) -> str | None:
-        """The referrer's host, None when it has no usable one (cached by referrer)."""
+        """The referrer's host, None when it has no usable one (memoised by referrer)."""
         if not isinstance(referrer, str):
             return None
-        return self._hosts[referrer]
+        return self.memo[referrer][0]
 
     def configured_internal(self, host: str) -> bool:
         """True when `urls.internal_hosts` names `host` (exactly, or as a dotted suffix)."""
         return host in self._exact or any(host.endswith(s) or host == s[1:] for s in self._suffixes)
 
-    def __call__(self, referrer: object, *, page_host: str | None = None) -> ReferrerOutcome:
+    def outcome(self, referrer: object, *, page_host: str | None = None) -> ReferrerOutcome:
+        """The referrer's host and whether it is internal, for a page on `page_host`."""
         host = self.host(referrer)
         if host is None:
             return _NO_REFERRER
         return ReferrerOutcome(host, host == page_host or self.configured_internal(host))
+
+    def _entry(self, referrer: str) -> _ReferrerEntry:
+        host = _host_of_url(referrer)
+        if host is None:
+            return _NO_REFERRER_ENTRY
+        return host, self.configured_internal(host), echo_haystack(host)
 
 
 def _host_of_url(url: str) -> str | None:

@@ -49,7 +49,7 @@ import anonymizers.chain as chain_module
 from anonymizers.chain import Anonymized, Outcome, Pipeline
 from anonymizers.consent import ConsentState
 from anonymizers.fields import SUBJECT_FIELDS
-from anonymizers.ip import GeoLookup
+from anonymizers.geo import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.native import native_enabled, use_native
 from anonymizers.policy import default_policy

@@ -6,7 +6,7 @@ with the same policy and database, so what the privacy team previews is what run
 
 from __future__ import annotations
 
-from anonymizers.ip import GeoLookup
+from anonymizers.geo import GeoLookup
 from anonymizers.policy import Policy, default_policy, load_policy
 from stream.settings import Settings
 

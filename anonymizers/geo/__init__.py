@@ -1,1 +1,7 @@
-"""anonymizers/geo."""
+"""Geolocation: `GeoLookup` over a MaxMind-format database, its flat IPv4 index and record
+decoder, and where the bundled GeoLite2 City database is."""
+
+from anonymizers.geo.bundled import default_database_path
+from anonymizers.geo.lookup import GeoLookup, GeoResult, Place
+
+__all__ = ["GeoLookup", "GeoResult", "Place", "default_database_path"]

@@ -35,9 +35,9 @@ from anonymizers.chain import RAW_FIELDS, Anonymized, Pipeline
 from anonymizers.consent import ConsentState
 from anonymizers.exceptions import ConsentRecordError
 from anonymizers.fields import IDENTIFIER_FIELDS
+from anonymizers.geo import GeoLookup
 from anonymizers.geo.bundled import default_database_path
 from anonymizers.intake import validate_event
-from anonymizers.ip import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.policy import Policy, default_policy, load_policy
 from anonymizers.search_terms import normalise

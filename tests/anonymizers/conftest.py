@@ -14,7 +14,7 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from anonymizers.chain import Pipeline
-from anonymizers.ip import GeoLookup
+from anonymizers.geo import GeoLookup
 from anonymizers.keys import StaticKeyProvider
 from anonymizers.native import native_enabled, use_native
 from anonymizers.policy import Policy, default_policy

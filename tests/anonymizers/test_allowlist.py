@@ -15,7 +15,7 @@ def test_only_allowlisted_non_null_fields() -> None:
     unit = Allowlist(
         OutputConfig(fields=("event_type", "occurred_at", "epoch", "subject", "country"))
     )
-    out, _ = unit(
+    out, _ = unit.build(
         {
             "event_type": "page_view",
             "occurred_at": "t",
@@ -34,7 +34,7 @@ def test_only_allowlisted_non_null_fields() -> None:
 def test_unknown_fields_never_pass(extra: dict[str, int]) -> None:
     """Whatever else a candidate holds, the output keys are a subset of the allowlist."""
     unit = Allowlist(OutputConfig())
-    out, _ = unit({**extra, "event_type": "page_view"})
+    out, _ = unit.build({**extra, "event_type": "page_view"})
     assert set(out) <= set(OutputConfig().fields)
 
 
@@ -67,7 +67,7 @@ def test_strip_echoes(value: str, needles: list[str], expected: str | None) -> N
 def test_allowlist_guard_removes_echoed_identifiers() -> None:
     """The allowlist runs the guard on free-text fields with the event's identifiers."""
     unit = Allowlist(OutputConfig())
-    out, touched = unit(
+    out, touched = unit.build(
         {
             "event_type": "search",
             "search_terms": "track ck-77aa88bb",

@@ -178,7 +178,7 @@ def _pipeline_for_property() -> Pipeline:
     import tempfile
     from pathlib import Path
 
-    from anonymizers.ip import GeoLookup
+    from anonymizers.geo import GeoLookup
 
     db = build_mmdb(Path(tempfile.mkdtemp()) / "p.mmdb")
     return Pipeline.from_policy(default_policy(), keys=static_keys(), geo=GeoLookup(str(db)))

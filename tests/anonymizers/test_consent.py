@@ -134,7 +134,7 @@ def test_gate(event: dict[str, Any], expected: str | None) -> None:
     state.apply(_record("erase", subject_id="erased", subject_type="ad_id"))
     state.apply(_record("child", subject_id="kid", subject_type="user_id"))
     state.apply(_record("child", subject_id="kid", subject_type="ad_id"))
-    assert ConsentGate(ConsentConfig(), state)(event) == expected
+    assert ConsentGate(ConsentConfig(), state).decide(event) == expected
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_gate(event: dict[str, Any], expected: str | None) -> None:
 )
 def test_gate_switches(config: ConsentConfig, event: dict[str, Any], expected: str | None) -> None:
     """GPC, DNT and the consent-signal requirement follow the policy switches."""
-    assert ConsentGate(config)(event) == expected
+    assert ConsentGate(config).decide(event) == expected
 
 
 @given(st.sampled_from(["user_id", "cookie_id"]), st.text(min_size=1, max_size=40))

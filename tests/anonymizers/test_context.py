@@ -140,7 +140,7 @@ def test_time_on_page_clamped(raw: object, expected: int | None) -> None:
 def test_explicit_sdk_fields_win_and_unknown_becomes_other() -> None:
     """SDK fields map through the same tables; unknown free text never passes through."""
     unit = ContextAnonymizer(ContextConfig())
-    out = unit({"browser": "Chrome 120.0.6099", "os": "Android 14", "hardware": "iPhone15,2"})
+    out = unit.outcome({"browser": "Chrome 120.0.6099", "os": "Android 14", "hardware": "iPhone15,2"})
     assert (out.browser, out.browser_major, out.os, out.os_major, out.hardware) == (
         "Chrome",
         120,
@@ -148,11 +148,11 @@ def test_explicit_sdk_fields_win_and_unknown_becomes_other() -> None:
         14,
         "mobile",
     )
-    odd = unit({"browser": "Alice's Browser 3", "os": "bob-os", "hardware": "SN-99812"})
+    odd = unit.outcome({"browser": "Alice's Browser 3", "os": "bob-os", "hardware": "SN-99812"})
     assert (odd.browser, odd.os, odd.hardware) == ("Other", "Other", "other")
 
 
 def test_clamp_follows_policy() -> None:
     """context.time_on_page_max sets the clamp."""
     unit = ContextAnonymizer(ContextConfig(time_on_page_max="10s"))
-    assert unit({"time_on_page_ms": 60_000}).time_on_page_ms == 10_000
+    assert unit.outcome({"time_on_page_ms": 60_000}).time_on_page_ms == 10_000

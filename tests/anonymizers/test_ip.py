@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from anonymizers.exceptions import GeoDatabaseError
-from anonymizers.ip import GeoLookup, GeoResult, IpAnonymizer, ipv4_reader, parse_ip, truncate
+from anonymizers.geo import GeoLookup, GeoResult
+from anonymizers.ip import IpAnonymizer, ipv4_reader, parse_ip, truncate
 from anonymizers.policy import GeoConfig
 from tests.anonymizers.conftest import CITY_NETWORKS
 
@@ -188,7 +189,7 @@ GRANULARITY_CASES = [
 def test_granularity(city_db: Path, granularity: str, expected: tuple[str | None, ...]) -> None:
     """Geolocation is never finer than the policy's granularity."""
     unit = IpAnonymizer(GeoConfig(granularity=granularity), GeoLookup(str(city_db)))  # type: ignore[arg-type]
-    outcome = unit(parse_ip("81.2.69.160"))
+    outcome = unit.outcome(parse_ip("81.2.69.160"))
     assert (outcome.country, outcome.region, outcome.city) == expected
     assert outcome.ip_prefix is None
 
@@ -210,7 +211,7 @@ def test_unknown_finer_place_is_explicit(
     """With a known country, a region or city the database lacks is "unknown" (so metrics by
     region keep these people); without a country there is no geolocation at all."""
     unit = IpAnonymizer(GeoConfig(granularity=granularity), GeoLookup(str(city_db)))  # type: ignore[arg-type]
-    outcome = unit(parse_ip(raw))
+    outcome = unit.outcome(parse_ip(raw))
     assert (outcome.country, outcome.region, outcome.city) == expected
 
 
@@ -228,7 +229,7 @@ def test_unknown_finer_place_is_explicit(
 def test_truncation(raw: str, v4: int, v6: int, expected: str) -> None:
     """Kept prefixes are the network at the configured length."""
     unit = IpAnonymizer(GeoConfig(keep_ip_prefix=True, ipv4_prefix=v4, ipv6_prefix=v6), None)
-    assert unit(parse_ip(raw)).ip_prefix == expected
+    assert unit.outcome(parse_ip(raw)).ip_prefix == expected
 
 
 @pytest.mark.parametrize(
@@ -254,7 +255,7 @@ def test_kept_prefix_never_longer_than_allowed(address: object, v4: int, v6: int
     unit = IpAnonymizer(GeoConfig(keep_ip_prefix=True, ipv4_prefix=v4, ipv6_prefix=v6), None)
     parsed = parse_ip(str(address))
     assert parsed is not None
-    prefix = unit(parsed).ip_prefix
+    prefix = unit.outcome(parsed).ip_prefix
     assert prefix is not None
     network = ipaddress.ip_network(prefix)
     assert network.prefixlen == (v4 if network.version == 4 else v6)
@@ -268,7 +269,7 @@ def test_kept_prefix_never_longer_than_allowed(address: object, v4: int, v6: int
 def test_malformed_ip_gives_no_geo_and_no_ip(city_db: Path, raw: object) -> None:
     """A missing or malformed IP yields no location and no prefix at all."""
     unit = IpAnonymizer(GeoConfig(granularity="city", keep_ip_prefix=True), GeoLookup(str(city_db)))
-    assert tuple(unit(parse_ip(raw))) == (None, None, None, None)
+    assert tuple(unit.outcome(parse_ip(raw))) == (None, None, None, None)
 
 
 def _make_geo() -> tuple[GeoLookup, GeoLookup]:

@@ -22,11 +22,13 @@ from hypothesis import strategies as st
 
 from anonymizers import reasons
 from anonymizers.allowlist import Allowlist
-from anonymizers.chain import Anonymized, Dropped, Outcome, Pipeline, _EventTime
+from anonymizers.chain import Anonymized, Dropped, Outcome, Pipeline
 from anonymizers.consent import ConsentGate, ConsentState
 from anonymizers.context import ContextAnonymizer
+from anonymizers.event_time import EventTime
 from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
-from anonymizers.ip import GeoLookup, IpAnonymizer, parse_ip
+from anonymizers.geo import GeoLookup
+from anonymizers.ip import IpAnonymizer, parse_ip
 from anonymizers.keys import EpochKey, StaticKeyProvider
 from anonymizers.memo import Memo, bounded_put
 from anonymizers.policy import Policy, default_policy, parse_policy
@@ -117,7 +119,7 @@ def reference_outcome(
     policy: Policy, db: Path, consent: ConsentState, event: Mapping[str, Any]
 ) -> Outcome:
     """The chain's outcome computed with no cache at all (the units composed plainly)."""
-    reason = ConsentGate(policy.consent, consent)(event)
+    reason = ConsentGate(policy.consent, consent).decide(event)
     if reason is not None:
         return Dropped(reason)
     event_type = event.get("event_type")
@@ -125,7 +127,7 @@ def reference_outcome(
         return Dropped(reasons.INVALID_EVENT)
     if not isinstance(event.get("occurred_at"), str):
         return Dropped(reasons.INVALID_EVENT)
-    epoch, occurred_at, day = _EventTime(86400)._parse(event["occurred_at"])
+    epoch, occurred_at, day = EventTime(86400).parse(event["occurred_at"])
     if not day:  # unusable time
         return Dropped(reasons.INVALID_EVENT)
     key = _reference_keys().key_for_epoch(epoch)
@@ -147,29 +149,29 @@ def reference_outcome(
     }
     if wanted & {"country", "region", "city", "ip_prefix"}:
         geo = GeoLookup(str(db), cache_size=0, index=False)
-        candidate.update(IpAnonymizer(policy.geo, geo)(ip)._asdict())
+        candidate.update(IpAnonymizer(policy.geo, geo).outcome(ip)._asdict())
     candidate.update(pseudonyms.identifiers(event, key))
     urls = UrlScrubber(policy.urls, cache_size=0)
-    page_url = urls(event.get("page_url"))
+    page_url = urls.scrub(event.get("page_url"))
     candidate["page_url"] = page_url
-    candidate["link_url"] = urls(event.get("link_url"))
+    candidate["link_url"] = urls.scrub(event.get("link_url"))
     if "referrer_url" in event:
-        referrer = ReferrerScrubber(policy.urls, cache_size=0)(
+        referrer = ReferrerScrubber(policy.urls, cache_size=0).outcome(
             event["referrer_url"], page_host=host_of_scrubbed(page_url)
         )
         candidate["referrer_host"] = referrer.host
         candidate["referrer_internal"] = referrer.internal
     if "search_terms" in event:
-        candidate["search_terms"] = SearchTermScrubber(policy.search_terms)(
-            event["search_terms"]
-        ).terms
-    candidate.update(ContextAnonymizer(policy.context, cache_size=0)(event)._asdict())
+        candidate["search_terms"] = (
+            SearchTermScrubber(policy.search_terms).scrub(event["search_terms"]).terms
+        )
+    candidate.update(ContextAnonymizer(policy.context, cache_size=0).outcome(event)._asdict())
     identifiers = [v for name in IDENTIFIER_FIELDS if isinstance(v := event.get(name), str)]
     if isinstance(raw_ip, str):
         identifiers.append(raw_ip.strip())
         if ip is not None and ip.text != identifiers[-1]:
             identifiers.append(ip.text)
-    out, _ = allowlist(candidate, identifiers=identifiers)
+    out, _ = allowlist.build(candidate, identifiers=identifiers)
     return Anonymized(out, subject.pseudonym, epoch)
 
 
@@ -374,7 +376,7 @@ def test_memoised_chain_equals_plain_units(policy_name: str, seed: int, native_s
     pipeline = Pipeline.from_policy(
         policy, keys=_static_keys(), geo=GeoLookup(str(_DB)), consent=consent
     )
-    assert pipeline._ips.native == (native_switch == "native")
+    assert pipeline.unit(IpAnonymizer).memo.native == (native_switch == "native")
     expected = [reference_outcome(policy, _DB, consent, event) for event in events]
     # Twice through the same pipeline: the second pass is all memo hits.
     assert [pipeline(event) for event in events] == expected
@@ -392,7 +394,7 @@ def test_event_time_fast_path_reads_as_the_full_parser(rotation: int, native_swi
     """Once a minute is known to the fast path, every text in that minute, valid or not
     (each seconds text 00-99 and odd ones, with each fraction and zone), reads exactly as a
     fresh full parser reads it; epochs not aligned on the minute (90 s) included."""
-    times = _EventTime(rotation)
+    times = EventTime(rotation)
     assert (times._clock is not None) == (native_switch == "native")
     minute = "2024-05-01T10:59:"
     times.read(f"{minute}00Z")  # the full parser fills the minute's fast-path entry
@@ -400,7 +402,7 @@ def test_event_time_fast_path_reads_as_the_full_parser(rotation: int, native_swi
         for fraction in _FRACTIONS:
             for zone in _ZONES:
                 raw = f"{minute}{second}{fraction}{zone}"
-                assert times.read(raw) == _EventTime(rotation)._parse(raw), raw
+                assert times.read(raw) == EventTime(rotation).parse(raw), raw
 
 
 @settings(
@@ -409,10 +411,10 @@ def test_event_time_fast_path_reads_as_the_full_parser(rotation: int, native_swi
 @given(tail=st.text("0123456789.Zz:+- \u0665", max_size=16))
 def test_event_time_fast_path_on_any_tail(tail: str, native_switch: str) -> None:
     """The same for any text after a known minute."""
-    times = _EventTime(90)
+    times = EventTime(90)
     times.read("2024-05-01T10:59:00Z")
     raw = f"2024-05-01T10:59:{tail}"
-    assert times.read(raw) == _EventTime(90)._parse(raw)
+    assert times.read(raw) == EventTime(90).parse(raw)
 
 
 _KNOWN_MINUTES = [
@@ -441,7 +443,7 @@ def test_event_time_any_text_near_known_minutes(
     """Texts one to three characters away from minutes the fast path knows (the date and time
     digits and separators included, where the native reader looks) read exactly as a fresh
     full parser reads them."""
-    times = _EventTime(90)
+    times = EventTime(90)
     for known in _KNOWN_MINUTES:
         times.read(known)
     chars = list(base[:-1] + fraction + "Z")
@@ -449,7 +451,7 @@ def test_event_time_any_text_near_known_minutes(
         if position < len(chars):
             chars[position] = char
     raw = "".join(chars)
-    assert times.read(raw) == _EventTime(90)._parse(raw), raw
+    assert times.read(raw) == EventTime(90).parse(raw), raw
 
 
 @pytest.mark.parametrize(
@@ -468,7 +470,7 @@ def test_event_time_any_text_near_known_minutes(
 def test_event_time_refuses_impossible_times(raw: str, native_switch: str) -> None:
     """Impossible dates and times are unusable, on the fast path's first sight and after
     their neighbours are known."""
-    times = _EventTime(86_400)
+    times = EventTime(86_400)
     assert times.read(raw) == (0, "", "")
     for known in _KNOWN_MINUTES:
         times.read(known)

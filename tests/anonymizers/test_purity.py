@@ -32,9 +32,9 @@ FORBIDDEN_MODULES = {
     "dotenv",
 }
 FORBIDDEN_NAMES = {"environ", "getenv", "putenv", "system", "popen"}
-# open() is allowed only where the policy file (policy.py) and the geo database (ip.py: its
-# data section, for anonymizers.geo.records) are read.
-OPEN_ALLOWED = {"policy/load.py", "ip.py"}
+# open() is allowed only where the policy file (policy/load.py) and the geo database
+# (geo/lookup.py: its data section, for anonymizers.geo.records) are read.
+OPEN_ALLOWED = {"policy/load.py", "geo/lookup.py"}
 
 
 def _sources() -> list[Path]:

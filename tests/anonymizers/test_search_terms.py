@@ -49,14 +49,14 @@ REDACT_CASES = [
 @pytest.mark.parametrize(("raw", "expected", "action"), REDACT_CASES)
 def test_redact(raw: object, expected: str | None, action: str | None) -> None:
     """Personal data in search terms is replaced by typed markers."""
-    outcome = SearchTermScrubber(SearchTermsConfig(on_pii="redact"))(raw)
+    outcome = SearchTermScrubber(SearchTermsConfig(on_pii="redact")).scrub(raw)
     assert (outcome.terms, outcome.action) == (expected, action)
 
 
 @pytest.mark.parametrize(("raw", "expected", "action"), REDACT_CASES)
 def test_drop(raw: object, expected: str | None, action: str | None) -> None:
     """With on_pii = drop, terms holding personal data go entirely; clean terms stay."""
-    outcome = SearchTermScrubber(SearchTermsConfig(on_pii="drop"))(raw)
+    outcome = SearchTermScrubber(SearchTermsConfig(on_pii="drop")).scrub(raw)
     if action == "redacted":
         assert (outcome.terms, outcome.action) == (None, "dropped_pii")
     else:
@@ -66,8 +66,8 @@ def test_drop(raw: object, expected: str | None, action: str | None) -> None:
 def test_too_long_dropped() -> None:
     """Terms longer than max_length after normalising are dropped."""
     unit = SearchTermScrubber(SearchTermsConfig(max_length=10))
-    assert unit("abcdefghij").terms == "abcdefghij"
-    assert tuple(unit("abcdefghijk")) == (None, "dropped_too_long")
+    assert unit.scrub("abcdefghij").terms == "abcdefghij"
+    assert tuple(unit.scrub("abcdefghijk")) == (None, "dropped_too_long")
 
 
 def test_normalise() -> None:
@@ -97,7 +97,7 @@ def test_generated_cards_redacted(prefix: str, separator: str) -> None:
     card = _luhn_complete(prefix)
     assert luhn_valid(card)
     grouped = separator.join(card[i : i + 4] for i in range(0, 16, 4))
-    outcome = SearchTermScrubber(SearchTermsConfig())(f"pay {grouped} now")
+    outcome = SearchTermScrubber(SearchTermsConfig()).scrub(f"pay {grouped} now")
     assert outcome.terms is not None
     assert card not in outcome.terms.replace(" ", "").replace("-", "")
     assert not any(ch.isdigit() for ch in outcome.terms)
@@ -112,7 +112,7 @@ def test_generated_ibans_redacted(country: str, bban: str) -> None:
     iban = _iban(country, bban)
     assert iban_valid(iban)
     for text in (iban, " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))):
-        outcome = SearchTermScrubber(SearchTermsConfig())(f"virement {text}")
+        outcome = SearchTermScrubber(SearchTermsConfig()).scrub(f"virement {text}")
         assert outcome.terms is not None
         assert iban.casefold() not in outcome.terms.replace(" ", "")
 
@@ -120,7 +120,7 @@ def test_generated_ibans_redacted(country: str, bban: str) -> None:
 @given(st.emails())
 def test_generated_emails_redacted(email: str) -> None:
     """Any e-mail address is redacted."""
-    outcome = SearchTermScrubber(SearchTermsConfig())(f"mail {email} x")
+    outcome = SearchTermScrubber(SearchTermsConfig()).scrub(f"mail {email} x")
     assert outcome.terms is None or (
         "@" not in outcome.terms and email.casefold() not in outcome.terms
     )
@@ -133,12 +133,12 @@ def test_generated_emails_redacted(email: str) -> None:
 )
 def test_long_digit_runs_redacted(digits: str) -> None:
     """Six or more digits in a row never survive."""
-    outcome = SearchTermScrubber(SearchTermsConfig())(f"ref {digits}")
+    outcome = SearchTermScrubber(SearchTermsConfig()).scrub(f"ref {digits}")
     assert outcome.terms is not None and digits not in outcome.terms
 
 
 @given(st.ip_addresses())
 def test_ip_addresses_redacted(address: object) -> None:
     """IPv4 and IPv6 addresses in search terms are redacted."""
-    outcome = SearchTermScrubber(SearchTermsConfig())(f"host {address} down")
+    outcome = SearchTermScrubber(SearchTermsConfig()).scrub(f"host {address} down")
     assert outcome.terms is not None and str(address) not in outcome.terms

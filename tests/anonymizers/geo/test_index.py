@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from anonymizers.exceptions import GeoDatabaseError
 from anonymizers.geo.index import Ipv4Index, _records
-from anonymizers.ip import GeoLookup, _record_to_result, parse_ip
+from anonymizers.geo.lookup import GeoLookup, _record_to_result
+from anonymizers.ip import parse_ip
 from anonymizers.native import use_native
 from tests.anonymizers.conftest import CITY_NETWORKS, build_mmdb
 

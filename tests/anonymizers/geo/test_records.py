@@ -2,7 +2,8 @@
 
 Two independent sources of truth: values encoded here by hand from the MaxMind DB spec
 (https://maxmind.github.io/MaxMind-DB/, "Output Data Section"), and `maxminddb`'s own reader
-(through `anonymizers.ip._record_to_result`) on test databases and the bundled GeoLite2 City.
+(through `anonymizers.geo.lookup._record_to_result`) on test databases and the bundled GeoLite2
+City.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from anonymizers.geo.index import Ipv4Index
+from anonymizers.geo.lookup import DATA_SEPARATOR_BYTES, GeoLookup, _record_to_result
 from anonymizers.geo.records import UNKNOWN, PlaceDecoder, UnsupportedRecord
-from anonymizers.ip import DATA_SEPARATOR_BYTES, GeoLookup, _record_to_result, parse_ip
+from anonymizers.ip import parse_ip
 
 POINTER, STRING, DOUBLE, BYTES, UINT16, UINT32, MAP = 1, 2, 3, 4, 5, 6, 7
 INT32, UINT64, UINT128, ARRAY, CONTAINER, END_MARKER, BOOLEAN, FLOAT = 8, 9, 10, 11, 12, 13, 14, 15

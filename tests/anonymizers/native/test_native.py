@@ -438,14 +438,14 @@ def test_clock_refuses_bad_arguments() -> None:
 def test_event_time_puts_validated_minutes_in_the_clock() -> None:
     """The chain's event time puts the minutes its full parser validated (four-digit years
     only) in the clock, so the fast path is taken."""
-    from anonymizers.chain import _EventTime
+    from anonymizers.event_time import EventTime
 
-    times = _EventTime(86_400)
+    times = EventTime(86_400)
     assert times._clock is not None
     for raw in ("2024-05-01T10:59:00Z", "0999-01-01T00:00:00Z", "2024-02-29T23:59:30.5Z"):
         times.read(raw)
     assert len(times._clock) == 2
-    assert times._clock.read("2024-02-29T23:59:01Z") == times._parse("2024-02-29T23:59:01Z")
+    assert times._clock.read("2024-02-29T23:59:01Z") == times.parse("2024-02-29T23:59:01Z")
 
 
 def test_new_dict_is_an_empty_dict_of_any_size_asked() -> None:
