@@ -1,9 +1,9 @@
 """Consent state and the gate every event passes before anything else.
 
 `ConsentState` holds, per subject, the latest consent record (`schemas/consent-record.v1.json`)
-reduced to bit flags, under a keyed hash of the subject: BLAKE2b-64 keyed with a random
-secret made per process (`subject_digest`), so the state never holds a raw id and its keys
-mean nothing outside the process. It costs about 100 bytes per subject (an int-to-int dict).
+reduced to bit flags, under a keyed hash of the subject: the first 64 bits of HMAC-SHA256
+(OpenSSL) keyed with a random secret made per process (`subject_digest`), so the state never
+holds a raw id and its keys mean nothing outside the process. It costs about 100 bytes per subject (an int-to-int dict).
 
 A record replaces the subject's whole state, so the state after replaying a compacted topic
 (one record per key) equals the state before a restart:
@@ -18,7 +18,7 @@ A record replaces the subject's whole state, so the state after replaying a comp
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import secrets
 from collections.abc import Collection, Mapping
 from functools import partial
@@ -45,13 +45,14 @@ SECRET_BYTES: Final = 32
 _SUBJECT_NAMES: Final = frozenset(SUBJECT_FIELDS)
 DIGEST_MEMO_SIZE: Final = 65_536
 """Digests the gate remembers per subject type (raw id -> digest), so a returning subject
-skips BLAKE2b."""
+skips the HMAC."""
 
 
 def subject_digest(secret: bytes, subject_type: str, subject_id: str) -> int:
-    """The 64-bit keyed hash (BLAKE2b keyed with `secret`) a subject's state is stored under."""
+    """The 64-bit keyed hash a subject's state is stored under: the first 8 bytes of
+    HMAC-SHA256 (OpenSSL) under `secret` of `<subject_type>:<subject_id>`."""
     data = f"{subject_type}:{subject_id}".encode()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=secret).digest(), "big")
+    return int.from_bytes(hmac.digest(secret, data, "sha256")[:8], "big")
 
 
 class ConsentStatus(NamedTuple):
@@ -114,8 +115,6 @@ class ConsentState:
         self._secret = secret if secret is not None else secrets.token_bytes(SECRET_BYTES)
         if len(self._secret) < 16:
             raise ConsentRecordError("the consent digest secret must be at least 16 bytes")
-        # The keyed state, copied per digest (the key set-up is half of a BLAKE2b call).
-        self._keyed = hashlib.blake2b(digest_size=8, key=self._secret)
         self._flags: dict[int, int] = {}
 
     def __repr__(self) -> str:
@@ -126,9 +125,7 @@ class ConsentState:
 
     def digest(self, subject_type: str, subject_id: str) -> int:
         """The keyed digest of a subject under this state's secret (`subject_digest`)."""
-        keyed = self._keyed.copy()
-        keyed.update(f"{subject_type}:{subject_id}".encode())
-        return int.from_bytes(keyed.digest(), "big")
+        return subject_digest(self._secret, subject_type, subject_id)
 
     def apply(self, record: Mapping[str, object]) -> None:
         """Make `record` the subject's state; `ConsentRecordError` for an invalid record."""

@@ -71,6 +71,16 @@ class _Space:
     metrics: tuple[MetricSpec, ...]
 
 
+_Plan = tuple[tuple[int, str | None, _Space], ...]
+"""What an event type feeds: (space index, the dimension when there is exactly one, space)."""
+
+
+def subject_digest(subject: str) -> bytes:
+    """The 128-bit digest a subject pseudonym is interned under (SHA-256, OpenSSL, first 16
+    bytes): two pseudonyms share an id only if these collide."""
+    return hashlib.sha256(subject.encode()).digest()[:16]
+
+
 @dataclass(slots=True)
 class _Epoch:
     subjects: SubjectIndex = field(default_factory=SubjectIndex)
@@ -137,7 +147,7 @@ class PartitionAggregator:
             for i, ms in enumerate(spaces.values())
         )
         # Per event type: (space index, the dimension when there is exactly one, space).
-        self._plans: dict[str, tuple[tuple[int, str | None, _Space], ...]] = {
+        self._plans: dict[str, _Plan] = {
             t: tuple(
                 (s.index, s.dimensions[0] if len(s.dimensions) == 1 else None, s)
                 for s in self._spaces
@@ -216,66 +226,84 @@ class PartitionAggregator:
         # Per space: `event index << 32 | cell id` in arrival order, and summary values.
         entries: list[list[int]] = [[] for _ in self._spaces]
         values: list[list[int]] = [[] for _ in self._spaces]
-        counters = self.counters
-        counters["events"] += n_events
-        erased = self._erased
+        self.counters["events"] += n_events
         epoch_us = self._epoch_us
-        plans = self._plans
-        blake2b = hashlib.blake2b
         for i, event in enumerate(events):
-            if type(event) is not dict and not isinstance(event, Mapping):
-                counters["malformed:not_object"] += 1
+            admitted = self._admit(event)
+            if admitted is None:
                 continue
-            plan = plans.get(event.get("event_type"))  # type: ignore[arg-type]
-            if plan is None:
-                counters["malformed:bad_event_type"] += 1
-                continue
-            t = parse_time_us(event.get("occurred_at"))
-            if t is None or not MIN_EVENT_US <= t < MAX_EVENT_US:
-                counters["malformed:bad_time"] += 1
-                continue
-            subject = event.get("subject")
-            if type(subject) is not str or not subject:
-                counters["malformed:bad_subject"] += 1
-                continue
-            if subject in erased:
-                counters["erased_events"] += 1
-                continue
-            if not plan:
-                counters["ignored_event_type"] += 1
-                continue
+            plan, t, subject = admitted
             epoch = self._epochs.get(t // epoch_us) or self._epoch_state(t // epoch_us)
-            maps, lists = epoch.cell_maps, epoch.cell_lists
-            index = len(times)
+            shifted = len(times) << 32
             times.append(t)
             event_offsets.append(offset_list[i])
-            digests += blake2b(subject.encode(), digest_size=16).digest()
-            shifted = index << 32
+            digests += subject_digest(subject)
             for space_index, single, space in plan:
-                if single is not None:
-                    key: object = event.get(single)
-                    if type(key) is not str or not key:
-                        key = self._odd_cell(key, space)
-                        if key is None:
-                            continue
-                else:
-                    key = self._cell_of(event, space)
-                    if key is None:
-                        continue
-                if space.value_field is not None:
-                    value = self._value_of(event, space)
-                    if value is None:
-                        continue
-                    values[space_index].append(value)
-                cell_map = maps[space_index]
-                cid = cell_map.get(key)
-                if cid is None:
-                    cid = cell_map[key] = len(cell_map)
-                    lists[space_index].append(key)
-                entries[space_index].append(shifted | cid)
+                placed = self._place(event, single, space, epoch, values)
+                if placed is not None:
+                    entries[space_index].append(shifted | placed)
         if times:
             self._ingest(times, bytes(digests), event_offsets, entries, values)
         return self._close_ready()
+
+    def _admit(self, event: object) -> tuple[_Plan, int, str] | None:
+        """(plan, event time, subject) of an event this partition counts; None (counted by
+        reason) for a malformed one, an erased subject's, or a type no metric reads."""
+        counters = self.counters
+        if type(event) is not dict and not isinstance(event, Mapping):
+            counters["malformed:not_object"] += 1
+            return None
+        plan = self._plans.get(event.get("event_type"))  # type: ignore[arg-type]
+        if plan is None:
+            counters["malformed:bad_event_type"] += 1
+            return None
+        t = parse_time_us(event.get("occurred_at"))
+        if t is None or not MIN_EVENT_US <= t < MAX_EVENT_US:
+            counters["malformed:bad_time"] += 1
+            return None
+        subject = event.get("subject")
+        if type(subject) is not str or not subject:
+            counters["malformed:bad_subject"] += 1
+            return None
+        if subject in self._erased:
+            counters["erased_events"] += 1
+            return None
+        if not plan:
+            counters["ignored_event_type"] += 1
+            return None
+        return plan, t, subject
+
+    def _place(
+        self,
+        event: Mapping[str, Any],
+        single: str | None,
+        space: _Space,
+        epoch: _Epoch,
+        values: list[list[int]],
+    ) -> int | None:
+        """The cell id of `event` in `space` (its value appended to `values`); None, counted,
+        when a dimension or the value is missing or bad."""
+        if single is not None:
+            key: object = event.get(single)
+            if type(key) is not str or not key:
+                key = self._odd_cell(key, space)
+                if key is None:
+                    return None
+        else:
+            key = self._cell_of(event, space)
+            if key is None:
+                return None
+        if space.value_field is not None:
+            value = self._value_of(event, space)
+            if value is None:
+                return None
+            values[space.index].append(value)
+        cell_map = epoch.cell_maps[space.index]
+        cid = cell_map.get(key)
+        if cid is None:
+            cid = cell_map[key] = len(cell_map)
+            epoch.cell_lists[space.index].append(key)
+        return cid
 
     def _epoch_state(self, epoch: int) -> _Epoch:
         state = self._epochs.get(epoch)
@@ -435,7 +463,7 @@ class PartitionAggregator:
         """Remove every contribution of the pseudonym `subject` from every open window of this
         partition, exactly, and ignore its later events here until two epochs have passed.
         Returns the number of state entries removed. Closed windows are final and unchanged."""
-        digest = hashlib.blake2b(subject.encode(), digest_size=16).digest()
+        digest = subject_digest(subject)
         hi, lo = np.frombuffer(digest, dtype="<u8").tolist()
         # Forget it two epochs after the latest event time known here (the watermark after a
         # `resume`); before any, once the first events tell the time (a partition assigned
@@ -572,9 +600,7 @@ class PartitionAggregator:
         if not cells:
             return [], None
         cells.sort(key=lambda c: (c["metric"], dims_part(c["dimensions"])))
-        report = hashlib.blake2b(
-            orjson.dumps(cells, option=orjson.OPT_SORT_KEYS), digest_size=16
-        ).hexdigest()
+        report = hashlib.sha256(orjson.dumps(cells, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
         records = []
         for partial in cells:
             partial["report"] = report

@@ -1,7 +1,8 @@
 """Compact per-subject state of open windows (numpy), used by `anonymizers.stats.aggregate`.
 
-Subjects are interned per epoch to dense int ids through a 128-bit BLAKE2b digest of the
-pseudonym, found through an open-addressing numpy table (about 28 bytes per subject).
+Subjects are interned per epoch to dense int ids through a 128-bit digest of the pseudonym
+(SHA-256, first 16 bytes), found through an open-addressing numpy table (about 28 bytes per
+subject).
 A (subject, cell) pair is one uint64 key `subject_id << 32 | cell_id`; sorting by key groups
 a subject's pairs together. New entries are appended to a log in arrival order and merged
 into sorted arrays by `compact`, which also applies the contribution bounds:
@@ -36,7 +37,7 @@ class SubjectIndex:
 
     Digests live in dense arrays indexed by id; an open-addressing table of int32 ids (load at
     most 1/2, linear probing on the digest's high bits) finds them: about 28 bytes per
-    subject. Two different pseudonyms share an id only if their 128-bit BLAKE2b digests
+    subject. Two different pseudonyms share an id only if their 128-bit digests
     collide (probability about n^2 / 2^129: 1e-25 for ten million subjects), so distinct
     counts are exact in the same sense as the pseudonyms themselves.
     """

@@ -190,106 +190,28 @@ class SuppressionAudit:
         top_start = self._start_at(self._top, start_us)
         ledger = self._ledgers.setdefault(top_start, _Ledger())
         names = sorted(cells)
-        primary = {c for c in names if cells[c].subjects < k}
-        candidates = sorted(
-            (c for c in names if c not in primary),
-            key=lambda c: (cells[c].subjects, cells[c].size, c),
-        )
         # Windows above this one are undecided: their cells and totals are unknowns for now.
         ancestors = [
             (lvl, self._start_at(lvl, start_us)) for lvl in range(level + 1, self._top + 1)
         ]
-        for a in ancestors:
-            seen = ledger.present.setdefault(a, {})
-            for c in names:
-                seen[c] = max(seen.get(c, 0), cells[c].subjects)
-            ledger.totals[a] = max(ledger.totals.get(a, 0), total_subjects)
-        pending: list[tuple[Vertex, Vertex, bool]] = []
-        for lvl, a_start in ancestors:
-            seen = ledger.present[(lvl, a_start)]
-            for c in sorted(seen):
-                pending.append((*self._edge(ledger, lvl, a_start, c), seen[c] < k))
-            pending.append((*self._edge(ledger, lvl, a_start, None), False))
+        pending = self._undecided_ancestors(ledger, ancestors, cells, total_subjects, k)
         own_total = self._edge(ledger, level, start_us, None)
         cell_edge = {c: self._edge(ledger, level, start_us, c) for c in names}
-        # Two attackers: one who also knows every total of k or more subjects (from another
-        # metric over the same events), one who knows only what this metric released.
-        views = []
-        for graph, own_known in (
-            (ledger.without_totals, False),
-            (ledger.with_totals, total_subjects >= k),
-        ):
-            fixed = [*graph.edges(), *(graph.map(e) for e in pending)]
-            if not own_known:
-                fixed.append(graph.map((*own_total, False)))  # last: `other` may reveal it
-            mapped = {c: graph.map((*e, False))[:2] for c, e in cell_edge.items()}
-            roots = [v for e in mapped.values() for v in e] + [graph.find(v) for v in own_total]
-            views.append((fixed, mapped, roots))
-
-        def other_released(kept: set[str]) -> bool:
-            if not other or not kept:
-                return False
-            held_subjects = [cells[c].subjects for c in kept]
-            bound = max(
-                max(held_subjects),
-                -(-sum(held_subjects) // min(max_cells, len(kept))),
-                total_subjects - sum(cells[c].subjects for c in names if c not in kept),
-            )
-            return bound >= k
-
-        def new_bridges(
-            view: tuple[list[Edge], dict[str, tuple[Vertex, Vertex]], list[Vertex]],
-            kept: set[str],
-            baseline: set[object],
-            *,
-            drop_last: bool = False,
-        ) -> tuple[_Bridges, list[object], list[object]]:
-            fixed, mapped, roots = view
-            if drop_last:
-                fixed = fixed[:-1]
-            cells_kept = [c for c in names if c in kept]
-            edges = [*fixed, *((*mapped[c], c in primary) for c in cells_kept)]
-            found = _bridges(edges, roots)
-            keys = _edge_keys(cells_kept, found, len(fixed))
-            return found, keys, [key for key in keys if key not in baseline]
-
-        # With totals known, a bridge present even when this window releases nothing is not of
-        # its making (a total below k that is a difference of totals of k or more, over a
-        # window with a single cell): only bridges its releases would add are repaired.
-        baseline = set(new_bridges(views[1], set(names), set())[1])
-        held = set(primary)
-        complementary: list[str] = []
-        unresolved = False
-        while True:
-            repaired = False
-            for view, base_keys in ((views[0], set[object]()), (views[1], baseline)):
-                found, all_keys, keys = new_bridges(view, held, base_keys)
-                if not keys:
-                    continue
-                found.bridges = [
-                    b for b, key in zip(found.bridges, all_keys, strict=True) if key in keys
-                ]
-                choice = _repair(found, [c for c in candidates if c not in held], view[1])
-                if choice is None:
-                    unresolved = True
-                else:
-                    held.add(choice)
-                    complementary.append(choice)
-                    repaired = True
-                break
-            if unresolved:
-                held = set(names)
-                break
-            if not repaired:
-                break
+        problem = _Problem(
+            cells, k=k, views=_views(ledger, pending, own_total, cell_edge, total_subjects >= k)
+        )
+        held, complementary, unresolved = problem.repair()
         # An `other` cell reveals this window's total to the attacker who knows only this
         # metric: release it only if that adds no bridge.
         with_other = (
-            not unresolved
-            and other_released(held)
-            and not new_bridges(views[0], held, set(), drop_last=True)[2]
+            other
+            and not unresolved
+            and _other_provable(cells, held, total_subjects, k=k, max_cells=max_cells)
+            and not problem.new_bridges(problem.views[0], held, set(), drop_last=True)[2]
         )
-        held_edges = [(*cell_edge[c], c in primary or unresolved) for c in names if c in held]
+        held_edges = [
+            (*cell_edge[c], c in problem.primary or unresolved) for c in names if c in held
+        ]
         ledger.without_totals.add(held_edges if with_other else [*held_edges, (*own_total, False)])
         ledger.with_totals.add(
             held_edges if total_subjects >= k else [*held_edges, (*own_total, False)]
@@ -307,10 +229,131 @@ class SuppressionAudit:
             unresolved=unresolved,
         )
 
+    def _undecided_ancestors(
+        self,
+        ledger: _Ledger,
+        ancestors: list[tuple[int, int]],
+        cells: Mapping[str, CellFacts],
+        total_subjects: int,
+        k: int,
+    ) -> list[Edge]:
+        """Note this window's cells and total in its undecided ancestors, and return their
+        cells and totals as edges (a cell protected while it has fewer than k subjects)."""
+        for a in ancestors:
+            seen = ledger.present.setdefault(a, {})
+            for c, facts in cells.items():
+                seen[c] = max(seen.get(c, 0), facts.subjects)
+            ledger.totals[a] = max(ledger.totals.get(a, 0), total_subjects)
+        pending: list[Edge] = []
+        for lvl, a_start in ancestors:
+            seen = ledger.present[(lvl, a_start)]
+            for c in sorted(seen):
+                pending.append((*self._edge(ledger, lvl, a_start, c), seen[c] < k))
+            pending.append((*self._edge(ledger, lvl, a_start, None), False))
+        return pending
+
     def forget_before(self, top_start_us: int) -> None:
         """Drop state of top-level windows starting before `top_start_us`."""
         for start in [s for s in self._ledgers if s < top_start_us]:
             del self._ledgers[start]
+
+
+_View = tuple[list[Edge], dict[str, tuple[Vertex, Vertex]], list[Vertex]]
+"""One attacker's graph: the fixed edges, each cell's edge, the roots searched from."""
+
+
+def _views(
+    ledger: _Ledger,
+    pending: list[Edge],
+    own_total: tuple[Vertex, Vertex],
+    cell_edge: Mapping[str, tuple[Vertex, Vertex]],
+    total_known: bool,
+) -> list[_View]:
+    """Two attackers: one who knows only what this metric released, one who also knows
+    every total of k or more subjects (from another metric over the same events)."""
+    views = []
+    for graph, own_known in ((ledger.without_totals, False), (ledger.with_totals, total_known)):
+        fixed = [*graph.edges(), *(graph.map(e) for e in pending)]
+        if not own_known:
+            fixed.append(graph.map((*own_total, False)))  # last: `other` may reveal it
+        mapped = {c: graph.map((*e, False))[:2] for c, e in cell_edge.items()}
+        roots = [v for e in mapped.values() for v in e] + [graph.find(v) for v in own_total]
+        views.append((fixed, mapped, roots))
+    return views
+
+
+def _other_provable(
+    cells: Mapping[str, CellFacts], held: set[str], total_subjects: int, *, k: int, max_cells: int
+) -> bool:
+    """The held cells' sum provably has k subjects (see `SuppressionAudit.decide`)."""
+    if not held:
+        return False
+    held_subjects = [cells[c].subjects for c in held]
+    bound = max(
+        max(held_subjects),
+        -(-sum(held_subjects) // min(max_cells, len(held))),
+        total_subjects - sum(f.subjects for c, f in cells.items() if c not in held),
+    )
+    return bound >= k
+
+
+class _Problem:
+    """One window's decision: which cells to hold so that no attacker's graph has a bridge
+    its releases made."""
+
+    def __init__(self, cells: Mapping[str, CellFacts], *, k: int, views: list[_View]) -> None:
+        self.names = sorted(cells)
+        self.primary = {c for c in self.names if cells[c].subjects < k}
+        self.candidates = sorted(
+            (c for c in self.names if c not in self.primary),
+            key=lambda c: (cells[c].subjects, cells[c].size, c),
+        )
+        self.views = views
+
+    def new_bridges(
+        self, view: _View, kept: set[str], baseline: set[object], *, drop_last: bool = False
+    ) -> tuple[_Bridges, list[object], list[object]]:
+        """The bridges of `view` with the cells `kept` held, their keys, and those keys not
+        in `baseline`."""
+        fixed, mapped, roots = view
+        if drop_last:
+            fixed = fixed[:-1]
+        cells_kept = [c for c in self.names if c in kept]
+        edges = [*fixed, *((*mapped[c], c in self.primary) for c in cells_kept)]
+        found = _bridges(edges, roots)
+        keys = _edge_keys(cells_kept, found, len(fixed))
+        return found, keys, [key for key in keys if key not in baseline]
+
+    def repair(self) -> tuple[set[str], list[str], bool]:
+        """(held cells, complementary ones in the order chosen, unresolved): cells below k,
+        then the smallest cell that breaks a new bridge, until none is left; everything
+        when no choice can."""
+        # With totals known, a bridge present even when this window releases nothing is not
+        # of its making (a total below k that is a difference of totals of k or more, over a
+        # window with a single cell): only bridges its releases would add are repaired.
+        baseline = set(self.new_bridges(self.views[1], set(self.names), set())[1])
+        held = set(self.primary)
+        complementary: list[str] = []
+        while True:
+            bridged, choice = self._next_choice(held, baseline)
+            if not bridged:
+                return held, complementary, False
+            if choice is None:
+                return set(self.names), complementary, True
+            held.add(choice)
+            complementary.append(choice)
+
+    def _next_choice(self, held: set[str], baseline: set[object]) -> tuple[bool, str | None]:
+        """(a new bridge is left, the next cell to hold back to break it, None if none does)."""
+        for view, base_keys in ((self.views[0], set[object]()), (self.views[1], baseline)):
+            found, all_keys, keys = self.new_bridges(view, held, base_keys)
+            if not keys:
+                continue
+            found.bridges = [
+                b for b, key in zip(found.bridges, all_keys, strict=True) if key in keys
+            ]
+            return True, _repair(found, [c for c in self.candidates if c not in held], view[1])
+        return False, None
 
 
 @dataclass(slots=True)
