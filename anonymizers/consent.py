@@ -3,7 +3,8 @@
 `ConsentState` holds, per subject, the latest consent record (`schemas/consent-record.v1.json`)
 reduced to bit flags, under a keyed hash of the subject: the first 64 bits of HMAC-SHA256
 (OpenSSL) keyed with a random secret made per process (`subject_digest`), so the state never
-holds a raw id and its keys mean nothing outside the process. It costs about 100 bytes per subject (an int-to-int dict).
+holds a raw id and its keys mean nothing outside the process. It costs about 100 bytes per
+subject (an int-to-int dict).
 
 A record replaces the subject's whole state, so the state after replaying a compacted topic
 (one record per key) equals the state before a restart:
