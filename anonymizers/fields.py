@@ -73,8 +73,6 @@ IDENTIFIER_FIELDS: Final[tuple[str, ...]] = get_args(IdentifierField)
 SUBJECT_FIELDS: Final[tuple[str, ...]] = get_args(SubjectField)
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 OUTPUT_FIELDS: Final[tuple[str, ...]] = get_args(OutputField)
-DIMENSION_FIELDS: Final[tuple[str, ...]] = get_args(DimensionField)
-VALUE_FIELDS: Final[tuple[str, ...]] = get_args(ValueField)
 RAW_FIELDS: Final[frozenset[str]] = frozenset(schemas.load(schemas.RAW_EVENT_V1)["properties"])
 """Fields of raw event v1 (its schema's properties); any other field is unknown and dropped."""
 REQUIRED_OUTPUT_FIELDS: Final[tuple[str, ...]] = ("event_type", "occurred_at", "epoch", "subject")
@@ -167,9 +165,6 @@ OUTPUT_FIELD_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
 }
 """JSON Schema of each output field: `schemas/pseudonymized-event.v1.json` is built from it."""
 
-HARDWARE_CLASSES: Final[tuple[str, ...]] = tuple(OUTPUT_FIELD_SCHEMAS["hardware"]["enum"])
-
-
 def pseudonymized_event_schema() -> dict[str, Any]:
     """The JSON Schema of the anonymized event (`schemas/pseudonymized-event.v1.json`)."""
     return {
@@ -177,7 +172,9 @@ def pseudonymized_event_schema() -> dict[str, Any]:
         "$id": "https://anonstream.dev/schemas/pseudonymized-event.v1.json",
         "title": "Pseudonymized event v1",
         "description": (
-            "One anonymized event on events.pseudonymized, Kafka key = subject. Flat object "
+            "One anonymized event on events.pseudonymized, where a message is a JSON array of "
+            "anonymized events whose subjects all hash (Kafka's murmur2, as a message keyed "
+            "by the subject would) to the message's partition. Flat object "
             "holding only the fields the policy's output.fields allowlist names; a field whose "
             "value could not be derived safely is absent, never null. Generated from "
             "anonymizers.fields."

@@ -94,11 +94,6 @@ def validate_event(event: object) -> SchemaViolation | None:
     return None
 
 
-def parse_occurred_at(value: str) -> datetime | None:
-    """`occurred_at` as an aware datetime, or None if it is not RFC 3339 with a zone."""
-    return _parse_time(value)
-
-
 def _parse_time(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)

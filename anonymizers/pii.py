@@ -24,7 +24,6 @@ UUID: Final = "[uuid]"
 NUMBER: Final = "[number]"
 TOKEN: Final = "[token]"  # noqa: S105 (a redaction marker, not a secret)
 IDENTIFIER: Final = "[id]"
-MARKERS: Final = (EMAIL, PHONE, CARD, IBAN, IP, MAC, UUID, NUMBER, TOKEN, IDENTIFIER)
 
 DIGIT_RUN_MIN: Final = 6
 """A run of this many digits or more is redacted wherever it stands."""

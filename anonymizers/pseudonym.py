@@ -93,11 +93,6 @@ class Pseudonymizer:
             out.fields.update(self.identifiers(event, key))
         return None
 
-    @property
-    def keeps_identifiers(self) -> bool:
-        """True when some identifier's pseudonym is an output field."""
-        return bool(self._kept)
-
     def find_subject(
         self,
         event: dict[str, object],

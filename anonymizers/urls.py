@@ -67,13 +67,6 @@ def scrub_text(text: str) -> str:
     return pii.redact(text)[0]
 
 
-class _Parts(NamedTuple):
-    scheme: str
-    host: str
-    path: str
-    query: list[tuple[str, str]]
-
-
 def _host_of(netloc_host: str | None) -> str | None:
     if not netloc_host:
         return None

@@ -13,6 +13,7 @@ DEADLETTER_RECORD_V1 = "deadletter-record.v1.json"
 PSEUDONYMIZED_EVENT_V1 = "pseudonymized-event.v1.json"
 AGGREGATE_V1 = "aggregate.v1.json"
 POLICY_V1 = "policy.v1.json"
+PARTIAL_V1 = "partial.v1.json"
 
 
 @functools.cache
@@ -22,7 +23,3 @@ def load(name: str) -> dict[str, Any]:
     schema: dict[str, Any] = json.loads(text)
     return schema
 
-
-def names() -> list[str]:
-    """Every schema file shipped in this package."""
-    return sorted(p.name for p in resources.files(__name__).iterdir() if p.name.endswith(".json"))

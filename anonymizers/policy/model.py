@@ -41,7 +41,6 @@ DURATION_ALLOWED: Final = (
 
 StrictInt = Annotated[int, Strict()]
 StrictBool = Annotated[bool, Strict()]
-StrictStr = Annotated[str, Strict()]
 StrictFloat = Annotated[float, Strict()]
 Duration = Annotated[str, Strict(), Field(pattern=DURATION_PATTERN)]
 Granularity = Literal["none", "country", "region", "city"]

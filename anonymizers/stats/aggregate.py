@@ -177,11 +177,6 @@ class PartitionAggregator:
         """The source partition this aggregator serves."""
         return self._partition
 
-    @property
-    def watermark_us(self) -> int | None:
-        """Current watermark (microseconds since the epoch); None before any input."""
-        return self._watermark
-
     def resume(self, closed_through: int | str) -> None:
         """Restore the watermark of the latest published progress record of this partition
         (its `closed_through`); windows ending at or before it are closed. Call before any

@@ -16,6 +16,7 @@ import schemas
 from anonymizers import reasons
 from anonymizers.chain import Anonymized, Dropped, Pipeline
 from anonymizers.consent import ConsentState
+from anonymizers.fields import pseudonymized_event_schema
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.policy import default_policy
 from tests.anonymizers.conftest import EPOCH_MAY_1, build_mmdb, static_keys, unkeyed_hashes
@@ -137,6 +138,11 @@ def test_rotation_mismatch_refused() -> None:
         Pipeline.from_policy(
             default_policy(), keys=GeneratedKeyProvider(rotation_seconds=3600), geo=None
         )
+
+
+def test_committed_output_schema_is_generated_from_the_catalogue() -> None:
+    """schemas/pseudonymized-event.v1.json is exactly what anonymizers.fields generates."""
+    assert schemas.load(schemas.PSEUDONYMIZED_EVENT_V1) == pseudonymized_event_schema()
 
 
 def test_outputs_follow_wire_schema(make_pipeline: Callable[..., Pipeline]) -> None:

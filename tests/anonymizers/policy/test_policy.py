@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+import schemas
 from anonymizers.exceptions import PolicyError
 from anonymizers.policy import (
     SECTIONS,
@@ -22,7 +22,6 @@ from anonymizers.policy import (
     policy_json_schema,
     render_default_policy_toml,
 )
-from tests.support.paths import ROOT
 
 
 def test_default_equals_privacy_md_table() -> None:
@@ -89,7 +88,7 @@ def test_every_setting_documented_in_rendered_file() -> None:
 
 def test_committed_schema_matches_model() -> None:
     """schemas/policy.v1.json is exactly what the model exports (regenerate: anonstream policy schema)."""
-    committed = json.loads((ROOT / "schemas" / "policy.v1.json").read_text())
+    committed = schemas.load(schemas.POLICY_V1)
     assert committed == policy_json_schema()
 
 

@@ -3,23 +3,20 @@ their JSON Schemas; keys are canonical and unambiguous."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import jsonschema_rs
 import pytest
 
+import schemas
 from anonymizers.exceptions import PolicyError
 from anonymizers.policy import default_policy, parse_policy
 from anonymizers.stats.config import NoiseSpec, ReleaseSpec, stats_specs
 from anonymizers.stats.records import aggregate_key, dims_part
 from anonymizers.stats.release import release_events
-from tests.support.paths import ROOT
 
 from .conftest import SMALL_RELEASE, run_partitions, small_config
 from .test_release import traffic
-
-SCHEMAS = ROOT / "schemas"
 
 
 def _metric(name: str, types: list[str], dims: list[str], **extra: Any) -> dict[str, Any]:
@@ -179,7 +176,7 @@ def test_defaults_are_valid() -> None:
 
 
 def validator(name: str) -> Any:
-    return jsonschema_rs.validator_for(json.loads((SCHEMAS / name).read_text()))
+    return jsonschema_rs.validator_for(schemas.load(name))
 
 
 @pytest.mark.parametrize("noise", [False, True])
@@ -194,7 +191,7 @@ def test_released_records_match_aggregate_schema(noise: bool) -> None:
             noise=NoiseSpec(noise, "geometric", 1.0),
         )  # type: ignore[arg-type]
         out, _ = release_events(traffic(3, subjects=30), aggregation, release, policy_version="v1")
-        check = validator("aggregate.v1.json")
+        check = validator(schemas.AGGREGATE_V1)
         kinds = set()
         for record in out:
             check.validate(record.value)
@@ -204,7 +201,7 @@ def test_released_records_match_aggregate_schema(noise: bool) -> None:
 
 def test_partial_records_match_partial_schema() -> None:
     """Partial and progress records validate; a broken one does not."""
-    check = validator("partial.v1.json")
+    check = validator(schemas.PARTIAL_V1)
     records = run_partitions([traffic(5)], small_config(), SMALL_RELEASE)
     assert {r.value["kind"] for r in records} == {"partial", "progress"}
     for record in records:
