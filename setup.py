@@ -32,11 +32,16 @@ COMPILED_MODULES = [
     "anonymizers/allowlist.py",
     "anonymizers/chain.py",
     "anonymizers/consent.py",
+    "anonymizers/context.py",
+    "anonymizers/event_time.py",
     "anonymizers/geo/index.py",
     "anonymizers/geo/records.py",
     "anonymizers/ip.py",
     "anonymizers/memo.py",
+    "anonymizers/outcome.py",
     "anonymizers/pseudonym.py",
+    "anonymizers/search_terms.py",
+    "anonymizers/urls.py",
 ]
 
 
