@@ -27,7 +27,8 @@ from pathlib import Path
 import click
 
 from stream.exceptions import BrokerError, BrokerUnreachableError
-from stream.kafka import tcp_reachable
+from stream.kafka import admin, tcp_reachable
+from stream.settings import Settings
 
 RECIPE_ENV = "ANONSTREAM_KAFKA_RECIPE"
 START_TIMEOUT_S = 90.0
@@ -273,9 +274,11 @@ def wait_until_ready(
     bootstrap: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None
 ) -> None:
     """Block until a broker at `bootstrap` answers a metadata request, or raise."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaConfigurationError, KafkaError
 
+    # The local broker listens in PLAINTEXT on loopback, whatever the environment configures
+    # for other brokers: settings built from these values only, not from ANONSTREAM_*.
+    local = Settings.model_construct(bootstrap_servers=bootstrap, request_timeout_s=5.0)
     deadline = time.monotonic() + timeout_s
     last_error = "no answer"
     while time.monotonic() < deadline:
@@ -288,7 +291,7 @@ def wait_until_ready(
             time.sleep(0.1)
             continue
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+            client = admin(local)
         except KafkaConfigurationError:
             raise
         except (KafkaError, OSError) as exc:
@@ -296,13 +299,13 @@ def wait_until_ready(
             time.sleep(0.25)
             continue
         try:
-            admin.describe_cluster()
+            client.describe_cluster()
             return
         except (KafkaError, OSError) as exc:
             last_error = type(exc).__name__
             time.sleep(0.25)
         finally:
-            admin.close()
+            client.close()
     raise BrokerUnreachableError(
         f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f}s ({last_error})"
     )

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from anonymizers.intake import TOO_LARGE, Invalid, decode_message
+from stream.kafka import key_partition
 
 # A too_large message is kept only in part in the dead-letter topic: enough to identify the
 # sender, small enough to fit any broker's message size limit.
@@ -86,8 +86,7 @@ def parse_source_header(value: bytes) -> tuple[int, int] | None:
 
 def partition_for(subject: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives a message keyed `subject`."""
-    hashed: int = murmur2(subject.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
+    return key_partition(subject.encode(), partitions)
 
 
 class AnonymizeStage:

@@ -24,6 +24,7 @@ import orjson
 
 from anonymizers.stats.config import AggregationConfig, ReleaseConfig
 from anonymizers.stats.release import ReleaseEngine
+from stream import kafka
 from stream.settings import Settings
 from stream.stages.aggregate import metric_partition
 from stream.stages.commit_loop import Outgoing
@@ -103,19 +104,15 @@ async def published_keys(
     settings: Settings, *, metrics: Iterable[str], horizon_s: float
 ) -> set[str]:
     """Keys of `metrics` on stats.aggregates published in the last `horizon_s` seconds."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from stream.tables.consent import topic_partitions
+    from aiokafka import TopicPartition
 
     wanted = set(metrics)
     topic = settings.topic_aggregates
-    consumer = AIOKafkaConsumer(
-        **settings.aiokafka_config(), enable_auto_commit=False, group_id=None
-    )
+    consumer = kafka.async_consumer(settings)
     await consumer.start()
     keys: set[str] = set()
     try:
-        tps = [TopicPartition(topic, p) for p in await topic_partitions(settings, topic)]
+        tps = [TopicPartition(topic, p) for p in await kafka.topic_partitions(settings, topic)]
         consumer.assign(tps)
         since_ms = int((time.time() - horizon_s) * 1000)
         starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))

@@ -29,6 +29,7 @@ from typing import Any
 import faust
 import orjson
 
+from stream import kafka
 from stream.health.metrics import labelled, parse_samples
 from stream.health.web import WorkerWeb
 from stream.local.dashboard.board import AggregateBoard, PipelineHistory, sum_samples, totals
@@ -76,21 +77,16 @@ class AggregateFollower:
                 await asyncio.sleep(RETRY_S)
 
     async def _follow(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        from stream.tables.consent import topic_partitions
+        from aiokafka import TopicPartition
 
         topic = self._settings.topic_aggregates
-        consumer = AIOKafkaConsumer(
-            **self._settings.aiokafka_config(),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=250,
+        consumer = kafka.async_consumer(
+            self._settings, auto_offset_reset="earliest", fetch_max_wait_ms=250
         )
         await consumer.start()
         try:
-            tps = [TopicPartition(topic, p) for p in await topic_partitions(self._settings, topic)]
+            partitions = await kafka.topic_partitions(self._settings, topic)
+            tps = [TopicPartition(topic, p) for p in partitions]
             consumer.assign(tps)
             since_ms = int((time.time() - FOLLOW_HORIZON_S) * 1000)
             starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
