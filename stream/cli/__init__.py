@@ -18,8 +18,8 @@ from anonymizers.exceptions import AnonstreamError
 # name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "broker": "stream.local.broker:broker_cli",
-    "topics": "stream.topics:topics_cli",
-    "worker": "stream.worker:worker_cli",
+    "topics": "stream.cli.topics:topics_cli",
+    "worker": "stream.cli.worker:worker_cli",
     "policy": "stream.cli.policy:policy_cli",
     "preview": "stream.cli.preview:preview_cli",
     "consent": "stream.cli.consent:consent_cli",

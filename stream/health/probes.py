@@ -301,3 +301,14 @@ class OffsetProbe:
                 with contextlib.suppress(Exception):
                     await getattr(client, close)()
         self._consumer = self._admin = None
+
+
+def input_problems(watch: ProgressWatch | None, probe: OffsetProbe | None) -> list[str]:
+    """Liveness problems of a stage's input consumer and consent reader (see module doc)."""
+    out: list[str] = []
+    why = watch.stalled() if watch is not None else None
+    if why is not None:
+        out.append(f"input consumer stalled: {why}")
+    if probe is not None and not probe.consent_current():
+        out.append("consent reader behind its topic")
+    return out
