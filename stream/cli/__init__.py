@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "consent": "stream.cli.consent:consent_cli",
     "generate": "stream.local.traffic:generate_cli",
     "demo": "stream.local.demo:demo_cli",
+    "dashboard": "stream.local.dashboard:dashboard_cli",
     "tail": "stream.cli.tail:tail_cli",
 }
 
