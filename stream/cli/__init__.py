@@ -1,8 +1,9 @@
 """The `anonstream` command line.
 
-Subcommands live next to what they drive and are imported only when called, so that
-`anonstream broker start` does not pay for importing Faust, and a broken optional module
-never takes the whole CLI down.
+One module per command group in this package; the laptop tools' commands live in
+`stream.local`. `COMMANDS` names each by "module:attribute", imported only when called, so
+that `anonstream broker start` does not pay for importing Faust, a broken optional module
+never takes the whole CLI down, and production code never imports a laptop tool.
 """
 
 from __future__ import annotations
