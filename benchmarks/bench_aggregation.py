@@ -398,11 +398,11 @@ TOPIC_NAMES = ("raw", "pseudonymized", "deadletter", "partials", "aggregates", "
 
 async def fetch_ceiling(settings: Settings, n_messages: int, n_events: int) -> float:
     """Events/s of an aiokafka consumer that fetches and orjson-decodes the topic, no work."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        **settings.aiokafka_config(), enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    from stream.kafka import async_consumer
+
+    consumer = async_consumer(settings, auto_offset_reset="earliest")
     await consumer.start()
     try:
         tp = TopicPartition(settings.topic_pseudonymized, 0)

@@ -118,16 +118,10 @@ def print_rate(name: str, rows: int, seconds: float) -> float:
 
 async def batch_ceiling(settings: Settings, keys: list[bytes], values: list[bytes]) -> float:
     """Pre-encoded records in hand-built batches (aiokafka, acks=all): the transport alone."""
-    from aiokafka import AIOKafkaProducer
-
     from stream.cli.consent import BATCH_BYTES, BatchSender
+    from stream.kafka import async_producer
 
-    client = AIOKafkaProducer(
-        **settings.aiokafka_config(),
-        acks="all",
-        enable_idempotence=True,
-        max_batch_size=BATCH_BYTES,
-    )
+    client = async_producer(settings, max_batch_size=BATCH_BYTES)
     await client.start()
     try:
         started = time.perf_counter()
@@ -198,7 +192,7 @@ def bench_import(count: int) -> None:
         keys = [record_key(record) for record in records(count)]
         partition_s = timeit.timeit(lambda: default_partitions(keys, PARTITIONS), number=1)
         print(
-            f"  of which partitioning (vectorised murmur2): {partition_s / count * 1e9:.0f} ns/row"
+            f"  of which partitioning (murmur2): {partition_s / count * 1e9:.0f} ns/row"
         )
         ceiling = print_rate(
             "ceiling: pre-encoded records, hand-built batches (aiokafka)",

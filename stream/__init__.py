@@ -1,1 +1,2 @@
-"""Kafka side of anonstream: settings, the Faust apps, topics, agents and the CLI."""
+"""Kafka side of anonstream: settings, Kafka clients, topics, the Faust apps of the three
+stages, their tables and health, and the command line."""

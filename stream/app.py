@@ -79,3 +79,8 @@ def create_app(settings: Settings, stage: str, **overrides: Any) -> faust.App:
         config["broker_session_timeout"] = STAGE_APP_SESSION_TIMEOUT_S
     config.update(overrides)
     return faust.App(app_id, **config)
+
+
+def raw_topic(app: faust.App, name: str, *, partitions: int | None = None) -> Any:
+    """A topic of opaque bytes (anonstream encodes and decodes JSON itself, with orjson)."""
+    return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=partitions)

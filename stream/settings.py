@@ -27,7 +27,7 @@ STAGES: tuple[Stage, ...] = ("anonymize", "aggregate", "release")
 
 
 class Settings(BaseSettings):
-    """Runtime settings of every anonstream process (workers, CLI, demo)."""
+    """Runtime settings of every anonstream process (workers, CLI, demo, dashboard)."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -97,14 +97,6 @@ class Settings(BaseSettings):
         description="A worker with consumer lag that processes nothing for this long (or, "
         "anonymize, whose commits stop) reports itself dead on /healthz; see stream.health.probes.",
     )
-    dashboard: bool = Field(
-        True, description="Release workers serve /dashboard and follow stats.aggregates for it."
-    )
-    dashboard_peers: str = Field(
-        "",
-        description="Comma-separated base URLs (http://host:port) of other workers whose "
-        "/metrics the dashboard adds to its own (e.g. the anonymize and aggregate workers).",
-    )
     gc_young_threshold: int = Field(
         DEFAULT_YOUNG_THRESHOLD,
         ge=0,
@@ -130,15 +122,6 @@ class Settings(BaseSettings):
                 raise ValueError("must be a comma-separated list of host:port")
         return ",".join(servers)
 
-    @field_validator("dashboard_peers")
-    @classmethod
-    def _check_peers(cls, value: str) -> str:
-        peers = [p.strip().rstrip("/") for p in value.split(",") if p.strip()]
-        for peer in peers:
-            if not peer.startswith(("http://", "https://")):
-                raise ValueError("must be a comma-separated list of http(s)://host:port URLs")
-        return ",".join(peers)
-
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
         if self.security_protocol.startswith("SASL") and not (
@@ -153,11 +136,6 @@ class Settings(BaseSettings):
     def bootstrap_list(self) -> list[str]:
         """`bootstrap_servers` as a list of host:port strings."""
         return self.bootstrap_servers.split(",")
-
-    @property
-    def dashboard_peer_list(self) -> list[str]:
-        """`dashboard_peers` as a list of base URLs."""
-        return self.dashboard_peers.split(",") if self.dashboard_peers else []
 
     def group_id(self, stage: str) -> str:
         """Consumer group id (and Faust app id) of one stage."""

@@ -1,15 +1,15 @@
-"""Every topic anonstream uses, with its configuration; `anonstream topics create [--check]`."""
+"""Every topic anonstream uses, with its configuration: specs, creation, checks.
+
+`anonstream topics create [--check]` (`stream.cli.topics`) drives `create_topics`.
+"""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
-
 from stream.exceptions import TopicConfigError
-from stream.settings import Settings, load_settings
+from stream.settings import Settings
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
@@ -176,27 +176,3 @@ def partition_counts(settings: Settings, names: list[str]) -> dict[str, int]:
         described = admin.describe_topics(names)
     return {t["name"]: len(t["partitions"]) for t in described if t.get("partitions")}
 
-
-@click.group("topics")
-def topics_cli() -> None:
-    """Provision the pipeline's Kafka topics."""
-
-
-@topics_cli.command("create")
-@click.option(
-    "--check", is_flag=True, help="Create nothing; exit 1 if a topic is missing or differs."
-)
-def topics_create(check: bool) -> None:
-    """Create every topic with its configuration and report mismatches on existing ones."""
-    settings = load_settings()
-    report = create_topics(settings, topic_specs(settings), check_only=check)
-    for name in report.created:
-        click.echo(f"created  {name}")
-    for name in report.ok:
-        click.echo(f"ok       {name}")
-    for name in report.missing:
-        click.echo(f"missing  {name}")
-    for line in report.mismatches:
-        click.echo(f"MISMATCH {line}")
-    if report.missing or report.mismatches:
-        sys.exit(1)

@@ -1,29 +1,70 @@
-"""`anonstream worker --stage S`: run one production worker of one stage."""
+"""The composition root: the Faust app of one stage, built from the settings and the policy.
+
+Everything that can be wrong with the configuration (settings, policy, geo database, topic
+retention) fails in `build_worker_app`, before the worker joins its consumer group. The
+statistics engine's configs are made here, once, from the policy, and handed to the stages
+unread; what the stream itself needs of the policy's aggregation section (window sizes,
+lateness, idle timeout, metric names) it reads from the policy. `anonstream worker`
+(`stream.cli.worker`) runs the app.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import click
-
-from anonymizers.stats.config import AggregationSpec, stats_specs
+from anonymizers.chain import Pipeline
+from anonymizers.policy import Policy, duration_seconds
+from anonymizers.stats.config import AggregationSpec, ReleaseSpec, stats_specs
+from stream.app import create_app
 from stream.exceptions import SettingsError
-from stream.settings import STAGES, Settings, load_settings
+from stream.resources import load_stream_policy, open_geo
+from stream.settings import STAGES, Settings
+from stream.stages.aggregate import AggregateRuntime, register_aggregate
+from stream.stages.anonymize import AnonymizeRuntime, AnonymizeStage, register_anonymize
+from stream.stages.release import ReleaseRuntime, register_release
+from stream.tables.consent import ConsentTable
+from stream.tables.keyring import KafkaKeyRing, clock_for, schedule_from_policy
+from stream.topics import partition_counts
+
+PUBLISHED_MARGIN_S = 3600
+"""Extra hour of stats.aggregates the release stage reads back for published keys."""
 
 
-def replay_horizon_ms(aggregation: AggregationSpec) -> int:
+def top_window_s(policy: Policy) -> int:
+    """The policy's largest window size, seconds."""
+    return max(duration_seconds(window) for window in policy.aggregation.windows)
+
+
+def open_for_s(policy: Policy) -> int:
+    """How long a top-level window can stay open after it starts, seconds: its size plus the
+    allowed lateness and the idle timeout."""
+    aggregation = policy.aggregation
+    return (
+        top_window_s(policy)
+        + duration_seconds(aggregation.allowed_lateness)
+        + duration_seconds(aggregation.idle_timeout)
+    )
+
+
+def replay_horizon_ms(policy: Policy) -> int:
     """How far back a restarted aggregate or release worker may replay its input, ms: the
     aggregate stage commits only the first offset its oldest open window needs (a top-level
     window plus the lateness and idle timeout old), and the release stage the first partial
     of the undecided top-level window; twice that leaves a window's worth of downtime."""
-    top = aggregation.windows[-1] + aggregation.allowed_lateness + aggregation.idle_timeout
-    return 2 * top * 1000
+    return 2 * open_for_s(policy) * 1000
 
 
-def require_replay_retention(settings: Settings, aggregation: AggregationSpec) -> None:
+def published_horizon_s(policy: Policy) -> float:
+    """How far back the release stage reads stats.aggregates for keys already published,
+    seconds: every window not yet decided ended at most a top window, the lateness and the
+    idle timeout ago (plus `PUBLISHED_MARGIN_S`)."""
+    return float(top_window_s(policy) + open_for_s(policy) + PUBLISHED_MARGIN_S)
+
+
+def require_replay_retention(settings: Settings, policy: Policy) -> None:
     """`SettingsError` unless events.pseudonymized and stats.partials keep their records
     longer than the replay horizon (otherwise a restart would find them deleted)."""
-    needed = replay_horizon_ms(aggregation)
+    needed = replay_horizon_ms(policy)
     if settings.intermediate_retention_ms < needed:
         raise SettingsError(
             f"ANONSTREAM_INTERMEDIATE_RETENTION_MS must be at least {needed} (twice the "
@@ -34,95 +75,82 @@ def require_replay_retention(settings: Settings, aggregation: AggregationSpec) -
 
 
 def build_worker_app(settings: Settings, stage: str) -> Any:
-    """The Faust app of `stage` with its agents registered, ready for `faust.Worker`.
-
-    Everything that can be wrong with the configuration (settings, policy, geo database)
-    fails here, before the worker joins its consumer group.
-    """
-    from anonymizers.chain import Pipeline
-    from stream.app import create_app
-    from stream.resources import load_stream_policy, open_geo
-    from stream.stages.agents import (
-        AggregateRuntime,
-        AnonymizeRuntime,
-        ReleaseRuntime,
-        register_aggregate,
-        register_anonymize,
-        register_release,
-    )
-    from stream.stages.anonymize import AnonymizeStage
-    from stream.tables.consent import ConsentTable
-    from stream.tables.keyring import KafkaKeyRing, clock_for, schedule_from_policy
-    from stream.topics import partition_counts
-
+    """The Faust app of `stage` with its agents registered, ready for `faust.Worker`."""
+    if stage not in STAGES:
+        raise SettingsError(f"stage must be one of {', '.join(STAGES)}; got {stage!r}")
     policy = load_stream_policy(settings)
-    if stage in ("aggregate", "release"):
-        require_replay_retention(settings, stats_specs(policy)[0])
-    app = create_app(settings, stage)
     if stage == "anonymize":
-        keyring = KafkaKeyRing(settings, schedule_from_policy(policy), clock=clock_for(settings))
-        consent = ConsentTable(settings)
-        pipeline = Pipeline.from_policy(
-            policy, keys=keyring, geo=open_geo(settings), consent=consent.state
-        )
-        stage_logic = AnonymizeStage(
-            pipeline=pipeline,
-            partitions=settings.partitions,
-            max_message_bytes=settings.max_message_bytes,
-        )
-        runtime = AnonymizeRuntime(stage=stage_logic, keyring=keyring, consent=consent)
-        register_anonymize(app, settings=settings, runtime=runtime)
-    elif stage == "aggregate":
-        aggregation, release = stats_specs(policy)
-        counts = partition_counts(settings, [settings.topic_partials])
-        runtime_agg = AggregateRuntime(
-            settings,
-            aggregation=aggregation,
-            release=release,
-            keyring=KafkaKeyRing(settings, schedule_from_policy(policy), clock=clock_for(settings)),
-            partials_partitions=counts[settings.topic_partials],
-        )
-        register_aggregate(app, runtime=runtime_agg)
-    elif stage == "release":
-        aggregation, release = stats_specs(policy)
-        counts = partition_counts(settings, [settings.topic_partials, settings.topic_pseudonymized])
-        runtime_rel = ReleaseRuntime(
-            settings,
-            aggregation=aggregation,
-            release=release,
-            policy_version=policy.policy_version,
-            sources=counts[settings.topic_pseudonymized],
-            partials_partitions=counts[settings.topic_partials],
-        )
-        register_release(app, runtime=runtime_rel)
+        app = create_app(settings, stage)
+        add_anonymize(app, settings=settings, policy=policy)
+        return app
+    aggregation, release = stats_specs(policy)
+    require_replay_retention(settings, policy)
+    app = create_app(settings, stage)
+    if stage == "aggregate":
+        add_aggregate(app, settings=settings, policy=policy, configs=(aggregation, release))
     else:
-        raise click.UsageError(f"unknown stage {stage!r}")
+        add_release(app, settings=settings, policy=policy, configs=(aggregation, release))
     return app
 
 
-@click.command("worker")
-@click.option("--stage", type=click.Choice(STAGES), required=True, help="Pipeline stage to run.")
-@click.option("--loglevel", type=click.Choice(["debug", "info", "warn", "error"]), default=None)
-def worker_cli(stage: str, loglevel: str | None) -> None:
-    """Run a worker of one pipeline stage; start more to scale (one consumer group per stage)."""
-    import faust
+def _keyring(settings: Settings, policy: Policy) -> KafkaKeyRing:
+    return KafkaKeyRing(settings, schedule_from_policy(policy), clock=clock_for(settings))
 
-    from stream.gcsettings import settle_after_startup
-    from stream.kafka import require_reachable
-    from stream.logs import logging_config
-    from stream.topics import require_topics, topic_specs
 
-    settings = load_settings()
-    require_reachable(settings)
-    require_topics(settings, [spec.name for spec in topic_specs(settings)])
-    app = build_worker_app(settings, stage)
-    settle_after_startup(settings.gc_young_threshold)
-    level = loglevel or {"warning": "warn"}.get(settings.log_level, settings.log_level)
-    worker = faust.Worker(
-        app,
-        loglevel=level,
-        redirect_stdouts=False,
-        quiet=True,
-        logging_config=logging_config(level),
+def add_anonymize(app: Any, *, settings: Settings, policy: Policy) -> None:
+    """The anonymize stage: the policy's chain over the key ring and the consent table."""
+    keyring = _keyring(settings, policy)
+    consent = ConsentTable(settings)
+    pipeline = Pipeline.from_policy(
+        policy, keys=keyring, geo=open_geo(settings), consent=consent.state
     )
-    worker.execute_from_commandline()
+    stage = AnonymizeStage(
+        pipeline=pipeline,
+        partitions=settings.partitions,
+        max_message_bytes=settings.max_message_bytes,
+    )
+    runtime = AnonymizeRuntime(stage=stage, keyring=keyring, consent=consent)
+    register_anonymize(app, settings=settings, runtime=runtime)
+
+
+def add_aggregate(
+    app: Any,
+    *,
+    settings: Settings,
+    policy: Policy,
+    configs: tuple[AggregationSpec, ReleaseSpec],
+) -> None:
+    """The aggregate stage, sending to as many partials partitions as the topic has."""
+    aggregation, release = configs
+    counts = partition_counts(settings, [settings.topic_partials])
+    runtime = AggregateRuntime(
+        settings,
+        aggregation=aggregation,
+        release=release,
+        keyring=_keyring(settings, policy),
+        partials_partitions=counts[settings.topic_partials],
+    )
+    register_aggregate(app, runtime=runtime)
+
+
+def add_release(
+    app: Any,
+    *,
+    settings: Settings,
+    policy: Policy,
+    configs: tuple[AggregationSpec, ReleaseSpec],
+) -> None:
+    """The release stage, merging the partials of every events.pseudonymized partition."""
+    aggregation, release = configs
+    counts = partition_counts(settings, [settings.topic_partials, settings.topic_pseudonymized])
+    runtime = ReleaseRuntime(
+        settings,
+        aggregation=aggregation,
+        release=release,
+        metric_names=[metric.name for metric in policy.aggregation.metrics],
+        published_horizon_s=published_horizon_s(policy),
+        policy_version=policy.policy_version,
+        sources=counts[settings.topic_pseudonymized],
+        partials_partitions=counts[settings.topic_partials],
+    )
+    register_release(app, runtime=runtime)

@@ -1,8 +1,9 @@
 """The `anonstream` command line.
 
-Subcommands live next to what they drive and are imported only when called, so that
-`anonstream broker start` does not pay for importing Faust, and a broken optional module
-never takes the whole CLI down.
+One module per command group in this package; the laptop tools' commands live in
+`stream.local`. `COMMANDS` names each by "module:attribute", imported only when called, so
+that `anonstream broker start` does not pay for importing Faust, a broken optional module
+never takes the whole CLI down, and production code never imports a laptop tool.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from anonymizers.exceptions import AnonstreamError
 # name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "broker": "stream.local.broker:broker_cli",
-    "topics": "stream.topics:topics_cli",
-    "worker": "stream.worker:worker_cli",
+    "topics": "stream.cli.topics:topics_cli",
+    "worker": "stream.cli.worker:worker_cli",
     "policy": "stream.cli.policy:policy_cli",
     "preview": "stream.cli.preview:preview_cli",
     "consent": "stream.cli.consent:consent_cli",
     "generate": "stream.local.traffic:generate_cli",
     "demo": "stream.local.demo:demo_cli",
+    "dashboard": "stream.local.dashboard:dashboard_cli",
     "tail": "stream.cli.tail:tail_cli",
 }
 

@@ -506,21 +506,13 @@ async def import_rows(
     on_progress: Callable[[int], None] = lambda rows: None,
 ) -> ImportReport:
     """Validate and send `rows` to the consent topic; stop at the first unacknowledged batch."""
-    from aiokafka import AIOKafkaProducer
+    from stream import kafka
 
-    from stream.kafka import require_reachable
-    from stream.tables.consent import topic_partitions
-
-    require_reachable(settings)
-    partitions = len(await topic_partitions(settings, settings.topic_consent))
+    kafka.require_reachable(settings)
+    partitions = len(await kafka.topic_partitions(settings, settings.topic_consent))
     report = ImportReport()
     started = time.perf_counter()
-    producer = AIOKafkaProducer(
-        **settings.aiokafka_config(),
-        acks="all",
-        enable_idempotence=True,
-        max_batch_size=BATCH_BYTES,
-    )
+    producer = kafka.async_producer(settings, max_batch_size=BATCH_BYTES)
     await producer.start()
     sender = BatchSender(producer, topic=settings.topic_consent, partitions=partitions)
     try:

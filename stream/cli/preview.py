@@ -24,26 +24,21 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
-from urllib.parse import urlsplit
 
 import click
 import orjson
 
-from anonymizers import pii
-from anonymizers.allowlist import strip_echoes
-from anonymizers.chain import RAW_FIELDS, Anonymized, Pipeline
+from anonymizers.chain import Pipeline
 from anonymizers.consent import ConsentState
 from anonymizers.exceptions import ConsentRecordError
-from anonymizers.fields import IDENTIFIER_FIELDS
 from anonymizers.geo import GeoLookup
 from anonymizers.geo.bundled import default_database_path
 from anonymizers.intake import validate_event
 from anonymizers.keys import GeneratedKeyProvider
+from anonymizers.masking import mask_event
 from anonymizers.policy import Policy, default_policy, load_policy
-from anonymizers.search_terms import normalise
 from anonymizers.stats.config import stats_specs
 from anonymizers.stats.release import LocalRelease
-from anonymizers.urls import scrub_text
 
 ANONYMIZED_FILE: Final = "anonymized.jsonl"
 REPORT_FILE: Final = "report.json"
@@ -53,7 +48,6 @@ MAX_LINE_BYTES: Final = 1_048_576
 MAX_REPORTED_INVALID: Final = 1000
 """Invalid lines listed one by one in the report; all are counted."""
 PROGRESS_EVERY_SECONDS: Final = 2.0
-MASK: Final = "[masked]"
 
 
 class PreviewAggregates:
@@ -64,8 +58,9 @@ class PreviewAggregates:
         aggregation, release = stats_specs(policy)
         self._local = LocalRelease(aggregation, release, policy_version=policy.policy_version)
 
-    def add(self, anonymized: Anonymized) -> None:
-        self._local.add(anonymized.event)
+    def add(self, event: Mapping[str, Any]) -> None:
+        """One anonymized event (the `event` of a pipeline outcome that passed)."""
+        self._local.add(event)
 
     def finish(self) -> Iterable[Mapping[str, Any]]:
         return [record.value for record in self._local.finish()]
@@ -79,52 +74,6 @@ class PreviewAggregates:
 def bundled_geo_database() -> Path | None:
     """The bundled GeoLite2 City database, if installed (see `anonymizers.geo.bundled`)."""
     return default_database_path()
-
-
-# --------------------------------------------------------------------------------- masking
-
-
-def _mask_url(url: str, identifiers: list[str]) -> str:
-    """The URL's shape with personal data gone: path scrubbed, query values and fragment masked."""
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-    except ValueError:
-        return MASK
-    path = "/".join(scrub_text(segment) for segment in parts.path.split("/"))
-    query = "&".join(f"{p.partition('=')[0]}=…" for p in parts.query.split("&") if p)
-    text = f"{parts.scheme}://{scrub_text(host)}{path}"
-    text += f"?{scrub_text(query)}" if query else ""
-    text += "#…" if parts.fragment else ""
-    return strip_echoes(text, identifiers) or MASK
-
-
-def mask_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A raw event fit for a report: identifiers and IP replaced, URLs and terms scrubbed.
-
-    Unknown fields keep their name only. Used for the "before" side of examples.
-    """
-    identifiers = [
-        v.casefold() for n in (*IDENTIFIER_FIELDS, "ip") if isinstance(v := event.get(n), str)
-    ]
-    masked: dict[str, Any] = {}
-    for name, value in event.items():
-        if name in IDENTIFIER_FIELDS or name == "ip" or name == "event_id":
-            masked[name] = f"[{name}]"
-        elif name not in RAW_FIELDS:
-            masked[name] = MASK
-        elif name in ("page_url", "referrer_url", "link_url") and isinstance(value, str):
-            masked[name] = _mask_url(value, identifiers)
-        elif name == "search_terms" and isinstance(value, str):
-            masked[name] = strip_echoes(pii.redact(normalise(value))[0], identifiers) or MASK
-        elif name == "user_agent" and isinstance(value, str):
-            # Shown as sent (version numbers would read as IPs); identifiers still go.
-            masked[name] = strip_echoes(value, identifiers) or MASK
-        elif isinstance(value, str):
-            masked[name] = strip_echoes(pii.redact(value)[0], identifiers) or MASK
-        else:
-            masked[name] = value
-    return masked
 
 
 # -------------------------------------------------------------------------------- reading
@@ -187,19 +136,43 @@ class _Report:
                 entry["index"] = index
             self.invalid.append(entry)
 
-    def example(self, line: int, before: Mapping[str, Any], outcome: Any) -> None:
-        if isinstance(outcome, Anonymized):
-            if len(self.examples) < self._wanted_examples:
-                self.examples.append(
-                    {
-                        "line": line,
-                        "before": mask_event(before),
-                        "after": outcome.event,
-                        "actions": list(outcome.actions),
-                    }
-                )
-        elif outcome.reason not in self.dropped_examples:
-            self.dropped_examples[outcome.reason] = {"line": line, "before": mask_event(before)}
+    def outcome(self, line: int, before: Mapping[str, Any], outcome: Any) -> str | None:
+        """Count one event's outcome and keep it as an example if wanted; return why it was
+        dropped (None: it passed)."""
+        reason: str | None = getattr(outcome, "reason", None)
+        if reason is not None:
+            self.dropped[reason] += 1
+            if reason not in self.dropped_examples:
+                self.dropped_examples[reason] = {"line": line, "before": mask_event(before)}
+            return reason
+        self.emitted += 1
+        self.actions.update(outcome.actions)
+        if len(self.examples) < self._wanted_examples:
+            self.examples.append(
+                {
+                    "line": line,
+                    "before": mask_event(before),
+                    "after": outcome.event,
+                    "actions": list(outcome.actions),
+                }
+            )
+        return None
+
+    def result(self) -> dict[str, Any]:
+        """The report's counts, invalid lines and examples."""
+        return {
+            "lines": self.lines,
+            "events": self.events,
+            "emitted": self.emitted,
+            "dropped": sum(self.dropped.values()),
+            "dropped_by_reason": dict(sorted(self.dropped.items())),
+            "invalid": self.invalid_count,
+            "invalid_by_reason": dict(sorted(self.invalid_by_reason.items())),
+            "invalid_lines": self.invalid,
+            "actions": dict(sorted(self.actions.items())),
+            "examples": self.examples,
+            "dropped_examples": self.dropped_examples,
+        }
 
 
 def _events_of(line: bytes) -> tuple[list[Any] | None, str | None]:
@@ -216,6 +189,77 @@ def _events_of(line: bytes) -> tuple[list[Any] | None, str | None]:
     if isinstance(decoded, list):
         return decoded, None
     return [decoded], None
+
+
+class _Progress:
+    """A progress line on `out` (lines read, lines/s) every `PROGRESS_EVERY_SECONDS`."""
+
+    def __init__(self, out: IO[str] | None, *, started: float) -> None:
+        self._out = out
+        self._started = self._last = started
+
+    def tick(self, lines: int) -> None:
+        now = time.monotonic()
+        if self._out is None or now - self._last < PROGRESS_EVERY_SECONDS:
+            return
+        self._last = now
+        rate = lines / max(now - self._started, 1e-9)
+        self._out.write(f"preview: {lines} lines, {rate:,.0f} lines/s\n")
+        self._out.flush()
+
+
+def _valid_events(number: int, batch: list[Any], *, batched: bool, report: _Report) -> list[Any]:
+    """The events of one line that pass the raw schema; the others reported invalid."""
+    valid: list[Any] = []
+    for index, event in enumerate(batch):
+        position = index if batched else None
+        if not isinstance(event, dict):
+            report.invalid_line(number, position, "not_object")
+            continue
+        violation = validate_event(event)
+        if violation is not None:
+            report.invalid_line(
+                number, position, "schema_violation", path=violation.path, rule=violation.rule
+            )
+            continue
+        valid.append(event)
+    return valid
+
+
+def _preview_line(
+    number: int,
+    line: bytes,
+    *,
+    pipeline: Pipeline,
+    report: _Report,
+    target: IO[bytes],
+    sink: PreviewAggregates,
+) -> None:
+    """Validate, anonymize and count the events of one line; write the anonymized ones."""
+    report.lines += 1
+    batch, problem = _events_of(line)
+    if batch is None:
+        report.invalid_line(number, None, problem or "invalid")
+        return
+    batched = len(batch) > 1 or line.startswith(b"[")
+    events = _valid_events(number, batch, batched=batched, report=report)
+    report.events += len(events)
+    # Outcomes are read by their attributes (`reason`, `event`, `actions`) only.
+    outcomes: list[Any] = pipeline.process_batch(events)
+    for event, outcome in zip(events, outcomes, strict=True):
+        if report.outcome(number, event, outcome) is None:
+            target.write(orjson.dumps(outcome.event) + b"\n")
+            sink.add(outcome.event)
+
+
+def _write_aggregates(path: Path, sink: PreviewAggregates) -> int:
+    """Write the released aggregates as JSONL; return how many."""
+    released = 0
+    with path.open("wb") as handle:
+        for record in sink.finish():
+            handle.write(orjson.dumps(record) + b"\n")
+            released += 1
+    return released
 
 
 def run_preview(
@@ -237,65 +281,17 @@ def run_preview(
     )
     sink = PreviewAggregates(policy)
     report = _Report(examples=examples)
-    started = last_progress = time.monotonic()
+    started = time.monotonic()
+    ticker = _Progress(progress, started=started)
     with events_path.open("rb") as source, (out_dir / ANONYMIZED_FILE).open("wb") as target:
         for number, line in _lines(source):
-            report.lines += 1
-            batch, problem = _events_of(line)
-            if batch is None:
-                report.invalid_line(number, None, problem or "invalid")
-                continue
-            batched = len(batch) > 1 or line.startswith(b"[")
-            for index, event in enumerate(batch):
-                position = index if batched else None
-                if not isinstance(event, dict):
-                    report.invalid_line(number, position, "not_object")
-                    continue
-                violation = validate_event(event)
-                if violation is not None:
-                    report.invalid_line(
-                        number,
-                        position,
-                        "schema_violation",
-                        path=violation.path,
-                        rule=violation.rule,
-                    )
-                    continue
-                report.events += 1
-                outcome = pipeline(event)
-                report.example(number, event, outcome)
-                if isinstance(outcome, Anonymized):
-                    report.emitted += 1
-                    report.actions.update(outcome.actions)
-                    target.write(orjson.dumps(outcome.event) + b"\n")
-                    sink.add(outcome)
-                else:
-                    report.dropped[outcome.reason] += 1
-            now = time.monotonic()
-            if progress is not None and now - last_progress >= PROGRESS_EVERY_SECONDS:
-                last_progress = now
-                rate = report.lines / max(now - started, 1e-9)
-                progress.write(f"preview: {report.lines} lines, {rate:,.0f} lines/s\n")
-                progress.flush()
-    released = 0
-    with (out_dir / AGGREGATES_FILE).open("wb") as handle:
-        for record in sink.finish():
-            handle.write(orjson.dumps(record) + b"\n")
-            released += 1
+            _preview_line(number, line, pipeline=pipeline, report=report, target=target, sink=sink)
+            ticker.tick(report.lines)
+    released = _write_aggregates(out_dir / AGGREGATES_FILE, sink)
     result = {
         "policy_version": policy.policy_version,
         "geo_database": geo.database_type if geo is not None else None,
-        "lines": report.lines,
-        "events": report.events,
-        "emitted": report.emitted,
-        "dropped": sum(report.dropped.values()),
-        "dropped_by_reason": dict(sorted(report.dropped.items())),
-        "invalid": report.invalid_count,
-        "invalid_by_reason": dict(sorted(report.invalid_by_reason.items())),
-        "invalid_lines": report.invalid,
-        "actions": dict(sorted(report.actions.items())),
-        "examples": report.examples,
-        "dropped_examples": report.dropped_examples,
+        **report.result(),
         "aggregates": {
             "file": AGGREGATES_FILE,
             "released": released,

@@ -1,1 +1,1 @@
-"""stream/health."""
+"""A worker's health: consumer probes, Prometheus metric families, /healthz /readyz /metrics."""

@@ -3,13 +3,18 @@
 Counting stays a plain integer increment on the hot path; the collector turns the counters
 into Prometheus families only when /metrics is scraped. The one timing on the hot path,
 `LatencyHistogram.observe`, is a bisect over a dozen bucket bounds and two additions.
+
+The families every stage shares (the worker's state, its consent table, its keys, its input
+consumer) are built here from what the stage passes: plain figures, or objects read through
+the protocols below, so that this package never imports a stage or a table.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -141,3 +146,106 @@ def labelled(samples: Mapping[str, float], name: str, label: str) -> dict[str, f
                 out[label_value] = out.get(label_value, 0.0) + value
                 break
     return out
+
+
+# ------------------------------------------------------------------ families every stage shares
+class InputProgress(Protocol):
+    """What `input_families` reads of an input watch (`stream.health.probes.ProgressWatch`)."""
+
+    topic: str
+    latency: LatencyHistogram
+    probe_errors: int
+
+    def lag(self) -> dict[int, int] | None: ...
+
+    def idle_s(self) -> float: ...
+
+    def commit_age_s(self) -> float: ...
+
+
+class ConsentFigures(Protocol):
+    """What `consent_families` reads of a consent table (`stream.tables.consent.ConsentTable`)."""
+
+    records_applied: int
+    invalid_records: int
+
+    def __len__(self) -> int: ...
+
+
+def worker_families(stage: str, *, ready: bool, alive: bool) -> Iterator[Any]:
+    """The worker's stage, and whether /readyz and /healthz answer 200."""
+    yield gauge("anonstream_worker_info", "The worker's stage.", 1.0, {"stage": stage})
+    yield gauge("anonstream_ready", "1 when /readyz answers 200.", float(ready))
+    yield gauge("anonstream_alive", "1 when /healthz answers 200.", float(alive))
+
+
+def consent_families(consent: ConsentFigures, *, lag: int | None) -> Iterator[Any]:
+    """The consent table's size and records; `lag`: records not yet applied (None: unknown)."""
+    yield gauge("anonstream_consent_subjects", "Subjects in the consent table.", len(consent))
+    yield counter(
+        "anonstream_consent_records_applied", "Consent records applied.", consent.records_applied
+    )
+    yield counter(
+        "anonstream_consent_records_invalid", "Consent records skipped.", consent.invalid_records
+    )
+    yield gauge(
+        "anonstream_consent_lag",
+        "Consent records on the topic not yet applied (-1: unknown).",
+        -1 if lag is None else lag,
+    )
+
+
+def key_families(*, epochs: Sequence[int], current: bool) -> Iterator[Any]:
+    """The epochs whose pseudonym key is held, and whether the current epoch's is."""
+    latest = max(epochs, default=-1)
+    yield gauge("anonstream_key_epoch", "Latest epoch whose key is held (-1: none).", latest)
+    yield gauge(
+        "anonstream_key_current", "1 when the key of the current epoch is held.", float(current)
+    )
+
+
+def input_families(
+    watch: InputProgress | None, *, unit: str, commit_age_s: float | None = None
+) -> Iterator[Any]:
+    """Latency, lag, progress and commit age of the stage's input consumer."""
+    if watch is None:
+        return
+    yield histogram(
+        "anonstream_processing_seconds",
+        f"Processing time per input {unit} (decode to sent and, for batches, committed).",
+        watch.latency,
+    )
+    lag = watch.lag()
+    yield gauge_by(
+        "anonstream_consumer_lag",
+        f"Messages of {watch.topic} not yet processed, per assigned partition.",
+        "partition",
+        {str(p): float(n) for p, n in (lag or {}).items()},
+    )
+    yield gauge(
+        "anonstream_consumer_lag_known", "1 when the lag figures are fresh.", float(lag is not None)
+    )
+    yield gauge(
+        "anonstream_seconds_since_progress",
+        "Seconds since the last processed message or batch.",
+        watch.idle_s(),
+    )
+    yield gauge(
+        "anonstream_commit_age_seconds",
+        "anonymize: seconds the committed offsets stayed behind the processed ones; "
+        "aggregate and release: seconds since the last commit (their commit point waits "
+        "for open windows by design).",
+        watch.commit_age_s() if commit_age_s is None else commit_age_s,
+    )
+    yield counter(
+        "anonstream_offset_probe_errors", "Failed broker offset probes.", watch.probe_errors
+    )
+
+
+def counted(retired: Counter[str], held: Iterable[Counter[str]]) -> Counter[str]:
+    """What the workers of revoked partitions counted plus what those held count now
+    (Prometheus counters never go down)."""
+    total: Counter[str] = Counter(retired)
+    for counters in held:
+        total.update(counters)
+    return total

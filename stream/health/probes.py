@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream import kafka
 from stream.health.metrics import LatencyHistogram
 from stream.settings import Settings
 
@@ -248,19 +249,14 @@ class OffsetProbe:
                 await self.stop()
 
     async def _start(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        from stream.tables.consent import topic_partitions
-
-        config = self._settings.aiokafka_config()
-        self._consumer = AIOKafkaConsumer(**config, group_id=None, enable_auto_commit=False)
+        settings = self._settings
+        self._consumer = kafka.async_consumer(settings)
         await self._consumer.start()
-        self._admin = AIOKafkaAdminClient(**config)
+        self._admin = kafka.async_admin(settings)
         await self._admin.start()
         if self._consent_positions is not None:
-            self._consent_partitions = await topic_partitions(
-                self._settings, self._settings.topic_consent
+            self._consent_partitions = await kafka.topic_partitions(
+                settings, settings.topic_consent
             )
 
     async def probe_once(self) -> None:
@@ -305,3 +301,14 @@ class OffsetProbe:
                 with contextlib.suppress(Exception):
                     await getattr(client, close)()
         self._consumer = self._admin = None
+
+
+def input_problems(watch: ProgressWatch | None, probe: OffsetProbe | None) -> list[str]:
+    """Liveness problems of a stage's input consumer and consent reader (see module doc)."""
+    out: list[str] = []
+    why = watch.stalled() if watch is not None else None
+    if why is not None:
+        out.append(f"input consumer stalled: {why}")
+    if probe is not None and not probe.consent_current():
+        out.append("consent reader behind its topic")
+    return out

@@ -22,7 +22,7 @@ import faust
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from stream.health.metrics import CallbackCollector, new_registry, parse_samples
+from stream.health.metrics import CallbackCollector, new_registry
 
 
 class Observable(Protocol):
@@ -39,7 +39,7 @@ class Observable(Protocol):
 
 
 class WorkerWeb:
-    """The endpoints of one worker, and its registry (the dashboard reads it too)."""
+    """The endpoints of one worker, and the registry its /metrics is produced from."""
 
     def __init__(self, runtime: Observable, *, stage: str) -> None:
         self.runtime = runtime
@@ -50,10 +50,6 @@ class WorkerWeb:
 
     def metrics_text(self) -> bytes:
         return bytes(generate_latest(self.registry))
-
-    def samples(self) -> dict[str, float]:
-        """This worker's own /metrics samples, parsed."""
-        return parse_samples(self.metrics_text().decode())
 
 
 def register_web(app: faust.App, runtime: Observable, *, stage: str) -> WorkerWeb:

@@ -27,7 +27,8 @@ from pathlib import Path
 import click
 
 from stream.exceptions import BrokerError, BrokerUnreachableError
-from stream.kafka import tcp_reachable
+from stream.kafka import admin, tcp_reachable
+from stream.settings import Settings
 
 RECIPE_ENV = "ANONSTREAM_KAFKA_RECIPE"
 START_TIMEOUT_S = 90.0
@@ -144,60 +145,16 @@ class LocalBroker:
         controller_port = free_port()
         while controller_port == broker_port:
             controller_port = free_port()
-        properties = self.home / "server.properties"
-        template = string.Template((self.recipe / "server.properties.template").read_text())
-        properties.write_text(
-            template.substitute(
-                broker_port=broker_port,
-                controller_port=controller_port,
-                log_dir=log_dir,
-                num_partitions=partitions,
-                offsets_partitions=max(1, min(partitions, 10)),
-                auto_create_topics=str(auto_create_topics).lower(),
-            )
+        properties = self._write_properties(
+            broker_port=broker_port,
+            controller_port=controller_port,
+            log_dir=log_dir,
+            partitions=partitions,
+            auto_create_topics=auto_create_topics,
         )
         classpath = f"{libs}/*"
-        log_config = f"-Dlog4j2.configurationFile={self.recipe / 'log4j2.xml'}"
-        fmt = subprocess.run(  # noqa: S603 - fixed argv
-            [
-                java,
-                "-cp",
-                classpath,
-                log_config,
-                "kafka.tools.StorageTool",
-                "format",
-                "--standalone",
-                "-t",
-                cluster_id(),
-                "-c",
-                str(properties),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if fmt.returncode != 0:
-            raise BrokerError("formatting the broker log dir failed:\n" + fmt.stdout + fmt.stderr)
-        log_file = self.home / "broker.log"
-        with log_file.open("wb") as out:
-            process = subprocess.Popen(  # noqa: S603 - fixed argv
-                [
-                    java,
-                    f"-Xmx{heap_mb}m",
-                    f"-Xms{min(heap_mb, 256)}m",
-                    "-XX:+UseG1GC",
-                    "-Djava.awt.headless=true",
-                    log_config,
-                    "-cp",
-                    classpath,
-                    "kafka.Kafka",
-                    str(properties),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self._format(java, classpath, properties)
+        process, log_file = self._launch(java, classpath, properties, heap_mb=heap_mb)
         state = BrokerState(
             pid=process.pid,
             bootstrap=f"127.0.0.1:{broker_port}",
@@ -213,6 +170,82 @@ class LocalBroker:
             self.stop()
             raise
         return state
+
+    def _log_config(self) -> str:
+        return f"-Dlog4j2.configurationFile={self.recipe / 'log4j2.xml'}"
+
+    def _write_properties(
+        self,
+        *,
+        broker_port: int,
+        controller_port: int,
+        log_dir: Path,
+        partitions: int,
+        auto_create_topics: bool,
+    ) -> Path:
+        """`server.properties` from the recipe's template; returns its path."""
+        properties = self.home / "server.properties"
+        template = string.Template((self.recipe / "server.properties.template").read_text())
+        properties.write_text(
+            template.substitute(
+                broker_port=broker_port,
+                controller_port=controller_port,
+                log_dir=log_dir,
+                num_partitions=partitions,
+                offsets_partitions=max(1, min(partitions, 10)),
+                auto_create_topics=str(auto_create_topics).lower(),
+            )
+        )
+        return properties
+
+    def _format(self, java: str, classpath: str, properties: Path) -> None:
+        """Format the KRaft log dir with a fresh cluster id."""
+        fmt = subprocess.run(  # noqa: S603 - fixed argv
+            [
+                java,
+                "-cp",
+                classpath,
+                self._log_config(),
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id(),
+                "-c",
+                str(properties),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise BrokerError("formatting the broker log dir failed:\n" + fmt.stdout + fmt.stderr)
+
+    def _launch(
+        self, java: str, classpath: str, properties: Path, *, heap_mb: int
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start the broker in its own session, output to `broker.log`; (process, log file)."""
+        log_file = self.home / "broker.log"
+        with log_file.open("wb") as out:
+            process = subprocess.Popen(  # noqa: S603 - fixed argv
+                [
+                    java,
+                    f"-Xmx{heap_mb}m",
+                    f"-Xms{min(heap_mb, 256)}m",
+                    "-XX:+UseG1GC",
+                    "-Djava.awt.headless=true",
+                    self._log_config(),
+                    "-cp",
+                    classpath,
+                    "kafka.Kafka",
+                    str(properties),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return process, log_file
 
     def status(self) -> BrokerState | None:
         """The running broker's state, or None (a stale state file is removed)."""
@@ -273,9 +306,11 @@ def wait_until_ready(
     bootstrap: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None
 ) -> None:
     """Block until a broker at `bootstrap` answers a metadata request, or raise."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaConfigurationError, KafkaError
 
+    # The local broker listens in PLAINTEXT on loopback, whatever the environment configures
+    # for other brokers: settings built from these values only, not from ANONSTREAM_*.
+    local = Settings.model_construct(bootstrap_servers=bootstrap, request_timeout_s=5.0)
     deadline = time.monotonic() + timeout_s
     last_error = "no answer"
     while time.monotonic() < deadline:
@@ -288,7 +323,7 @@ def wait_until_ready(
             time.sleep(0.1)
             continue
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+            client = admin(local)
         except KafkaConfigurationError:
             raise
         except (KafkaError, OSError) as exc:
@@ -296,13 +331,13 @@ def wait_until_ready(
             time.sleep(0.25)
             continue
         try:
-            admin.describe_cluster()
+            client.describe_cluster()
             return
         except (KafkaError, OSError) as exc:
             last_error = type(exc).__name__
             time.sleep(0.25)
         finally:
-            admin.close()
+            client.close()
     raise BrokerUnreachableError(
         f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f}s ({last_error})"
     )

@@ -1,10 +1,11 @@
 """`anonstream demo`: the whole pipeline on a local broker, with generated traffic.
 
 Starts a fresh local Kafka broker, creates the topics, starts each stage as its own worker
-process (as in production: `anonstream worker --stage S`), then the traffic generator; shows
-a live view (released aggregates, events/s in and out, drops by reason, suppressed cells)
-and the dashboard's address; stops everything on Ctrl-C or after `--duration` seconds,
-leaving no process behind.
+process (as in production: `anonstream worker --stage S`), the dashboard next to them
+(`anonstream dashboard`, its own process, summing the workers' /metrics), then the traffic
+generator; shows a live view (released aggregates, events/s in and out, drops by reason,
+suppressed cells) and the dashboard's address; stops everything on Ctrl-C or after
+`--duration` seconds, leaving no process behind.
 
 The demo runs the shipped default policy with two changes, written to
 `<data-dir>/demo-policy.toml` and named in its `policy_version` (`demo`): allowed lateness
@@ -37,7 +38,9 @@ from stream.local.broker import free_port, running_broker
 from stream.settings import Settings, load_settings
 
 DEMO_STAGES: tuple[str, ...] = ("anonymize", "aggregate", "release")
-"""Stages the demo runs, in start order (the release worker serves the dashboard)."""
+"""Stages the demo runs, in start order."""
+DASHBOARD = "dashboard"
+"""Name of the demo's dashboard process (`anonstream dashboard`)."""
 DEMO_POLICY_CHANGES: dict[str, tuple[str, str]] = {
     "policy_version": ('policy_version = "default"', 'policy_version = "demo"'),
     "aggregation.allowed_lateness": ('allowed_lateness = "1m"', 'allowed_lateness = "10s"'),
@@ -69,7 +72,7 @@ def write_demo_policy(path: Path) -> Path:
 
 @dataclass
 class DemoProcess:
-    """A child of the demo: a stage worker or the generator."""
+    """A child of the demo: a stage worker, the dashboard or the generator."""
 
     name: str
     process: subprocess.Popen[bytes]
@@ -83,34 +86,45 @@ class DemoProcess:
 
 @dataclass
 class Demo:
-    """The running pipeline's children (workers, generator)."""
+    """The running pipeline's children (workers, dashboard, generator)."""
 
     settings: Settings
     home: Path
     children: list[DemoProcess] = field(default_factory=list)
 
     def workers(self) -> list[DemoProcess]:
-        return [child for child in self.children if child.web_port is not None]
+        return [child for child in self.children if child.name in DEMO_STAGES]
 
     def worker(self, stage: str) -> DemoProcess:
         return next(child for child in self.workers() if child.name == stage)
 
+    def dashboard(self) -> DemoProcess | None:
+        return next((child for child in self.children if child.name == DASHBOARD), None)
+
     @property
     def dashboard_url(self) -> str:
-        return f"{self.worker('release').url}/dashboard"
+        dashboard = self.dashboard()
+        return f"{dashboard.url}/dashboard" if dashboard is not None else "(not started)"
 
     def start_workers(self, *, loglevel: str = "info") -> None:
-        """One worker per stage; the release worker's dashboard reads the others' metrics."""
+        """One worker per stage, each serving its endpoints on a port of its own."""
         for stage in DEMO_STAGES:
             port = free_port()
-            extra: dict[str, Any] = {}
-            if stage == "release":
-                extra["dashboard_peers"] = ",".join(w.url for w in self.workers())
             log = self.home / "logs" / f"{stage}.log"
             process = processes.spawn_worker(
-                self.settings, stage, web_port=port, log=log, loglevel=loglevel, **extra
+                self.settings, stage, web_port=port, log=log, loglevel=loglevel
             )
             self.children.append(DemoProcess(stage, process, log, port))
+
+    def start_dashboard(self) -> DemoProcess:
+        """`anonstream dashboard` on a free port, adding up the workers' /metrics."""
+        port = free_port()
+        log = self.home / "logs" / "dashboard.log"
+        peers = ",".join(worker.url for worker in self.workers())
+        args = ["dashboard", "--port", str(port), "--peers", peers]
+        child = DemoProcess(DASHBOARD, processes.spawn(self.settings, args, log=log), log, port)
+        self.children.append(child)
+        return child
 
     def start_generator(self, *, rate: int, duration_s: float, args: tuple[str, ...] = ()) -> None:
         log = self.home / "logs" / "generate.log"
@@ -121,16 +135,17 @@ class Demo:
         self.children.append(DemoProcess("generate", process, log))
 
     def check_alive(self) -> None:
+        """ClickException with the end of its log if a worker or the dashboard exited."""
         for child in self.children:
             code = child.process.poll()
             if code is not None and child.web_port is not None:
+                what = f"{child.name} worker" if child.name in DEMO_STAGES else child.name
                 tail = child.log.read_text(errors="replace")[-2000:]
-                raise click.ClickException(
-                    f"{child.name} worker exited with {code}; its log ends:\n{tail}"
-                )
+                raise click.ClickException(f"{what} exited with {code}; its log ends:\n{tail}")
 
     def stop_all(self) -> None:
-        # The generator first (it flushes), then workers in reverse start order (they commit).
+        # The generator first (it flushes), then the dashboard, then workers in reverse start
+        # order (they commit).
         for child in reversed(self.children):
             processes.stop(child.process, timeout_s=20)
 
@@ -170,8 +185,10 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def dashboard_data(demo: Demo) -> dict[str, Any]:
-    """The release worker's /dashboard/data.json; {} when it does not answer."""
-    body = _get(f"{demo.worker('release').url}/dashboard/data.json")
+    """The dashboard's /dashboard/data.json; {} when it does not answer."""
+    if demo.dashboard() is None:
+        return {}
+    body = _get(f"{demo.dashboard_url}/data.json")
     if body is None:
         return {}
     with contextlib.suppress(orjson.JSONDecodeError):
@@ -408,12 +425,15 @@ def run_demo(*, duration_s: float, rate: int, home: Path, partitions: int = 4) -
                     f"worker    {child.name:<10} pid {child.process.pid:<7} {child.url}/metrics "
                     f"/healthz /readyz  (log {child.log})"
                 )
+            dashboard = demo.start_dashboard()
             demo.start_generator(rate=rate, duration_s=duration_s)
             generator = demo.children[-1]
             click.echo(
                 f"traffic   {rate} events/s pid {generator.process.pid} (log {generator.log})"
             )
-            click.echo(f"dashboard {demo.dashboard_url}")
+            click.echo(
+                f"dashboard {demo.dashboard_url} pid {dashboard.process.pid} (log {dashboard.log})"
+            )
             screen = Screen(tty=sys.stdout.isatty())
             last = watch(demo, duration_s=duration_s, screen=screen)
         except KeyboardInterrupt:

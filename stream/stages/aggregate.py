@@ -1,4 +1,4 @@
-"""The aggregate stage's per-partition work: events.pseudonymized -> stats.partials.
+"""The aggregate stage: events.pseudonymized -> stats.partials, per partition and window.
 
 One `AggregatePartition` per assigned partition of `events.pseudonymized` wraps the pure
 `anonymizers.stats.aggregate.PartitionAggregator`. It drops the duplicates a crashed anonymize
@@ -14,22 +14,47 @@ turns the returned partial and progress records into messages:
 Commit point: `(aggregator.safe_offset(), latest closed_through)`. The offset is the first
 one an open window still needs; the metadata is the watermark already published, so that a
 restart `resume()`s it and replays exactly the open windows (see `stream.stages.commit_loop`).
+
+`AggregateRuntime` is what a worker holds: the manual-commit loop, the key ring and consent
+reader that apply erasures to open windows, its health; `register_aggregate` starts it.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import faust
 import orjson
 
+from anonymizers.pseudonym import identifier_pseudonym
 from anonymizers.stats.aggregate import PartitionAggregator
 from anonymizers.stats.config import AggregationSpec, ReleaseSpec
 from anonymizers.stats.records import Record
+from stream.health.metrics import (
+    consent_families,
+    counted,
+    counter,
+    counter_by,
+    gauge,
+    input_families,
+    key_families,
+    worker_families,
+)
+from stream.health.probes import OffsetProbe, ProgressWatch, input_problems
+from stream.health.web import checks, register_web
+from stream.settings import Settings
 from stream.stages.anonymize import SOURCE_HEADER, parse_source_header
-from stream.stages.commit_loop import Outgoing
+from stream.stages.commit_loop import ManualCommitLoop, Outgoing
+from stream.tables.consent import ConsentTable
+from stream.tables.keyring import KafkaKeyRing
+from stream.tasks import guarded
+
+log = logging.getLogger(__name__)
 
 US_PER_S = 1_000_000
 
@@ -136,3 +161,167 @@ def _source(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, int] | No
         if name == SOURCE_HEADER:
             return parse_source_header(value)
     return None
+
+
+# ------------------------------------------------------------------------------- runtime
+class AggregateRuntime:
+    """An aggregate worker: the manual-commit loop over events.pseudonymized, plus the key
+    ring and consent reader it needs to apply erasures to open windows."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        aggregation: AggregationSpec,
+        release: ReleaseSpec,
+        keyring: KafkaKeyRing,
+        partials_partitions: int,
+    ) -> None:
+        self.settings = settings
+        self.aggregation = aggregation
+        self.release = release
+        self.keyring = keyring
+        self.consent = ConsentTable(settings, on_record=self._on_consent)
+        self.counters: Counter[str] = Counter()
+        self.partials_partitions = partials_partitions
+        # Pseudonyms of recently erased subjects (erase or child records), per live epoch,
+        # re-applied to partitions assigned later; value: when to forget them (unix s).
+        self.erased: dict[str, float] = {}
+        # What the workers of revoked partitions counted (Prometheus counters never go down).
+        self.retired: Counter[str] = Counter()
+        self.watch = ProgressWatch(
+            topic=settings.topic_pseudonymized,
+            group_id=settings.group_id("aggregate"),
+            stall_timeout_s=settings.stall_timeout_s,
+            commit_follows_processing=False,
+        )
+        self.probe = OffsetProbe(settings, self.watch, consent_positions=self.consent.positions)
+        self.loop = ManualCommitLoop(
+            settings,
+            topic=settings.topic_pseudonymized,
+            group_id=settings.group_id("aggregate"),
+            make_worker=self._make_worker,
+            on_batch=self.watch.processed_batch,
+            on_retire=lambda worker: self.retired.update(worker.aggregator.counters),
+        )
+        self.started = False
+        self.failed = False
+
+    def _make_worker(self, partition: int, metadata: str | None) -> AggregatePartition:
+        now = time.time()
+        self.erased = {p: until for p, until in self.erased.items() if until > now}
+        return AggregatePartition(
+            partition=partition,
+            aggregation=self.aggregation,
+            release=self.release,
+            partials_topic=self.settings.topic_partials,
+            partials_partitions=self.partials_partitions,
+            closed_through=metadata,
+            erased=list(self.erased),
+            counters=self.counters,
+        )
+
+    def _on_consent(self, record: dict[str, Any], timestamp_ms: int) -> None:
+        """Erase or child record: remove the subject from every open window (issue: erasure)."""
+        if record.get("action") not in ("erase", "child"):
+            return
+        rotation = self.keyring.rotation_seconds
+        now = time.time()
+        # Only windows of the current and previous epochs can still be open; older erasures
+        # were applied when they came, and later events are dropped upstream.
+        if timestamp_ms and timestamp_ms / 1000 < now - 2 * rotation:
+            return
+        subject_type, subject_id = str(record["subject_type"]), str(record["subject_id"])
+        for epoch in self.keyring.log.epochs():
+            key = self.keyring.key_for_epoch(epoch)
+            if key is None:
+                continue
+            pseudonym = identifier_pseudonym(key, subject_type, subject_id)
+            self.erased[pseudonym] = now + 2 * rotation
+            for worker in self.loop.workers.values():
+                self.counters["erased_entries"] += worker.erase(pseudonym)
+        self.counters["erasures"] += 1
+
+    def problems(self) -> list[str]:
+        """Liveness problems: the loop or a reader died, the consumer stalled."""
+        return [
+            *checks(
+                (not self.failed, "aggregate loop stopped"),
+                (self.consent.alive(), "consent reader stopped"),
+                (self.keyring.alive(), "key ring reader stopped"),
+            ),
+            *input_problems(self.watch, self.probe),
+        ]
+
+    def unready(self) -> list[str]:
+        """Why /readyz fails: not started, consent table or key not current, or a problem."""
+        return [
+            *checks(
+                (self.consent.ready(), "consent table not caught up"),
+                (self.keyring.ready(), "no key for the current epoch"),
+                (self.started, "not consuming yet"),
+            ),
+            *self.problems(),
+        ]
+
+    def ready(self) -> bool:
+        return not self.unready()
+
+    def alive(self) -> bool:
+        return not self.problems()
+
+    def metric_families(self) -> Iterator[Any]:
+        workers = self.loop.workers.values()
+        yield from worker_families("aggregate", ready=self.ready(), alive=self.alive())
+        yield counter("anonstream_aggregate_messages", "Messages aggregated.", self.loop.messages)
+        yield counter_by(
+            "anonstream_aggregate_events",
+            "Aggregate stage event outcomes.",
+            "outcome",
+            dict(counted(self.retired, (w.aggregator.counters for w in workers))),
+        )
+        yield counter(
+            "anonstream_partials_sent", "Partial and progress records sent.", self.loop.sent
+        )
+        yield counter_by(
+            "anonstream_aggregate_stage", "Aggregate stage counters.", "what", dict(self.counters)
+        )
+        yield gauge(
+            "anonstream_aggregate_state_bytes",
+            "Bytes of open-window state.",
+            sum(w.aggregator.state_bytes() for w in workers),
+        )
+        yield from consent_families(self.consent, lag=self.probe.consent_lag())
+        yield from key_families(epochs=self.keyring.log.epochs(), current=self.keyring.ready())
+        yield from input_families(
+            self.watch, unit="batch", commit_age_s=time.time() - self.loop.last_commit_at
+        )
+
+
+def register_aggregate(app: faust.App, *, runtime: AggregateRuntime) -> None:
+    """events.pseudonymized -> aggregate (per partition, per window) -> stats.partials."""
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def aggregate() -> None:
+        await runtime.keyring.start()
+        await runtime.consent.start(wait=True)
+        await runtime.loop.start()
+        runtime.watch.start(lambda: set(runtime.loop.workers))
+        runtime.started = True
+        log.info("aggregate worker ready")
+
+        def failed(exc: BaseException) -> None:
+            runtime.failed = True
+
+        try:
+            await guarded(runtime.loop.run, on_error=failed)
+        finally:
+            await runtime.loop.stop()
+            await runtime.consent.stop()
+            await runtime.keyring.stop()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def probe_offsets() -> None:
+        await runtime.probe.run()
+
+    register_web(app, runtime, stage="aggregate")

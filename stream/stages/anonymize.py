@@ -1,23 +1,48 @@
-"""The anonymize stage's per-message work, independent of Faust so it can be tested alone.
+"""The anonymize stage: events.raw -> anonymize -> events.pseudonymized (+ events.deadletter).
 
-One raw message in; out: anonymized events grouped by destination partition of
+`AnonymizeStage` is the per-message work, independent of Faust so it can be tested alone:
+one raw message in; out: anonymized events grouped by destination partition of
 `events.pseudonymized`, dead-letter records, and counts. Each event consumed ends in
 exactly one of forwarded, dead-lettered (by reason) or dropped by policy (by reason).
+
+`AnonymizeRuntime` is what a worker holds (the stage, its key ring and consent table, its
+health), and `register_anonymize` the Faust agent that reads a message, calls the stage and
+sends what it returns. Decoding, consent and anonymisation live in `anonymizers`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
+import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import faust
 import orjson
-from aiokafka.partitioner import murmur2
 
 from anonymizers.intake import TOO_LARGE, Invalid, decode_message
+from stream.app import raw_topic
+from stream.health.metrics import (
+    consent_families,
+    counter,
+    counter_by,
+    input_families,
+    key_families,
+    worker_families,
+)
+from stream.health.probes import OffsetProbe, ProgressWatch, input_problems
+from stream.health.web import checks, register_web
+from stream.kafka import key_partition
+from stream.settings import Settings
+from stream.tables.consent import ConsentTable
+from stream.tables.keyring import KafkaKeyRing
+
+log = logging.getLogger(__name__)
 
 # A too_large message is kept only in part in the dead-letter topic: enough to identify the
 # sender, small enough to fit any broker's message size limit.
@@ -86,8 +111,7 @@ def parse_source_header(value: bytes) -> tuple[int, int] | None:
 
 def partition_for(subject: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives a message keyed `subject`."""
-    hashed: int = murmur2(subject.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
+    return key_partition(subject.encode(), partitions)
 
 
 class AnonymizeStage:
@@ -164,3 +188,132 @@ class AnonymizeStage:
             "dead_lettered_at": self._clock().isoformat().replace("+00:00", "Z"),
         }
         return orjson.dumps(record)
+
+
+# ------------------------------------------------------------------------------- runtime
+@dataclass
+class AnonymizeRuntime:
+    """What an anonymize worker holds: the stage logic, its key ring and consent table."""
+
+    stage: AnonymizeStage
+    keyring: KafkaKeyRing
+    consent: ConsentTable
+    watch: ProgressWatch | None = None
+    probe: OffsetProbe | None = None
+
+    def may_process(self) -> bool:
+        """The consent table is caught up and the current key is held (checked per event)."""
+        return self.consent.ready() and self.keyring.ready()
+
+    def problems(self) -> list[str]:
+        """Liveness problems: a dead reader, a stalled consumer (see `stream.health.web`)."""
+        return [
+            *checks(
+                (self.consent.alive(), "consent reader stopped"),
+                (self.keyring.alive(), "key ring reader stopped"),
+            ),
+            *input_problems(self.watch, self.probe),
+        ]
+
+    def unready(self) -> list[str]:
+        """Why /readyz fails: consent table or key not current, or a liveness problem."""
+        return [
+            *checks(
+                (self.consent.ready(), "consent table not caught up"),
+                (self.keyring.ready(), "no key for the current epoch"),
+            ),
+            *self.problems(),
+        ]
+
+    def ready(self) -> bool:
+        """Ready only when the consent table and the key are current and nothing stalled."""
+        return not self.unready()
+
+    def alive(self) -> bool:
+        """False once a reader died or the consumer stalled: the orchestrator restarts us."""
+        return not self.problems()
+
+    async def wait_ready(self, *, poll_s: float = 0.1) -> None:
+        """Return once `may_process()`; wait for ever if a reader died (fail closed)."""
+        while not self.may_process():
+            await asyncio.sleep(poll_s)
+
+    def metric_families(self) -> Iterator[Any]:
+        c = self.stage.counters
+        yield from worker_families("anonymize", ready=self.ready(), alive=self.alive())
+        yield counter("anonstream_messages_consumed", "Raw messages consumed.", c.messages)
+        yield counter(
+            "anonstream_events_consumed", "Raw events consumed (batch items).", c.consumed
+        )
+        yield counter("anonstream_events_forwarded", "Anonymized events emitted.", c.forwarded)
+        yield counter_by(
+            "anonstream_events_deadlettered",
+            "Invalid items dead-lettered.",
+            "reason",
+            dict(c.deadlettered),
+        )
+        yield counter_by(
+            "anonstream_events_dropped", "Events dropped by policy.", "reason", dict(c.dropped)
+        )
+        lag = self.probe.consent_lag() if self.probe is not None else None
+        yield from consent_families(self.consent, lag=lag)
+        yield from key_families(epochs=self.keyring.log.epochs(), current=self.keyring.ready())
+        yield from input_families(self.watch, unit="message")
+
+
+def register_anonymize(app: faust.App, *, settings: Settings, runtime: AnonymizeRuntime) -> Any:
+    """events.raw -> anonymize -> events.pseudonymized (+ events.deadletter)."""
+    source = raw_topic(app, settings.topic_raw)
+    sink = raw_topic(app, settings.topic_pseudonymized, partitions=settings.partitions)
+    deadletter = raw_topic(app, settings.topic_deadletter)
+    stage = runtime.stage
+    watch = runtime.watch = ProgressWatch(
+        topic=settings.topic_raw,
+        group_id=settings.group_id("anonymize"),
+        stall_timeout_s=settings.stall_timeout_s,
+        commit_follows_processing=True,
+    )
+    probe = runtime.probe = OffsetProbe(
+        settings, watch, consent_positions=runtime.consent.positions
+    )
+
+    def assigned() -> set[int]:
+        topic = settings.topic_raw
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_key_ring_and_consent() -> None:
+        try:
+            await runtime.keyring.start()
+            await runtime.consent.start(wait=True)
+            watch.start(assigned)
+            log.info("anonymize worker ready: key ring and consent table current")
+            await probe.run()
+        finally:
+            # Cancelled at shutdown: close the readers' clients (else asyncio reports them
+            # unclosed), as the aggregate stage does.
+            await runtime.consent.stop()
+            await runtime.keyring.stop()
+
+    @app.agent(source, name="anonymize")
+    async def anonymize(stream: Any) -> None:
+        async for event in stream.events():
+            if not runtime.may_process():
+                # Fail closed: no event before the consent table caught up and the key exists.
+                await runtime.wait_ready()
+            started = time.perf_counter()
+            message = event.message
+            routed = stage.process(
+                event.value, topic=message.topic, partition=message.partition, offset=message.offset
+            )
+            # The source coordinates let the aggregate stage drop the duplicates a replay
+            # after a crash of this stage would otherwise add (at-least-once upstream).
+            headers = [(SOURCE_HEADER, source_header(message.partition, message.offset))]
+            for partition, payload in routed.forward_payloads():
+                await sink.send(value=payload, partition=partition, headers=headers)
+            for record in routed.deadletter:
+                await deadletter.send(value=record)
+            watch.processed(message.partition, message.offset + 1, time.perf_counter() - started)
+
+    register_web(app, runtime, stage="anonymize")
+    return anonymize

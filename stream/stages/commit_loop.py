@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from stream import kafka
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,24 +97,16 @@ class ManualCommitLoop:
         self.sent = 0
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        config = self._settings.aiokafka_config()
-        self._producer = AIOKafkaProducer(
-            **config,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_request_size=4 * 1024 * 1024,
+        settings = self._settings
+        self._producer = kafka.async_producer(
+            settings, linger_ms=5, max_request_size=4 * 1024 * 1024
         )
         await self._producer.start()
-        self._admin = AIOKafkaAdminClient(**config)
+        self._admin = kafka.async_admin(settings)
         await self._admin.start()
-        self._consumer = AIOKafkaConsumer(
-            **config,
+        self._consumer = kafka.async_consumer(
+            settings,
             group_id=self._group_id,
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._max_records,
         )

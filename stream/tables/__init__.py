@@ -1,1 +1,1 @@
-"""stream/tables."""
+"""What every worker reads whole from Kafka: the consent table and the pseudonym key ring."""

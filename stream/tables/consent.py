@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 
 from anonymizers.consent import ConsentState
 from anonymizers.exceptions import ConsentRecordError
+from stream import kafka
 from stream.settings import Settings
 from stream.tasks import guarded
 
@@ -73,19 +74,17 @@ class ConsentTable:
 
     async def start(self, *, wait: bool = True) -> None:
         """Assign every partition from the beginning; with `wait`, return once caught up."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
-        consumer = AIOKafkaConsumer(
-            **self._settings.aiokafka_config(),
-            enable_auto_commit=False,
-            group_id=None,
+        consumer = kafka.async_consumer(
+            self._settings,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
             max_poll_records=10_000,
         )
         await consumer.start()
         self._consumer = consumer
-        partitions = await topic_partitions(self._settings, self._topic)
+        partitions = await kafka.topic_partitions(self._settings, self._topic)
         tps = [TopicPartition(self._topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -166,20 +165,3 @@ class ConsentTable:
             self.invalid_records += 1
             log.warning("invalid consent record skipped: %s", type(exc).__name__)
 
-
-async def topic_partitions(settings: Settings, topic: str) -> list[int]:
-    """Partition ids of `topic`; `TopicConfigError` when it does not exist."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from stream.exceptions import TopicConfigError
-
-    admin = AIOKafkaAdminClient(**settings.aiokafka_config())
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    for entry in described:
-        if entry.get("topic") == topic and not entry.get("error_code") and entry.get("partitions"):
-            return sorted(p["partition"] for p in entry["partitions"])
-    raise TopicConfigError(f"topic {topic} does not exist; run `anonstream topics create`")

@@ -38,6 +38,7 @@ from aiokafka.errors import KafkaError
 from anonymizers.exceptions import KeyMaterialError
 from anonymizers.keys import KEY_BYTES, EpochKey, epoch_of
 from anonymizers.policy import Policy
+from stream import kafka
 from stream.settings import Settings
 from stream.tasks import guarded
 
@@ -248,15 +249,12 @@ class KafkaKeyRing:
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         """Read the key topic to its end, make sure the wanted keys exist, start the upkeep."""
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka import TopicPartition
 
-        config = self._settings.aiokafka_config()
+        settings = self._settings
         tp = TopicPartition(self._topic, 0)
-        consumer = AIOKafkaConsumer(
-            **config,
-            enable_auto_commit=False,
-            group_id=None,
+        consumer = kafka.async_consumer(
+            settings,
             fetch_max_wait_ms=200,
             # Expired records are deleted from the log start: follow it, never skip to the end.
             auto_offset_reset="earliest",
@@ -265,10 +263,10 @@ class KafkaKeyRing:
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         self._consumer = consumer
-        producer = AIOKafkaProducer(**config, acks="all", enable_idempotence=True)
+        producer = kafka.async_producer(settings)
         await producer.start()
         self._producer = producer
-        admin = AIOKafkaAdminClient(**config)
+        admin = kafka.async_admin(settings)
         await admin.start()
         self._admin = admin
         end = (await consumer.end_offsets([tp]))[tp]

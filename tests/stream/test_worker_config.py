@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from anonymizers.policy import default_policy
 from stream.exceptions import SettingsError
 from stream.settings import Settings
-from stream.worker import build_worker_app
+from stream.worker import build_worker_app, published_horizon_s, replay_horizon_ms
 
 DAY_MS = 86_400_000
 
@@ -28,3 +29,12 @@ def test_retention_shorter_than_the_replay_horizon_stops_the_worker(
         "policy's largest window plus its lateness and idle timeout: a restarted aggregate "
         "or release worker replays that far); got 172800000"
     )
+
+
+def test_horizons_come_from_the_policys_windows_lateness_and_idle_timeout() -> None:
+    """Default policy (windows up to 1 day, lateness and idle timeout 1 minute): a restart
+    replays up to 2 x (1 day + 2 minutes); published keys are read back over 2 days,
+    2 minutes and the extra hour."""
+    policy = default_policy()
+    assert replay_horizon_ms(policy) == 2 * (86_400 + 60 + 60) * 1000
+    assert published_horizon_s(policy) == 2 * 86_400 + 60 + 60 + 3600

@@ -9,13 +9,11 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2
 
 from anonymizers.consent import ConsentState
 from stream.cli.consent import RowError, normalise_row
-from stream.kafka import admin_client, default_partitions
+from stream.kafka import admin_client
 from stream.local.processes import settings_env
 from stream.settings import Settings
 from stream.tables.consent import ConsentTable
@@ -134,13 +132,6 @@ def test_invalid_rows_name_the_rule_not_the_id(row: dict[str, Any], rule: str) -
         normalise_row(row)
     assert rule in str(caught.value)
     assert SECRET_ID not in str(caught.value)
-
-
-@given(st.lists(st.binary(max_size=40), max_size=200), st.integers(1, 64))
-def test_default_partitions_match_kafkas_partitioner(keys: list[bytes], partitions: int) -> None:
-    """Hand-built batches go where kafka-python's keyed send (murmur2) puts each key."""
-    expected = [(murmur2(key) & 0x7FFFFFFF) % partitions for key in keys]
-    assert default_partitions(keys, partitions) == expected
 
 
 # -- on the real broker ------------------------------------------------------------------

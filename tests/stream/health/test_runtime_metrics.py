@@ -14,12 +14,20 @@ from typing import Any
 
 from anonymizers.policy import default_policy
 from stream.settings import Settings
-from stream.stages.agents import AggregateRuntime, ReleaseRuntime
-from stream.stages.release import ReleasePartition
+from stream.stages.aggregate import AggregateRuntime
+from stream.stages.release import ReleasePartition, ReleaseRuntime
 from stream.tables.keyring import KafkaKeyRing, schedule_from_policy
-from tests.stream.stages.test_aggregate_partition import CONFIG, RELEASE, Record, message, stage
+from tests.stream.stages.test_aggregate_partition import (
+    CONFIG,
+    METRICS,
+    RELEASE,
+    Record,
+    message,
+    stage,
+)
 
 EVENTS = 'anonstream_aggregate_events{outcome="events"}'
+METRIC_NAMES = [metric.name for metric in METRICS]
 
 
 def samples(runtime: AggregateRuntime) -> dict[str, float]:
@@ -71,6 +79,8 @@ def test_release_counts_survive_a_revoke() -> None:
         settings,
         aggregation=CONFIG,
         release=RELEASE,
+        metric_names=METRIC_NAMES,
+        published_horizon_s=3600.0,
         policy_version="test",
         sources=1,
         partials_partitions=4,
@@ -80,6 +90,7 @@ def test_release_counts_survive_a_revoke() -> None:
             partition=partition,
             aggregation=CONFIG,
             release=RELEASE,
+            metric_names=METRIC_NAMES,
             sources=1,
             partials_partitions=4,
             policy_version="test",

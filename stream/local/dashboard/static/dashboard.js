@@ -293,7 +293,7 @@ async function poll() {
     window.dashboardReady = ready;
   } catch (error) {
     status.className = "status stale";
-    status.textContent = "cannot reach the worker: " + error.message;
+    status.textContent = "cannot reach the dashboard: " + error.message;
   }
   setTimeout(poll, POLL_MS);
 }

@@ -110,8 +110,9 @@ def processes_mentioning(text: str) -> list[int]:
 
 def test_demo_dashboard_has_data_in_chromium_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     """`anonstream demo` releases 1-minute aggregates within two minutes; headless Chromium
-    loads its dashboard and every chart has data (checked in the rendered DOM, screenshot
-    saved); Ctrl-C then stops the demo with status 0 and no process it started survives.
+    loads its dashboard (its own process, `anonstream dashboard`) and every chart has data
+    (checked in the rendered DOM, screenshot saved); Ctrl-C then stops the demo with status 0
+    and no process it started survives.
     """
     home = tmp_path / "demo"
     started = time.monotonic()
@@ -133,7 +134,7 @@ def test_demo_dashboard_has_data_in_chromium_and_ctrl_c_leaves_nothing(tmp_path:
         assert match is not None
         url = match.group(1)
         pids = [int(p) for p in re.findall(r" pid (\d+)", out.text())]
-        assert len(pids) == 5, f"broker, three workers and the generator:\n{out.text()}"
+        assert len(pids) == 6, f"broker, three workers, dashboard, generator:\n{out.text()}"
 
         # Released aggregates within two minutes of the start (1-minute windows).
         missing: list[str] = ["everything"]
