@@ -37,7 +37,7 @@ from stream.health.metrics import (
 )
 from stream.health.probes import OffsetProbe, ProgressWatch, input_problems
 from stream.health.web import checks, register_web
-from stream.kafka import key_partition
+from stream.kafka import default_partitions, key_partition
 from stream.settings import Settings
 from stream.tables.consent import ConsentTable
 from stream.tables.keyring import KafkaKeyRing
@@ -92,6 +92,8 @@ class Routed:
         return [(partition, orjson.dumps(events)) for partition, events in self.forward.items()]
 
 
+PARTITION_CACHE_SIZE = 100_000
+"""Subjects whose destination partition the stage remembers (cleared when full)."""
 SOURCE_HEADER = "anonstream-src"
 """Header of every events.pseudonymized message: `<raw partition>:<raw offset>` it came from."""
 
@@ -144,23 +146,30 @@ class AnonymizeStage:
             routed.deadletter.append(
                 self.deadletter_record(invalid, topic=topic, partition=partition, offset=offset)
             )
+        passed = []
         for outcome in self._pipeline.process_batch(decoded.events):
             reason = getattr(outcome, "reason", None)
             if reason is not None:
                 counters.dropped[reason] += 1
-                continue
-            target = self._partition(outcome.subject)
+            else:
+                passed.append(outcome)
+        targets = self._partitions_of([outcome.subject for outcome in passed])
+        for outcome, target in zip(passed, targets, strict=True):
             routed.forward.setdefault(target, []).append(outcome.event)
-            counters.forwarded += 1
+        counters.forwarded += len(passed)
         return routed
 
-    def _partition(self, subject: str) -> int:
-        cached = self._partition_cache.get(subject)
-        if cached is None:
-            if len(self._partition_cache) > 100_000:
-                self._partition_cache.clear()
-            cached = self._partition_cache[subject] = partition_for(subject, self._partitions)
-        return cached
+    def _partitions_of(self, subjects: list[str]) -> list[int]:
+        """The destination partition of each subject; the subjects not seen before are hashed
+        together, in one call."""
+        cache = self._partition_cache
+        new = [subject for subject in dict.fromkeys(subjects) if subject not in cache]
+        if new:
+            if len(cache) + len(new) > PARTITION_CACHE_SIZE:
+                cache.clear()
+            found = default_partitions([s.encode() for s in new], self._partitions)
+            cache.update(zip(new, found, strict=True))
+        return [cache[subject] for subject in subjects]
 
     def deadletter_record(
         self, invalid: Invalid, *, topic: str, partition: int, offset: int
