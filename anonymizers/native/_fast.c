@@ -31,7 +31,8 @@
  * EventClock: the event time's fast path (anonymizers.chain._EventTime): the collectors'
  * usual "YYYY-MM-DDTHH:MM:SS[.fff]Z" read without slices, its minute found in one line.
  *
- * new_dict: an empty dict sized for the output event's fields.
+ * new_dict: an empty dict sized for the output event's fields. Not part of the twins' API (the
+ * slow twin has none): kept only while anonymizers.chain still calls it.
  *
  * ipv4_value and Ipv4Ranges: a new IPv4 address's reading and its search in the flat index
  * of the geolocation database (anonymizers.ip, anonymizers.geo.index): ~2 µs of Python per
@@ -968,8 +969,8 @@ module_new_dict(PyObject *Py_UNUSED(module), PyObject *size)
  * one to three ASCII digits, no leading zero, separated by single dots. -1 when `text` holds
  * any character other than an ASCII digit or a dot (not IPv4: the caller tries IPv6); -2
  * when it holds only those but is not such a quad (malformed: no address). The IPv4 part of
- * anonymizers.ip.parse_ip, which strips the text first; its own Python reader gives the
- * same answers (tests/anonymizers/test_ip.py runs both). */
+ * anonymizers.ip.parse_ip, which strips the text first; the slow twin's ipv4_value gives the
+ * same answers (tests/anonymizers/native/test_native.py runs both). */
 static PyObject *
 module_ipv4_value(PyObject *Py_UNUSED(module), PyObject *text)
 {
