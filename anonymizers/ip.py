@@ -93,7 +93,9 @@ def parse_ip(raw: object, ipv4_value: Callable[[str], int] | None = None) -> Par
     text = raw.strip()
     if not text or len(text) > 45:
         return None
-    value = (twin().ipv4_value if ipv4_value is None else ipv4_value)(text)
+    # Typed, so that compiled code compares the answer as an int.
+    reader: Callable[[str], int] = twin().ipv4_value if ipv4_value is None else ipv4_value
+    value = reader(text)
     if value >= 0:
         return _new_tuple(ParsedIp, (4, value, text))
     if value != _NOT_IPV4_CHARS:
