@@ -16,7 +16,7 @@ from typing import Any, Final
 from anonymizers import reasons
 from anonymizers.fields import EVENT_TYPES
 from anonymizers.memo import bounded_put
-from anonymizers.native import EXTENSION, native_enabled
+from anonymizers.native import FAST, twin
 from anonymizers.outcome import Draft
 
 _TIME_CACHE_SIZE: Final = 65_536
@@ -34,56 +34,34 @@ _EVENT_TYPES: Final = frozenset(EVENT_TYPES)
 class EventTime:
     """RFC 3339 text to (epoch, UTC text to the second, UTC day); cached per minute.
 
-    The collectors' usual "YYYY-MM-DDTHH:MM:SS[.fff]Z" takes a fast path: its minute is
-    looked up and the seconds read directly (by the extension's `EventClock` where it is
-    built and on, else by the Python below). Anything else takes the full parser, which also
-    fills the fast path (only with minutes it has validated).
+    The collectors' usual "YYYY-MM-DDTHH:MM:SS[.fff]Z" takes a fast path: the event clock
+    (`anonymizers.native`'s chosen twin) finds its minute and reads the seconds directly.
+    Anything else takes the full parser (`parse`), which also fills the clock, only with
+    minutes it has validated.
     """
 
     def __init__(self, rotation_seconds: int) -> None:
         self._rotation = rotation_seconds
-        # With minute-aligned epochs, the whole minute shares its epoch.
-        self._minute_epochs = rotation_seconds % 60 == 0
         self._minutes: dict[int, tuple[str, str]] = {}
-        # The fast path: the extension's clock, else "YYYY-MM-DDTHH:MM:" (UTC) -> (unix
-        # seconds of the minute, day, epoch of the minute).
-        self._clock: Any = None
-        if EXTENSION is not None and native_enabled():
-            self._clock = EXTENSION.EventClock(_CLOCK_MINUTES, rotation_seconds)
-        self._fast: dict[str, tuple[int, str, int]] = {}
+        self._clock: Any = twin().EventClock(_CLOCK_MINUTES, rotation_seconds)
+
+    @property
+    def native(self) -> bool:
+        """True when the clock is the fast twin's."""
+        return FAST is not None and isinstance(self._clock, FAST.EventClock)
 
     def read(self, raw: object) -> tuple[int, str, str]:
         """(epoch, UTC text to the second, UTC day) of `raw`; `NO_TIME` (day "") when
         unusable (not None: mypyc returns a fixed tuple without allocating it)."""
         if not isinstance(raw, str):
             return NO_TIME
-        clock = self._clock
-        if clock is not None:
-            known: tuple[int, str, str] | None = clock.read(raw)
-            if known is not None:
-                return known
-            return self.parse(raw)
-        fast = self._fast.get(raw[:17])
-        if fast is not None:
-            size = len(raw)
-            # Seconds 00-59, then "Z" or a fraction of 1-9 ASCII digits and "Z".
-            if (
-                size >= 20
-                and raw[-1] == "Z"
-                and raw[17] in "012345"
-                and raw[18] in "0123456789"
-                and (
-                    size == 20
-                    or (raw[19] == "." and size <= 30 and raw[20:-1].isdigit() and raw.isascii())
-                )
-            ):
-                base, day, epoch = fast
-                if not self._minute_epochs:
-                    epoch = (base + int(raw[17:19])) // self._rotation
-                return epoch, raw if size == 20 else raw[:19] + "Z", day
+        known: tuple[int, str, str] | None = self._clock.read(raw)
+        if known is not None:
+            return known
         return self.parse(raw)
 
     def parse(self, raw: str) -> tuple[int, str, str]:
+        """The full parser: any RFC 3339 text with a zone (`NO_TIME` otherwise)."""
         if len(raw) > 64 or not _RFC3339.match(raw):
             return NO_TIME
         try:
@@ -99,11 +77,7 @@ class EventTime:
             start = datetime.fromtimestamp(minute * 60, tz=UTC)
             texts = (start.strftime("%Y-%m-%dT%H:%M:"), start.strftime("%Y-%m-%d"))
             bounded_put(self._minutes, minute, texts, max_size=_TIME_CACHE_SIZE)
-            if self._clock is None and 1 <= start.year <= 9999:
-                base = minute * 60
-                known = (base, texts[1], base // self._rotation)
-                bounded_put(self._fast, texts[0], known, max_size=_TIME_CACHE_SIZE)
-        if self._clock is not None and len(texts[0]) == 17:
+        if len(texts[0]) == 17:
             # Four-digit years: the form the clock reads. (Put again whenever this minute
             # comes here: the clock may have given its slot to another minute since.)
             base = minute * 60

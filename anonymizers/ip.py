@@ -18,7 +18,7 @@ from typing import Any, Final, NamedTuple
 from anonymizers.allowlist import echo_needles
 from anonymizers.geo import GeoLookup, Place
 from anonymizers.memo import Memo, bounded_put
-from anonymizers.native import EXTENSION, native_enabled
+from anonymizers.native import twin
 from anonymizers.outcome import Draft
 from anonymizers.policy import GeoConfig
 
@@ -33,7 +33,6 @@ UNKNOWN_PLACE: Final = "unknown"
 not that finer place. Explicit, so that a metric by (country, region) counts these people in
 their country instead of skipping them (a fifth of real traffic, and every event with a
 country-only database); no ISO 3166-2 code or English subdivision name reads "unknown"."""
-_IPV4_CHARS: Final = frozenset("0123456789.")
 _NOT_IPV4_CHARS: Final = -1
 """`ipv4_value`'s answer for a text with a character other than a digit or a dot."""
 # NamedTuple construction without its Python-level __new__ (on every new address).
@@ -54,47 +53,31 @@ OUTPUT_FIELDS: Final = ("country", "region", "city", "ip_prefix")
 _Fields = tuple[tuple[str, str], ...]
 
 
-def _parse_ipv4(text: str) -> ParsedIp | None:
-    """Four dot-separated octets 0-255 (`text` holds only ASCII digits and dots)."""
-    parts = text.split(".")
-    if len(parts) != 4:
-        return None
-    value = 0
-    for part in parts:
-        # 1-3 digits, no leading zero (010 is octal to some parsers, decimal to others).
-        size = len(part)
-        if size == 0 or size > 3 or (size > 1 and part[0] == "0"):
-            return None
-        octet = int(part)
-        if octet > 255:
-            return None
-        value = value << 8 | octet
-    return _new_tuple(ParsedIp, (4, value, text))
-
-
-def ipv4_reader() -> Callable[[str], int] | None:
-    """The C extension's `ipv4_value` for `parse_ip` where it is built and on, else None."""
-    return EXTENSION.ipv4_value if EXTENSION is not None and native_enabled() else None
+def ipv4_reader() -> Callable[[str], int]:
+    """The chosen twin's `ipv4_value` (`anonymizers.native`), for a caller of `parse_ip` to
+    take once when it is built."""
+    reader: Callable[[str], int] = twin().ipv4_value
+    return reader
 
 
 def parse_ip(raw: object, ipv4_value: Callable[[str], int] | None = None) -> ParsedIp | None:
     """A strictly parsed address, or None for anything that is not exactly one address.
 
-    `ipv4_value` (from `ipv4_reader()`) reads dotted quads in C: the same answers.
+    Dotted quads are read by `ipv4_value` (from `ipv4_reader()`), by default the chosen
+    twin's (`anonymizers.native`): four octets 0-255, no leading zero.
     """
     if not isinstance(raw, str):
         return None
     text = raw.strip()
     if not text or len(text) > 45:
         return None
-    if ipv4_value is not None:
-        value = ipv4_value(text)
-        if value >= 0:
-            return _new_tuple(ParsedIp, (4, value, text))
-        if value != _NOT_IPV4_CHARS:
-            return None
-    elif _IPV4_CHARS.issuperset(text):
-        return _parse_ipv4(text)
+    # Typed, so that compiled code compares the answer as an int.
+    reader: Callable[[str], int] = twin().ipv4_value if ipv4_value is None else ipv4_value
+    value = reader(text)
+    if value >= 0:
+        return _new_tuple(ParsedIp, (4, value, text))
+    if value != _NOT_IPV4_CHARS:
+        return None
     if ":" not in text or not _IPV6_REJECT.isdisjoint(text) or not text.isascii():
         return None
     try:

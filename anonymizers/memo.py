@@ -20,31 +20,29 @@ insertion in a full 65,536-entry dict. A memo lives in process memory only: neve
 never logged; its keys may be raw values (IPs, user agents, URLs), so nothing may print it.
 
 Large memos of str keys (the IP, consent digest and pseudonym memos: 65,536 to 262,144
-entries) name the kind of their values (`values="object"`, `"pseudonym"` or `"u64"`): where
-the C extension is built and on (`anonymizers.native`), their table is then a
-`FingerprintTable` instead of a dict. It stores a 128-bit keyed fingerprint of each key
-(SipHash-2-4 under a random per-table key) and the value inline, two entries per 64-byte
-bucket, and evicts the least recently used of a bucket's two: a hit reads one cache line
-where a dict reads four or five (index, entry, stored key, value), and the table holds no
-raw key at all. Its `get`, item assignment, `len`, `in` and `clear` are a dict's, so the hot
-paths read either alike. Without the extension those memos are dicts as above.
+entries) name the kind of their values (`values="object"`, `"pseudonym"` or `"u64"`): their
+table is then a `FingerprintTable` of `anonymizers.native.twin()`, chosen when the memo is
+built. The fast twin (C) stores a 128-bit keyed fingerprint of each key (SipHash-2-4 under a
+random per-table key) and the value inline, two entries per 64-byte bucket, and evicts the
+least recently used of a bucket's two: a hit reads one cache line where a dict reads four or
+five (index, entry, stored key, value), and the table holds no raw key at all. The slow twin
+(anonymizers/native/slow.py) is a bounded dict as above behind the same interface. Their
+`get`, item assignment, `len`, `in` and `clear` are a dict's, so the hot paths read either
+alike.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from itertools import islice
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
-from anonymizers.native import EXTENSION, native_enabled
+from anonymizers.native import native_enabled, twin
+from anonymizers.native.slow import drop_oldest
 
 K = TypeVar("K")
 V = TypeVar("V")
 KC = TypeVar("KC", contravariant=True)
-
-EVICT_FRACTION: Final = 8
-"""When full, 1/EVICT_FRACTION of the entries (the oldest) are evicted at once."""
 
 ValueKind = Literal["object", "pseudonym", "u64"]
 """What a fingerprint table stores: any object (by reference), a 22-character base64url
@@ -67,22 +65,20 @@ class MemoTable(Protocol[KC, V]):
 
 
 def fingerprint_table(max_size: int, values: ValueKind) -> Any:
-    """A new `FingerprintTable` holding at least `max_size` entries of `values`; needs the
-    extension (`anonymizers.native.EXTENSION`)."""
-    if EXTENSION is None:
-        raise RuntimeError("anonymizers.native._fast is not built")
-    return EXTENSION.FingerprintTable(max_size, _KINDS[values], secrets.token_bytes(16))
+    """A new `FingerprintTable` of the chosen twin (`anonymizers.native.twin()`) holding at
+    least `max_size` (>= 2) entries of `values`, under a fresh random key."""
+    return twin().FingerprintTable(max_size, _KINDS[values], secrets.token_bytes(16))
 
 
 class Memo(Generic[K, V]):
     """`compute(key)` by key, at most `max_size` entries (0: compute every time, store nothing).
 
     `misses` counts the computations; `len(memo)` is the number of entries held. With
-    `values` (str keys only), the table is a `FingerprintTable` of that kind where the
-    extension is built, and `max_size` is rounded up to a power of two.
+    `values` (str keys only), the table is a `FingerprintTable` of that kind (of the twin
+    chosen now), and `max_size` is rounded up to a power of two.
     """
 
-    __slots__ = ("_compute", "_dict", "max_size", "misses", "table")
+    __slots__ = ("_compute", "_dict", "_native", "max_size", "misses", "table")
 
     def __init__(
         self, compute: Callable[[K], V], *, max_size: int, values: ValueKind | None = None
@@ -91,7 +87,9 @@ class Memo(Generic[K, V]):
             raise ValueError("max_size must be >= 0")
         self.table: MemoTable[K, V]
         self._dict: dict[K, V] | None
-        if values is not None and max_size and native_enabled():
+        self._native = False
+        if values is not None and max_size:
+            self._native = native_enabled()
             table = fingerprint_table(max_size, values)
             self.table = table
             self._dict = None
@@ -116,8 +114,8 @@ class Memo(Generic[K, V]):
 
     @property
     def native(self) -> bool:
-        """True when the table is a `FingerprintTable`."""
-        return self._dict is None
+        """True when the table is the fast twin's (C) `FingerprintTable`."""
+        return self._native
 
     @property
     def plain_table(self) -> dict[K, V]:
@@ -140,7 +138,7 @@ class Memo(Generic[K, V]):
         if self.max_size:
             plain = self._dict
             if plain is None:
-                # A fingerprint table evicts by itself.
+                # A fingerprint table (either twin's) evicts by itself.
                 self.table[key] = value
             else:
                 if len(plain) >= self.max_size:
@@ -151,12 +149,6 @@ class Memo(Generic[K, V]):
     def clear(self) -> None:
         """Forget every entry."""
         self.table.clear()
-
-
-def drop_oldest(cache: dict[K, V]) -> None:
-    """Drop the oldest eighth of `cache`'s entries (at least one), in insertion order."""
-    for key in list(islice(cache, max(1, len(cache) // EVICT_FRACTION))):
-        del cache[key]
 
 
 def bounded_put(cache: dict[K, V], key: K, value: V, *, max_size: int) -> None:

@@ -326,7 +326,7 @@ def main() -> None:
     parser.add_argument(
         "--no-native",
         action="store_true",
-        help="run without the C extension anonymizers._native even where it is built",
+        help="run on the slow twin (anonymizers.native.slow) even where the C one is built",
     )
     args = parser.parse_args()
     if args.no_native:
@@ -386,11 +386,11 @@ def main() -> None:
     print(f"garbage collector: {settings}; thresholds now {gc.get_threshold()}")
     if native_enabled():
         native = (
-            "anonymizers._native (fingerprint tables, HMAC-SHA256, event clock, IPv4 reader "
-            "and index search, output dict)"
+            "the fast twin, anonymizers.native._fast (fingerprint tables, event clock, IPv4 "
+            "reader and index search, output dict)"
         )
     else:
-        native = "not used (" + ("--no-native" if args.no_native else "not built") + ")"
+        native = "the slow twin (" + ("--no-native" if args.no_native else "not built") + ")"
     print(f"C extension: {native}")
     print(
         f"{'cold chain alone (fresh caches, ' + format(args.cold, ',') + ' events):':44s}{cold:10,.0f}"

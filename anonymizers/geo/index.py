@@ -8,14 +8,13 @@ GeoLite2 City has only ~25,000 distinct records.
 
 `Ipv4Index.build(path, ...)` reads the search tree once (numpy, ~1 s and ~25 MB for GeoLite2
 City) and keeps, for every IPv4 network of the tree, its first address and its record
-pointer, sorted. `index(address)` is then a binary search (~2 µs) giving the pointer, under
+pointer, sorted. `index(address)` is then a binary search giving the pointer, under
 which the caller caches the decoded record: exact, since the pointer is where the database
 itself would read the record. The MaxMind DB format: https://maxmind.github.io/MaxMind-DB/.
 """
 
 from __future__ import annotations
 
-import bisect
 from array import array
 from collections.abc import Callable
 from typing import Final
@@ -24,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from anonymizers.exceptions import GeoDatabaseError
-from anonymizers.native import EXTENSION, native_enabled
+from anonymizers.native import twin
 
 IPV4_BITS: Final = 32
 _TYPECODE: Final = "I" if array("I").itemsize >= 4 else "L"
@@ -40,9 +39,9 @@ class Ipv4Index:
 
     `starts` (sorted first addresses of the networks) and `pointers` (their records) are
     searched within the range of networks that start in the address's /16, which
-    `blocks[address >> 16]` and the next entry give: a few probes instead of ~22. Where the
-    C extension is built and on (`anonymizers.native`), its `Ipv4Ranges` searches the same
-    arrays (~1 µs of bisect and array reads in Python, a few dozen instructions in C).
+    `blocks[address >> 16]` and the next entry give: a few probes instead of ~22. The search
+    is the `Ipv4Ranges` of the twin chosen when the index is built (`anonymizers.native`):
+    a few dozen instructions in C, ~1 µs of bisect and array reads in the slow twin.
     """
 
     __slots__ = ("_blocks", "_empty", "_find", "_pointers", "_starts")
@@ -54,26 +53,13 @@ class Ipv4Index:
         first = np.frombuffer(starts, dtype=np.uint32 if _TYPECODE == "I" else np.uint64)
         edges = np.arange(_BLOCKS + 1, dtype=np.int64) << (IPV4_BITS - _BLOCK_BITS)
         self._blocks = _packed(np.searchsorted(first, edges, side="left"))
-        self._find: Callable[[int], int] | None = None
-        if EXTENSION is not None and native_enabled() and _TYPECODE == "I":
-            self._find = EXTENSION.Ipv4Ranges(starts, pointers, self._blocks).find
+        self._find: Callable[[int], int] = twin().Ipv4Ranges(starts, pointers, self._blocks).find
 
     def __len__(self) -> int:
         return len(self._starts)
 
     def __call__(self, address: int) -> int | None:
-        find = self._find
-        if find is not None:
-            pointer = find(address)
-        else:
-            block = address >> (IPV4_BITS - _BLOCK_BITS)
-            # The last network starting at or before the address: in this block, or the
-            # one running into it from before (then bisect returns the block's first
-            # position; starts[0] is 0, so there is always one before).
-            found = bisect.bisect_right(
-                self._starts, address, self._blocks[block], self._blocks[block + 1]
-            )
-            pointer = self._pointers[found - 1]
+        pointer = self._find(address)
         return None if pointer == self._empty else pointer
 
     @classmethod
@@ -104,7 +90,7 @@ class Ipv4Index:
 
 
 def _packed(values: npt.NDArray[np.int64]) -> array[int]:
-    """A compact array of unsigned 32-bit values (bisect searches it without numpy)."""
+    """A compact array of unsigned 32-bit values (`Ipv4Ranges` searches it without numpy)."""
     packed = array(_TYPECODE)
     packed.frombytes(values.astype(np.uint32 if _TYPECODE == "I" else np.uint64).tobytes())
     return packed

@@ -28,10 +28,8 @@
  *
  * Not thread-safe beyond the GIL (every method holds it), like a dict.
  *
- * EventClock: the event time's fast path (anonymizers.chain._EventTime): the collectors'
+ * EventClock: the event time's fast path (anonymizers.event_time.EventTime): the collectors'
  * usual "YYYY-MM-DDTHH:MM:SS[.fff]Z" read without slices, its minute found in one line.
- *
- * new_dict: an empty dict sized for the output event's fields.
  *
  * ipv4_value and Ipv4Ranges: a new IPv4 address's reading and its search in the flat index
  * of the geolocation database (anonymizers.ip, anonymizers.geo.index): ~2 µs of Python per
@@ -697,7 +695,7 @@ floor_div(long long a, long long b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-/* EventClock(capacity, rotation): the event time's fast path (anonymizers.chain._EventTime).
+/* EventClock(capacity, rotation): the event time's fast path (anonymizers.event_time.EventTime).
  * It holds minutes the full parser validated, each under its minute count since 1970 modulo
  * the capacity (consecutive minutes never collide: a worker's events of `capacity` minutes
  * all stay), with the minute's number YYYYMMDDHHMM (what the text says), its first second,
@@ -946,30 +944,14 @@ static PyTypeObject ClockType = {
 
 /* ------------------------------------------------------------------ output dicts */
 
-/* new_dict(size) -> an empty dict with room for `size` entries: the chain's output event,
- * filled field by field, without the two resizes an empty dict goes through. */
-static PyObject *
-module_new_dict(PyObject *Py_UNUSED(module), PyObject *size)
-{
-    Py_ssize_t n = PyLong_AsSsize_t(size);
-    if (n == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (n < 0 || n > 1024) {
-        PyErr_SetString(PyExc_ValueError, "new_dict sizes are 0 to 1024");
-        return NULL;
-    }
-    return _PyDict_NewPresized(n);
-}
-
 /* ------------------------------------------------------------------ IPv4 addresses */
 
 /* ipv4_value(text) -> the value of `text` as a dotted quad: four decimal octets 0-255 of
  * one to three ASCII digits, no leading zero, separated by single dots. -1 when `text` holds
  * any character other than an ASCII digit or a dot (not IPv4: the caller tries IPv6); -2
  * when it holds only those but is not such a quad (malformed: no address). The IPv4 part of
- * anonymizers.ip.parse_ip, which strips the text first; its own Python reader gives the
- * same answers (tests/anonymizers/test_ip.py runs both). */
+ * anonymizers.ip.parse_ip, which strips the text first; the slow twin's ipv4_value gives the
+ * same answers (tests/anonymizers/native/test_native.py runs both). */
 static PyObject *
 module_ipv4_value(PyObject *Py_UNUSED(module), PyObject *text)
 {
@@ -1206,8 +1188,6 @@ module_siphash128(PyObject *Py_UNUSED(module), PyObject *args)
 }
 
 static PyMethodDef module_methods[] = {
-    {"new_dict", module_new_dict, METH_O,
-     "new_dict(size) -> an empty dict with room for size (0 to 1024) entries"},
     {"ipv4_value", module_ipv4_value, METH_O,
      "ipv4_value(text) -> the value of a strict dotted quad; -1 when text holds a character "
      "other than an ASCII digit or a dot, -2 when it holds only those but is malformed"},

@@ -137,9 +137,9 @@ def unkeyed_hashes(value: str) -> list[str]:
 
 @pytest.fixture(params=["native", "python"])
 def native_switch(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Objects built with the C extension on (where it is built: fingerprint tables for the
-    large memos, HMAC-SHA256, the event time's fast path, the output dict), then off (dicts,
-    hashlib, Python): the results must be the same either way."""
+    """Objects built with the fast twin of anonymizers.native (the C extension, where it is
+    built: fingerprint tables for the large memos, the event clock, the IPv4 reader and index
+    search), then with the slow one (pure Python): the results must be the same either way."""
     if request.param == "native" and not native_enabled():
         pytest.skip("anonymizers._native is not built (no C compiler)")
     use_native(request.param == "native")
