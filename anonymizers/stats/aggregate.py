@@ -10,7 +10,7 @@ Watermark of the partition: `max(latest event time - allowed_lateness, idle adva
 `[start, end)` closes when the watermark reaches `end`; an event whose window (of some size) is
 closed is counted as late for that size and changes nothing there.
 
-Contract with the stream (see docs/aggregation-readme-section.md):
+Contract with the stream (see docs/internals/stats.md, "In the stream"):
 1. On assignment, build the aggregator and `resume(closed_through)` with the latest progress
    record this partition published (if any), re-apply pending erasures, then consume from
    the committed offset.

@@ -34,14 +34,23 @@ def _seconds(ms: float) -> str:
     return f"{ms / 1000:.1f}s"
 
 
+SUMMARY_STATISTICS = ("count", "sum", "mean", "p50", "p75", "p90", "p95", "p99")
+"""What a summary record may hold (the policy's metric lists which), in display order."""
+
+
 def value_text(record: Mapping[str, Any]) -> str:
-    """A count as an integer; a summary (time on page, ms) as count, mean and percentiles."""
+    """A count as an integer; a summary (time on page, ms) as the statistics it holds: the
+    count as `n=`, the others in seconds; a statistic released as null is left out."""
     value = record.get("value")
     if not isinstance(value, Mapping):
         return str(value)
-    parts = [f"n={value.get('count')}"]
-    for name in ("mean", "p50", "p90"):
-        if value.get(name) is not None:
+    parts = []
+    for name in SUMMARY_STATISTICS:
+        if value.get(name) is None:
+            continue
+        if name == "count":
+            parts.append(f"n={value[name]}")
+        else:
             parts.append(f"{name}={_seconds(float(value[name]))}")
     return " ".join(parts)
 

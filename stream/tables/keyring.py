@@ -1,6 +1,6 @@
 """The shared pseudonym key ring: one random 256-bit key per epoch, for every worker, via Kafka.
 
-Design (README, "Keys"):
+Design (docs/guides/privacy/keys.md, "The key ring on `privacy.keys`"):
 
 * Topic `privacy.keys`: one partition, `cleanup.policy=delete`, `retention.ms` = the policy's
   key retention, hourly segments. A record's Kafka key is `<epoch>:<proposal id>`, its value

@@ -54,8 +54,7 @@ def test_weak_or_wrong_size_material_rejected(material: bytes) -> None:
 
 
 def test_destroy_zeroes_and_disables(native_switch: str) -> None:
-    """After destroy(), the material is zero, the memo empty, the C HMAC state (where used)
-    zeroed and refusing, and use raises."""
+    """After destroy(), the material is zero, the memo empty, and use raises."""
     key = EpochKey(1, KEY_A)
     key.pseudonym("user_id:alice")
     key.destroy()

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.kafka
 
 EPSILON = 1.0
 LATENESS_S = 3 * 3600
-# Numbers published per cell (README, "Noise"): count -> value and people; distinct -> one;
-# summary -> people, count and sum.
+# Numbers published per cell (docs/internals/stats.md, "Noise"): count -> value and people;
+# distinct -> one; summary -> people, count and sum.
 QUANTITIES = {"count": 2, "distinct_subjects": 1, "summary": 3}
 SIGMAS = 5.0  # tolerance of every check, in standard errors (false alarm ~1e-6 each)
 

@@ -3,7 +3,7 @@
 `TrafficGenerator(seed=..., start=..., rate=...).messages(max_items=N)` yields Kafka
 messages (`Message(topic_kind, key, value, items)`) in send order; `truth()` is the ground
 truth of what was yielded. `write_files` and `send_to_kafka` deliver them; `generate_cli` is
-`anonstream generate`. See docs/generator-readme-section.md.
+`anonstream generate`. See docs/guides/traffic.md.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ class Truth:
         return found
 
     def summary(self) -> dict[str, Any]:
-        """The ground-truth summary (see docs/generator-readme-section.md for each field)."""
+        """The ground-truth summary (see docs/guides/traffic.md, "Ground truth", for each field)."""
         self._flush_visits()
         events = sum(self.events_by_type.values())
         malformed = sum(self.malformed.values())

@@ -27,7 +27,7 @@ EXPECTED_COMMANDS = {
     "topics",
     "worker",
 }
-"""The command line's commands (README "Command line" and the issue's list)."""
+"""The command line's commands (docs/reference/cli.md and the issue's list)."""
 LOCAL_COMMANDS = {"broker", "dashboard", "demo", "generate"}
 """Laptop tools: they live in stream.local."""
 

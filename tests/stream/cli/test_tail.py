@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from stream.cli.tail import value_text
 from stream.local.processes import settings_env
 from stream.settings import Settings
 from stream.topics import create_topics, topic_specs
@@ -205,3 +206,19 @@ def test_tail_follow_prints_new_releases_until_interrupted(released: Settings) -
         if process.poll() is None:
             process.kill()
     assert process.returncode in (0, 130)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"sum": 90_000, "p99": 61_000}, "sum=90.0s p99=61.0s"),
+        ({"count": 3, "mean": None}, "n=3"),
+        ({"p75": 2_000, "count": 4, "p95": 9_000}, "n=4 p75=2.0s p95=9.0s"),
+        (12, "12"),
+    ],
+    ids=["sum-and-p99", "mean-withheld", "any-order", "count"],
+)
+def test_summary_shows_the_statistics_the_record_holds(value: object, expected: str) -> None:
+    """A summary shows exactly the statistics its metric lists, in a fixed order; a count is
+    shown as it is."""
+    assert value_text({"value": value}) == expected

@@ -1,9 +1,9 @@
 """What the anonymize stage must count, computed from the generator's truth log alone.
 
-No pipeline code is called: the rules are restated here from the contract (README, "Consent",
-and `docs/internals.md`, "Drop reasons"), for a run in which every consent record was applied
-before the first event was processed (the workers start after all traffic was produced, and
-an anonymize worker reads the whole consent topic before its first event):
+No pipeline code is called: the rules are restated here from the contract
+(docs/guides/privacy/consent.md, and docs/reference/reasons.md), for a run in which every
+consent record was applied before the first event was processed (the workers start after all
+traffic was produced, and an anonymize worker reads the whole consent topic before its first event):
 
 * a subject's state is its latest consent record (the compacted topic keeps one per key):
   `child`, `erase`, an `opt_out` whose purposes include analytics (absent: all) block; an
