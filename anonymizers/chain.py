@@ -31,13 +31,11 @@ from anonymizers.geo import GeoLookup
 from anonymizers.ip import IpAnonymizer
 from anonymizers.keys import KeyProvider, KeyUnit
 from anonymizers.memo import Memo
-from anonymizers.outcome import DROPPED, Anonymized, Draft, Dropped, Outcome, Unit
+from anonymizers.outcome import DROPPED, Anonymized, Draft, Outcome, Unit
 from anonymizers.policy import Policy
 from anonymizers.pseudonym import Pseudonymizer
 from anonymizers.search_terms import SearchTermScrubber
 from anonymizers.urls import ReferrerScrubber, UrlScrubber
-
-__all__ = ["RAW_FIELDS", "Anonymized", "Dropped", "Outcome", "Pipeline"]
 
 _URL_FIELDS: Final = frozenset({"page_url", "link_url", "referrer_internal"})
 _REFERRER_FIELDS: Final = frozenset({"referrer_host", "referrer_internal"})

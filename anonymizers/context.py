@@ -266,9 +266,12 @@ class ContextAnonymizer:
                 event.get("os"),
                 event.get("hardware"),
             )
-            device = self._device_table.get(key) if _plain(key) else self._device_entry(key)
-            if device is None:
-                device = self.device_memo.miss(key)
+            try:
+                device = self._device_table.get(key)
+                if device is None:
+                    device = self.device_memo.miss(key)
+            except TypeError:  # an unhashable value (never after the raw schema): not memoised
+                device = self._device_entry(key)
             fields.update(device)
         if self._want_language:
             language = event.get("browser_language")
@@ -352,9 +355,3 @@ class ContextAnonymizer:
             self.language(event.get("browser_language")),
             self.time_on_page(event.get("time_on_page_ms")),
         )
-
-
-def _plain(key: _DeviceKey) -> bool:
-    """True when every part is a str or None: the key can be memoised (hashable, and
-    compared by value)."""
-    return all(part is None or type(part) is str for part in key)

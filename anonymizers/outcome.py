@@ -20,7 +20,6 @@ class Draft:
     the allowlist keeps only what the policy names, in its order) and the slots below."""
 
     __slots__ = (
-        "actions",
         "day",
         "echoed",
         "epoch",
@@ -59,7 +58,6 @@ class Draft:
         """The free-text output fields, casefolded and NUL-joined (see the echo guard)."""
         self.search_action: str | None = None
         self.echoed: list[str] = NO_ECHOES
-        self.actions: tuple[str, ...] = ()
 
 
 NO_ECHOES: Final[list[str]] = []

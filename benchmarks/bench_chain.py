@@ -46,12 +46,13 @@ from typing import Any
 import orjson
 
 import anonymizers.chain as chain_module
-from anonymizers.chain import Anonymized, Outcome, Pipeline
+from anonymizers.chain import Pipeline
 from anonymizers.consent import ConsentState
 from anonymizers.fields import SUBJECT_FIELDS
 from anonymizers.geo import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.native import native_enabled, use_native
+from anonymizers.outcome import Anonymized, Outcome
 from anonymizers.policy import default_policy
 from stream.gcsettings import DEFAULT_YOUNG_THRESHOLD, settle_after_startup
 

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 import schemas
 from anonymizers import reasons
-from anonymizers.chain import Anonymized, Dropped, Pipeline
+from anonymizers.chain import Pipeline
 from anonymizers.consent import ConsentState
 from anonymizers.fields import pseudonymized_event_schema
 from anonymizers.keys import GeneratedKeyProvider
+from anonymizers.outcome import Anonymized, Dropped
 from anonymizers.policy import default_policy
 from tests.anonymizers.conftest import EPOCH_MAY_1, build_mmdb, static_keys, unkeyed_hashes
 

@@ -13,8 +13,10 @@ from anonymizers.context import (
     parse_user_agent,
     primary_language,
 )
+from anonymizers.outcome import Draft
 from anonymizers.policy import ContextConfig
 
+UA_FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 UA_CASES = [
     pytest.param(
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
@@ -156,3 +158,14 @@ def test_clamp_follows_policy() -> None:
     """context.time_on_page_max sets the clamp."""
     unit = ContextAnonymizer(ContextConfig(time_on_page_max="10s"))
     assert unit.outcome({"time_on_page_ms": 60_000}).time_on_page_ms == 10_000
+
+
+def test_unhashable_sdk_fields_are_read_as_absent_not_memoised() -> None:
+    """A list where an SDK field belongs (never valid input) reads as absent and raises
+    nothing; the user agent still decides."""
+    unit = ContextAnonymizer(ContextConfig())
+    out = Draft([])
+    event = {"user_agent": UA_FIREFOX_LINUX, "browser": ["Chrome"], "os": {"x": 1}}
+    assert unit(event, out) is None
+    assert out.fields["browser"] == "Firefox" and out.fields["os"] == "Linux"
+    assert len(unit.device_memo) == 0

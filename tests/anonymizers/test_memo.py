@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from anonymizers import reasons
 from anonymizers.allowlist import Allowlist
-from anonymizers.chain import Anonymized, Dropped, Outcome, Pipeline
+from anonymizers.chain import Pipeline
 from anonymizers.consent import ConsentGate, ConsentState
 from anonymizers.context import ContextAnonymizer
 from anonymizers.event_time import EventTime
@@ -31,6 +31,7 @@ from anonymizers.geo import GeoLookup
 from anonymizers.ip import IpAnonymizer, parse_ip
 from anonymizers.keys import EpochKey, StaticKeyProvider
 from anonymizers.memo import Memo, bounded_put
+from anonymizers.outcome import Anonymized, Dropped, Outcome
 from anonymizers.policy import Policy, default_policy, parse_policy
 from anonymizers.pseudonym import Pseudonymizer
 from anonymizers.search_terms import SearchTermScrubber
