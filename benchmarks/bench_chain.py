@@ -388,7 +388,7 @@ def main() -> None:
     if native_enabled():
         native = (
             "the fast twin, anonymizers.native._fast (fingerprint tables, event clock, IPv4 "
-            "reader and index search, output dict)"
+            "reader and index search)"
         )
     else:
         native = "the slow twin (" + ("--no-native" if args.no_native else "not built") + ")"
