@@ -11,7 +11,7 @@ RAW_EVENT_V1 = "raw-event.v1.json"
 CONSENT_RECORD_V1 = "consent-record.v1.json"
 DEADLETTER_RECORD_V1 = "deadletter-record.v1.json"
 PSEUDONYMIZED_EVENT_V1 = "pseudonymized-event.v1.json"
-AGGREGATE_V1 = "aggregate.v1.json"
+AGGREGATE_V2 = "aggregate.v2.json"
 POLICY_V1 = "policy.v1.json"
 PARTIAL_V1 = "partial.v1.json"
 

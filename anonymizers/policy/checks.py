@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, get_args
 
 from anonymizers.fields import IDENTIFIER_FIELDS, REQUIRED_OUTPUT_FIELDS
+from anonymizers.policy.budget import allocate_sections
 from anonymizers.policy.issues import PolicyIssue, render_value
 from anonymizers.policy.model import (
     DURATION_ALLOWED,
@@ -89,11 +90,25 @@ def _search_k(sections: Mapping[str, Any]) -> list[PolicyIssue]:
     ]
 
 
+MODE_KEY: Final = "release.mode"
+"""Where `check_sections` finds the release mode when the release section itself failed to
+validate (the mode alone being valid): rules that depend on the mode still run."""
+
+
+def _mode(sections: Mapping[str, Any]) -> str | None:
+    release: ReleaseConfig | None = sections.get("release")
+    return release.mode if release is not None else sections.get(MODE_KEY)
+
+
+def _exact(sections: Mapping[str, Any]) -> bool:
+    return _mode(sections) == "exact"
+
+
 def _window_nesting(sections: Mapping[str, Any]) -> list[PolicyIssue]:
-    """Windows increase and nest (each divides the next): the release audits a coarse
-    window against its finer ones, and a window's partials close in size order."""
+    """exact mode: windows increase and nest (each divides the next), as the suppression
+    audit models a coarse window against its finer ones."""
     agg: AggregationConfig | None = sections.get("aggregation")
-    if agg is None:
+    if agg is None or not _exact(sections):
         return []
     sizes = [duration_seconds(w) for w in agg.windows]
     given = render_value(list(agg.windows))
@@ -228,7 +243,17 @@ def _metrics(sections: Mapping[str, Any]) -> list[PolicyIssue]:
         seen.add(metric.name)
         issues.extend(_metric_fields(metric, base, output, geo))
         issues.extend(_metric_shape(metric, base, release))
-    issues.extend(_rollups(agg.metrics))
+        issues.extend(
+            PolicyIssue(
+                f"{base}.windows[{position}]",
+                f"one of aggregation.windows ({', '.join(agg.windows)})",
+                render_value(size),
+            )
+            for position, size in enumerate(metric.windows)
+            if size not in agg.windows
+        )
+    if _exact(sections):
+        issues.extend(_rollups(agg.metrics))
     return issues
 
 
@@ -298,14 +323,14 @@ def _metric_shape(
                 "[]",
             )
         )
-    noisy = release is not None and release.noise.enabled
+    noisy = release is not None and release.mode == "dp"
     asked = sorted(PERCENTILES.intersection(metric.statistics))
     if noisy and asked:
         issues.append(
             PolicyIssue(
                 f"{base}.statistics",
-                "a list without percentiles while release.noise.enabled is true (only count, "
-                "sum and mean are released with noise)",
+                'a list without percentiles while release.mode is "dp" (only count, sum and '
+                "mean are released with noise)",
                 render_value(list(metric.statistics)),
             )
         )
@@ -356,6 +381,76 @@ def _summary_bins(sections: Mapping[str, Any]) -> list[PolicyIssue]:
     ]
 
 
+def _windows_per_day(sections: Mapping[str, Any]) -> list[PolicyIssue]:
+    """dp mode: W for every window size a metric is released at, and only for those; at
+    most the windows of that size in a key epoch."""
+    agg: AggregationConfig | None = sections.get("aggregation")
+    release: ReleaseConfig | None = sections.get("release")
+    keys: KeysConfig | None = sections.get("keys")
+    if agg is None or release is None or release.mode != "dp":
+        return []
+    caps = release.max_windows_per_day
+    used = {size for m in agg.metrics for size in (m.windows or agg.windows)}
+    given = render_value(dict(caps))
+    issues = [
+        PolicyIssue(
+            "release.max_windows_per_day",
+            f"a table with an entry for {size}, a window size a metric is released at",
+            given,
+        )
+        for size in sorted(used - set(caps), key=duration_seconds)
+    ]
+    rotation = keys.rotation_seconds if keys is not None else DAY_SECONDS
+    for size, count in caps.items():
+        if size not in agg.windows:
+            allowed = f"a table whose keys are among aggregation.windows (not {size})"
+            issues.append(PolicyIssue("release.max_windows_per_day", allowed, given))
+            continue
+        most = max(1, rotation // duration_seconds(size))
+        if not 1 <= count <= most:
+            issues.append(
+                PolicyIssue(
+                    f'release.max_windows_per_day."{size}"',
+                    f"an integer from 1 to {most} (the {size} windows of a key epoch)",
+                    render_value(count),
+                )
+            )
+    return issues
+
+
+def _budget(sections: Mapping[str, Any]) -> list[PolicyIssue]:
+    """dp mode: the mechanisms the allocation calibrates keep a person-day within
+    epsilon_per_day and delta_per_day."""
+    agg: AggregationConfig | None = sections.get("aggregation")
+    release: ReleaseConfig | None = sections.get("release")
+    context: ContextConfig | None = sections.get("context")
+    if agg is None or release is None or context is None or release.mode != "dp":
+        return []
+    if _windows_per_day(sections) or any(
+        size not in agg.windows for m in agg.metrics for size in m.windows
+    ):
+        return []  # reported by their own rules
+    try:
+        budget = allocate_sections(aggregation=agg, release=release, context=context)
+    except ValueError as exc:
+        return [
+            PolicyIssue(
+                "release.delta_per_day",
+                f"a delta the thresholds can meet ({exc})",
+                render_value(release.delta_per_day),
+            )
+        ]
+    if budget.epsilon_day > release.epsilon_per_day * (1 + 1e-9):
+        return [
+            PolicyIssue(
+                "release.epsilon_per_day",
+                f"at least the worst-case loss of a person-day, {budget.epsilon_day:.4f}",
+                render_value(release.epsilon_per_day),
+            )
+        ]
+    return []
+
+
 _RULES: Final[tuple[Callable[[Mapping[str, Any]], list[PolicyIssue]], ...]] = (
     _duration_ranges,
     _windows_fit_keys,
@@ -364,4 +459,6 @@ _RULES: Final[tuple[Callable[[Mapping[str, Any]], list[PolicyIssue]], ...]] = (
     _output_fields,
     _metrics,
     _summary_bins,
+    _windows_per_day,
+    _budget,
 )

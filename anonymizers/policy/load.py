@@ -12,14 +12,21 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
 from anonymizers.exceptions import PolicyError
-from anonymizers.policy.checks import check_sections
+from anonymizers.policy.checks import MODE_KEY, check_sections
 from anonymizers.policy.issues import PolicyIssue, issues_from, render_value
-from anonymizers.policy.model import SCHEMA_VERSION, SECTIONS, Policy, PolicyHeader
+from anonymizers.policy.model import (
+    SCHEMA_VERSION,
+    SECTIONS,
+    Policy,
+    PolicyHeader,
+    ReleaseConfig,
+    ReleaseMode,
+)
 
 
 def default_policy() -> Policy:
@@ -62,8 +69,17 @@ def policy_issues(mapping: Mapping[str, Any]) -> tuple[list[PolicyIssue], dict[s
             sections[name] = model.model_validate(raw)
         except ValidationError as exc:
             issues.extend(issues_from(exc, model, (name,)))
+            if name == "release":
+                sections.update(_valid_mode(raw))
     issues.extend(check_sections(sections))
+    sections.pop(MODE_KEY, None)
     return issues, {**valid, **sections}
+
+
+def _valid_mode(release: Mapping[str, Any]) -> dict[str, str]:
+    """{MODE_KEY: mode} when an invalid release section still names a valid mode."""
+    mode = release.get("mode", ReleaseConfig.model_fields["mode"].default)
+    return {MODE_KEY: mode} if mode in get_args(ReleaseMode) else {}
 
 
 def parse_policy(mapping: Mapping[str, Any]) -> Policy:

@@ -337,6 +337,29 @@ class MetricConfig(_Section):
         "Apply release.k_search_terms instead of k_min_subjects (required for search_terms).",
         "true or false",
     )
+    windows: Annotated[tuple[Duration, ...], Distinct] = _setting(
+        (),
+        "Window sizes this metric is released at, among aggregation.windows; empty: all of "
+        "them. Each size released costs privacy budget in dp mode.",
+        "a list of distinct durations, each one of aggregation.windows",
+    )
+    weight: StrictFloat = _setting(
+        1.0,
+        "dp mode: this metric's share of the daily budget at each of its window sizes, "
+        "relative to the other metrics' weights.",
+        "a number > 0 and <= 100",
+        gt=0,
+        le=100,
+    )
+    max_cells: StrictInt | None = _setting(
+        None,
+        "M for this metric (cells one subject contributes to per window); unset: "
+        "release.max_cells_per_metric. A dimension with one value per person (browser, "
+        "country) needs far fewer than a page, and a smaller M means less noise.",
+        f"an integer from 1 to {MAX_CELL_BOUND}",
+        ge=1,
+        le=MAX_CELL_BOUND,
+    )
 
 
 def _metric(
@@ -349,26 +372,31 @@ def _metric(
 
 def _default_metrics() -> tuple[MetricConfig, ...]:
     pv = ("page_view",)
+    daily: dict[str, Any] = {"windows": ("1d",)}
+    one_value: dict[str, Any] = {"windows": ("1d",), "max_cells": 2, "weight": 0.5}
     return (
-        _metric("page_views", pv, ("page_url",)),
-        _metric("unique_visitors", pv, ("page_url",), "distinct_subjects"),
+        _metric("page_views", pv, ("page_url",), windows=("1h", "1d"), weight=4.0),
+        # The live view: page views per minute, no dimension (one cell, little noise).
+        _metric("page_views_per_minute", pv, (), windows=("1m",), weight=1.0, max_cells=1),
+        _metric("unique_visitors", pv, ("page_url",), "distinct_subjects", **daily, weight=2.0),
         # One visitors metric at the finest level the geo granularity allows: a coarser one
         # beside it would be a roll-up from which suppressed cells could be derived.
-        _metric("visitors", pv, ("country", "region"), "distinct_subjects"),
-        _metric("page_views_by_browser", pv, ("browser",)),
-        _metric("page_views_by_os", pv, ("os",)),
-        _metric("page_views_by_hardware", pv, ("hardware",)),
-        _metric("page_views_by_language", pv, ("language",)),
-        _metric("referrals", pv, ("referrer_host",)),
-        _metric("link_clicks", ("link_click",), ("link_url",)),
-        _metric("searches", ("search",), ("search_terms",), sensitive=True),
+        _metric("visitors", pv, ("country", "region"), "distinct_subjects", **daily, max_cells=2),
+        _metric("page_views_by_browser", pv, ("browser",), **one_value),
+        _metric("page_views_by_os", pv, ("os",), **one_value),
+        _metric("page_views_by_hardware", pv, ("hardware",), **one_value),
+        _metric("page_views_by_language", pv, ("language",), **one_value),
+        _metric("referrals", pv, ("referrer_host",), **daily),
+        _metric("link_clicks", ("link_click",), ("link_url",), **daily),
+        _metric("searches", ("search",), ("search_terms",), sensitive=True, **daily),
         _metric(
             "time_on_page",
             ("page_leave",),
             ("page_url",),
             "summary",
             value_field="time_on_page_ms",
-            statistics=("count", "mean", "p50", "p90"),
+            statistics=("count", "mean"),
+            **daily,
         ),
     )
 
@@ -396,29 +424,53 @@ class AggregationConfig(_Section):
     metrics: tuple[MetricConfig, ...] = _setting(
         _default_metrics(), "Released metrics.", "a list of metric tables", min_length=1
     )
-
-
-class NoiseConfig(_Section):
-    """Differentially private noise on released values."""
-
-    enabled: StrictBool = _setting(False, "Add noise to released values.", "true or false")
-    mechanism: Literal["geometric", "discrete_gaussian"] = _setting(
-        "geometric",
-        "Discrete mechanism: geometric (discrete Laplace) or discrete_gaussian.",
-        _one_of(("geometric", "discrete_gaussian")),
+    exclude_bots: StrictBool = _setting(
+        True,
+        'Events whose hardware class is "bot" (crawlers, scripted clients) count in no '
+        "released metric (counted apart as excluded).",
+        "true or false",
     )
-    epsilon: StrictFloat = _setting(
-        1.0,
-        "Privacy budget of one window's whole release, shared evenly by the metrics; below 1 "
-        "is conservative.",
-        "a number > 0 and <= 10",
-        gt=0,
-        le=10,
-    )
+
+
+ReleaseMode = Literal["dp", "exact"]
 
 
 class ReleaseConfig(_Section):
-    """Rules applied once per released cell."""
+    """How cells are released: differential privacy with a daily budget, or exact k."""
+
+    mode: ReleaseMode = _setting(
+        "dp",
+        "dp: every released value carries noise from OpenDP's discrete Gaussian, cells of "
+        "open-ended dimensions appear only when their noisy count of people passes a "
+        "threshold, and each person-day's influence on everything released stays within "
+        "epsilon_per_day and delta_per_day. exact: no noise; a cell needs k distinct people "
+        "and an audit holds back cells that subtraction would reveal.",
+        _one_of(get_args(ReleaseMode)),
+    )
+    epsilon_per_day: StrictFloat = _setting(
+        4.0,
+        "dp: the privacy loss one person-day (a subject within its key epoch) may incur over "
+        "everything released, as epsilon of (epsilon, delta)-DP. For comparison: Google's "
+        "mobility reports about 2.64 per day, Apple 4 to 16 per day.",
+        "a number > 0 and <= 16",
+        gt=0,
+        le=16,
+    )
+    delta_per_day: StrictFloat = _setting(
+        1e-7,
+        "dp: the delta of that (epsilon, delta) guarantee per person-day; half of it pays for "
+        "the threshold that decides which cells appear.",
+        "a number > 0 and <= 0.0001",
+        gt=0,
+        le=1e-4,
+    )
+    max_windows_per_day: dict[Duration, StrictInt] = _setting(
+        {"1m": 60, "1h": 4, "1d": 1},
+        "dp: at most this many windows of each size in which one person counts, per metric "
+        "and day; their later windows of that size are dropped (counted). Every window size "
+        "a metric is released at needs an entry.",
+        "a table of durations to integers from 1 to 1440",
+    )
 
     k_min_subjects: StrictInt = _setting(
         10,
@@ -450,12 +502,9 @@ class ReleaseConfig(_Section):
     )
     suppression: Literal["other", "suppress_total"] = _setting(
         "other",
-        'Small cells are folded into an "other" cell (itself subject to k), or the total is '
-        "suppressed too, so suppressed cells cannot be recovered by subtraction.",
+        'exact: small cells are folded into an "other" cell (itself subject to k), or the '
+        "total is suppressed too, so suppressed cells cannot be recovered by subtraction.",
         _one_of(("other", "suppress_total")),
-    )
-    noise: NoiseConfig = _setting(
-        NoiseConfig(), "Differentially private noise on released values.", "a table"
     )
 
 

@@ -69,6 +69,10 @@ class _Space:
     value_field: str | None
     value_max: int
     metrics: tuple[MetricSpec, ...]
+    max_cells: int
+    """M: cells one subject counts in per window."""
+    sizes: frozenset[int]
+    """The window sizes some metric of the space is released at."""
 
 
 _Plan = tuple[tuple[int, str | None, _Space], ...]
@@ -87,6 +91,8 @@ class _Epoch:
     # Per space: cell key (the value for one dimension, else a tuple) to id, and back.
     cell_maps: list[dict[object, int]] = field(default_factory=list)
     cell_lists: list[list[str | tuple[str, ...]]] = field(default_factory=list)
+    # (space index, window size) -> subject id -> the window starts it counts in (dp's W).
+    admitted: dict[tuple[int, int], dict[int, list[int]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -126,7 +132,6 @@ class PartitionAggregator:
         self._config = aggregation
         self._partition = partition
         self._bound_l = release.max_contributions_per_cell
-        self._bound_m = release.max_cells_per_metric
         self._lateness_us = aggregation.allowed_lateness * US_PER_S
         self._idle_us = aggregation.idle_timeout * US_PER_S
         self._epoch_us = aggregation.epoch_seconds * US_PER_S
@@ -143,9 +148,21 @@ class PartitionAggregator:
                 value_field=ms[0].value_field,
                 value_max=ms[0].value_max,
                 metrics=tuple(ms),
+                max_cells=release.cells_bound(ms[0]),
+                sizes=frozenset(
+                    size for size in aggregation.windows for m in ms if m.released_at(size)
+                ),
             )
             for i, ms in enumerate(spaces.values())
         )
+        epoch_s = aggregation.epoch_seconds
+        # W per window size, where it binds (fewer than the windows of that size in an epoch).
+        self._caps: dict[int, int] = {
+            size: cap
+            for size, cap in aggregation.windows_per_day.items()
+            if cap < epoch_s // size
+        }
+        self._exclude_bots = aggregation.exclude_bots
         # Per event type: (space index, the dimension when there is exactly one, space).
         self._plans: dict[str, _Plan] = {
             t: tuple(
@@ -263,6 +280,9 @@ class PartitionAggregator:
         if subject in self._erased:
             counters["erased_events"] += 1
             return None
+        if self._exclude_bots and event.get("hardware") == "bot":
+            counters["excluded:bot"] += 1
+            return None
         if not plan:
             counters["ignored_event_type"] += 1
             return None
@@ -299,6 +319,35 @@ class PartitionAggregator:
             cid = cell_map[key] = len(cell_map)
             epoch.cell_lists[space.index].append(key)
         return cid
+
+    def _within_cap(self, space: _Space, size: int, start_us: int, sids: Any) -> Any:
+        """Which of these contributions (subject ids, one window) come from subjects within
+        their W windows of this size in the window's epoch: a subject's first W windows of
+        a size count, in partition order; later ones are dropped for good."""
+        epoch = self._epochs[start_us // self._epoch_us]
+        admitted = epoch.admitted.setdefault((space.index, size), {})
+        cap = self._caps[size]
+        allowed: dict[int, bool] = {}
+        for sid in np.unique(sids).tolist():
+            starts = admitted.get(sid)
+            if starts is None:
+                admitted[sid] = [start_us]
+                allowed[sid] = True
+            elif start_us in starts:
+                allowed[sid] = True
+            elif len(starts) < cap:
+                starts.append(start_us)
+                allowed[sid] = True
+            else:
+                allowed[sid] = False
+        if all(allowed.values()):
+            return np.ones(len(sids), bool)
+        refused = np.array([sid for sid, ok in allowed.items() if not ok], np.int64)
+        return ~np.isin(sids, refused)
+
+    def _skip_capped(self, space: _Space, size: int, dropped: int) -> None:
+        for metric in space.metrics:
+            self.counters[f"capped_windows:{metric.name}:{size}"] += dropped
 
     def _epoch_state(self, epoch: int) -> _Epoch:
         state = self._epochs.get(epoch)
@@ -382,7 +431,7 @@ class PartitionAggregator:
                 self.counters[f"late:{size}"] += int(late.sum())
             for space in self._spaces:
                 pos = positions[space.index]
-                if not len(pos):
+                if not len(pos) or size not in space.sizes:
                     continue
                 cid = cell_ids[space.index]
                 val = value_arrays[space.index] if space.value_field is not None else None
@@ -399,18 +448,28 @@ class PartitionAggregator:
                     sel = slice(None) if uniform else w_starts == w_start
                     p = pos[sel]
                     keys = subject_keys[p] | cid[sel]
+                    vals = None if val is None else val[sel]
+                    if size in self._caps:
+                        keep = self._within_cap(space, size, int(w_start), sids[p])
+                        if not keep.all():
+                            self._skip_capped(space, size, int((~keep).sum()))
+                            keys, p = keys[keep], p[keep]
+                            vals = None if vals is None else vals[keep]
+                            if not len(keys):
+                                continue
                     window = self._window_state(size, int(w_start), int(offs[p].min()))
                     store = window.stores.get(space.index)
                     if val is None:
                         if store is None:
                             store = window.stores[space.index] = PairStore.empty()
                         assert isinstance(store, PairStore)
-                        store.add(keys, bound_l=self._bound_l, bound_m=self._bound_m)
+                        store.add(keys, bound_l=self._bound_l, bound_m=space.max_cells)
                     else:
                         if store is None:
                             store = window.stores[space.index] = ValueStore.empty()
                         assert isinstance(store, ValueStore)
-                        store.add(keys, val[sel], bound_l=self._bound_l, bound_m=self._bound_m)
+                        assert vals is not None
+                        store.add(keys, vals, bound_l=self._bound_l, bound_m=space.max_cells)
         latest = int(t.max())
         if self._max_event_us is None or latest > self._max_event_us:
             self._max_event_us = latest
@@ -564,12 +623,14 @@ class PartitionAggregator:
             store = state.stores.get(space.index)
             if store is None:
                 continue
-            store.compact(bound_l=self._bound_l, bound_m=self._bound_m)
+            store.compact(bound_l=self._bound_l, bound_m=space.max_cells)
             if not len(store.keys):
                 continue
             subjects_total = int(np.count_nonzero(_heads(store.subject_ids())))
             cell_list = epoch.cell_lists[space.index]
             for metric in space.metrics:
+                if not metric.released_at(window.size):
+                    continue
                 metric_cells = _metric_cells(store, metric)
                 for cid, fields in metric_cells:
                     cell_key = cell_list[cid]

@@ -13,33 +13,33 @@ tests do, and are then taken as given.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from anonymizers.exceptions import AggregationError
 from anonymizers.policy import Policy, duration_seconds
+from anonymizers.policy.budget import Budget, allocate
 from anonymizers.policy.checks import SUMMARY_BIN_MS
 from anonymizers.policy.model import (
     AggregationConfig,
     ContextConfig,
     KeysConfig,
     MetricConfig,
-    NoiseConfig,
     ReleaseConfig,
 )
 
 AggregateKind = Literal["count", "distinct_subjects", "summary"]
 SuppressionMode = Literal["other", "suppress_total"]
-MechanismName = Literal["geometric", "discrete_gaussian"]
+ReleaseMode = Literal["dp", "exact"]
 
 # Defaults of specs built directly (tests) are the policy's own defaults: one definition.
 _AGGREGATION: Final = AggregationConfig()
 _RELEASE: Final = ReleaseConfig()
-_NOISE: Final = NoiseConfig()
-DEFAULT_SUMMARY_STATISTICS: Final[tuple[str, ...]] = next(
-    tuple(m.statistics) for m in _AGGREGATION.metrics if m.aggregate == "summary"
-)
-"""What a summary publishes when a spec built directly names no statistics."""
+DEFAULT_SUMMARY_STATISTICS: Final[tuple[str, ...]] = ("count", "mean", "p50", "p90")
+"""What a summary publishes when a spec built directly (tests) names no statistics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,8 @@ class MetricSpec:
     - `value_max`: summary values are clamped to [0, value_max] (default 1,800,000: 30 min).
     - `bin_width`: histogram bin width of summary values (default 1,000: one second);
       percentiles are reported as the lower edge of the bin that holds them.
+    - `windows`: window sizes (seconds) it is released at; empty: all.
+    - `max_cells`: M for this metric; None: the release's `max_cells_per_metric`.
     """
 
     name: str
@@ -70,6 +72,8 @@ class MetricSpec:
     sensitive: bool = False
     value_max: int = ContextConfig().time_on_page_max_ms
     bin_width: int = SUMMARY_BIN_MS
+    windows: tuple[int, ...] = ()
+    max_cells: int | None = None
 
     @classmethod
     def from_policy(cls, metric: MetricConfig, *, value_max_ms: int) -> MetricSpec:
@@ -83,13 +87,26 @@ class MetricSpec:
             statistics=tuple(metric.statistics) if metric.aggregate == "summary" else (),
             sensitive=metric.sensitive,
             value_max=value_max_ms,
+            windows=tuple(sorted(duration_seconds(w) for w in metric.windows)),
+            max_cells=metric.max_cells,
         )
+
+    def released_at(self, window_seconds: int) -> bool:
+        """True when this metric is released at that window size."""
+        return not self.windows or window_seconds in self.windows
 
     @property
     def space_key(self) -> tuple[object, ...]:
-        """Metrics with equal keys share one per-subject state (same events, same cells)."""
+        """Metrics with equal keys share one per-subject state (same events, same cells,
+        same bound on cells)."""
         kind = "values" if self.aggregate == "summary" else "pairs"
-        return (kind, tuple(sorted(self.event_types)), self.dimensions, self.value_field)
+        return (
+            kind,
+            tuple(sorted(self.event_types)),
+            self.dimensions,
+            self.value_field,
+            self.max_cells,
+        )
 
     @property
     def nbins(self) -> int:
@@ -110,6 +127,9 @@ class AggregationSpec:
     - `metrics`: the released metrics.
     - `epoch_seconds`: pseudonym key rotation: a subject's pseudonym is constant within an
       epoch, and every window lies within one epoch.
+    - `windows_per_day`: window size -> W, the windows of that size one subject counts in
+      per metric and epoch (dp mode; empty: no such bound).
+    - `exclude_bots`: events of hardware class "bot" count in no metric.
     """
 
     windows: tuple[int, ...]
@@ -117,6 +137,8 @@ class AggregationSpec:
     allowed_lateness: int = duration_seconds(_AGGREGATION.allowed_lateness)
     idle_timeout: int = duration_seconds(_AGGREGATION.idle_timeout)
     epoch_seconds: int = KeysConfig().rotation_seconds
+    windows_per_day: Mapping[int, int] = field(default_factory=dict)
+    exclude_bots: bool = False
 
     @classmethod
     def from_policy(cls, policy: Policy) -> AggregationSpec:
@@ -131,6 +153,8 @@ class AggregationSpec:
             allowed_lateness=duration_seconds(section.allowed_lateness),
             idle_timeout=duration_seconds(section.idle_timeout),
             epoch_seconds=policy.keys.rotation_seconds,
+            windows_per_day=windows_per_day(policy) if policy.release.mode == "dp" else {},
+            exclude_bots=section.exclude_bots,
         )
 
     def metric(self, name: str) -> MetricSpec:
@@ -139,16 +163,6 @@ class AggregationSpec:
             if metric.name == name:
                 return metric
         raise AggregationError(f"unknown metric {name!r}; known: {[m.name for m in self.metrics]}")
-
-
-@dataclass(frozen=True, slots=True)
-class NoiseSpec:
-    """The policy's `release.noise`: off by default; `epsilon` is the budget of one window's
-    whole release (all metrics), split evenly over the metrics (see anonymizers.stats.noise)."""
-
-    enabled: bool = _NOISE.enabled
-    mechanism: MechanismName = _NOISE.mechanism
-    epsilon: float = _NOISE.epsilon
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +175,10 @@ class ReleaseSpec:
       most L values to a summary cell, per window.
     - `max_cells_per_metric` (M): a subject touches at most M cells of a metric per window,
       the first M in partition order.
-    - `suppression`: `other` folds suppressed cells into an `other` cell that needs k itself;
-      `suppress_total` publishes a total cell only when no cell is suppressed.
-    - `noise`: see `NoiseSpec`.
+    - `suppression` (exact mode): `other` folds suppressed cells into an `other` cell that
+      needs k itself; `suppress_total` publishes a total cell only when no cell is
+      suppressed.
+    - `mode`: `dp` or `exact`; `budget`: the dp allocation (None in exact mode).
     """
 
     k_min_subjects: int = _RELEASE.k_min_subjects
@@ -171,7 +186,10 @@ class ReleaseSpec:
     max_contributions_per_cell: int = _RELEASE.max_contributions_per_cell
     max_cells_per_metric: int = _RELEASE.max_cells_per_metric
     suppression: SuppressionMode = _RELEASE.suppression
-    noise: NoiseSpec = field(default_factory=NoiseSpec)
+    mode: ReleaseMode = "exact"
+    budget: Budget | None = None
+    policy_hash: str = "0" * 16
+    """Of the policy the spec comes from; zeros for a spec built directly."""
 
     @classmethod
     def from_policy(cls, policy: Policy) -> ReleaseSpec:
@@ -183,16 +201,30 @@ class ReleaseSpec:
             max_contributions_per_cell=section.max_contributions_per_cell,
             max_cells_per_metric=section.max_cells_per_metric,
             suppression=section.suppression,
-            noise=NoiseSpec(
-                enabled=section.noise.enabled,
-                mechanism=section.noise.mechanism,
-                epsilon=section.noise.epsilon,
-            ),
+            mode=section.mode,
+            budget=allocate(policy) if section.mode == "dp" else None,
+            policy_hash=policy_hash(policy),
         )
 
     def k_for(self, metric: MetricSpec) -> int:
         """The minimum distinct subjects of a released cell of `metric`."""
         return self.k_search_terms if metric.sensitive else self.k_min_subjects
+
+    def cells_bound(self, metric: MetricSpec) -> int:
+        """M for `metric`."""
+        return metric.max_cells or self.max_cells_per_metric
+
+
+def windows_per_day(policy: Policy) -> dict[int, int]:
+    """release.max_windows_per_day in seconds."""
+    return {duration_seconds(k): v for k, v in policy.release.max_windows_per_day.items()}
+
+
+def policy_hash(policy: Policy) -> str:
+    """SHA-256 (hex, first 16 characters) of the policy's canonical JSON: which policy
+    produced a record."""
+    canonical = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def stats_specs(policy: Policy) -> tuple[AggregationSpec, ReleaseSpec]:

@@ -32,13 +32,10 @@ different value under a key.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from anonymizers.exceptions import AggregationError
 from anonymizers.stats.config import (
@@ -46,17 +43,17 @@ from anonymizers.stats.config import (
     MetricSpec,
     ReleaseSpec,
 )
-from anonymizers.stats.noise import Mechanism, MetricNoise, plan_metric, secure_generator
+from anonymizers.stats.decisions import Merged, Release, audit_facts, decide_dp, decide_exact
+from anonymizers.stats.ledger import Ledger
 from anonymizers.stats.records import (
     AGGREGATE_SCHEMA,
-    OTHER_CELL,
     PARTIAL_SCHEMA,
-    TOTAL_CELL,
     Record,
     aggregate_key,
     dims_part,
+    window_prefix,
 )
-from anonymizers.stats.suppression import CellFacts, SuppressionAudit
+from anonymizers.stats.suppression import SuppressionAudit
 from anonymizers.stats.windows import (
     MAX_EVENT_US,
     MIN_EVENT_US,
@@ -66,29 +63,6 @@ from anonymizers.stats.windows import (
     format_time_us,
     parse_time_us,
 )
-
-
-@dataclass(slots=True)
-class _Merged:
-    """One merged cell (or the sum of several)."""
-
-    subjects: int = 0
-    count: int = 0
-    total: int = 0
-    histogram: Counter[int] = field(default_factory=Counter)
-
-    def add(self, record: Mapping[str, Any]) -> None:
-        self.subjects += int(record["subjects"])
-        self.count += int(record.get("count", 0))
-        self.total += int(record.get("sum", 0))
-        for b, c in record.get("histogram", ()):
-            self.histogram[int(b)] += int(c)
-
-    def absorb(self, other: _Merged) -> None:
-        self.subjects += other.subjects
-        self.count += other.count
-        self.total += other.total
-        self.histogram.update(other.histogram)
 
 
 @dataclass(slots=True)
@@ -111,17 +85,6 @@ def _key_end(key: str) -> int:
     return 2**62 if end is None else end
 
 
-def _percentile(histogram: Mapping[int, int], n: int, q: float, width: int) -> int | None:
-    """Nearest-rank percentile: lower edge of the bin holding the ceil(q n)-th smallest value."""
-    if n <= 0:
-        return None
-    rank = max(1, math.ceil(q * n))
-    bins = np.array(sorted(histogram), np.int64)
-    counts = np.array([histogram[b] for b in bins.tolist()], np.int64)
-    index = int(np.searchsorted(np.cumsum(counts), rank))
-    return int(bins[index]) * width
-
-
 class ReleaseEngine:
     """Merge, decide and build the released records of the metric windows.
 
@@ -129,7 +92,6 @@ class ReleaseEngine:
     - `policy_version`: copied into every record.
     - `metrics`: names of the metrics this instance releases (default: all), when the stream
       spreads metrics over several release workers (progress records go to all of them).
-    - `rng`: noise generator (default `secure_generator()`); tests pass a seeded one.
     - `resume_floor`: the `checkpoint()` persisted before the last offset commit; records of
       windows before it are ignored (already decided).
     """
@@ -142,7 +104,6 @@ class ReleaseEngine:
         partitions: int,
         policy_version: str,
         metrics: Iterable[str] | None = None,
-        rng: np.random.Generator | None = None,
         resume_floor: str | None = None,
     ) -> None:
         if partitions < 1:
@@ -154,11 +115,7 @@ class ReleaseEngine:
         names = [m.name for m in aggregation.metrics] if metrics is None else list(metrics)
         self._metrics: tuple[MetricSpec, ...] = tuple(aggregation.metric(n) for n in names)
         self._metric_names = frozenset(names)
-        self._noise: dict[str, MetricNoise | None] = {
-            m.name: plan_metric(m, release, n_metrics=len(aggregation.metrics))
-            for m in self._metrics
-        }
-        self._rng = rng if rng is not None else secure_generator()
+        self._ledger = Ledger(release, aggregation.epoch_seconds)
         self._sizes = aggregation.windows
         self._top_us = self._sizes[-1] * US_PER_S
         self._audits = {m.name: SuppressionAudit(self._sizes) for m in self._metrics}
@@ -166,6 +123,7 @@ class ReleaseEngine:
         self._pending: dict[tuple[int, int], _PendingWindow] = {}
         self._decided: set[tuple[int, int]] = set()
         self._published: set[str] = set()
+        self._published_windows: set[str] = set()
         floor = parse_time_us(resume_floor) if resume_floor is not None else None
         if resume_floor is not None and floor is None:
             raise AggregationError(f"resume_floor must be RFC 3339; got {resume_floor!r}")
@@ -180,8 +138,22 @@ class ReleaseEngine:
     # ------------------------------------------------------------------ inputs
 
     def mark_published(self, keys: Iterable[str]) -> None:
-        """Keys already on `stats.aggregates` (read back on start): never released again."""
-        self._published.update(keys)
+        """Keys already on `stats.aggregates` (read back on start): never released again,
+        and counted in the ledger as released."""
+        budget = self._release.budget
+        for key in keys:
+            self._published.add(key)
+            parts = key.split("|")
+            if len(parts) >= 5:
+                self._published_windows.add("|".join(parts[:3]) + "|")
+            start = parse_time_us(parts[1]) if len(parts) >= 5 else None
+            end = parse_time_us(parts[2]) if len(parts) >= 5 else None
+            if budget is None or start is None or end is None or end <= start:
+                continue
+            size = (end - start) // US_PER_S
+            name = parts[0]  # metric names need no escaping ([a-z0-9_])
+            if name in self._metric_names and self._aggregation.metric(name).released_at(size):
+                self._ledger.released(name, Window.of(size, start), budget.family(name, size))
 
     def add(self, record: Mapping[str, Any], *, source: int = 0, offset: int | None = None) -> None:
         """Take one record of `stats.partials`; `source`/`offset` are its partition and offset
@@ -333,6 +305,9 @@ class ReleaseEngine:
                 audit.forget_before(floor)
             # Keys and offsets of windows before the floor are never needed again.
             self._published = {k for k in self._published if _key_end(k) > floor}
+            self._published_windows = {
+                w for w in self._published_windows if _key_end(w) > floor
+            }
             for table in (*self._needed.values(), *self._progress_offsets.values()):
                 for offset in [o for o, t in table.items() if t <= floor]:
                     del table[offset]
@@ -356,8 +331,8 @@ class ReleaseEngine:
 
     def _merge(
         self, pending: _PendingWindow, metric: MetricSpec
-    ) -> tuple[dict[str, _Merged], dict[str, dict[str, str]], int]:
-        cells: dict[str, _Merged] = {}
+    ) -> tuple[dict[str, Merged], dict[str, dict[str, str]], int]:
+        cells: dict[str, Merged] = {}
         dims: dict[str, dict[str, str]] = {}
         total_subjects = 0
         for partition, report in sorted(pending.reports.items()):
@@ -366,7 +341,7 @@ class ReleaseEngine:
             total_subjects += report.metrics[metric.name][1]
             for (name, cell), record in pending.partials.get(partition, {}).items():
                 if name == metric.name and record["report"] == report.report:
-                    cells.setdefault(cell, _Merged()).add(record)
+                    cells.setdefault(cell, Merged()).add(record)
                     dims[cell] = dict(record["dimensions"])
         return cells, dims, total_subjects
 
@@ -374,129 +349,137 @@ class ReleaseEngine:
         window = pending.window
         out: list[Record] = []
         for metric in self._metrics:
+            if not metric.released_at(window.size):
+                continue
             cells, dims, total_subjects = self._merge(pending, metric)
             if not cells:
                 continue
-            k = self._release.k_for(metric)
-            decision = self._audits[metric.name].decide(
-                window_seconds=window.size,
-                start_us=window.start_us,
-                cells={
-                    c: CellFacts(
-                        m.subjects,
-                        m.count if metric.aggregate != "distinct_subjects" else m.subjects,
-                    )
-                    for c, m in cells.items()
-                },
-                total_subjects=total_subjects,
-                k=k,
-                other=self._release.suppression == "other"
-                and metric.aggregate != "distinct_subjects",
-                max_cells=self._release.max_cells_per_metric,
-            )
-            self.counters["cells_released"] += len(decision.released)
-            self.counters["cells_suppressed"] += len(decision.suppressed)
-            self.counters["cells_complementary"] += len(decision.complementary)
-            self.counters["audit_unresolved"] += int(decision.unresolved)
-            for cell in sorted(decision.released):
-                out.extend(self._emit(metric, window, cell, dims[cell], cells[cell], "cell", k))
-            held = [cells[c] for c in sorted(decision.suppressed)]
-            mode = self._release.suppression
-            if decision.other:
-                folded = _Merged()
-                for part in held:
-                    folded.absorb(part)
-                out.extend(
-                    self._emit(metric, window, OTHER_CELL, {}, folded, "other", k, distinct=False)
-                )
-            if mode == "suppress_total" and not held:
-                whole = _Merged()
-                for part in cells.values():
-                    whole.absorb(part)
-                whole.subjects = total_subjects
-                out.extend(self._emit(metric, window, TOTAL_CELL, {}, whole, "total", k))
+            prefix = window_prefix(metric.name, window.start, window.end)
+            if self._release.mode == "dp" and prefix in self._published_windows:
+                # Decided before a restart: at most once (a second draw would spend the
+                # budget twice). Exact decisions are deterministic: a restart recomputes them
+                # and publishes only the keys never published.
+                self.counters["skipped_published"] += 1
+                continue
+            if self._release.mode == "dp":
+                releases = self._decide_dp(metric, window, cells, dims)
+            else:
+                releases = self._decide_exact(metric, window, cells, dims, total_subjects)
+            for found in releases:
+                out.extend(self._records(metric, window, found))
         return out
 
-    def _emit(
+    def _decide_dp(
         self,
         metric: MetricSpec,
         window: Window,
-        cell: str,
-        dimensions: dict[str, str],
-        merged: _Merged,
-        cell_type: str,
-        k: int,
-        *,
-        distinct: bool = True,
-    ) -> list[Record]:
-        start, end = window.start, window.end
-        key = aggregate_key(metric.name, start, end, cell)
-        if key in self._published:
-            self.counters["skipped_published"] += 1
-            return []
-        noise = self._noise[metric.name]
-        subjects: int | None = merged.subjects if distinct else None
-        value: Any
-        if metric.aggregate == "distinct_subjects":
-            value = merged.subjects + (self._draw(noise.value) if noise else 0)
-            subjects = value
-        elif metric.aggregate == "count":
-            value = merged.count + (self._draw(noise.value) if noise else 0)
-            if subjects is not None and noise:
-                subjects += self._draw(noise.subjects)
-        else:
-            value = self._summary(metric, merged, noise)
-            if subjects is not None and noise:
-                subjects += self._draw(noise.subjects)
-        record = {
-            "schema": AGGREGATE_SCHEMA,
-            "metric": metric.name,
-            "aggregate": metric.aggregate,
-            "window_start": start,
-            "window_end": end,
-            "window_seconds": window.size,
-            "cell": cell_type,
-            "dimensions": dimensions,
-            "value": value,
-            "distinct_subjects": subjects,
-            "k": k,
-            "suppression": self._release.suppression,
-            "mechanism": noise.mechanism if noise else "none",
-            "epsilon": noise.epsilon if noise else None,
-            "noise_sd": math.sqrt(noise.value.variance) if noise else None,
-            "policy_version": self._policy_version,
-        }
-        self._published.add(key)
-        return [Record(key, record)]
+        cells: dict[str, Merged],
+        dims: dict[str, dict[str, str]],
+    ) -> list[Release]:
+        assert self._release.budget is not None
+        family = self._release.budget.family(metric.name, window.size)
+        releases, held = decide_dp(metric, family, cells, dims)
+        self.counters["cells_released"] += len(releases)
+        self.counters["cells_below_threshold"] += held
+        self._ledger.released(metric.name, window, family)
+        return releases
 
-    def _draw(self, mechanism: Mechanism) -> int:
-        return int(mechanism.sample(self._rng, 1)[0])
+    def _decide_exact(
+        self,
+        metric: MetricSpec,
+        window: Window,
+        cells: dict[str, Merged],
+        dims: dict[str, dict[str, str]],
+        total_subjects: int,
+    ) -> list[Release]:
+        decision = self._audits[metric.name].decide(
+            window_seconds=window.size,
+            start_us=window.start_us,
+            cells=audit_facts(metric, cells),
+            total_subjects=total_subjects,
+            k=self._release.k_for(metric),
+            other=self._release.suppression == "other" and metric.aggregate != "distinct_subjects",
+            max_cells=self._release.cells_bound(metric),
+        )
+        self.counters["cells_released"] += len(decision.released)
+        self.counters["cells_suppressed"] += len(decision.suppressed)
+        self.counters["cells_complementary"] += len(decision.complementary)
+        self.counters["audit_unresolved"] += int(decision.unresolved)
+        return decide_exact(metric, self._release, decision, cells, dims, total_subjects)
 
-    def _summary(
-        self, metric: MetricSpec, merged: _Merged, noise: MetricNoise | None
-    ) -> dict[str, Any]:
-        """The statistics the metric names, exactly (percentiles only without noise: the
-        policy refuses them with noise)."""
-        if noise is None:
-            count, total = merged.count, merged.total
-            mean = total / count if count else None
-        else:
-            assert noise.sum is not None
-            count = merged.count + self._draw(noise.value)
-            total = merged.total + self._draw(noise.sum)
-            mean = min(max(total / count, 0.0), float(metric.value_max)) if count >= 1 else None
-        out: dict[str, Any] = {}
-        for name in metric.statistics:
-            if name == "count":
-                out[name] = count
-            elif name == "sum":
-                out[name] = total
-            elif name == "mean":
-                out[name] = mean
-            elif noise is None:
-                quantile = int(name[1:]) / 100
-                out[name] = _percentile(merged.histogram, count, quantile, metric.bin_width)
+    def _records(self, metric: MetricSpec, window: Window, found: Release) -> list[Record]:
+        """One record per statistic of a released cell (keys never published only)."""
+        protection = self._protection(metric, window)
+        out = []
+        for statistic, value in found.values.items():
+            key = aggregate_key(metric.name, window.start, window.end, found.cell, statistic)
+            if key in self._published:
+                self.counters["skipped_published"] += 1
+                continue
+            record = {
+                "schema": AGGREGATE_SCHEMA,
+                "metric": metric.name,
+                "statistic": statistic,
+                "aggregate": metric.aggregate,
+                "window_start": window.start,
+                "window_end": window.end,
+                "window_seconds": window.size,
+                "cell": found.kind,
+                "dimensions": found.dimensions,
+                "value": value,
+                "distinct_subjects": found.subjects,
+                **protection,
+                "noise_sd": self._noise_sd(metric, window, statistic),
+            }
+            self._published.add(key)
+            self._published_windows.add(window_prefix(metric.name, window.start, window.end))
+            out.append(Record(key, record))
         return out
+
+    def _protection(self, metric: MetricSpec, window: Window) -> dict[str, Any]:
+        release = self._release
+        k = release.k_for(metric)
+        common = {
+            "mode": release.mode,
+            "k": k,
+            "policy_version": self._policy_version,
+            "policy_hash": release.policy_hash,
+        }
+        if release.budget is None:
+            return {
+                **common,
+                "threshold": k,
+                "rho": None,
+                "epsilon": None,
+                "delta": None,
+                "suppression": release.suppression,
+            }
+        family = release.budget.family(metric.name, window.size)
+        return {
+            **common,
+            "threshold": family.threshold,
+            "rho": family.rho,
+            "epsilon": family.epsilon_day,
+            "delta": family.delta_share,
+            "suppression": None,
+        }
+
+    def _noise_sd(self, metric: MetricSpec, window: Window, statistic: str) -> float | None:
+        """The standard deviation of this statistic's noise (None: exact, or a mean)."""
+        budget = self._release.budget
+        if budget is None:
+            return None
+        family = budget.family(metric.name, window.size)
+        return {
+            "distinct_subjects": family.sigma_subjects or None,
+            "count": family.sigma_value,
+            "sum": family.sigma_sum,
+        }.get(statistic)
+
+    def ledger_records(self) -> list[Record]:
+        """The ledger entries changed since the last call (absolute values: a replay writes
+        the same ones again)."""
+        return self._ledger.changed()
 
 
 class LocalRelease:
@@ -512,14 +495,13 @@ class LocalRelease:
         release: ReleaseSpec,
         *,
         policy_version: str,
-        rng: np.random.Generator | None = None,
         batch: int = 1000,
     ) -> None:
         from anonymizers.stats.aggregate import PartitionAggregator
 
         self._aggregator = PartitionAggregator(aggregation, release, partition=0)
         self._engine = ReleaseEngine(
-            aggregation, release, partitions=1, policy_version=policy_version, rng=rng
+            aggregation, release, partitions=1, policy_version=policy_version
         )
         self._batch_size = batch
         self._pending: list[Mapping[str, Any]] = []
@@ -564,11 +546,10 @@ def release_events(
     release: ReleaseSpec,
     *,
     policy_version: str,
-    rng: np.random.Generator | None = None,
 ) -> tuple[list[Record], Counter[str]]:
     """`LocalRelease` over a bounded list of events: the released records and the
     aggregator's counters."""
-    local = LocalRelease(aggregation, release, policy_version=policy_version, rng=rng)
+    local = LocalRelease(aggregation, release, policy_version=policy_version)
     for event in events:
         local.add(event)
     return local.finish(), local.counters

@@ -103,6 +103,12 @@ def nearest_rank_bin(values: Iterable[int], q: float, width: int, value_max: int
     return min(v // width, value_max // width) * width
 
 
+def expected_statistic(metric: MetricSpec, cell: RefCell, statistic: str) -> Any:
+    """The released value of one statistic of a cell without noise."""
+    value = expected_value(metric, cell)
+    return value[statistic] if isinstance(value, dict) else value
+
+
 def expected_value(metric: MetricSpec, cell: RefCell) -> Any:
     """The released value of a cell without noise."""
     if metric.aggregate == "count":

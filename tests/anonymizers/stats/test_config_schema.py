@@ -11,7 +11,7 @@ import pytest
 import schemas
 from anonymizers.exceptions import PolicyError
 from anonymizers.policy import default_policy, parse_policy
-from anonymizers.stats.config import NoiseSpec, ReleaseSpec, stats_specs
+from anonymizers.stats.config import ReleaseSpec, stats_specs
 from anonymizers.stats.records import aggregate_key, dims_part
 from anonymizers.stats.release import release_events
 
@@ -27,12 +27,12 @@ def _metric(name: str, types: list[str], dims: list[str], **extra: Any) -> dict[
 # each case is a policy the engine could not run, with the start of the message it gets.
 ENGINE_RULES = [
     pytest.param(
-        {"aggregation": {"windows": ["1m", "90s"]}},
+        {"aggregation": {"windows": ["1m", "90s"]}, "release": {"mode": "exact"}},
         "aggregation.windows must be nested durations, each dividing the next",
         id="not-nested",
     ),
     pytest.param(
-        {"aggregation": {"windows": ["2m", "1m"]}},
+        {"aggregation": {"windows": ["2m", "1m"]}, "release": {"mode": "exact"}},
         "aggregation.windows must be a list of durations in increasing order",
         id="not-increasing",
     ),
@@ -87,7 +87,8 @@ ENGINE_RULES = [
                     _metric("a", ["page_view"], ["country"]),
                     _metric("b", ["page_view"], ["country", "region"]),
                 ]
-            }
+            },
+            "release": {"mode": "exact"},
         },
         "aggregation.metrics[0].dimensions must be more than a subset of metric 'b'",
         id="roll-up",
@@ -118,20 +119,48 @@ ENGINE_RULES = [
         id="suppression",
     ),
     pytest.param(
-        {"release": {"noise": {"enabled": True, "mechanism": "laplace"}}},
-        "release.noise.mechanism must be one of",
-        id="mechanism",
+        {"release": {"mode": "laplace"}},
+        'release.mode must be one of "dp", "exact"',
+        id="mode",
     ),
     pytest.param(
-        {"release": {"noise": {"enabled": True, "epsilon": 0}}},
-        "release.noise.epsilon must be a number > 0",
+        {"release": {"epsilon_per_day": 0}},
+        "release.epsilon_per_day must be a number > 0",
         id="epsilon",
     ),
     pytest.param(
-        {"release": {"noise": {"enabled": True}}},
-        "aggregation.metrics[10].statistics must be a list without percentiles while "
-        "release.noise.enabled is true",
+        {
+            "aggregation": {
+                "metrics": [
+                    _metric(
+                        "time_on_page",
+                        ["page_leave"],
+                        ["page_url"],
+                        aggregate="summary",
+                        value_field="time_on_page_ms",
+                        statistics=["count", "p50"],
+                    )
+                ]
+            }
+        },
+        "aggregation.metrics[0].statistics must be a list without percentiles while "
+        'release.mode is "dp"',
         id="percentiles-with-noise",
+    ),
+    pytest.param(
+        {"release": {"max_windows_per_day": {"1m": 60, "1d": 1}}},
+        "release.max_windows_per_day must be a table with an entry for 1h",
+        id="windows-per-day-missing",
+    ),
+    pytest.param(
+        {"release": {"max_windows_per_day": {"1m": 60, "1h": 25, "1d": 1}}},
+        'release.max_windows_per_day."1h" must be an integer from 1 to 24',
+        id="windows-per-day-beyond-a-day",
+    ),
+    pytest.param(
+        {"aggregation": {"metrics": [_metric("a", ["page_view"], [], windows=["5m"])]}},
+        "aggregation.metrics[0].windows[0] must be one of aggregation.windows",
+        id="metric-window-unknown",
     ),
     pytest.param(
         {"context": {"time_on_page_max": "1d"}},
@@ -157,8 +186,8 @@ def test_engine_and_section_problems_are_reported_in_one_pass() -> None:
             {
                 "schema_version": 1,
                 "geo": {"granularity": "street"},
-                "aggregation": {"windows": ["1m", "90s"]},
-                "release": {"max_cells_per_metric": 0},
+                "aggregation": {"windows": ["1m", "90s", "1h", "1d"]},
+                "release": {"max_cells_per_metric": 0, "mode": "exact"},
             }
         )
     paths = sorted(issue.path for issue in caught.value.issues)
@@ -166,12 +195,12 @@ def test_engine_and_section_problems_are_reported_in_one_pass() -> None:
 
 
 def test_defaults_are_valid() -> None:
-    """The default policy's specs: windows, eleven metrics; search terms use the search k."""
+    """The default policy's specs: windows, twelve metrics; search terms use the search k."""
     config, release = stats_specs(default_policy())
     assert config.windows == (60, 3600, 86400)
     searches = config.metric("searches")
     assert release.k_for(searches) == 20
-    assert len(config.metrics) == 11
+    assert len(config.metrics) == 12
     assert ReleaseSpec().k_for(searches) == 20
 
 
@@ -179,24 +208,54 @@ def validator(name: str) -> Any:
     return jsonschema_rs.validator_for(schemas.load(name))
 
 
-@pytest.mark.parametrize("noise", [False, True])
-def test_released_records_match_aggregate_schema(noise: bool) -> None:
-    """Released records of every kind (cells, other, total, summaries) validate."""
+def busy_traffic(people: int = 3000, views: int = 5) -> list[dict[str, Any]]:
+    """Page views of many people over one hour (two pages), with every default dimension."""
+    events = []
+    for index in range(people * views):
+        second = index * 3600 // (people * views)
+        events.append(
+            {
+                "event_type": "page_view",
+                "occurred_at": f"2024-05-01T10:{second // 60:02d}:{second % 60:02d}Z",
+                "subject": f"p{index % people}",
+                "page_url": ["https://shop.example/a", "https://shop.example/b"][index % 2],
+                "country": "FR",
+                "region": "IDF",
+                "browser": "Firefox",
+                "os": "Linux",
+                "hardware": "desktop",
+                "language": "fr",
+                "referrer_host": "www.google.com",
+            }
+        )
+    return events
+
+
+def test_released_records_match_aggregate_schema() -> None:
+    """Released records of every kind (cells, other, total, summaries; exact and dp)
+    validate against aggregate.v2."""
     aggregation = small_config()
+    check = validator(schemas.AGGREGATE_V2)
+    kinds = set()
     for mode in ("other", "suppress_total"):
-        release = ReleaseSpec(
-            k_min_subjects=2,
-            k_search_terms=2,
-            suppression=mode,
-            noise=NoiseSpec(noise, "geometric", 1.0),
-        )  # type: ignore[arg-type]
+        release = ReleaseSpec(k_min_subjects=2, k_search_terms=2, suppression=mode)  # type: ignore[arg-type]
         out, _ = release_events(traffic(3, subjects=30), aggregation, release, policy_version="v1")
-        check = validator(schemas.AGGREGATE_V1)
-        kinds = set()
         for record in out:
             check.validate(record.value)
-            kinds.add((record.value["cell"], record.value["aggregate"]))
-        assert ("cell", "summary") in kinds
+            kinds.add((record.value["mode"], record.value["cell"], record.value["statistic"]))
+    dp_aggregation, dp_release = stats_specs(
+        parse_policy({"schema_version": 1, "release": {"epsilon_per_day": 8.0}})
+    )
+    out, _ = release_events(busy_traffic(), dp_aggregation, dp_release, policy_version="v1")
+    for record in out:
+        check.validate(record.value)
+        kinds.add((record.value["mode"], record.value["cell"], record.value["statistic"]))
+    assert {
+        ("exact", "cell", "mean"),
+        ("exact", "other", "count"),
+        ("exact", "total", "count"),
+    } <= kinds
+    assert ("dp", "cell", "count") in kinds
 
 
 def test_partial_records_match_partial_schema() -> None:
@@ -221,7 +280,8 @@ def test_partial_records_match_partial_schema() -> None:
 )
 def test_keys_are_unambiguous(a: dict[str, str], b: dict[str, str]) -> None:
     """Values containing separators never collide with other cells."""
-    assert aggregate_key("m", "s", "e", dims_part(a)) != aggregate_key("m", "s", "e", dims_part(b))
+    key_a = aggregate_key("m", "s", "e", dims_part(a), "count")
+    assert key_a != aggregate_key("m", "s", "e", dims_part(b), "count")
 
 
 def test_key_order_is_canonical() -> None:
@@ -255,7 +315,7 @@ def test_policy_maps_into_specs() -> None:
             "release": {
                 "k_min_subjects": 11,
                 "k_search_terms": 21,
-                "noise": {"enabled": False, "mechanism": "discrete_gaussian", "epsilon": 0.5},
+                "mode": "exact",
             },
         }
     )
@@ -266,4 +326,4 @@ def test_policy_maps_into_specs() -> None:
     summary = aggregation.metric("time_on_page")
     assert summary.statistics == ("sum", "p99") and summary.value_max == 600_000
     assert aggregation.metric("page_views").statistics == ()
-    assert release.k_min_subjects == 11 and release.noise.mechanism == "discrete_gaussian"
+    assert release.k_min_subjects == 11 and release.mode == "exact" and release.budget is None

@@ -1,195 +1,296 @@
-"""Noise: exact distributions, calibration, and unbiased released values with the
-mechanism's variance. Tolerances come from the sample size: means within 5 standard errors
-(sd / sqrt(n)), variances within 5 standard errors of the sample variance
-(sqrt((mu4 - sigma^4) / n)), so a correct sampler fails about once in 3.5 million runs."""
+"""dp mode: OpenDP's discrete Gaussian, the budget's split, contribution bounds against an
+adversarial subject, and what one person can change in a release.
+
+Tolerances come from the sample size: means within 5 standard errors (sd / sqrt(n)),
+variances within 5 standard errors of the sample variance (sqrt((mu4 - sigma^4) / n)), so a
+correct sampler fails about once in 3.5 million runs. Expected distributions are written
+here from the definitions (the discrete Gaussian's mass function, the zCDP conversion), never
+read from the code under test.
+"""
 
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
 import pytest
 
-from anonymizers.stats.config import MetricSpec, NoiseSpec, ReleaseSpec
-from anonymizers.stats.noise import DiscreteGaussian, DiscreteLaplace, plan_metric, secure_generator
-from anonymizers.stats.release import release_events
+from anonymizers.policy import parse_policy
+from anonymizers.policy.budget import allocate
+from anonymizers.stats.aggregate import PartitionAggregator
+from anonymizers.stats.config import stats_specs
+from anonymizers.stats.ledger import summarise
+from anonymizers.stats.noise import GaussianNoise
+from anonymizers.stats.release import ReleaseEngine
 
-from .conftest import small_config
 from .reference import at
 
 
-def pmf_laplace(scale: float, x: np.ndarray) -> np.ndarray:
-    p = math.exp(-1 / scale)
-    return (1 - p) / (1 + p) * p ** np.abs(x)
-
-
 def pmf_gaussian(sigma: float, x: np.ndarray) -> np.ndarray:
-    half = int(20 * sigma) + 20
+    """The discrete Gaussian's mass: proportional to exp(-x^2 / (2 sigma^2)) on the integers."""
+    half = int(40 * sigma) + 40
     support = np.arange(-half, half + 1)
     norm = np.exp(-(support**2) / (2 * sigma**2)).sum()
     return np.exp(-(x.astype(float) ** 2) / (2 * sigma**2)) / norm
 
 
-def moments(pmf: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    var = float((pmf * x**2).sum())
-    mu4 = float((pmf * x.astype(float) ** 4).sum())
-    return var, mu4
+@pytest.mark.parametrize("sigma", [0.8, 3.0, 40.0])
+def test_noise_has_mean_zero_and_its_variance(sigma: float) -> None:
+    """200,000 draws: mean 0 and the discrete Gaussian's variance, within 5 standard errors."""
+    n = 200_000
+    draws = np.array(GaussianNoise(sigma).add([0] * n), dtype=float)
+    half = int(40 * sigma) + 40
+    x = np.arange(-half, half + 1)
+    p = pmf_gaussian(sigma, x)
+    var = float((p * x**2).sum())
+    mu4 = float((p * x.astype(float) ** 4).sum())
+    assert abs(draws.mean()) < 5 * math.sqrt(var / n)
+    assert abs(draws.var() - var) < 5 * math.sqrt((mu4 - var * var) / n)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.5, 17.0, 300.0])
+def test_documented_variance_is_the_discrete_gaussians(sigma: float) -> None:
+    """`variance` (sigma squared, as the records' noise_sd says) is the discrete Gaussian's
+    own, to within 1e-6 relative, for sigma >= 1."""
+    half = int(40 * sigma) + 40
+    x = np.arange(-half, half + 1)
+    exact = float((pmf_gaussian(sigma, x) * x**2).sum())
+    assert abs(GaussianNoise(sigma).variance - exact) / exact < 1e-6
+
+
+def test_noise_is_added_to_each_value_and_never_repeats_a_run() -> None:
+    """Each value gets its own draw; two runs differ (no seed, by design); long vectors (two
+    threads) keep their order."""
+    values = list(range(0, 100_000, 2))
+    first = GaussianNoise(1.0).add(values)
+    second = GaussianNoise(1.0).add(values)
+    assert first != second
+    assert max(abs(a - b) for a, b in zip(first, values, strict=True)) < 10
+
+
+def rho_of_eps(epsilon: float, delta: float) -> float:
+    """The largest rho with rho + 2 sqrt(rho ln(1/delta)) <= epsilon, solved here."""
+    log = math.log(1 / delta)
+    return (-math.sqrt(log) + math.sqrt(log + epsilon)) ** 2
 
 
 @pytest.mark.parametrize(
-    ("mechanism", "pmf"),
+    "release",
     [
-        (DiscreteLaplace(0.7), pmf_laplace),
-        (DiscreteLaplace(3.0), pmf_laplace),
-        (DiscreteLaplace(40.0), pmf_laplace),
-        (DiscreteGaussian(0.4), pmf_gaussian),
-        (DiscreteGaussian(2.5), pmf_gaussian),
-        (DiscreteGaussian(30.0), pmf_gaussian),
+        {},
+        {"epsilon_per_day": 0.5, "delta_per_day": 1e-9},
+        {"epsilon_per_day": 16.0, "max_windows_per_day": {"1m": 1440, "1h": 24, "1d": 1}},
+        {"max_cells_per_metric": 1, "max_contributions_per_cell": 100},
     ],
-    ids=["laplace-0.7", "laplace-3", "laplace-40", "gauss-0.4", "gauss-2.5", "gauss-30"],
+    ids=["default", "tight", "loose", "bounds"],
 )
-def test_sampler_matches_its_distribution(mechanism: Any, pmf: Any) -> None:
-    """Mean 0, the exact variance, and the exact probabilities (chi-square) of each value."""
-    n = 400_000
-    rng = np.random.Generator(np.random.PCG64(20240501))
-    draws = mechanism.sample(rng, n)
-    parameter = getattr(mechanism, "scale", None) or mechanism.sigma
-    half = int(40 * parameter) + 40
-    x = np.arange(-half, half + 1)
-    p = pmf(parameter, x)
-    var, mu4 = moments(p, x)
-    assert mechanism.variance == pytest.approx(var, rel=1e-9)
-    assert abs(draws.mean()) < 5 * math.sqrt(var / n)
-    assert abs(draws.var() - var) < 5 * math.sqrt((mu4 - var * var) / n)
-    # Chi-square on values with expected count >= 20, the rest pooled in one tail bin.
-    expected = p * n
-    keep = expected >= 20
-    observed = np.array([(draws == v).sum() for v in x[keep]])
-    tail_expected = n - expected[keep].sum()
-    tail_observed = n - observed.sum()
-    chi2 = float((((observed - expected[keep]) ** 2) / expected[keep]).sum())
-    if tail_expected >= 5:
-        chi2 += (tail_observed - tail_expected) ** 2 / tail_expected
-    dof = int(keep.sum()) - (0 if tail_expected >= 5 else 1)
-    # Wilson-Hilferty: the chi-square quantile of about 1 - 1e-6.
-    limit = dof * (1 - 2 / (9 * dof) + 4.75 * math.sqrt(2 / (9 * dof))) ** 3
-    assert chi2 < limit
+def test_the_allocation_never_exceeds_the_daily_budget(release: dict[str, Any]) -> None:
+    """The families' rho per person-day add up to the rho of the daily (epsilon, delta/2)
+    and their thresholds' delta to at most delta/2, so the whole is within the budget."""
+    policy = parse_policy({"schema_version": 1, "release": release})
+    budget = allocate(policy)
+    epsilon = policy.release.epsilon_per_day
+    delta = policy.release.delta_per_day
+    assert budget.rho_day == pytest.approx(rho_of_eps(epsilon, delta / 2), rel=1e-9)
+    assert budget.delta_thresholds <= delta / 2 * (1 + 1e-9)
+    assert budget.epsilon_day <= epsilon * (1 + 1e-9)
+    for family in budget.families:
+        assert family.threshold >= (20 if family.metric == "searches" else 10) or (
+            family.threshold == 0 and family.metric == "page_views_per_minute"
+        )
 
 
-def test_secure_generators_are_independent() -> None:
-    """Two generators seeded from the OS differ (128-bit seeds)."""
-    a, b = secure_generator(), secure_generator()
-    assert not np.array_equal(a.integers(0, 2**62, 8), b.integers(0, 2**62, 8))
-
-
-@pytest.mark.parametrize("mode", ["other", "suppress_total"])
-@pytest.mark.parametrize("mechanism", ["geometric", "discrete_gaussian"])
-def test_calibration_follows_the_bounds_and_epsilon(mode: str, mechanism: str) -> None:
-    """Scales follow the documented formulas: geometric b = Delta1 q n / eps; Gaussian
-    sigma = Delta2 / sqrt(2 rho_q), rho_q = (eps / sqrt(n))^2 / 2 / q."""
-    L, M, eps, n = 3, 4, 0.5, 11
-    release = ReleaseSpec(
-        max_contributions_per_cell=L,
-        max_cells_per_metric=M,
-        suppression=mode,
-        noise=NoiseSpec(True, mechanism, eps),
-    )  # type: ignore[arg-type]
-    count = MetricSpec("c", ("page_view",), ("page_url",), "count")
-    distinct = MetricSpec("d", ("page_view",), ("page_url",), "distinct_subjects")
-    plan_count = plan_metric(count, release, n_metrics=n)
-    plan_distinct = plan_metric(distinct, release, n_metrics=n)
-    assert plan_count is not None and plan_distinct is not None
-    total = mode == "suppress_total"
-    if mechanism == "geometric":
-        d1_count = (2 if total else 1) * M * L
-        d1_distinct = M + 1 if total else M
-        assert plan_count.epsilon == pytest.approx(eps / n)
-        assert plan_count.value.scale == pytest.approx(d1_count * 2 * n / eps)  # type: ignore[attr-defined]
-        assert plan_count.subjects.scale == pytest.approx(d1_distinct * 2 * n / eps)  # type: ignore[attr-defined]
-        assert plan_distinct.value.scale == pytest.approx(d1_distinct * 1 * n / eps)  # type: ignore[attr-defined]
-    else:
-        d2_count = L * math.sqrt(M + M * M) if total else M * L
-        d2_distinct = math.sqrt(M + 1) if total else math.sqrt(M)
-        share = eps / math.sqrt(n)
-        assert plan_count.epsilon == pytest.approx(share)
-        assert plan_count.value.sigma == pytest.approx(d2_count / math.sqrt(2 * share**2 / 2 / 2))  # type: ignore[attr-defined]
-        assert plan_distinct.value.sigma == pytest.approx(d2_distinct / math.sqrt(2 * share**2 / 2))  # type: ignore[attr-defined]
-    assert plan_metric(count, ReleaseSpec(), n_metrics=n) is None
-
-
-@pytest.mark.parametrize("mechanism", ["geometric", "discrete_gaussian"])
-def test_released_values_are_unbiased_with_the_mechanism_variance(mechanism: str) -> None:
-    """Across many windows, released minus true values has mean ~0 and the variance the
-    record's noise_sd announces."""
-    aggregation = small_config(
-        windows=(60,), metrics=(MetricSpec("page_views", ("page_view",), ("page_url",), "count"),)
-    )
-    release = ReleaseSpec(
-        k_min_subjects=2,
-        max_contributions_per_cell=1,
-        max_cells_per_metric=1,
-        noise=NoiseSpec(True, mechanism, 2.0),
-    )  # type: ignore[arg-type]
+def _adversary(days: int = 1) -> list[dict[str, Any]]:
+    """One subject everywhere: every page of 300, every minute of a day, many times."""
     events = []
-    windows = 1500
-    for w in range(windows):
-        for s in range(3):  # 3 subjects on "/" in every minute: the true count is 3
-            events.append(
-                {
-                    "event_type": "page_view",
-                    "occurred_at": at(60 * w + s),
-                    "subject": f"s{s}",
-                    "page_url": "/",
-                    "country": "FR",
-                }
-            )
-    out, _ = release_events(
-        events,
-        aggregation,
-        release,
-        policy_version="t",
-        rng=np.random.Generator(np.random.PCG64(7)),
-    )
-    values = [r.value for r in out if r.value["cell"] == "cell"]
-    assert len(values) == windows
-    errors = np.array([v["value"] - 3 for v in values], float)
-    sd = values[0]["noise_sd"]
-    assert all(
-        v["noise_sd"] == sd and v["mechanism"] == mechanism and v["epsilon"] == 2.0 for v in values
-    )
-    var = sd * sd
-    plan = plan_metric(aggregation.metrics[0], release, n_metrics=1)
-    assert plan is not None and var == pytest.approx(plan.value.variance)
-    half = int(60 * sd) + 60
-    x = np.arange(-half, half + 1)
-    p = (
-        pmf_laplace(plan.value.scale, x)
-        if mechanism == "geometric"
-        else pmf_gaussian(plan.value.sigma, x)
-    )  # type: ignore[attr-defined]
-    _, mu4 = moments(p, x)
-    n = len(errors)
-    assert abs(errors.mean()) < 5 * math.sqrt(var / n)
-    assert abs(errors.var() - var) < 5 * math.sqrt((mu4 - var * var) / n)
+    for minute in range(0, 24 * 60 * days, 7):
+        for page in range(0, 300, 13):
+            for _ in range(3):
+                second = minute * 60 + page % 60
+                events.append(
+                    {
+                        "event_type": "page_view",
+                        "occurred_at": at(second),
+                        "subject": "adversary",
+                        "page_url": f"https://shop.example/p{page}",
+                        "country": "FR",
+                        "region": "IDF",
+                        "browser": f"B{page % 5}",
+                        "os": "Linux",
+                        "hardware": "desktop",
+                        "language": "fr",
+                        "referrer_host": f"r{page}.example",
+                    }
+                )
+    return sorted(events, key=lambda e: e["occurred_at"])
 
 
-def test_summary_with_noise_withholds_percentiles() -> None:
-    """With noise, time on page publishes a noisy count and a clamped mean, no percentiles."""
-    aggregation = small_config(windows=(60,))
-    release = ReleaseSpec(k_min_subjects=2, noise=NoiseSpec(True, "geometric", 1.0))
-    events = [
+def test_an_adversarial_subject_never_spends_more_than_the_budget() -> None:
+    """A subject in every page and minute of a day counts in at most M cells (L each) per
+    metric window and in at most W windows per size, metric and day; the ledger's worst case
+    for that day stays within epsilon_per_day and delta_per_day."""
+    policy = parse_policy({"schema_version": 1})
+    aggregation, release = stats_specs(policy)
+    aggregator = PartitionAggregator(aggregation, release, partition=0)
+    events = _adversary()
+    records = []
+    for start in range(0, len(events), 1000):
+        records += aggregator.process_batch(events[start : start + 1000], offsets=start)
+    records += aggregator.close_all()
+    windows: dict[tuple[str, int, str], set[str]] = defaultdict(set)
+    cells: Counter[tuple[str, int, str]] = Counter()
+    for record in records:
+        value = record.value
+        if value["kind"] != "partial":
+            continue
+        metric = aggregation.metric(value["metric"])
+        key = (metric.name, value["window_seconds"], value["window_start"])
+        day = value["window_start"][:10]
+        windows[(metric.name, value["window_seconds"], day)].add(value["window_start"])
+        cells[key] += 1
+        assert value["subjects"] == 1
+        assert value.get("count", 1) <= release.max_contributions_per_cell
+    for (name, _size, _), count in cells.items():
+        assert count <= release.cells_bound(aggregation.metric(name))
+    for (name, size, day), starts in windows.items():
+        assert len(starts) <= aggregation.windows_per_day[size], (name, size, day)
+    engine = ReleaseEngine(aggregation, release, partitions=1, policy_version="t")
+    for record in records:
+        engine.add(record.value)
+    engine.release_ready()
+    ledger = [r.value for r in engine.ledger_records()]
+    for date in ("2024-05-01", "2024-05-02"):
+        day = summarise(ledger, date)
+        assert day is not None and day.within_budget, date
+        assert day.epsilon_spent <= policy.release.epsilon_per_day
+
+
+def _release_counts(
+    events: list[dict[str, Any]], policy_release: dict[str, Any], runs: int
+) -> list[dict[str, int]]:
+    """`runs` independent releases of `events` (one hour): the released value of each page."""
+    policy = parse_policy(
         {
-            "event_type": "page_leave",
-            "occurred_at": at(s),
-            "subject": f"s{s}",
-            "page_url": "/",
-            "time_on_page_ms": 5000,
+            "schema_version": 1,
+            "aggregation": {
+                "windows": ["1h", "1d"],
+                "metrics": [
+                    {
+                        "name": "views",
+                        "event_types": ["page_view"],
+                        "dimensions": ["page_url"],
+                        "windows": ["1h"],
+                    },
+                    {
+                        "name": "searches",
+                        "event_types": ["search"],
+                        "dimensions": ["search_terms"],
+                        "windows": ["1h"],
+                        "sensitive": True,
+                    },
+                ],
+            },
+            "release": {"max_windows_per_day": {"1h": 24, "1d": 1}, **policy_release},
         }
-        for s in range(5)
+    )
+    aggregation, release = stats_specs(policy)
+    # Aggregated once: the release (where the noise is) runs `runs` times on the partials.
+    aggregator = PartitionAggregator(aggregation, release, partition=0)
+    partials = []
+    for start in range(0, len(events), 5000):
+        partials += aggregator.process_batch(events[start : start + 5000], offsets=start)
+    partials += aggregator.close_all()
+    out = []
+    for _ in range(runs):
+        engine = ReleaseEngine(aggregation, release, partitions=1, policy_version="t")
+        released = []
+        for record in partials:
+            engine.add(record.value)
+            released += engine.release_ready()
+        out.append(
+            {
+                f"{r.value['metric']}:{next(iter(r.value['dimensions'].values()))}": r.value[
+                    "value"
+                ]
+                for r in released
+            }
+        )
+    return out
+
+
+def _crowd(people: int, page: str, *, prefix: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_type": "page_view",
+            "occurred_at": at(60 + i),
+            "subject": f"{prefix}{i}",
+            "page_url": page,
+        }
+        for i in range(people)
     ]
-    out, _ = release_events(events, aggregation, release, policy_version="t")
-    (record,) = [r.value for r in out if r.value["metric"] == "time_on_page"]
-    # The policy refuses percentiles with noise; a spec built directly gets none published.
-    assert set(record["value"]) == {"count", "mean"}
-    assert record["value"]["mean"] is None or 0 <= record["value"]["mean"] <= 1_800_000
+
+
+def test_one_subject_with_100000_events_moves_a_value_by_at_most_its_bound() -> None:
+    """With and without a subject who sends 100,000 views of one page (and others), the
+    released count of that page differs in mean by at most L (its contributions are bounded)
+    and keeps the mechanism's spread: 300 runs each, means within 5 standard errors."""
+    crowd = _crowd(400, "/p", prefix="c")
+    victim = [
+        {
+            "event_type": "page_view",
+            "occurred_at": at(100 + i % 3000),
+            "subject": "victim",
+            "page_url": "/p" if i % 2 else f"/other{i % 97}",
+        }
+        for i in range(100_000)
+    ]
+    settings = {"epsilon_per_day": 16.0, "max_contributions_per_cell": 5}
+    runs = 300
+    without = [r.get("views:/p") for r in _release_counts(crowd, settings, runs)]
+    with_victim = [
+        r.get("views:/p")
+        for r in _release_counts(
+            sorted(crowd + victim, key=lambda e: e["occurred_at"]), settings, runs
+        )
+    ]
+    assert None not in without and None not in with_victim
+    a, b = np.array(without, float), np.array(with_victim, float)
+    stderr = math.sqrt(a.var() / runs + b.var() / runs)
+    assert abs(a.mean() - 400) < 5 * math.sqrt(a.var() / runs)
+    assert abs(b.mean() - a.mean() - 5) < 5 * stderr  # exactly L more, on average
+    assert abs(math.sqrt(b.var()) / math.sqrt(a.var()) - 1) < 0.25
+
+
+def test_nineteen_fakes_and_one_victim_do_not_single_out_the_victim() -> None:
+    """Nineteen fresh cookie ids plus one real person searching a term: the cell appears
+    with a probability the privacy bound ties to the run without the victim (both tiny at
+    the policy's search k of 20 and its threshold): never more often than e^epsilon times,
+    plus delta, over 400 runs each."""
+    fakes = [
+        {
+            "event_type": "search",
+            "occurred_at": at(60 + i),
+            "subject": f"fake{i}",
+            "search_terms": "rare diagnosis",
+        }
+        for i in range(19)
+    ]
+    victim = [
+        {
+            "event_type": "search",
+            "occurred_at": at(90),
+            "subject": "victim",
+            "search_terms": "rare diagnosis",
+        }
+    ]
+    runs = 400
+    shown_without = sum("searches:rare diagnosis" in r for r in _release_counts(fakes, {}, runs))
+    shown_with = sum(
+        "searches:rare diagnosis" in r
+        for r in _release_counts(sorted(fakes + victim, key=lambda e: e["occurred_at"]), {}, runs)
+    )
+    # The threshold is at least k_search_terms (20) plus the noise's margin: a cell of 20
+    # people (19 of them fakes) essentially never passes, with the victim or without.
+    assert shown_with <= 5 and shown_without <= 5

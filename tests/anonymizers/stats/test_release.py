@@ -12,12 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from anonymizers.exceptions import AggregationError
-from anonymizers.policy import default_policy
+from anonymizers.policy import OutputConfig, default_policy, parse_policy
 from anonymizers.stats.aggregate import PartitionAggregator
 from anonymizers.stats.config import (
     AggregationSpec,
     MetricSpec,
-    NoiseSpec,
     ReleaseSpec,
 )
 from anonymizers.stats.records import Record
@@ -26,7 +25,7 @@ from anonymizers.stats.suppression import CellFacts, SuppressionAudit
 
 from .attacker import exposed
 from .conftest import SMALL_RELEASE, by_key, release_records, run_partitions, small_config
-from .reference import BASE_S, at, expected_value, metric_subjects, reference_cells
+from .reference import BASE_S, at, expected_statistic, metric_subjects, reference_cells
 
 PAGES = ["/", "/a", "/b", "/c", "/d"]
 
@@ -88,7 +87,7 @@ def test_release_without_noise_equals_reference(seed: int, partitions: int, mode
     for record in out:
         metric = aggregation.metric(record["metric"])
         k = release.k_for(metric)
-        assert record["k"] == k and record["mechanism"] == "none" and record["epsilon"] is None
+        assert record["k"] == k and record["mode"] == "exact" and record["epsilon"] is None
         size = record["window_seconds"]
         start = (
             int(np.datetime64(record["window_start"].rstrip("Z"), "s").astype(np.int64)) - BASE_S
@@ -99,7 +98,7 @@ def test_release_without_noise_equals_reference(seed: int, partitions: int, mode
             dims = tuple(sorted(record["dimensions"].items()))
             cell = window_cells[dims]
             assert len(cell.subjects) >= k
-            assert record["value"] == expected_value(metric, cell)
+            assert record["value"] == expected_statistic(metric, cell, record["statistic"])
             assert record["distinct_subjects"] == len(cell.subjects)
             shown[window].add(dims)
     for record in out:
@@ -114,9 +113,8 @@ def test_release_without_noise_equals_reference(seed: int, partitions: int, mode
             assert mode == "other" and metric.aggregate != "distinct_subjects" and held
             union = set().union(*(c.subjects for c in held))
             assert len(union) >= release.k_for(metric)
-            count = sum(c.count for c in held)
-            value = record["value"] if metric.aggregate == "count" else record["value"]["count"]
-            assert value == count
+            if record["statistic"] == "count":
+                assert record["value"] == sum(c.count for c in held)
         if record["cell"] == "total":
             assert mode == "suppress_total" and not held
             assert record["distinct_subjects"] == len(metric_subjects(truth, *window))
@@ -503,33 +501,60 @@ def test_default_policy_end_to_end_smoke() -> None:
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10**6), crash=st.floats(0, 1))
-def test_restart_with_noise_never_publishes_a_key_twice(seed: int, crash: float) -> None:
-    """With noise on, a restarted release draws noise only for keys never published: the
-    keys published across the crash are exactly an uninterrupted run's, each once."""
-    events = traffic(seed, seconds=1200)
+def test_dp_restart_decides_each_metric_window_at_most_once(seed: int, crash: float) -> None:
+    """In dp mode a restarted release never publishes a key twice, and never decides a
+    metric window again once any of its records was published (a second draw would spend the
+    budget twice): every window's records come from one engine."""
+    events = traffic(seed, seconds=1200, subjects=400)
     aggregation = small_config()
-    release = ReleaseSpec(
-        k_min_subjects=3,
-        max_contributions_per_cell=3,
-        max_cells_per_metric=2,
-        noise=NoiseSpec(True, "geometric", 1.0),
-    )
+    release = dp_release(aggregation)
     records = run_partitions([events], aggregation, release)
-    expected_keys = set(by_key(release_records(records, aggregation, release, partitions=1)))
     first = ReleaseEngine(aggregation, release, partitions=1, policy_version="test")
-    published: list[Record] = []
+    published: list[tuple[int, Record]] = []
     stop = int(crash * len(records))
     for offset, record in enumerate(records[:stop]):
         first.add(record.value, source=0, offset=offset)
-        published += first.release_ready()
+        published += [(1, r) for r in first.release_ready()]
     commit = first.safe_offsets().get(0, 0)
     second = ReleaseEngine(
         aggregation, release, partitions=1, policy_version="test", resume_floor=first.checkpoint()
     )
-    second.mark_published(r.key for r in published)
+    second.mark_published(r.key for _, r in published)
     for offset, record in enumerate(records[commit:], start=commit):
         second.add(record.value, source=0, offset=offset)
-        published += second.release_ready()
-    keys = [r.key for r in published]
+        published += [(2, r) for r in second.release_ready()]
+    keys = [r.key for _, r in published]
     assert len(keys) == len(set(keys))
-    assert set(keys) == expected_keys
+    engines: dict[str, set[int]] = defaultdict(set)
+    for engine, record in published:
+        engines["|".join(record.key.split("|")[:3])].add(engine)
+    assert all(len(found) == 1 for found in engines.values())
+
+
+def dp_release(aggregation: AggregationSpec) -> ReleaseSpec:
+    """A dp release spec for the small metric set (its budget from a matching policy)."""
+    metrics = [
+        {
+            "name": m.name,
+            "event_types": list(m.event_types),
+            "dimensions": list(m.dimensions),
+            "aggregate": m.aggregate,
+            **(
+                {"value_field": m.value_field, "statistics": ["count", "mean"]}
+                if m.value_field
+                else {}
+            ),
+            "sensitive": m.sensitive,
+        }
+        for m in aggregation.metrics
+    ]
+    policy = parse_policy(
+        {
+            "schema_version": 1,
+            "output": {"fields": [*OutputConfig().fields, "city"]},
+            "geo": {"granularity": "city"},
+            "aggregation": {"windows": ["1m", "2m", "4m"], "metrics": metrics},
+            "release": {"max_windows_per_day": {"1m": 60, "2m": 30, "4m": 15}},
+        }
+    )
+    return ReleaseSpec.from_policy(policy)
