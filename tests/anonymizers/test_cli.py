@@ -51,8 +51,7 @@ rotation = "1 day"
 [release]
 k_min_subjects = 1
 k_search_terms = 5
-[release.noise]
-epsilon = -1
+epsilon_per_day = -1
 [consent]
 honour_gpc = "yes"
 [aggregation]
@@ -72,7 +71,7 @@ dimensions = ["search_terms"]
         'identifiers.imei must be one of "pseudonymize", "drop"; got "hash"',
         "keys.rotation must be a duration",
         "release.k_min_subjects must be an integer >= 2; got 1",
-        "release.noise.epsilon must be a number > 0 and <= 10; got -1",
+        "release.epsilon_per_day must be a number > 0 and <= 16; got -1",
         'consent.honour_gpc must be true or false; got "yes"',
         "aggregation.metrics[0].sensitive must be true",
     ]
@@ -111,6 +110,7 @@ statistics = ["count", "p50"]
 [context]
 time_on_page_max = "1d"
 [release]
+mode = "exact"
 max_contributions_per_cell = 100000
 """,
         encoding="utf-8",
@@ -314,9 +314,13 @@ def test_preview_output_holds_no_identifier_nor_unkeyed_hash(tmp_path: Path) -> 
     )
     assert report["actions"]["search_terms:redacted"] >= 3
     assert report["examples"]
-    # Seven anonymized events of a handful of people: aggregated, nothing reaches k = 10.
+    # Seven anonymized events of a handful of people: aggregated; no cell of a dimension
+    # passes its threshold (at least k = 10); only dimensionless totals (one public cell,
+    # always released in dp mode) appear, with their noise.
     assert report["aggregates"]["counters"]["events"] == 7
-    assert report["aggregates"]["released"] == 0 == len((out / "aggregates.jsonl").read_bytes())
+    released = [json.loads(line) for line in (out / "aggregates.jsonl").read_text().splitlines()]
+    assert report["aggregates"]["released"] == len(released)
+    assert all(not r["dimensions"] and r["noise_sd"] for r in released)
 
     texts = {p.name: p.read_text() for p in out.iterdir()}
     for name, text in texts.items():
@@ -394,12 +398,14 @@ def _page_views(people: int, page: str, *, prefix: str) -> list[bytes]:
     ]
 
 
-@pytest.mark.parametrize("noise", [False, True], ids=["exact", "noisy"])
-def test_preview_writes_the_aggregates_the_release_rules_allow(tmp_path: Path, noise: bool) -> None:
-    """aggregates.jsonl holds the released records (k = 10): a page seen by 12 people is
-    released in every window; pages seen by 11 and 2 people are not (the 11 is held back too,
-    or the 2 would be the window total minus the rest) and go to an `other` cell of 13; with
-    noise on in the policy, every record says so."""
+@pytest.mark.parametrize("mode", ["exact", "dp"])
+def test_preview_writes_the_aggregates_the_release_rules_allow(tmp_path: Path, mode: str) -> None:
+    """aggregates.jsonl holds the released records. exact (k = 10): a page seen by 12 people
+    is released in every window of page_views (1h, 1d); pages seen by 11 and 2 people are not
+    (the 11 is held back too, or the 2 would be the window total minus the rest) and go to an
+    `other` cell of 13. dp: every record says so, no page of 25 people passes a threshold
+    calibrated to the budget (at least k), and the live per-minute total (one public cell)
+    is released with its noise."""
     events = tmp_path / "events.jsonl"
     lines = _page_views(12, "https://shop.example/a", prefix="a")
     lines += _page_views(11, "https://shop.example/c", prefix="c")
@@ -407,11 +413,7 @@ def test_preview_writes_the_aggregates_the_release_rules_allow(tmp_path: Path, n
     events.write_bytes(b"\n".join(lines) + b"\n")
     policy = tmp_path / "policy.toml"
     assert _run("policy", "init", str(policy)).exit_code == 0
-    head, _, noise_section = policy.read_text().partition("[release.noise]")
-    switch = "enabled = true" if noise else "enabled = false"
-    if noise:  # no percentiles are released with noise: the check refuses a policy asking
-        head = head.replace('"mean", "p50", "p90"]', '"mean"]')
-    policy.write_text(head + "[release.noise]" + noise_section.replace("enabled = false", switch))
+    policy.write_text(policy.read_text().replace('mode = "dp"', f'mode = "{mode}"'))
     out = tmp_path / "out"
     result = _run(
         "preview", "--events", str(events), "--policy", str(policy),
@@ -421,16 +423,20 @@ def test_preview_writes_the_aggregates_the_release_rules_allow(tmp_path: Path, n
     records = [json.loads(line) for line in (out / "aggregates.jsonl").read_text().splitlines()]
     report = json.loads((out / "report.json").read_text())
     assert report["aggregates"]["released"] == len(records)
-    assert {r["mechanism"] for r in records} == {"geometric" if noise else "none"}
+    assert {r["mode"] for r in records} == {mode}
     page_views = {
         (r["window_seconds"], r["cell"], r["dimensions"].get("page_url"), r["value"])
         for r in records
         if r["metric"] == "page_views"
     }
-    if noise:
-        page_views = {(size, cell, page, None) for size, cell, page, _ in page_views}
+    if mode == "dp":
+        assert page_views == set()
+        live = [r for r in records if r["metric"] == "page_views_per_minute"]
+        assert live and all(r["threshold"] == 0 and r["noise_sd"] > 0 for r in live)
+        assert all(r["threshold"] >= r["k"] for r in records if r["dimensions"])
+        return
     expected = set()
-    for size in (60, 3600, 86400):
-        expected.add((size, "cell", "https://shop.example/a", None if noise else 12))
-        expected.add((size, "other", None, None if noise else 13))
+    for size in (3600, 86400):
+        expected.add((size, "cell", "https://shop.example/a", 12))
+        expected.add((size, "other", None, 13))
     assert page_views == expected

@@ -37,9 +37,10 @@ def test_default_equals_privacy_md_table() -> None:
     ) * 3
     assert policy.release.k_min_subjects == 10
     assert policy.release.k_search_terms == 20
-    assert policy.release.noise.enabled is False
-    assert policy.release.noise.mechanism == "geometric"
-    assert policy.release.noise.epsilon == 1.0
+    # Release mode dp, a budget of at most 8 per person-day (the privacy docs' table).
+    assert policy.release.mode == "dp"
+    assert 0 < policy.release.epsilon_per_day <= 8
+    assert 0 < policy.release.delta_per_day <= 1e-6
     assert policy.context.time_on_page_max_ms == 30 * 60 * 1000
     assert policy.consent.honour_gpc is True
     assert policy.consent.honour_dnt is False
@@ -180,8 +181,8 @@ ERROR_CASES = [
         id="search-k",
     ),
     pytest.param(
-        {"release": {"noise": {"epsilon": 0}}},
-        "release.noise.epsilon must be a number > 0 and <= 10; got 0",
+        {"release": {"epsilon_per_day": 0}},
+        "release.epsilon_per_day must be a number > 0 and <= 16; got 0",
         id="epsilon",
     ),
     pytest.param(
@@ -281,7 +282,9 @@ def test_summary_with_value_field_passes_cross_checks() -> None:
         "value_field": "time_on_page_ms",
         "statistics": ["count", "p50"],
     }
-    parse_policy({"schema_version": 1, "aggregation": {"metrics": [ok]}})
+    parse_policy(
+        {"schema_version": 1, "aggregation": {"metrics": [ok]}, "release": {"mode": "exact"}}
+    )
     bad = {"name": "t", "event_types": ["page_view"], "value_field": "time_on_page_ms"}
     assert any(
         "summary only" in i
@@ -296,7 +299,7 @@ def test_all_errors_collected_in_one_run() -> None:
             "schema_version": 1,
             "geo": {"granularity": "street", "ipv4_prefix": 30},
             "identifiers": {"mac": "hash"},
-            "release": {"k_min_subjects": 1, "noise": {"mechanism": "laplace"}},
+            "release": {"k_min_subjects": 1, "mode": "laplace"},
             "search_terms": {"on_pii": "keep"},
             "nonsense": True,
         }
@@ -307,7 +310,7 @@ def test_all_errors_collected_in_one_run() -> None:
         "geo.ipv4_prefix",
         "identifiers.mac",
         "release.k_min_subjects",
-        "release.noise.mechanism",
+        "release.mode",
         "search_terms.on_pii",
     ):
         assert any(i.startswith(start) for i in issues), start
