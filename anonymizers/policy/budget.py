@@ -177,7 +177,7 @@ def allocate_sections(
             selection = rho if metric.aggregate == "distinct_subjects" else 0.0
             sigma_subjects = math.sqrt(max_cells / (2 * selection)) if selection else 0.0
             threshold, delta = 0, 0.0
-        bound_l = release.max_contributions_per_cell
+        bound_l = metric.max_contributions or release.max_contributions_per_cell
         spread = math.sqrt(max_cells)
         sigma_value = sigma_sum = None
         if metric.aggregate == "count":

@@ -351,6 +351,15 @@ class MetricConfig(_Section):
         gt=0,
         le=100,
     )
+    max_contributions: StrictInt | None = _setting(
+        None,
+        "L for this metric (contributions of one subject to one cell per window); unset: "
+        "release.max_contributions_per_cell. A dimension with few, large cells (browser, "
+        "hardware) keeps more of each person's events at little cost in noise.",
+        f"an integer from 1 to {MAX_CELL_BOUND}",
+        ge=1,
+        le=MAX_CELL_BOUND,
+    )
     max_cells: StrictInt | None = _setting(
         None,
         "M for this metric (cells one subject contributes to per window); unset: "
@@ -372,16 +381,47 @@ def _metric(
 
 def _default_metrics() -> tuple[MetricConfig, ...]:
     pv = ("page_view",)
-    daily: dict[str, Any] = {"windows": ("1d",)}
-    one_value: dict[str, Any] = {"windows": ("1d",), "max_cells": 2, "weight": 0.5}
+    # Bounds per metric (dp mode): pages are many and a person views many of them (M 30 a
+    # window, L 5 a page); a browser, OS, hardware class or language is one per person and
+    # day (M 2) with large cells, where keeping 200 of a person's events costs little noise.
+    daily: dict[str, Any] = {"windows": ("1d",), "max_cells": 30}
+    one_value: dict[str, Any] = {
+        "windows": ("1d",),
+        "max_cells": 2,
+        "max_contributions": 200,
+        "weight": 0.5,
+    }
     return (
-        _metric("page_views", pv, ("page_url",), windows=("1h", "1d"), weight=4.0),
+        _metric(
+            "page_views",
+            pv,
+            ("page_url",),
+            windows=("1h", "1d"),
+            weight=4.0,
+            max_cells=30,
+            max_contributions=5,
+        ),
         # The live view: page views per minute, no dimension (one cell, little noise).
         _metric("page_views_per_minute", pv, (), windows=("1m",), weight=1.0, max_cells=1),
-        _metric("unique_visitors", pv, ("page_url",), "distinct_subjects", **daily, weight=2.0),
+        _metric(
+            "unique_visitors",
+            pv,
+            ("page_url",),
+            "distinct_subjects",
+            windows=("1d",),
+            weight=2.0,
+            max_cells=60,
+        ),
         # One visitors metric at the finest level the geo granularity allows: a coarser one
         # beside it would be a roll-up from which suppressed cells could be derived.
-        _metric("visitors", pv, ("country", "region"), "distinct_subjects", **daily, max_cells=2),
+        _metric(
+            "visitors",
+            pv,
+            ("country", "region"),
+            "distinct_subjects",
+            windows=("1d",),
+            max_cells=2,
+        ),
         _metric("page_views_by_browser", pv, ("browser",), **one_value),
         _metric("page_views_by_os", pv, ("os",), **one_value),
         _metric("page_views_by_hardware", pv, ("hardware",), **one_value),
@@ -448,7 +488,7 @@ class ReleaseConfig(_Section):
         _one_of(get_args(ReleaseMode)),
     )
     epsilon_per_day: StrictFloat = _setting(
-        4.0,
+        8.0,
         "dp: the privacy loss one person-day (a subject within its key epoch) may incur over "
         "everything released, as epsilon of (epsilon, delta)-DP. For comparison: Google's "
         "mobility reports about 2.64 per day, Apple 4 to 16 per day.",

@@ -71,6 +71,8 @@ class _Space:
     metrics: tuple[MetricSpec, ...]
     max_cells: int
     """M: cells one subject counts in per window."""
+    max_contributions: int
+    """L: contributions of one subject to one cell per window."""
     sizes: frozenset[int]
     """The window sizes some metric of the space is released at."""
 
@@ -131,7 +133,6 @@ class PartitionAggregator:
     ) -> None:
         self._config = aggregation
         self._partition = partition
-        self._bound_l = release.max_contributions_per_cell
         self._lateness_us = aggregation.allowed_lateness * US_PER_S
         self._idle_us = aggregation.idle_timeout * US_PER_S
         self._epoch_us = aggregation.epoch_seconds * US_PER_S
@@ -149,6 +150,7 @@ class PartitionAggregator:
                 value_max=ms[0].value_max,
                 metrics=tuple(ms),
                 max_cells=release.cells_bound(ms[0]),
+                max_contributions=release.contributions_bound(ms[0]),
                 sizes=frozenset(
                     size for size in aggregation.windows for m in ms if m.released_at(size)
                 ),
@@ -463,13 +465,15 @@ class PartitionAggregator:
                         if store is None:
                             store = window.stores[space.index] = PairStore.empty()
                         assert isinstance(store, PairStore)
-                        store.add(keys, bound_l=self._bound_l, bound_m=space.max_cells)
+                        store.add(keys, bound_l=space.max_contributions, bound_m=space.max_cells)
                     else:
                         if store is None:
                             store = window.stores[space.index] = ValueStore.empty()
                         assert isinstance(store, ValueStore)
                         assert vals is not None
-                        store.add(keys, vals, bound_l=self._bound_l, bound_m=space.max_cells)
+                        store.add(
+                            keys, vals, bound_l=space.max_contributions, bound_m=space.max_cells
+                        )
         latest = int(t.max())
         if self._max_event_us is None or latest > self._max_event_us:
             self._max_event_us = latest
@@ -623,7 +627,7 @@ class PartitionAggregator:
             store = state.stores.get(space.index)
             if store is None:
                 continue
-            store.compact(bound_l=self._bound_l, bound_m=space.max_cells)
+            store.compact(bound_l=space.max_contributions, bound_m=space.max_cells)
             if not len(store.keys):
                 continue
             subjects_total = int(np.count_nonzero(_heads(store.subject_ids())))

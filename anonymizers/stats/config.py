@@ -61,6 +61,7 @@ class MetricSpec:
       percentiles are reported as the lower edge of the bin that holds them.
     - `windows`: window sizes (seconds) it is released at; empty: all.
     - `max_cells`: M for this metric; None: the release's `max_cells_per_metric`.
+    - `max_contributions`: L for this metric; None: `max_contributions_per_cell`.
     """
 
     name: str
@@ -74,6 +75,7 @@ class MetricSpec:
     bin_width: int = SUMMARY_BIN_MS
     windows: tuple[int, ...] = ()
     max_cells: int | None = None
+    max_contributions: int | None = None
 
     @classmethod
     def from_policy(cls, metric: MetricConfig, *, value_max_ms: int) -> MetricSpec:
@@ -89,6 +91,7 @@ class MetricSpec:
             value_max=value_max_ms,
             windows=tuple(sorted(duration_seconds(w) for w in metric.windows)),
             max_cells=metric.max_cells,
+            max_contributions=metric.max_contributions,
         )
 
     def released_at(self, window_seconds: int) -> bool:
@@ -106,6 +109,7 @@ class MetricSpec:
             self.dimensions,
             self.value_field,
             self.max_cells,
+            self.max_contributions,
         )
 
     @property
@@ -213,6 +217,10 @@ class ReleaseSpec:
     def cells_bound(self, metric: MetricSpec) -> int:
         """M for `metric`."""
         return metric.max_cells or self.max_cells_per_metric
+
+    def contributions_bound(self, metric: MetricSpec) -> int:
+        """L for `metric`."""
+        return metric.max_contributions or self.max_contributions_per_cell
 
 
 def windows_per_day(policy: Policy) -> dict[int, int]:

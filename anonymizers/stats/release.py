@@ -519,6 +519,10 @@ class LocalRelease:
         if len(self._pending) >= self._batch_size:
             self._flush()
 
+    def ledger_records(self) -> list[Record]:
+        """The ledger entries of what was released (dp mode)."""
+        return self._engine.ledger_records()
+
     def finish(self) -> list[Record]:
         """Close every window and return every record released since the start."""
         self._flush()

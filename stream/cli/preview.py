@@ -22,6 +22,7 @@ import collections
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -38,11 +39,13 @@ from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.masking import mask_event
 from anonymizers.policy import Policy, default_policy, load_policy
 from anonymizers.stats.config import stats_specs
+from anonymizers.stats.plan import PlanRow, Truth, plan
 from anonymizers.stats.release import LocalRelease
 
 ANONYMIZED_FILE: Final = "anonymized.jsonl"
 REPORT_FILE: Final = "report.json"
 AGGREGATES_FILE: Final = "aggregates.jsonl"
+REPORT_MD_FILE: Final = "report.md"
 MAX_LINE_BYTES: Final = 1_048_576
 """Longer lines are reported invalid (too_large) without being parsed."""
 MAX_REPORTED_INVALID: Final = 1000
@@ -56,14 +59,36 @@ class PreviewAggregates:
 
     def __init__(self, policy: Policy) -> None:
         aggregation, release = stats_specs(policy)
+        self._aggregation = aggregation
+        self._release = release
         self._local = LocalRelease(aggregation, release, policy_version=policy.policy_version)
+        self._truth = Truth(aggregation)
+        self._records: list[Mapping[str, Any]] | None = None
 
     def add(self, event: Mapping[str, Any]) -> None:
         """One anonymized event (the `event` of a pipeline outcome that passed)."""
         self._local.add(event)
+        self._truth.add(event)
 
     def finish(self) -> Iterable[Mapping[str, Any]]:
-        return [record.value for record in self._local.finish()]
+        if self._records is None:
+            self._records = [record.value for record in self._local.finish()]
+        return self._records
+
+    def plan(self) -> list[PlanRow]:
+        """What the released records hold of the truth, per metric and window size."""
+        release = self._release
+        return plan(
+            self._truth,
+            self.finish(),
+            aggregation=self._aggregation,
+            budget=release.budget,
+            k_for={m.name: release.k_for(m) for m in self._aggregation.metrics},
+        )
+
+    def ledger(self) -> list[Mapping[str, Any]]:
+        """The ledger entries of this release (dp mode)."""
+        return [record.value for record in self._local.ledger_records()]
 
     @property
     def counters(self) -> Mapping[str, int]:
@@ -288,6 +313,7 @@ def run_preview(
             _preview_line(number, line, pipeline=pipeline, report=report, target=target, sink=sink)
             ticker.tick(report.lines)
     released = _write_aggregates(out_dir / AGGREGATES_FILE, sink)
+    rows = sink.plan()
     result = {
         "policy_version": policy.policy_version,
         "geo_database": geo.database_type if geo is not None else None,
@@ -296,6 +322,8 @@ def run_preview(
             "file": AGGREGATES_FILE,
             "released": released,
             "counters": dict(sorted(sink.counters.items())),
+            "plan": [asdict(row) for row in rows],
+            "ledger": sink.ledger(),
         },
         "consent": dict(consent_summary) if consent_summary is not None else None,
         "seconds": round(time.monotonic() - started, 3),
@@ -303,6 +331,7 @@ def run_preview(
     (out_dir / REPORT_FILE).write_bytes(
         orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )
+    (out_dir / REPORT_MD_FILE).write_text(report_markdown(result, policy, rows), encoding="utf-8")
     return result
 
 
@@ -378,3 +407,64 @@ def preview_cli(
         f"{report['invalid']} invalid; {report['aggregates']['released']} aggregates released; "
         f"wrote {out_dir / ANONYMIZED_FILE}, {out_dir / AGGREGATES_FILE}, {out_dir / REPORT_FILE}"
     )
+
+
+# -------------------------------------------------------------------------------- the plan
+
+
+def plan_table(rows: Iterable[PlanRow]) -> list[str]:
+    """The planner's rows as a Markdown table (what `policy plan` prints and report.md holds)."""
+    lines = [
+        "| metric | window | cells | released | held back | share of true total "
+        "| median rel. error (cells >= 100) | epsilon per person-day |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        held = ", ".join(f"{n} {reason}" for reason, n in row.held_back.items() if n) or "0"
+        share = "-" if row.share is None else f"{row.share:.1%}"
+        error = (
+            "-"
+            if row.median_relative_error is None
+            else f"{row.median_relative_error:.1%} ({row.large_cells})"
+        )
+        epsilon = "-" if row.epsilon is None else f"{row.epsilon:.3f}"
+        lines.append(
+            f"| {row.metric} | {_window_text(row.window_seconds)} | {row.cells} | {row.released} "
+            f"| {held} | {share} | {error} | {epsilon} |"
+        )
+    return lines
+
+
+def _window_text(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def report_markdown(result: Mapping[str, Any], policy: Policy, rows: Iterable[PlanRow]) -> str:
+    """report.md: the preview in a page a privacy officer reads."""
+    release = policy.release
+    protection = (
+        f"dp, epsilon {release.epsilon_per_day} and delta {release.delta_per_day:g} per "
+        "person-day"
+        if release.mode == "dp"
+        else f"exact, k {release.k_min_subjects} (search terms {release.k_search_terms})"
+    )
+    lines = [
+        f"# Preview of policy {policy.policy_version}",
+        "",
+        f"- events: {result['events']}; anonymized {result['emitted']}, dropped "
+        f"{result['dropped']} {dict(result['dropped_by_reason'])}, invalid {result['invalid']}",
+        f"- release: {protection}; {result['aggregates']['released']} records released",
+        "",
+        "## What the analytics team receives",
+        "",
+        *plan_table(rows),
+        "",
+        "Share: the released cells' values over the true total of the events (no bound, no "
+        "noise). Median relative error: over released cells holding at least 100 true units "
+        "(their number in brackets).",
+        "",
+    ]
+    return "\n".join(lines)
