@@ -151,7 +151,7 @@ def test_an_adversarial_subject_never_spends_more_than_the_budget() -> None:
         windows[(metric.name, value["window_seconds"], day)].add(value["window_start"])
         cells[key] += 1
         assert value["subjects"] == 1
-        assert value.get("count", 1) <= release.max_contributions_per_cell
+        assert value.get("count", 1) <= release.contributions_bound(metric)
     for (name, _size, _), count in cells.items():
         assert count <= release.cells_bound(aggregation.metric(name))
     for (name, size, day), starts in windows.items():
