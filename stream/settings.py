@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     topic_aggregates: str = "stats.aggregates"
     topic_consent: str = "privacy.consent"
     topic_keys: str = "privacy.keys"
+    topic_ledger: str = Field(
+        "privacy.ledger",
+        description="Compacted topic of the dp privacy ledger: what each person-day has spent, "
+        "per day, metric and window size (anonstream budget reads it).",
+    )
     partitions: int = Field(6, ge=1, le=1024, description="Partitions of the event topics.")
     replication_factor: int = Field(
         1, ge=1, le=16, description="Replication factor of every topic (3 in production)."

@@ -67,6 +67,9 @@ def topic_specs(settings: Settings, *, key_retention_ms: int = 2 * DAY_MS) -> li
         ),
         TopicSpec(settings.topic_consent, n, "consent and rights records", dict(compact)),
         TopicSpec(
+            settings.topic_ledger, 1, "privacy ledger: budget spent per day (dp)", dict(compact)
+        ),
+        TopicSpec(
             settings.topic_keys,
             1,
             "pseudonym epoch keys (restricted)",

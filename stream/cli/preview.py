@@ -378,6 +378,33 @@ def preview_cli(
     examples: int,
 ) -> None:
     """Run the stream's anonymizer chain over a file of events and report what it did."""
+    report = preview_files(
+        events_path=events_path,
+        out_dir=out_dir,
+        policy_path=policy_path,
+        geo_path=geo_path,
+        consent_path=consent_path,
+        examples=examples,
+    )
+    click.echo(
+        f"preview: {report['events']} events: {report['emitted']} anonymized, "
+        f"{report['dropped']} dropped {report['dropped_by_reason']}, "
+        f"{report['invalid']} invalid; {report['aggregates']['released']} aggregates released; "
+        f"wrote {out_dir / ANONYMIZED_FILE}, {out_dir / AGGREGATES_FILE}, {out_dir / REPORT_FILE}"
+    )
+
+
+def preview_files(
+    *,
+    events_path: Path,
+    out_dir: Path,
+    policy_path: Path | None,
+    geo_path: Path | None,
+    consent_path: Path | None,
+    examples: int = 5,
+) -> dict[str, Any]:
+    """`run_preview` from the files a command names (the default policy and the bundled
+    database where none is named)."""
     policy = load_policy(policy_path) if policy_path is not None else default_policy()
     if geo_path is None:
         geo_path = bundled_geo_database()
@@ -388,7 +415,7 @@ def preview_cli(
     if consent_path is not None:
         consent, consent_summary = load_consent(consent_path)
     try:
-        report = run_preview(
+        return run_preview(
             events_path=events_path,
             out_dir=out_dir,
             policy=policy,
@@ -401,12 +428,6 @@ def preview_cli(
     finally:
         if geo is not None:
             geo.close()
-    click.echo(
-        f"preview: {report['events']} events: {report['emitted']} anonymized, "
-        f"{report['dropped']} dropped {report['dropped_by_reason']}, "
-        f"{report['invalid']} invalid; {report['aggregates']['released']} aggregates released; "
-        f"wrote {out_dir / ANONYMIZED_FILE}, {out_dir / AGGREGATES_FILE}, {out_dir / REPORT_FILE}"
-    )
 
 
 # -------------------------------------------------------------------------------- the plan
@@ -429,13 +450,14 @@ def plan_table(rows: Iterable[PlanRow]) -> list[str]:
         )
         epsilon = "-" if row.epsilon is None else f"{row.epsilon:.3f}"
         lines.append(
-            f"| {row.metric} | {_window_text(row.window_seconds)} | {row.cells} | {row.released} "
+            f"| {row.metric} | {window_text(row.window_seconds)} | {row.cells} | {row.released} "
             f"| {held} | {share} | {error} | {epsilon} |"
         )
     return lines
 
 
-def _window_text(seconds: int) -> str:
+def window_text(seconds: int) -> str:
+    """A window size as the policy writes it (\"1h\")."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"

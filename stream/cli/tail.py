@@ -34,25 +34,21 @@ def _seconds(ms: float) -> str:
     return f"{ms / 1000:.1f}s"
 
 
-SUMMARY_STATISTICS = ("count", "sum", "mean", "p50", "p75", "p90", "p95", "p99")
-"""What a summary record may hold (the policy's metric lists which), in display order."""
+MILLISECONDS: Final = frozenset({"sum", "mean", "p50", "p75", "p90", "p95", "p99"})
+"""Statistics of a summary that are in its field's unit (time on page: milliseconds)."""
 
 
 def value_text(record: Mapping[str, Any]) -> str:
-    """A count as an integer; a summary (time on page, ms) as the statistics it holds: the
-    count as `n=`, the others in seconds; a statistic released as null is left out."""
+    """The statistic and its value: counts as integers, times of a summary in seconds."""
     value = record.get("value")
-    if not isinstance(value, Mapping):
-        return str(value)
-    parts = []
-    for name in SUMMARY_STATISTICS:
-        if value.get(name) is None:
-            continue
-        if name == "count":
-            parts.append(f"n={value[name]}")
-        else:
-            parts.append(f"{name}={_seconds(float(value[name]))}")
-    return " ".join(parts)
+    statistic = str(record.get("statistic", ""))
+    if value is None:
+        return f"{statistic}=-"
+    if record.get("aggregate") == "summary" and statistic in MILLISECONDS:
+        return f"{statistic}={_seconds(float(value))}"
+    if record.get("aggregate") == "summary":
+        return f"n={value}"
+    return str(value)
 
 
 def dimensions_text(record: Mapping[str, Any]) -> str:
@@ -64,10 +60,13 @@ def dimensions_text(record: Mapping[str, Any]) -> str:
 
 
 def protection_text(record: Mapping[str, Any]) -> str:
-    """k, the noise mechanism and, with noise, epsilon and the noise's standard deviation."""
-    text = f"k={record.get('k')} {record.get('mechanism')}"
+    """The mode and k; in dp mode the threshold, the family's epsilon a day and the noise's
+    standard deviation."""
+    text = f"{record.get('mode')} k={record.get('k')}"
+    if record.get("mode") == "dp":
+        text += f" thr={record.get('threshold')}"
     if record.get("epsilon") is not None:
-        text += f" eps={record['epsilon']:g}"
+        text += f" eps={record['epsilon']:.2f}"
     if record.get("noise_sd") is not None:
         text += f" sd={record['noise_sd']:.1f}"
     return text
@@ -109,19 +108,21 @@ def _order(record: Mapping[str, Any]) -> tuple[Any, ...]:
         str(record.get("metric", "")),
         cell_rank,
         dimensions_text(record),
+        str(record.get("statistic", "")),
     )
 
 
-class AggregateReader:
-    """stats.aggregates, partition by partition, from the beginning, without a group."""
+class TopicReader:
+    """A topic of JSON records (stats.aggregates by default), partition by partition, from
+    the beginning, without a group."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
         from kafka import TopicPartition
 
         from stream import kafka as kafka_clients
         from stream.topics import require_topics
 
-        topic = settings.topic_aggregates
+        topic = topic or settings.topic_aggregates
         require_topics(settings, [topic])
         self._consumer = kafka_clients.consumer(settings)
         partitions = self._consumer.partitions_for_topic(topic) or set()
@@ -178,7 +179,7 @@ def tail(
             window_seconds is None or record.get("window_seconds") == window_seconds
         )
 
-    reader = AggregateReader(settings)
+    reader = TopicReader(settings)
     printed = 0
     try:
         backlog = sorted((r for r in reader.backlog() if wanted(r)), key=_order)

@@ -64,6 +64,7 @@ class ReleasePartition:
         partials_partitions: int,
         policy_version: str,
         aggregates_topic: str,
+        ledger_topic: str,
         resume_floor: str | None = None,
         published: Iterable[str] = (),
         counters: Counter[str] | None = None,
@@ -82,6 +83,7 @@ class ReleasePartition:
         )
         self.engine.mark_published(published)
         self._topic = aggregates_topic
+        self._ledger_topic = ledger_topic
         self.counters = counters if counters is not None else Counter()
 
     def handle(self, records: Sequence[Any]) -> list[Outgoing]:
@@ -111,6 +113,10 @@ class ReleasePartition:
         for record in self.engine.release_ready():
             out.append(Outgoing(self._topic, record.key.encode(), orjson.dumps(record.value)))
         self.counters["released"] += len(out)
+        # The ledger's entries are absolute: a replay after a crash writes the same ones.
+        for entry in self.engine.ledger_records():
+            out.append(Outgoing(self._ledger_topic, entry.key.encode(), orjson.dumps(entry.value)))
+            self.counters["ledger_entries"] += 1
         return out
 
 
@@ -224,6 +230,7 @@ class ReleaseRuntime:
             partials_partitions=self.partials_partitions,
             policy_version=self.policy_version,
             aggregates_topic=self.settings.topic_aggregates,
+            ledger_topic=self.settings.topic_ledger,
             resume_floor=metadata,
             published=published,
             counters=self.counters,

@@ -17,6 +17,7 @@ from stream.cli import COMMANDS, cli
 
 EXPECTED_COMMANDS = {
     "broker",
+    "budget",
     "consent",
     "dashboard",
     "demo",

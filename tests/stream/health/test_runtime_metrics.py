@@ -95,6 +95,7 @@ def test_release_counts_survive_a_revoke() -> None:
             partials_partitions=4,
             policy_version="test",
             aggregates_topic="aggregates",
+            ledger_topic="ledger",
         )
     source = stage()
     out = source.handle([message(0, 10, 5, range(3)), message(1, 11, 20, range(3, 5))])
