@@ -7,11 +7,14 @@ generator; shows a live view (released aggregates, events/s in and out, drops by
 suppressed cells) and the dashboard's address; stops everything on Ctrl-C or after
 `--duration` seconds, leaving no process behind.
 
-The demo runs the shipped default policy with two changes, written to
-`<data-dir>/demo-policy.toml` and named in its `policy_version` (`demo`): allowed lateness
-and idle timeout of 10 s instead of 1 minute, so that a 1-minute window is released about
-10 s after it ends and the first aggregates show within two minutes of the start. k (10;
-20 for search terms), the caps and everything else stay as shipped.
+The demo runs the shipped default policy with these changes, written to
+`<data-dir>/demo-policy.toml` and named in its `policy_version` (`demo`): release mode
+exact (k 10; 20 for search terms) with every metric at every window size, and allowed
+lateness and idle timeout of 10 s instead of 1 minute, so that a 1-minute window is released
+about 10 s after it ends and the first aggregates show within two minutes of the start.
+The shipped dp mode releases hourly and daily figures, spending a daily budget per person:
+minute windows of a few minutes' traffic would show next to nothing (`anonstream policy
+plan` on the demo's traffic says how much). The caps and everything else stay as shipped.
 """
 
 from __future__ import annotations
@@ -45,7 +48,14 @@ DEMO_POLICY_CHANGES: dict[str, tuple[str, str]] = {
     "policy_version": ('policy_version = "default"', 'policy_version = "demo"'),
     "aggregation.allowed_lateness": ('allowed_lateness = "1m"', 'allowed_lateness = "10s"'),
     "aggregation.idle_timeout": ('idle_timeout = "1m"', 'idle_timeout = "10s"'),
+    "release.mode": ('mode = "dp"', 'mode = "exact"'),
 }
+DEMO_ALL_WINDOWS: tuple[str, ...] = (
+    'windows = ["1h", "1d"]',
+    'windows = ["1m"]',
+    'windows = ["1d"]',
+)
+"""Metric window lines of the default the demo drops (every metric at every window size)."""
 """The demo policy: the default's TOML with these lines replaced (see module doc)."""
 REFRESH_S = 2.0
 """How often the live view is refreshed."""
@@ -64,6 +74,10 @@ def write_demo_policy(path: Path) -> Path:
         if text.count(before) != 1:
             raise click.ClickException(f"demo policy: cannot set {name} (default policy changed)")
         text = text.replace(before, after)
+    for line in DEMO_ALL_WINDOWS:
+        if line not in text:
+            raise click.ClickException("demo policy: cannot set metric windows (default changed)")
+        text = text.replace(f"{line}\n", "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     load_policy(path)  # raises PolicyError listing every problem

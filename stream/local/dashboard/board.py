@@ -50,23 +50,26 @@ class WindowView:
     total: Any = None
 
     def add(self, record: Mapping[str, Any], *, max_cells: int) -> None:
+        """Take one record (one statistic of a cell): a summary's statistics are gathered
+        into one value object per cell, as the charts read them."""
         kind = record.get("cell")
-        if kind == "other":
-            self.other = record.get("value")
-            return
-        if kind == "total":
-            self.total = record.get("value")
+        value = record.get("value")
+        summary = record.get("aggregate") == "summary"
+        if kind in ("other", "total"):
+            if not summary or record.get("statistic") == "count":
+                setattr(self, str(kind), value)
             return
         label = cell_label(record.get("dimensions") or {})
         if label not in self.cells:
             self.released_cells += 1
+        if summary:
+            known = self.cells.get(label)
+            gathered = dict(known[1]["value"]) if known is not None else {}
+            gathered[str(record.get("statistic"))] = value
+            value = gathered
         self.cells[label] = (
-            _size(record.get("value")),
-            {
-                "label": label,
-                "value": record.get("value"),
-                "subjects": record.get("distinct_subjects"),
-            },
+            _size(value),
+            {"label": label, "value": value, "subjects": record.get("distinct_subjects")},
         )
         if len(self.cells) > max_cells:
             smallest = min(self.cells, key=lambda name: self.cells[name][0])
@@ -107,8 +110,8 @@ class AggregateBoard:
         self.last_record_at: float | None = None
 
     def add(self, record: Mapping[str, Any]) -> None:
-        """Take one aggregate.v1 record (anything else is ignored)."""
-        if record.get("schema") != "aggregate.v1":
+        """Take one aggregate.v2 record (anything else is ignored)."""
+        if record.get("schema") != "aggregate.v2":
             return
         metric, seconds = record.get("metric"), record.get("window_seconds")
         start, end = record.get("window_start"), record.get("window_end")
@@ -140,16 +143,21 @@ class AggregateBoard:
         return sorted({seconds for _, seconds in self.metrics})
 
     def view(self, *, seconds: int | None = None, top: int = TOP_CELLS) -> dict[str, Any]:
-        """Per metric, its windows of size `seconds` (default: the smallest seen), oldest
-        first, each with its top cells."""
+        """Per metric, its windows of size `seconds` (default: the smallest that metric
+        has), oldest first, each with its top cells."""
         sizes = self.window_sizes()
+        smallest: dict[str, int] = {}
+        for metric, size in sorted(self.metrics):
+            smallest.setdefault(metric, size)
         if seconds is None:
             seconds = sizes[0] if sizes else None
         metrics: dict[str, Any] = {}
         for (metric, size), view in sorted(self.metrics.items()):
-            if size != seconds:
+            wanted = smallest[metric] if seconds == (sizes[0] if sizes else None) else seconds
+            if size != wanted:
                 continue
             metrics[metric] = {
+                "window_seconds": size,
                 "aggregate": view.aggregate,
                 "k": view.k,
                 "windows": [view.windows[start].summary(top=top) for start in sorted(view.windows)],

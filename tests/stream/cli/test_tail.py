@@ -23,10 +23,11 @@ pytestmark = pytest.mark.kafka
 def aggregate(
     metric: str, start: str, end: str, seconds: int, cell: str = "cell", **fields: Any
 ) -> dict[str, Any]:
-    """An aggregate.v1 record (noise off unless `fields` say otherwise)."""
+    """An aggregate.v2 record (exact mode unless `fields` say otherwise)."""
     record: dict[str, Any] = {
-        "schema": "aggregate.v1",
+        "schema": "aggregate.v2",
         "metric": metric,
+        "statistic": "count",
         "aggregate": "count",
         "window_start": start,
         "window_end": end,
@@ -35,24 +36,31 @@ def aggregate(
         "dimensions": {},
         "value": 0,
         "distinct_subjects": None,
+        "mode": "exact",
         "k": 10,
-        "suppression": "other",
-        "mechanism": "none",
-        "epsilon": None,
+        "threshold": 10,
         "noise_sd": None,
+        "rho": None,
+        "epsilon": None,
+        "delta": None,
+        "suppression": "other",
         "policy_version": "default",
+        "policy_hash": "0" * 16,
     }
     record.update(fields)
     return record
 
 
+BAGUES = {"page_url": "https://shop.example/p/bagues"}
+SUMMARY = {"aggregate": "summary", "dimensions": BAGUES, "distinct_subjects": 10}
+HOUR = ("2026-05-01T10:00:00Z", "2026-05-01T11:00:00Z", 3600)
 RECORDS = [
     aggregate(
         "page_views",
         "2026-05-01T10:01:00Z",
         "2026-05-01T10:02:00Z",
         60,
-        dimensions={"page_url": "https://shop.example/p/bagues"},
+        dimensions=BAGUES,
         value=42,
         distinct_subjects=17,
     ),
@@ -66,28 +74,25 @@ RECORDS = [
         value=31,
         distinct_subjects=11,
     ),
-    aggregate(
-        "time_on_page",
-        "2026-05-01T10:00:00Z",
-        "2026-05-01T11:00:00Z",
-        3600,
-        aggregate="summary",
-        dimensions={"page_url": "https://shop.example/p/bagues"},
-        value={"count": 15, "mean": 167488.3, "p50": 5000, "p90": 300000},
-        distinct_subjects=10,
-    ),
+    aggregate("time_on_page", *HOUR, statistic="count", value=15, **SUMMARY),
+    aggregate("time_on_page", *HOUR, statistic="mean", value=167488.3, **SUMMARY),
     aggregate(
         "visitors",
         "2026-05-01T00:00:00Z",
         "2026-05-02T00:00:00Z",
         86400,
         aggregate="distinct_subjects",
+        statistic="distinct_subjects",
         dimensions={"country": "NL", "region": "unknown"},
-        value=-3,
-        distinct_subjects=-3,
-        mechanism="geometric",
-        epsilon=0.2,
-        noise_sd=14.14,
+        value=31,
+        distinct_subjects=31,
+        mode="dp",
+        threshold=30,
+        suppression=None,
+        rho=0.04,
+        epsilon=1.886,
+        delta=1e-8,
+        noise_sd=4.81,
     ),
 ]
 
@@ -115,8 +120,8 @@ def rows(output: str) -> list[str]:
 
 def test_tail_prints_released_records_in_window_order(released: Settings) -> None:
     """Every record once, ordered by window end (cells before `other`), with its size,
-    dimensions, value (a summary's count, mean and percentiles in seconds), people and
-    protection (k, mechanism, epsilon and noise sd)."""
+    dimensions, value (a summary's statistics, times in seconds), people and protection
+    (mode and k; in dp mode the threshold, epsilon and noise sd)."""
     result = run_cli(released, "tail")
     assert result.exit_code == 0, result.output
     lines = rows(result.output)
@@ -126,11 +131,12 @@ def test_tail_prints_released_records_in_window_order(released: Settings) -> Non
         "31", "11",
     ]  # fmt: skip
     assert lines[1].split()[:5] == ["2026-05-01T10:00:00Z", "1m", "page_views", "(other)", "12"]
-    assert lines[1].split()[5:] == ["-", "k=10", "none"]
+    assert lines[1].split()[5:] == ["-", "exact", "k=10"]
     assert "page_url=https://shop.example/p/bagues" in lines[2]
-    assert "n=15 mean=167.5s p50=5.0s p90=300.0s" in lines[3] and " 1h " in lines[3]
-    assert lines[4].split()[-4:] == ["k=10", "geometric", "eps=0.2", "sd=14.1"]
-    assert "country=NL, region=unknown" in lines[4] and " 1d " in lines[4]
+    assert "n=15" in lines[3] and " 1h " in lines[3]
+    assert "mean=167.5s" in lines[4] and " 1h " in lines[4]
+    assert lines[5].split()[-5:] == ["dp", "k=10", "thr=30", "eps=1.89", "sd=4.8"]
+    assert "country=NL, region=unknown" in lines[5] and " 1d " in lines[5]
 
 
 def test_tail_filters_by_metric_and_window_and_limits(released: Settings) -> None:
@@ -197,7 +203,7 @@ def test_tail_follow_prints_new_releases_until_interrupted(released: Settings) -
         produce(released, released.topic_aggregates, [orjson.dumps(later)], keys=[b"later"])
         line = process.stdout.readline()
         assert line.split()[2:4] == ["searches", "search_terms=bague"]
-        assert line.split()[-4:] == ["25", "21", "k=20", "none"]
+        assert line.split()[-4:] == ["25", "21", "exact", "k=20"]
     finally:
         process.send_signal(2)  # SIGINT, as Ctrl-C
         deadline = time.monotonic() + 30
@@ -209,16 +215,19 @@ def test_tail_follow_prints_new_releases_until_interrupted(released: Settings) -
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    ("statistic", "aggregate_kind", "value", "expected"),
     [
-        ({"sum": 90_000, "p99": 61_000}, "sum=90.0s p99=61.0s"),
-        ({"count": 3, "mean": None}, "n=3"),
-        ({"p75": 2_000, "count": 4, "p95": 9_000}, "n=4 p75=2.0s p95=9.0s"),
-        (12, "12"),
+        ("sum", "summary", 90_000, "sum=90.0s"),
+        ("p99", "summary", 61_000, "p99=61.0s"),
+        ("mean", "summary", None, "mean=-"),
+        ("count", "summary", 4, "n=4"),
+        ("count", "count", 12, "12"),
     ],
-    ids=["sum-and-p99", "mean-withheld", "any-order", "count"],
+    ids=["sum", "p99", "mean-withheld", "summary-count", "count"],
 )
-def test_summary_shows_the_statistics_the_record_holds(value: object, expected: str) -> None:
-    """A summary shows exactly the statistics its metric lists, in a fixed order; a count is
-    shown as it is."""
-    assert value_text({"value": value}) == expected
+def test_a_value_shows_its_statistic(
+    statistic: str, aggregate_kind: str, value: object, expected: str
+) -> None:
+    """A summary's statistic is named, times in seconds; a count is shown as it is."""
+    record = {"statistic": statistic, "aggregate": aggregate_kind, "value": value}
+    assert value_text(record) == expected

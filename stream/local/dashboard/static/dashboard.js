@@ -196,7 +196,10 @@ function renderAggregates(agg) {
     ? `${seconds >= 60 ? seconds / 60 + "-minute" : seconds + "-second"} windows, UTC · ${agg.records} records read · policy ${agg.policy_version || "?"}`
     : "no window released yet";
 
-  const pv = metrics.page_views;
+  // The live view: page views by page where windows are short (exact mode, as the demo runs),
+  // else the per-minute total (dp mode releases pages hourly and daily).
+  const pv = metrics.page_views && metrics.page_views.window_seconds <= 60
+    ? metrics.page_views : (metrics.page_views_per_minute || metrics.page_views);
   stackedBars("chart-page-views", pv ? pv.windows.map((w) => ({
     label: hhmm(w.start), values: [w.cells_sum, typeof w.other === "number" ? w.other : 0],
   })) : [], ["released cells", "other"]);

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from stream.local.dashboard.board import AggregateBoard, PipelineHistory, totals
-from tests.stream.local.dashboard.records import record
+from tests.stream.local.dashboard.records import record, summary_records
 
 
 def test_board_keeps_the_latest_windows_and_ranks_cells() -> None:
@@ -39,7 +39,7 @@ def test_board_bounds_cells_per_window_and_ignores_other_records() -> None:
     for index in range(20):
         board.add(record("searches", 1, dims={"search_terms": f"t{index}"}, value=20 + index))
     board.add({"schema": "aggregate.v2", "metric": "searches"})
-    board.add({"schema": "aggregate.v1", "metric": "searches", "window_seconds": "60"})
+    board.add({"schema": "aggregate.v2", "metric": "searches", "window_seconds": "60"})
     window = board.view(top=3)["metrics"]["searches"]["windows"][0]
     assert window["released_cells"] == 20
     assert [c["label"] for c in window["top"]] == ["t19", "t18", "t17"]
@@ -50,8 +50,15 @@ def test_board_bounds_cells_per_window_and_ignores_other_records() -> None:
 def test_summary_cells_rank_by_count() -> None:
     """Time-on-page cells (summaries) are ranked by their count."""
     board = AggregateBoard()
-    board.add(record("time_on_page", 1, dims={"page_url": "x"}, value={"count": 3, "mean": 9e5}))
-    board.add(record("time_on_page", 1, dims={"page_url": "y"}, value={"count": 30, "mean": 1}))
+    for found in (
+        *summary_records(
+            "time_on_page", 1, dims={"page_url": "x"}, values={"count": 3, "mean": 9e5}
+        ),
+        *summary_records(
+            "time_on_page", 1, dims={"page_url": "y"}, values={"count": 30, "mean": 1}
+        ),
+    ):
+        board.add(found)
     top = board.view()["metrics"]["time_on_page"]["windows"][0]["top"]
     assert [c["label"] for c in top] == ["y", "x"]
 

@@ -25,7 +25,7 @@ from stream.local import processes
 from stream.local.broker import free_port
 from stream.settings import Settings
 from stream.topics import create_topics, topic_specs
-from tests.stream.local.dashboard.records import record
+from tests.stream.local.dashboard.records import record, summary_records
 from tests.support.browser import dump_dom, screenshot
 from tests.support.kafka import produce
 from tests.support.workers import wait_for
@@ -47,11 +47,11 @@ RELEASED = [
     record("page_views", 2, cell="other", value=9),
     record("visitors", 2, dims={"country": "FR", "region": "IDF"}, value=31),
     record("searches", 2, dims={"search_terms": "bague or"}, value=23),
-    record(
+    *summary_records(
         "time_on_page",
         2,
         dims={"page_url": "https://s/rings"},
-        value={"count": 14, "mean": 41_000, "p50": 30_000, "p90": 90_000},
+        values={"count": 14, "mean": 41_000, "p50": 30_000, "p90": 90_000},
     ),
 ]
 """What the release stage would have published (two windows of page views)."""

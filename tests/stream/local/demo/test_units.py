@@ -11,18 +11,22 @@ from stream.local.demo import Snapshot, aggregate_lines, view_lines, write_demo_
 from tests.stream.local.dashboard.records import record
 
 
-def test_demo_policy_changes_only_lateness_idle_timeout_and_version(tmp_path: Path) -> None:
-    """The demo's policy file is the shipped default but for lateness, idle timeout (10 s)
-    and the policy version; k and everything else stay as shipped."""
+def test_demo_policy_changes_only_mode_windows_lateness_idle_timeout_and_version(
+    tmp_path: Path,
+) -> None:
+    """The demo's policy file is the shipped default but for exact mode with every metric at
+    every window size, lateness and idle timeout (10 s) and the policy version; k, the caps
+    and everything else stay as shipped."""
     path = write_demo_policy(tmp_path / "demo-policy.toml")
     demo = load_policy(path).model_dump()
     default = default_policy().model_dump()
-    assert demo["aggregation"].pop("allowed_lateness") != default["aggregation"].pop(
-        "allowed_lateness"
-    )
-    assert demo["aggregation"].pop("idle_timeout") != default["aggregation"].pop("idle_timeout")
+    for section, name in (("aggregation", "allowed_lateness"), ("aggregation", "idle_timeout")):
+        assert demo[section].pop(name) != default[section].pop(name)
+    assert demo["release"].pop("mode") == "exact" and default["release"].pop("mode") == "dp"
     assert demo.pop("policy_version") == "demo"
     default.pop("policy_version")
+    assert all(not m.pop("windows") for m in demo["aggregation"]["metrics"])
+    assert all(m.pop("windows") for m in default["aggregation"]["metrics"])
     assert demo == default
     raw = tomllib.loads(path.read_text())
     assert raw["aggregation"]["allowed_lateness"] == "10s"

@@ -36,8 +36,9 @@ class Recount:
     after: Counter[str] = field(default_factory=Counter)
 
 
-def recount(messages: Iterable[tuple[str, bytes | None, bytes]], *,
-            max_bytes: int = MAX_BYTES) -> Recount:
+def recount(
+    messages: Iterable[tuple[str, bytes | None, bytes]], *, max_bytes: int = MAX_BYTES
+) -> Recount:
     """Replay `messages` as the pipeline would see them."""
     result = Recount()
     latest: dict[str, dict[str, Any]] = {}  # compacted consent topic: latest record per key

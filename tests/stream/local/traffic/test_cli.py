@@ -18,13 +18,23 @@ from stream.cli import cli
 from tests.stream.local.traffic.recount import MAX_BYTES, has_no_identifier
 from tests.support.paths import ROOT
 
-ARGS = ["generate", "--rate", "2000", "--duration", "10", "--seed", "42",
-        "--start", "2025-03-01T09:00:00Z"]
+ARGS = [
+    "generate",
+    "--rate",
+    "2000",
+    "--duration",
+    "10",
+    "--seed",
+    "42",
+    "--start",
+    "2025-03-01T09:00:00Z",
+]
 
 
 def _generate(target: Path, *extra: str, geo_db: Path) -> None:
-    result = CliRunner().invoke(cli, [*ARGS, "--geo-db", str(geo_db), "--to", str(target), *extra],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, [*ARGS, "--geo-db", str(geo_db), "--to", str(target), *extra], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -48,14 +58,18 @@ def test_file_output_matches_its_truth(tmp_path: Path, geo_db: Path) -> None:
     assert {r: n for r, n in truth["malformed_by_reason"].items() if n} == dict(reasons)
     assert len(events) == truth["events"]
     assert sum(map(has_no_identifier, events)) == truth["events_without_identifiers"]
-    records = [orjson.loads(line) for line in
-               (tmp_path / "out" / "traffic.consent.jsonl").read_bytes().splitlines()]
-    validator = jsonschema_rs.validator_for(schemas.load(schemas.CONSENT_RECORD_V1),
-                                            validate_formats=True)
+    records = [
+        orjson.loads(line)
+        for line in (tmp_path / "out" / "traffic.consent.jsonl").read_bytes().splitlines()
+    ]
+    validator = jsonschema_rs.validator_for(
+        schemas.load(schemas.CONSENT_RECORD_V1), validate_formats=True
+    )
     assert all(validator.is_valid(r) for r in records)
     assert len(records) == truth["messages"]["consent"] > 0
     assert dict(Counter(r["action"] for r in records)) == {
-        a: n for a, n in truth["consent_records_by_action"].items() if n}
+        a: n for a, n in truth["consent_records_by_action"].items() if n
+    }
 
 
 def test_seeded_file_runs_are_byte_identical(tmp_path: Path, geo_db: Path) -> None:
@@ -89,7 +103,11 @@ def test_module_entry_point_writes_files(tmp_path: Path) -> None:
     target = tmp_path / "sub.jsonl"
     result = subprocess.run(
         [sys.executable, "-m", "stream", *ARGS[:4], "1", "--to", str(target)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert len(target.read_bytes().splitlines()) == 2000
@@ -99,11 +117,13 @@ def test_module_entry_point_writes_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--to", "out.txt"], "must be 'kafka' or a path ending in .jsonl"),
-     (["--to", "x.jsonl", "--start", "2025-03-01T09:00:00"], "must carry a zone"),
-     (["--to", "x.jsonl", "--start", "yesterday"], "ISO 8601"),
-     (["--to", "x.jsonl", "--malformed-share", "1.5"], "malformed-share"),
-     (["--to", "x.jsonl", "--rate", "0"], "--rate")],
+    [
+        (["--to", "out.txt"], "must be 'kafka' or a path ending in .jsonl"),
+        (["--to", "x.jsonl", "--start", "2025-03-01T09:00:00"], "must carry a zone"),
+        (["--to", "x.jsonl", "--start", "yesterday"], "ISO 8601"),
+        (["--to", "x.jsonl", "--malformed-share", "1.5"], "malformed-share"),
+        (["--to", "x.jsonl", "--rate", "0"], "--rate"),
+    ],
     ids=["bad-target", "naive-start", "bad-start", "share", "rate"],
 )
 def test_bad_options_are_rejected(args: list[str], message: str, tmp_path: Path) -> None:

@@ -69,8 +69,9 @@ def test_malformed_items_get_exactly_the_planted_reason(
     for message in raw(run[1]):
         decoded = decode_message(message.value, max_bytes=MAX_BYTES)
         planted = [(i.reason, i.path) for i in message.items if i.reason is not None]
-        found = [(v.reason, v.path if v.reason == "schema_violation" else None)
-                 for v in decoded.invalid]
+        found = [
+            (v.reason, v.path if v.reason == "schema_violation" else None) for v in decoded.invalid
+        ]
         assert found == planted
         assert decoded.events == [i.document for i in message.items if i.reason is None]
 
@@ -93,10 +94,14 @@ def test_malformed_items_inside_valid_batches(run: tuple[TrafficGenerator, list[
 
 def test_too_large_follows_max_message_bytes(geo_db: Path, start: datetime) -> None:
     """With a smaller limit, too_large messages exceed that limit, and only it."""
-    generator = TrafficGenerator(seed=3, start=start, geo_db=geo_db, malformed_share=0.3,
-                                 max_message_bytes=4_096)
-    sizes = [len(m.value) for m in generator.messages(max_items=3_000)
-             if any(i.reason == "too_large" for i in m.items)]
+    generator = TrafficGenerator(
+        seed=3, start=start, geo_db=geo_db, malformed_share=0.3, max_message_bytes=4_096
+    )
+    sizes = [
+        len(m.value)
+        for m in generator.messages(max_items=3_000)
+        if any(i.reason == "too_large" for i in m.items)
+    ]
     assert sizes and all(4_096 < size < 4_096 + 8_192 for size in sizes)
 
 
@@ -147,16 +152,21 @@ def test_truth_equals_recount(truth: dict[str, Any], counted: Any) -> None:
     assert truth["malformed_by_reason"] == {r: counted.reasons[r] for r in REASONS}
     assert truth["events_without_identifiers"] == sum(map(has_no_identifier, events))
     assert truth["consent_records_by_action"] == dict(
-        Counter(r["action"] for _, r in counted.records)) | {
-        a: 0 for a in ("opt_out", "opt_in", "erase", "child")
-        if a not in {r["action"] for _, r in counted.records}}
+        Counter(r["action"] for _, r in counted.records)
+    ) | {
+        a: 0
+        for a in ("opt_out", "opt_in", "erase", "child")
+        if a not in {r["action"] for _, r in counted.records}
+    }
     assert truth["events_after_consent_record"] == {
-        s: counted.after[s] for s in ("child", "erase", "opt_out")}
+        s: counted.after[s] for s in ("child", "erase", "opt_out")
+    }
     assert truth["events_with_gpc"] == sum(e.get("gpc") is True for e in events)
     assert truth["events_with_dnt"] == sum(e.get("dnt") is True for e in events)
     assert truth["events_age_under_16"] == sum(e.get("age_under_16") is True for e in events)
     assert truth["events_consent_analytics_false"] == sum(
-        e.get("consent", {}).get("analytics") is False for e in events)
+        e.get("consent", {}).get("analytics") is False for e in events
+    )
     assert truth["distinct_subjects"] == len({subject_of(e) for e in events} - {None})
     assert truth["first_occurred_at"] == min(e["occurred_at"] for e in events)
     assert truth["last_occurred_at"] == max(e["occurred_at"] for e in events)
@@ -210,10 +220,10 @@ def test_shares_follow_parameters(
     geo_db: Path, start: datetime, no_id_share: float, malformed_share: float
 ) -> None:
     """The no-id and malformed shares follow their parameters (not a built-in constant)."""
-    generator = TrafficGenerator(seed=8, start=start, geo_db=geo_db, no_id_share=no_id_share,
-                                 malformed_share=malformed_share)
-    counted = recount((m.topic_kind, m.key, m.value)
-                      for m in generator.messages(max_items=30_000))
+    generator = TrafficGenerator(
+        seed=8, start=start, geo_db=geo_db, no_id_share=no_id_share, malformed_share=malformed_share
+    )
+    counted = recount((m.topic_kind, m.key, m.value) for m in generator.messages(max_items=30_000))
     no_id = sum(map(has_no_identifier, counted.events)) / len(counted.events)
     assert abs(no_id - no_id_share) <= 0.03
     assert abs(sum(counted.reasons.values()) / counted.items - malformed_share) <= 0.005
@@ -221,8 +231,9 @@ def test_shares_follow_parameters(
 
 def test_consent_records_follow_the_schema(counted: Any) -> None:
     """Consent records validate against consent-record.v1 and are keyed "type:id"."""
-    validator = jsonschema_rs.validator_for(schemas.load(schemas.CONSENT_RECORD_V1),
-                                            validate_formats=True)
+    validator = jsonschema_rs.validator_for(
+        schemas.load(schemas.CONSENT_RECORD_V1), validate_formats=True
+    )
     assert counted.records
     for key, record in counted.records:
         validator.validate(record)
@@ -275,8 +286,9 @@ def test_timestamps_advance_at_the_rate(
     start = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
     stamps = [datetime.fromisoformat(e["occurred_at"]) for e in counted.events]
     assert all(s.tzinfo is not None and s.utcoffset() == timedelta(0) for s in stamps)
-    assert all(e["occurred_at"].endswith("Z") and len(e["occurred_at"]) == 24
-               for e in counted.events)
+    assert all(
+        e["occurred_at"].endswith("Z") and len(e["occurred_at"]) == 24 for e in counted.events
+    )
     late = [s for s in stamps if s < start]
     assert 0 < len(late) < 0.005 * len(stamps)
     end = start + timedelta(seconds=ITEMS / generator.rate)
@@ -287,17 +299,23 @@ def test_realtime_timestamps_follow_the_clock(geo_db: Path) -> None:
     """In realtime mode events are stamped with the wall clock (minus a small jitter)."""
     before = datetime.now(UTC)
     generator = TrafficGenerator(seed=2, realtime=True, geo_db=geo_db, late_share=0.0)
-    stamps = [datetime.fromisoformat(i.document["occurred_at"])
-              for m in generator.messages(max_items=500) for i in m.items
-              if m.topic_kind == "raw" and i.reason is None and i.document is not None]
+    stamps = [
+        datetime.fromisoformat(i.document["occurred_at"])
+        for m in generator.messages(max_items=500)
+        for i in m.items
+        if m.topic_kind == "raw" and i.reason is None and i.document is not None
+    ]
     after = datetime.now(UTC)
     assert all(before - timedelta(seconds=1) <= s <= after for s in stamps)
 
 
 def test_pages_and_products_follow_zipf(counted: Any) -> None:
     """Product pages are Zipf-popular: the top product gets far more views than the median."""
-    views = Counter(e["page_url"].split("?")[0].split("#")[0] for e in counted.events
-                    if e["event_type"] == "page_view" and "/produit/" in e["page_url"])
+    views = Counter(
+        e["page_url"].split("?")[0].split("#")[0]
+        for e in counted.events
+        if e["event_type"] == "page_view" and "/produit/" in e["page_url"]
+    )
     ranked = [n for _, n in views.most_common()]
     assert len(ranked) > 200
     assert ranked[0] > 10 * ranked[len(ranked) // 2]
@@ -347,9 +365,14 @@ def test_any_parameters_decode_as_planted(
     seed: int, malformed_share: float, no_id_share: float, optout_share: float, items: int
 ) -> None:
     """For any seed and shares, the truth equals a recount of the messages."""
-    generator = TrafficGenerator(seed=seed, start=datetime(2025, 1, 1, tzinfo=UTC),
-                                 malformed_share=malformed_share, no_id_share=no_id_share,
-                                 optout_share=optout_share, people=50)
+    generator = TrafficGenerator(
+        seed=seed,
+        start=datetime(2025, 1, 1, tzinfo=UTC),
+        malformed_share=malformed_share,
+        no_id_share=no_id_share,
+        optout_share=optout_share,
+        people=50,
+    )
     messages = list(generator.messages(max_items=items))
     counted = recount((m.topic_kind, m.key, m.value) for m in messages)
     truth = generator.truth()
@@ -358,14 +381,18 @@ def test_any_parameters_decode_as_planted(
     assert len(counted.events) == truth["events"]
     assert counted.consent_messages == truth["messages"]["consent"]
     assert {s: counted.after[s] for s in ("child", "erase", "opt_out")} == truth[
-        "events_after_consent_record"]
+        "events_after_consent_record"
+    ]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"rate": 0}, "rate must be > 0"), ({"no_id_share": 1.5}, "no_id_share must be a share"),
-     ({"people": 0}, "people must be >= 1"),
-     ({"start": datetime(2025, 1, 1)}, "start must carry a time zone")],
+    [
+        ({"rate": 0}, "rate must be > 0"),
+        ({"no_id_share": 1.5}, "no_id_share must be a share"),
+        ({"people": 0}, "people must be >= 1"),
+        ({"start": datetime(2025, 1, 1)}, "start must carry a time zone"),
+    ],
     ids=["rate", "share", "people", "naive-start"],
 )
 def test_invalid_parameters_are_named(kwargs: dict[str, Any], message: str) -> None:

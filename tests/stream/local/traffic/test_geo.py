@@ -72,9 +72,15 @@ def test_unreadable_database_is_one_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("record", "country"),
-    [({"country": {"iso_code": "FR"}}, "FR"), ({"registered_country": {"iso_code": "BE"}}, "BE"),
-     ({"country": "ch"}, "CH"), ({"country_code": "CA"}, "CA"), ({"city": "Paris"}, None),
-     ("FR", None), (None, None)],
+    [
+        ({"country": {"iso_code": "FR"}}, "FR"),
+        ({"registered_country": {"iso_code": "BE"}}, "BE"),
+        ({"country": "ch"}, "CH"),
+        ({"country_code": "CA"}, "CA"),
+        ({"city": "Paris"}, None),
+        ("FR", None),
+        (None, None),
+    ],
     ids=["geoip2", "registered", "flat", "country_code", "no-country", "string", "none"],
 )
 def test_country_of_record_layouts(record: object, country: str | None) -> None:

@@ -27,8 +27,7 @@ def test_kafka_receives_exactly_what_the_truth_reports(settings: Settings, geo_d
     """~5 s at 400 events/s: the raw and consent topics hold exactly the messages, items
     and records of the summary, consent keys are "type:id", and pacing took ~5 s."""
     create_topics(settings, topic_specs(settings))
-    generator = TrafficGenerator(seed=9, realtime=True, rate=400, geo_db=geo_db,
-                                 optout_share=0.1)
+    generator = TrafficGenerator(seed=9, realtime=True, rate=400, geo_db=geo_db, optout_share=0.1)
     lines: list[str] = []
     started = time.monotonic()
     truth = send_to_kafka(settings, generator, duration_s=5.0, progress=lines.append)
@@ -43,8 +42,10 @@ def test_kafka_receives_exactly_what_the_truth_reports(settings: Settings, geo_d
     assert sum(d.consumed for d in decoded) == truth["items"] == 2_000
     assert sum(len(d.events) for d in decoded) == truth["events"]
     assert all(r.key is None for r in raw)
-    assert all(r.key.decode().split(":", 1)[0] in ("user_id", "cookie_id", "device_id", "ad_id")
-               for r in consent)
+    assert all(
+        r.key.decode().split(":", 1)[0] in ("user_id", "cookie_id", "device_id", "ad_id")
+        for r in consent
+    )
 
 
 def test_stop_ends_sending_cleanly(settings: Settings, geo_db: Path) -> None:
@@ -64,9 +65,26 @@ def test_cli_interrupt_flushes_and_prints_the_truth(settings: Settings, geo_db: 
     truth as JSON on stdout and exits 0; the topic holds exactly what it reports."""
     create_topics(settings, topic_specs(settings))
     process = subprocess.Popen(
-        [sys.executable, "-m", "stream", "generate", "--to", "kafka", "--rate", "300",
-         "--duration", "60", "--seed", "12", "--geo-db", str(geo_db)],
-        cwd=ROOT, env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "generate",
+            "--to",
+            "kafka",
+            "--rate",
+            "300",
+            "--duration",
+            "60",
+            "--seed",
+            "12",
+            "--geo-db",
+            str(geo_db),
+        ],
+        cwd=ROOT,
+        env=settings_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     time.sleep(4.0)
     process.send_signal(signal.SIGINT)

@@ -46,17 +46,24 @@ def test_generated_numbers_are_valid(seed: int) -> None:
 
 @pytest.mark.parametrize(
     ("style", "expected"),
-    [(0, "+33 6 12 34 56 78"), (1, "06.12.34.56.78"), (2, "06-12-34-56-78"),
-     (3, "06 12 34 56 78"), (4, "0612345678"), (5, "+33612345678")],
+    [
+        (0, "+33 6 12 34 56 78"),
+        (1, "06.12.34.56.78"),
+        (2, "06-12-34-56-78"),
+        (3, "06 12 34 56 78"),
+        (4, "0612345678"),
+        (5, "+33612345678"),
+    ],
 )
 def test_phone_formats(style: int, expected: str) -> None:
     """French phone numbers in the formats people type."""
     assert pii.format_phone("0612345678", style) == expected
 
 
-@pytest.mark.parametrize(("style", "expected"), [(0, "4970101234567890"),
-                                                 (1, "4970 1012 3456 7890"),
-                                                 (2, "4970-1012-3456-7890")])
+@pytest.mark.parametrize(
+    ("style", "expected"),
+    [(0, "4970101234567890"), (1, "4970 1012 3456 7890"), (2, "4970-1012-3456-7890")],
+)
 def test_card_formats(style: int, expected: str) -> None:
     """Card numbers contiguous, spaced or dashed by groups of four."""
     assert pii.format_card("4970101234567890", style) == expected

@@ -11,8 +11,12 @@ from stream.local.traffic.truth import Truth
 
 
 def _event(event_id: str, **fields: Any) -> dict[str, Any]:
-    return {"event_id": event_id, "event_type": "page_view",
-            "occurred_at": f"2025-03-01T09:00:0{event_id}.000Z", **fields}
+    return {
+        "event_id": event_id,
+        "event_type": "page_view",
+        "occurred_at": f"2025-03-01T09:00:0{event_id}.000Z",
+        **fields,
+    }
 
 
 def _raw(*documents: dict[str, Any], reasons: tuple[str, ...] = ()) -> Message:
@@ -23,8 +27,12 @@ def _raw(*documents: dict[str, Any], reasons: tuple[str, ...] = ()) -> Message:
 
 def _consent(record: dict[str, Any]) -> Message:
     value = orjson.dumps(record)
-    return Message("consent", f"{record['subject_type']}:{record['subject_id']}".encode(), value,
-                   (Item(record, value),))
+    return Message(
+        "consent",
+        f"{record['subject_type']}:{record['subject_id']}".encode(),
+        value,
+        (Item(record, value),),
+    )
 
 
 def test_counts_without_visit_numbers() -> None:
@@ -34,8 +42,16 @@ def test_counts_without_visit_numbers() -> None:
     truth.add(_raw(_event("1", cookie_id="c1", gpc=True), _event("2"), reasons=("not_object",)))
     truth.add(_consent({"subject_type": "cookie_id", "subject_id": "c1", "action": "opt_out"}))
     truth.add(_raw(_event("3", cookie_id="c1"), _event("4", user_id="u", cookie_id="c1")))
-    truth.add(_consent({"subject_type": "cookie_id", "subject_id": "c1", "action": "opt_out",
-                        "purposes": ["advertising"]}))
+    truth.add(
+        _consent(
+            {
+                "subject_type": "cookie_id",
+                "subject_id": "c1",
+                "action": "opt_out",
+                "purposes": ["advertising"],
+            }
+        )
+    )
     truth.add(_raw(_event("5", cookie_id="c1")))
     truth.add(_consent({"subject_type": "user_id", "subject_id": "u", "action": "erase"}))
     truth.add(_raw(_event("6", user_id="u", consent={"analytics": False}), _event("7", mac="m")))
@@ -48,8 +64,12 @@ def test_counts_without_visit_numbers() -> None:
     assert summary["events_with_gpc"] == 1
     assert summary["events_consent_analytics_false"] == 1
     assert summary["distinct_subjects"] == 2  # cookie_id:c1, user_id:u
-    assert summary["consent_records_by_action"] == {"opt_out": 2, "opt_in": 0, "erase": 1,
-                                                    "child": 0}
+    assert summary["consent_records_by_action"] == {
+        "opt_out": 2,
+        "opt_in": 0,
+        "erase": 1,
+        "child": 0,
+    }
     assert summary["batches"]["array_sizes"] == {"1": 1, "2": 2, "3": 1}
     assert [entry["seq"] for entry in summary["log"]] == list(range(7))
     assert truth.summary()["events"] == 7  # summarising twice changes nothing
