@@ -244,3 +244,16 @@ class ConsentGate:
         if self._honour_dnt and event.get("dnt") is True:
             return reasons.DNT
         return None
+
+
+def child_records(event: Mapping[str, object], requested_at: str) -> list[dict[str, str]]:
+    """The `child` consent records an event flagged `age_under_16` stands for: one per
+    subject identifier it carries (user, cookie, device, advertising id), so that the
+    consent table drops every later event of those identifiers and the aggregate stage
+    removes them from windows still open, as for a `child` record from the CMP. An event
+    with no such identifier (a cookieless visitor) stands for none."""
+    return [
+        {"subject_type": name, "subject_id": value, "action": "child", "requested_at": requested_at}
+        for name in SUBJECT_FIELDS
+        if isinstance(value := event.get(name), str) and value
+    ]

@@ -165,6 +165,7 @@ OUTPUT_FIELD_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
 }
 """JSON Schema of each output field: `schemas/pseudonymized-event.v1.json` is built from it."""
 
+
 def pseudonymized_event_schema() -> dict[str, Any]:
     """The JSON Schema of the anonymized event (`schemas/pseudonymized-event.v1.json`)."""
     return {

@@ -191,9 +191,7 @@ def bench_import(count: int) -> None:
         values = [orjson.dumps(record) for record in records(count)]
         keys = [record_key(record) for record in records(count)]
         partition_s = timeit.timeit(lambda: default_partitions(keys, PARTITIONS), number=1)
-        print(
-            f"  of which partitioning (murmur2): {partition_s / count * 1e9:.0f} ns/row"
-        )
+        print(f"  of which partitioning (murmur2): {partition_s / count * 1e9:.0f} ns/row")
         ceiling = print_rate(
             "ceiling: pre-encoded records, hand-built batches (aiokafka)",
             count,

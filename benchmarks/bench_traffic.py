@@ -30,9 +30,11 @@ def main() -> None:
         truth = write_files(generator, Path(tmp) / "bench.jsonl", max_items=args.items)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         size = (Path(tmp) / "bench.jsonl").stat().st_size
-    print(f"generated {truth['items']} items ({truth['events']} valid events, "
-          f"{truth['messages']['raw']} messages, {size / 1e6:.0f} MB) in {wall:.1f} s: "
-          f"{truth['items'] / wall:,.0f} items/s wall, {truth['items'] / cpu:,.0f} items/s CPU")
+    print(
+        f"generated {truth['items']} items ({truth['events']} valid events, "
+        f"{truth['messages']['raw']} messages, {size / 1e6:.0f} MB) in {wall:.1f} s: "
+        f"{truth['items'] / wall:,.0f} items/s wall, {truth['items'] / cpu:,.0f} items/s CPU"
+    )
 
 
 if __name__ == "__main__":

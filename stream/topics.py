@@ -178,4 +178,3 @@ def partition_counts(settings: Settings, names: list[str]) -> dict[str, int]:
     with admin_client(settings) as admin:
         described = admin.describe_topics(names)
     return {t["name"]: len(t["partitions"]) for t in described if t.get("partitions")}
-

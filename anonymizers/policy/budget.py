@@ -71,20 +71,13 @@ class Family:
     threshold: int
     sigma_value: float | None
     sigma_sum: float | None
-    conversion_delta: float
-    """The family's share of the delta spent converting zCDP to (epsilon, delta)."""
-
-    @property
-    def epsilon_day(self) -> float:
-        """What the family spends of a person-day, as epsilon at `delta_share`: its rho_day
-        converted at its share of the conversion delta. Adding the families' shares
-        over-states the total (the conversion of the sum is tighter), never under-states."""
-        return epsilon_of(self.rho_day, self.conversion_delta)
-
-    @property
-    def delta_share(self) -> float:
-        """The delta of `epsilon_day`: the conversion share plus the thresholds' delta."""
-        return self.conversion_delta + self.delta_day
+    epsilon_share: float
+    """The family's share of epsilon_per_day, by weight as its rho: what a record states.
+    The loss of a person-day is the conversion of the families' summed rho (zCDP composes
+    by adding rho), which the policy check holds to epsilon_per_day."""
+    delta_share: float
+    """The family's share of delta_per_day, by weight: half for the conversion, half for
+    its thresholds (`delta_day` is what they use of it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +155,8 @@ def allocate_sections(
         metric = metrics[name]
         share = metric.weight / total_weight
         per_day = caps[size]
-        max_cells = metric.max_cells or release.max_cells_per_metric
+        # One cell per window without dimension: a person is in at most one.
+        max_cells = (metric.max_cells or release.max_cells_per_metric) if metric.dimensions else 1
         k = release.k_search_terms if metric.sensitive else release.k_min_subjects
         rho = rho_day * share / per_day
         if metric.dimensions:
@@ -198,7 +192,8 @@ def allocate_sections(
                 threshold=threshold,
                 sigma_value=sigma_value,
                 sigma_sum=sigma_sum,
-                conversion_delta=(release.delta_per_day / 2) * share,
+                epsilon_share=release.epsilon_per_day * share,
+                delta_share=release.delta_per_day * share,
             )
         )
     return Budget(release.epsilon_per_day, release.delta_per_day, tuple(out))

@@ -160,9 +160,7 @@ class PartitionAggregator:
         epoch_s = aggregation.epoch_seconds
         # W per window size, where it binds (fewer than the windows of that size in an epoch).
         self._caps: dict[int, int] = {
-            size: cap
-            for size, cap in aggregation.windows_per_day.items()
-            if cap < epoch_s // size
+            size: cap for size, cap in aggregation.windows_per_day.items() if cap < epoch_s // size
         }
         self._exclude_bots = aggregation.exclude_bots
         # Per event type: (space index, the dimension when there is exactly one, space).
@@ -460,20 +458,7 @@ class PartitionAggregator:
                             if not len(keys):
                                 continue
                     window = self._window_state(size, int(w_start), int(offs[p].min()))
-                    store = window.stores.get(space.index)
-                    if val is None:
-                        if store is None:
-                            store = window.stores[space.index] = PairStore.empty()
-                        assert isinstance(store, PairStore)
-                        store.add(keys, bound_l=space.max_contributions, bound_m=space.max_cells)
-                    else:
-                        if store is None:
-                            store = window.stores[space.index] = ValueStore.empty()
-                        assert isinstance(store, ValueStore)
-                        assert vals is not None
-                        store.add(
-                            keys, vals, bound_l=space.max_contributions, bound_m=space.max_cells
-                        )
+                    _store(window, space, keys, vals)
         latest = int(t.max())
         if self._max_event_us is None or latest > self._max_event_us:
             self._max_event_us = latest
@@ -684,6 +669,22 @@ class PartitionAggregator:
             "metrics": metrics_summary,
         }
         return records, summary
+
+
+def _store(window: _OpenWindow, space: _Space, keys: Any, values: Any) -> None:
+    """Add (subject, cell) keys, and their values for a summary, to a window's store of
+    `space`, bounded by its L and M."""
+    store = window.stores.get(space.index)
+    if values is None:
+        if store is None:
+            store = window.stores[space.index] = PairStore.empty()
+        assert isinstance(store, PairStore)
+        store.add(keys, bound_l=space.max_contributions, bound_m=space.max_cells)
+        return
+    if store is None:
+        store = window.stores[space.index] = ValueStore.empty()
+    assert isinstance(store, ValueStore)
+    store.add(keys, values, bound_l=space.max_contributions, bound_m=space.max_cells)
 
 
 def _heads(sorted_values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -215,7 +215,9 @@ class ReleaseSpec:
         return self.k_search_terms if metric.sensitive else self.k_min_subjects
 
     def cells_bound(self, metric: MetricSpec) -> int:
-        """M for `metric`."""
+        """M for `metric` (1 without dimension: a window has one cell)."""
+        if not metric.dimensions:
+            return 1
         return metric.max_cells or self.max_cells_per_metric
 
     def contributions_bound(self, metric: MetricSpec) -> int:

@@ -115,10 +115,9 @@ class DaySummary:
 
     @property
     def within_budget(self) -> bool:
-        return (
-            self.epsilon_spent <= self.epsilon_budget * (1 + 1e-9)
-            and self.delta_spent <= self.delta_budget * (1 + 1e-9)
-        )
+        return self.epsilon_spent <= self.epsilon_budget * (
+            1 + 1e-9
+        ) and self.delta_spent <= self.delta_budget * (1 + 1e-9)
 
 
 def summarise(entries: Iterable[Mapping[str, Any]], day: str) -> DaySummary | None:

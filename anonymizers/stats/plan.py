@@ -158,7 +158,7 @@ def _row(
         shown += value
         if true >= LARGE_CELL:
             errors.append(abs(value - true) / true)
-    epsilon = budget.family(metric.name, size).epsilon_day if budget is not None else None
+    epsilon = budget.family(metric.name, size).epsilon_share if budget is not None else None
     return PlanRow(
         metric=metric.name,
         window_seconds=size,

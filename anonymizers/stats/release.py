@@ -305,9 +305,7 @@ class ReleaseEngine:
                 audit.forget_before(floor)
             # Keys and offsets of windows before the floor are never needed again.
             self._published = {k for k in self._published if _key_end(k) > floor}
-            self._published_windows = {
-                w for w in self._published_windows if _key_end(w) > floor
-            }
+            self._published_windows = {w for w in self._published_windows if _key_end(w) > floor}
             for table in (*self._needed.values(), *self._progress_offsets.values()):
                 for offset in [o for o, t in table.items() if t <= floor]:
                     del table[offset]
@@ -459,7 +457,7 @@ class ReleaseEngine:
             **common,
             "threshold": family.threshold,
             "rho": family.rho,
-            "epsilon": family.epsilon_day,
+            "epsilon": family.epsilon_share,
             "delta": family.delta_share,
             "suppression": None,
         }

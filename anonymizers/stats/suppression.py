@@ -195,6 +195,14 @@ class SuppressionAudit:
             (lvl, self._start_at(lvl, start_us)) for lvl in range(level + 1, self._top + 1)
         ]
         pending = self._undecided_ancestors(ledger, ancestors, cells, total_subjects, k)
+        # Cells a finer window saw that this window lacks (its own bound M dropped them):
+        # never released, so unknowns to the attacker as well; their value is no secret.
+        absent = [
+            (*self._edge(ledger, level, start_us, c), False)
+            for c in sorted(ledger.present.get((level, start_us), {}))
+            if c not in cells
+        ]
+        pending += absent
         own_total = self._edge(ledger, level, start_us, None)
         cell_edge = {c: self._edge(ledger, level, start_us, c) for c in names}
         problem = _Problem(
@@ -212,6 +220,7 @@ class SuppressionAudit:
         held_edges = [
             (*cell_edge[c], c in problem.primary or unresolved) for c in names if c in held
         ]
+        held_edges += absent
         ledger.without_totals.add(held_edges if with_other else [*held_edges, (*own_total, False)])
         ledger.with_totals.add(
             held_edges if total_subjects >= k else [*held_edges, (*own_total, False)]
@@ -331,11 +340,11 @@ class _Problem:
         # With totals known, a bridge present even when this window releases nothing is not
         # of its making (a total below k that is a difference of totals of k or more, over a
         # window with a single cell): only bridges its releases would add are repaired.
-        baseline = set(self.new_bridges(self.views[1], set(self.names), set())[1])
+        baselines = [set(self.new_bridges(view, set(self.names), set())[1]) for view in self.views]
         held = set(self.primary)
         complementary: list[str] = []
         while True:
-            bridged, choice = self._next_choice(held, baseline)
+            bridged, choice = self._next_choice(held, baselines)
             if not bridged:
                 return held, complementary, False
             if choice is None:
@@ -343,9 +352,9 @@ class _Problem:
             held.add(choice)
             complementary.append(choice)
 
-    def _next_choice(self, held: set[str], baseline: set[object]) -> tuple[bool, str | None]:
+    def _next_choice(self, held: set[str], baselines: list[set[object]]) -> tuple[bool, str | None]:
         """(a new bridge is left, the next cell to hold back to break it, None if none does)."""
-        for view, base_keys in ((self.views[0], set[object]()), (self.views[1], baseline)):
+        for view, base_keys in zip(self.views, baselines, strict=True):
             found, all_keys, keys = self.new_bridges(view, held, base_keys)
             if not keys:
                 continue

@@ -119,7 +119,7 @@ def allocation_lines(policy: Policy) -> list[str]:
         f"release mode dp: at most epsilon {release.epsilon_per_day:g} and delta "
         f"{release.delta_per_day:g} per person-day (zCDP: rho {budget.rho_day:.4f} a day)",
         f"  {'metric':<24} {'window':>6} {'W/day':>5} {'rho/window':>11} {'sd people':>9} "
-        f"{'threshold':>9} {'sd value':>9} {'epsilon/day':>11}",
+        f"{'threshold':>9} {'sd value':>9} {'eps share':>11}",
     ]
     for family in budget.families:
         value = "-" if family.sigma_value is None else f"{family.sigma_value:.1f}"
@@ -127,7 +127,7 @@ def allocation_lines(policy: Policy) -> list[str]:
         lines.append(
             f"  {family.metric:<24} {window_text(family.window_seconds):>6} "
             f"{family.windows_per_day:>5} {family.rho:>11.5f} {people:>9} "
-            f"{family.threshold:>9} {value:>9} {family.epsilon_day:>11.3f}"
+            f"{family.threshold:>9} {value:>9} {family.epsilon_share:>11.3f}"
         )
     lines.append(
         f"  worst case of a person-day: epsilon {budget.epsilon_day:.3f} of "

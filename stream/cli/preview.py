@@ -9,9 +9,15 @@ through the same `anonymizers.chain.Pipeline` the anonymize agent runs. Writes t
   (path and rule, never the value) and a few before/after examples whose "before" side is
   itself masked (identifiers, IP and personal data replaced);
 - `aggregates.jsonl`: the aggregates the stream would release on these events (records of
-  `schemas/aggregate.v1.json`, one per line, in release order), computed by the stream's own
+  `schemas/aggregate.v2.json`, one per line, in release order), computed by the stream's own
   aggregation and release code in one process (`anonymizers.stats.release.LocalRelease`): windows,
-  caps, k, suppression audit and noise of the policy (noise is drawn afresh on each run).
+  caps, k, suppression audit and noise of the policy (noise is drawn afresh on each run);
+- `report.md`: the planner's table (what each metric and window size releases).
+
+An event flagged `age_under_16` stands for `child` records of its identifiers, as the stream's
+anonymize stage writes them: the whole file is read once for them first, so those people's
+events count nowhere (the stream removes them from the windows still open when the flagged
+event comes; a window it released before is final, which one pass over a file cannot tell).
 
 Keys are generated for the run and never written: pseudonyms differ on every run.
 """
@@ -23,6 +29,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -30,7 +37,7 @@ import click
 import orjson
 
 from anonymizers.chain import Pipeline
-from anonymizers.consent import ConsentState
+from anonymizers.consent import ConsentState, child_records
 from anonymizers.exceptions import ConsentRecordError
 from anonymizers.geo import GeoLookup
 from anonymizers.geo.bundled import default_database_path
@@ -287,6 +294,23 @@ def _write_aggregates(path: Path, sink: PreviewAggregates) -> int:
     return released
 
 
+def children_of(events_path: Path, requested_at: str) -> list[dict[str, str]]:
+    """The `child` consent records the valid events flagged age_under_16 in the file stand
+    for (lines that do not mention the flag are not parsed)."""
+    records: dict[tuple[str, str], dict[str, str]] = {}
+    with events_path.open("rb") as source:
+        for _, line in _lines(source):
+            if b"age_under_16" not in line:
+                continue
+            batch, _ = _events_of(line)
+            for event in batch or ():
+                flagged = isinstance(event, dict) and event.get("age_under_16") is True
+                if flagged and validate_event(event) is None:
+                    for record in child_records(event, requested_at):
+                        records[(record["subject_type"], record["subject_id"])] = record
+    return list(records.values())
+
+
 def run_preview(
     *,
     events_path: Path,
@@ -300,6 +324,12 @@ def run_preview(
 ) -> dict[str, Any]:
     """Preview `events_path` into `out_dir`; returns the report (also written as JSON)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    children = children_of(events_path, now)
+    if children:
+        consent = consent if consent is not None else ConsentState()
+        for record in children:
+            consent.apply(record)
     keys = GeneratedKeyProvider(rotation_seconds=policy.keys.rotation_seconds)
     pipeline = Pipeline.from_policy(
         policy, keys=keys, geo=geo, consent=consent, record_actions=True
@@ -326,6 +356,7 @@ def run_preview(
             "ledger": sink.ledger(),
         },
         "consent": dict(consent_summary) if consent_summary is not None else None,
+        "children_flagged": len(children),
         "seconds": round(time.monotonic() - started, 3),
     }
     (out_dir / REPORT_FILE).write_bytes(
@@ -468,8 +499,7 @@ def report_markdown(result: Mapping[str, Any], policy: Policy, rows: Iterable[Pl
     """report.md: the preview in a page a privacy officer reads."""
     release = policy.release
     protection = (
-        f"dp, epsilon {release.epsilon_per_day} and delta {release.delta_per_day:g} per "
-        "person-day"
+        f"dp, epsilon {release.epsilon_per_day} and delta {release.delta_per_day:g} per person-day"
         if release.mode == "dp"
         else f"exact, k {release.k_min_subjects} (search terms {release.k_search_terms})"
     )

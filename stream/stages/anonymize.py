@@ -25,6 +25,8 @@ from typing import Any, Protocol
 import faust
 import orjson
 
+from anonymizers import reasons
+from anonymizers.consent import child_records
 from anonymizers.intake import TOO_LARGE, Invalid, decode_message
 from stream.app import raw_topic
 from stream.health.metrics import (
@@ -72,6 +74,8 @@ class StageCounters:
     forwarded: int = 0
     deadlettered: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    children_reported: int = 0
+    """`child` consent records sent for events flagged age_under_16."""
 
     def reconciles(self) -> bool:
         """consumed = forwarded + dead-lettered + dropped by policy."""
@@ -86,6 +90,8 @@ class Routed:
 
     forward: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     deadletter: list[bytes] = field(default_factory=list)
+    consent: list[tuple[bytes, bytes]] = field(default_factory=list)
+    """(key, value) of `child` consent records for events flagged age_under_16."""
 
     def forward_payloads(self) -> list[tuple[int, bytes]]:
         """(partition, JSON array of anonymized events) pairs, one message per partition."""
@@ -94,6 +100,9 @@ class Routed:
 
 PARTITION_CACHE_SIZE = 100_000
 """Subjects whose destination partition the stage remembers (cleared when full)."""
+CHILDREN_SEEN_SIZE = 100_000
+"""Consent keys of children the stage remembers having sent (cleared when full): a child's
+burst of events sends one record per identifier, not one per event."""
 SOURCE_HEADER = "anonstream-src"
 """Header of every events.pseudonymized message: `<raw partition>:<raw offset>` it came from."""
 
@@ -132,6 +141,7 @@ class AnonymizeStage:
         self._max_message_bytes = max_message_bytes
         self._clock = clock or (lambda: datetime.now(UTC))
         self._partition_cache: dict[str, int] = {}
+        self._children_sent: set[bytes] = set()
         self.counters = StageCounters()
 
     def process(self, value: bytes | None, *, topic: str, partition: int, offset: int) -> Routed:
@@ -147,17 +157,35 @@ class AnonymizeStage:
                 self.deadletter_record(invalid, topic=topic, partition=partition, offset=offset)
             )
         passed = []
-        for outcome in self._pipeline.process_batch(decoded.events):
+        outcomes = self._pipeline.process_batch(decoded.events)
+        for event, outcome in zip(decoded.events, outcomes, strict=True):
             reason = getattr(outcome, "reason", None)
-            if reason is not None:
-                counters.dropped[reason] += 1
-            else:
+            if reason is None:
                 passed.append(outcome)
+                continue
+            counters.dropped[reason] += 1
+            if reason == reasons.UNDER_16:
+                routed.consent.extend(self._child_records(event))
         targets = self._partitions_of([outcome.subject for outcome in passed])
         for outcome, target in zip(passed, targets, strict=True):
             routed.forward.setdefault(target, []).append(outcome.event)
         counters.forwarded += len(passed)
         return routed
+
+    def _child_records(self, event: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+        """The `child` consent records of an event flagged age_under_16 not sent yet."""
+        at = self._clock().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        out = []
+        for record in child_records(event, at):
+            key = f"{record['subject_type']}:{record['subject_id']}".encode()
+            if key in self._children_sent:
+                continue
+            if len(self._children_sent) >= CHILDREN_SEEN_SIZE:
+                self._children_sent.clear()
+            self._children_sent.add(key)
+            out.append((key, orjson.dumps(record)))
+        self.counters.children_reported += len(out)
+        return out
 
     def _partitions_of(self, subjects: list[str]) -> list[int]:
         """The destination partition of each subject; the subjects not seen before are hashed
@@ -264,6 +292,11 @@ class AnonymizeRuntime:
         yield counter_by(
             "anonstream_events_dropped", "Events dropped by policy.", "reason", dict(c.dropped)
         )
+        yield counter(
+            "anonstream_children_reported",
+            "child consent records sent for events flagged age_under_16.",
+            c.children_reported,
+        )
         lag = self.probe.consent_lag() if self.probe is not None else None
         yield from consent_families(self.consent, lag=lag)
         yield from key_families(epochs=self.keyring.log.epochs(), current=self.keyring.ready())
@@ -275,6 +308,7 @@ def register_anonymize(app: faust.App, *, settings: Settings, runtime: Anonymize
     source = raw_topic(app, settings.topic_raw)
     sink = raw_topic(app, settings.topic_pseudonymized, partitions=settings.partitions)
     deadletter = raw_topic(app, settings.topic_deadletter)
+    consent = raw_topic(app, settings.topic_consent)
     stage = runtime.stage
     watch = runtime.watch = ProgressWatch(
         topic=settings.topic_raw,
@@ -322,6 +356,11 @@ def register_anonymize(app: faust.App, *, settings: Settings, runtime: Anonymize
                 await sink.send(value=payload, partition=partition, headers=headers)
             for record in routed.deadletter:
                 await deadletter.send(value=record)
+            # A child's identifiers, keyed as the CMP's records (the same partition): every
+            # anonymize worker's consent table then drops their later events, and the
+            # aggregate stage removes them from open windows (PRIVACY.md, children).
+            for key, value in routed.consent:
+                await consent.send(key=key, value=value)
             watch.processed(message.partition, message.offset + 1, time.perf_counter() - started)
 
     register_web(app, runtime, stage="anonymize")

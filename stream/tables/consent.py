@@ -164,4 +164,3 @@ class ConsentTable:
             # The message names the rule broken, never the subject.
             self.invalid_records += 1
             log.warning("invalid consent record skipped: %s", type(exc).__name__)
-

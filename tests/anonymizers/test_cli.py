@@ -121,13 +121,13 @@ max_contributions_per_cell = 100000
     assert lines[0] == f"{path}: 4 errors"
     assert sorted(line.strip() for line in lines[1:]) == sorted(
         [
-            'aggregation.windows must be nested durations, each dividing the next (90s is not '
+            "aggregation.windows must be nested durations, each dividing the next (90s is not "
             'a multiple of 60s); got ["1m", "90s", "1d"]',
             "context.time_on_page_max must be at most 65535s while a metric summarises "
-            "time_on_page_ms (one-second histogram bins, at most 65536); got \"1d\"",
+            'time_on_page_ms (one-second histogram bins, at most 65536); got "1d"',
             "aggregation.metrics[1].dimensions must be more than a subset of metric "
             "'visitors''s ['country', 'region'] over the same events (a roll-up could reveal "
-            'suppressed cells: define one metric at the finest level the policy allows); '
+            "suppressed cells: define one metric at the finest level the policy allows); "
             'got ["country"]',
             "release.max_contributions_per_cell must be an integer from 1 to 65535; got 100000",
         ]

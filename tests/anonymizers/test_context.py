@@ -142,7 +142,9 @@ def test_time_on_page_clamped(raw: object, expected: int | None) -> None:
 def test_explicit_sdk_fields_win_and_unknown_becomes_other() -> None:
     """SDK fields map through the same tables; unknown free text never passes through."""
     unit = ContextAnonymizer(ContextConfig())
-    out = unit.outcome({"browser": "Chrome 120.0.6099", "os": "Android 14", "hardware": "iPhone15,2"})
+    out = unit.outcome(
+        {"browser": "Chrome 120.0.6099", "os": "Android 14", "hardware": "iPhone15,2"}
+    )
     assert (out.browser, out.browser_major, out.os, out.os_major, out.hardware) == (
         "Chrome",
         120,

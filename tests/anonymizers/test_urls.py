@@ -177,6 +177,8 @@ def test_emails_in_paths_never_survive(email: str) -> None:
     from urllib.parse import quote
 
     for segment in (email, quote(email, safe=""), quote(quote(email, safe=""), safe="")):
-        result = UrlScrubber(UrlsConfig(), cache_size=0).scrub(f"https://shop.example/u/{segment}/x")
+        result = UrlScrubber(UrlsConfig(), cache_size=0).scrub(
+            f"https://shop.example/u/{segment}/x"
+        )
         assert result is None or email.casefold() not in result.casefold()
         assert result is None or "@" not in result

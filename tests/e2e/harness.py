@@ -189,9 +189,10 @@ class Pipeline:
         lines = (directory / "out" / "aggregates.jsonl").read_bytes().splitlines()
         return [orjson.loads(line) for line in lines]
 
-    def released_day(self) -> list[tuple[str, dict[str, Any]]]:
-        """(key, value) of stats.aggregates once every metric's D-2 day window is out."""
-        records = self.released(until=day_complete(self.timeline.day))
+    def released_day(self, names: Iterable[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(key, value) of stats.aggregates once every metric's D-2 day window is out (or
+        that of each of `names`)."""
+        records = self.released(until=day_complete(self.timeline.day, names))
         return [(r.key.decode(), orjson.loads(r.value)) for r in records]
 
     def all_released(self) -> list[Any]:
@@ -227,9 +228,13 @@ def pipeline_run(
         factory.stop_all()
 
 
-def day_complete(day_start_s: int) -> Callable[[list[dict[str, Any]]], bool]:
-    """True once every metric has a released record of the day window starting at
-    `day_start_s` (decided last: every earlier window of the metric is decided then)."""
+def day_complete(
+    day_start_s: int, names: Iterable[str] | None = None
+) -> Callable[[list[dict[str, Any]]], bool]:
+    """True once every metric (or each of `names`) has a released record of the day window
+    starting at `day_start_s` (decided last: every earlier window of the metric is decided
+    then, and every metric's windows of one size are decided together)."""
+    wanted = set(names) if names is not None else {m.name for m in METRICS if DAY_S in m.windows}
     start = rfc3339_ms(day_start_s * 1000).replace(".000", "")
 
     def done(values: Iterable[dict[str, Any]]) -> bool:
@@ -238,6 +243,6 @@ def day_complete(day_start_s: int) -> Callable[[list[dict[str, Any]]], bool]:
             for v in values
             if v["window_seconds"] == DAY_S and v["window_start"] == start
         }
-        return seen >= {m.name for m in METRICS}
+        return seen >= wanted
 
     return done

@@ -5,6 +5,9 @@ sharing no code with the engine: tumbling windows on event time; per person, met
 window the first M cells in that person's event order are admitted; at most L contributions
 per person and cell; time on page clamped to [0, clamp]; a cell is released only with k
 distinct people (the search k for the sensitive metric).
+
+aggregate.v2 publishes one record per statistic; `by_cell` groups them back into one value
+per cell (a number, or a summary's statistics by name) for the comparisons here.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class Metric:
     event_type: str
     dimensions: tuple[str, ...]
     sensitive: bool = False
+    windows: tuple[int, ...] = WINDOWS
+    statistics: tuple[str, ...] = ("count", "mean", "p50", "p90")  # a summary's
 
     @property
     def k(self) -> int:
@@ -50,32 +55,36 @@ METRICS: tuple[Metric, ...] = (
 BY_NAME = {m.name: m for m in METRICS}
 
 
+DURATIONS = {60: "1m", 3600: "1h", 86400: "1d"}
+
+
 def policy_toml(
     *,
     version: str = "e2e",
-    noise: bool = False,
-    mechanism: str = "geometric",
-    epsilon: float = 1.0,
+    mode: str = "exact",
+    metrics: tuple[Metric, ...] = METRICS,
+    epsilon: float = 8.0,
     lateness: str = "3h",
     idle: str = "1h",
 ) -> str:
     """The test policy: the constants above, default settings otherwise."""
-    metrics = []
-    for metric in METRICS:
+    blocks = []
+    for metric in metrics:
         lines = [
             "[[aggregation.metrics]]",
             f'name = "{metric.name}"',
             f'event_types = ["{metric.event_type}"]',
             "dimensions = [" + ", ".join(f'"{d}"' for d in metric.dimensions) + "]",
             f'aggregate = "{metric.aggregate}"',
+            "windows = [" + ", ".join(f'"{DURATIONS[w]}"' for w in metric.windows) + "]",
         ]
         if metric.aggregate == "summary":
-            # No percentiles are released with noise (the policy check refuses them).
-            statistics = '["count", "mean"]' if noise else '["count", "mean", "p50", "p90"]'
-            lines += ['value_field = "time_on_page_ms"', f"statistics = {statistics}"]
+            statistics = ", ".join(f'"{name}"' for name in metric.statistics)
+            lines += ['value_field = "time_on_page_ms"', f"statistics = [{statistics}]"]
         if metric.sensitive:
             lines.append("sensitive = true")
-        metrics.append("\n".join(lines))
+        blocks.append("\n".join(lines))
+    windows = sorted({w for m in metrics for w in m.windows})
     return f"""schema_version = 1
 policy_version = "{version}"
 
@@ -87,26 +96,50 @@ retention = "96h"
 time_on_page_max = "{CLAMP_MS // 60_000}m"
 
 [aggregation]
-windows = ["1m", "1h", "1d"]
+windows = [{", ".join(f'"{DURATIONS[w]}"' for w in windows)}]
 allowed_lateness = "{lateness}"
 idle_timeout = "{idle}"
 
-{chr(10).join(m + chr(10) for m in metrics)}
+{chr(10).join(b + chr(10) for b in blocks)}
 [release]
+mode = "{mode}"
+epsilon_per_day = {epsilon}
 k_min_subjects = {K}
 k_search_terms = {K_SEARCH}
 max_contributions_per_cell = {L}
 max_cells_per_metric = {M}
 suppression = "other"
-
-[release.noise]
-enabled = {"true" if noise else "false"}
-mechanism = "{mechanism}"
-epsilon = {epsilon}
 """
 
 
-def truth_cells(views: Iterable[Mapping[str, Any]]) -> dict[CellKey, RefCell]:
+def cell_of(key: str) -> str:
+    """The key of a released record without its statistic: the key of its cell."""
+    return key.rsplit("|", 1)[0]
+
+
+def by_cell(records: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """aggregate.v2 records (one per statistic) as one (cell key, value) per cell, in the
+    order cells first appear: the record's fields but `statistic` and `noise_sd`, its
+    `value` the number of a count or distinct count, or a summary's statistics by name."""
+    cells: dict[str, dict[str, Any]] = {}
+    for key, record in records:
+        cell = cell_of(key)
+        if cell not in cells:
+            grouped = {k: v for k, v in record.items() if k not in ("statistic", "noise_sd")}
+            grouped["value"] = {} if record["aggregate"] == "summary" else None
+            cells[cell] = grouped
+        grouped = cells[cell]
+        if record["aggregate"] == "summary":
+            grouped["value"][record["statistic"]] = record["value"]
+        else:
+            assert grouped["value"] is None, f"two statistics for {cell}"
+            grouped["value"] = record["value"]
+    return list(cells.items())
+
+
+def truth_cells(
+    views: Iterable[Mapping[str, Any]], metrics: tuple[Metric, ...] = METRICS
+) -> dict[CellKey, RefCell]:
     """Every cell of every window: key (metric, window seconds, start - BASE_S, dims)."""
     first_cells: dict[tuple[str, int, int, str], list[tuple[tuple[str, str], ...]]] = defaultdict(
         list
@@ -114,14 +147,14 @@ def truth_cells(views: Iterable[Mapping[str, Any]]) -> dict[CellKey, RefCell]:
     taken: dict[tuple[str, int, int, str, tuple[tuple[str, str], ...]], int] = defaultdict(int)
     out: dict[CellKey, RefCell] = defaultdict(RefCell)
     for view in views:
-        for metric in METRICS:
+        for metric in metrics:
             if view["event_type"] != metric.event_type:
                 continue
             values = [view.get(d) for d in metric.dimensions]
             if any(not isinstance(v, str) or not v for v in values):
                 continue
             dims = tuple(sorted(zip(metric.dimensions, values, strict=True)))
-            for size in WINDOWS:
+            for size in metric.windows:
                 start = view["t"] - view["t"] % size
                 owner = (metric.name, size, start, view["subject"])
                 cells = first_cells[owner]
@@ -155,11 +188,10 @@ def expected_value(metric: Metric, cells: Iterable[RefCell]) -> Any:
     if metric.aggregate == "distinct_subjects":
         return len(set().union(*(c.subjects for c in group)))
     values = [v for c in group for v in c.values]
+    found = {"count": len(values), "sum": sum(values), "mean": sum(values) / len(values)}
     return {
-        "count": len(values),
-        "mean": sum(values) / len(values),
-        "p50": percentile_bin(values, 0.5),
-        "p90": percentile_bin(values, 0.9),
+        name: found[name] if name in found else percentile_bin(values, int(name[1:]) / 100)
+        for name in metric.statistics
     }
 
 
@@ -191,28 +223,34 @@ def covered(
 def assert_exact(
     records: list[tuple[str, dict[str, Any]]], truth: dict[Any, RefCell], *, policy_version: str
 ) -> tuple[dict[tuple[str, int, int], set[CellKey]], int]:
-    """Noise off: every key published once; every record a cell of at least k people whose
-    value is exactly the truth, or an `other` cell equal to the sum of its window's held-back
-    cells and covering k people. Returns the released cells by window and the `other` count."""
-    values = [value for _, value in records]
+    """Exact mode: every key published once, one record per statistic of the metric; every
+    cell of at least k people whose value is exactly the truth, or an `other` cell equal to
+    the sum of its window's held-back cells and covering k people. Returns the released
+    cells by window and the `other` count."""
     keys = Counter(key for key, _ in records)
     assert keys and max(keys.values()) == 1, "a key published twice"
-    released_by_window: dict[tuple[str, int, int], set[Any]] = {}
-    others = 0
     for key, value in records:
         metric = BY_NAME[value["metric"]]
-        assert value["schema"] == "aggregate.v1"
+        assert value["schema"] == "aggregate.v2"
         assert value["policy_version"] == policy_version
-        assert (value["mechanism"], value["epsilon"], value["noise_sd"]) == ("none", None, None)
-        assert value["k"] == metric.k
+        assert (value["mode"], value["k"], value["threshold"]) == ("exact", metric.k, metric.k)
+        assert (value["noise_sd"], value["rho"], value["epsilon"]) == (None, None, None)
+        assert value["suppression"] == "other"
+        assert key == f"{cell_of(key)}|{value['statistic']}"
         assert key.startswith(f"{metric.name}|{value['window_start']}|{value['window_end']}|")
+    cells = by_cell(records)
+    values = [value for _, value in cells]
+    released_by_window: dict[tuple[str, int, int], set[Any]] = {}
+    others = 0
+    for key, value in cells:
+        metric = BY_NAME[value["metric"]]
         ck = cell_key(value)
-        assert ck[1] in WINDOWS
+        assert ck[1] in metric.windows
         assert value["cell"] in ("cell", "other"), value
-        cells = covered(value, values, truth)
-        assert cells, f"released a record that stands for no events: {key}"
-        assert value["value"] == expected_value(metric, cells), key
-        people = len(set().union(*(c.subjects for c in cells)))
+        covering = covered(value, values, truth)
+        assert covering, f"released a record that stands for no events: {key}"
+        assert value["value"] == expected_value(metric, covering), key
+        people = len(set().union(*(c.subjects for c in covering)))
         assert people >= metric.k, f"released a record of fewer than k people: {key}"
         if value["cell"] == "other":
             assert metric.aggregate != "distinct_subjects"

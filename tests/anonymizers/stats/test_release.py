@@ -327,6 +327,29 @@ def test_coarse_cell_with_one_suppressed_child_is_held_back() -> None:
     assert "x" in decision.suppressed
 
 
+def test_cells_one_window_size_lacks_never_withhold_the_whole_coarse_window() -> None:
+    """The bounds are per window, so a coarse window can lack a cell its minutes had (w) and
+    hold one they lacked (v, below k). Neither is ever released; an identity that only the
+    exact-additivity assumption creates (v = 0) is not of the coarse window's making: it
+    releases its large cells instead of withholding everything."""
+    audit = SuppressionAudit((60, 120))
+    big, small = CellFacts(20, 20), CellFacts(2, 2)
+    first = {"x": big, "y": big, "w": small, "u": small}  # w and u protect each other
+    for minute, cells in enumerate((first, {"x": big, "y": big})):
+        audit.decide(
+            window_seconds=60, start_us=minute * 60_000_000, cells=cells, total_subjects=42, k=10
+        )
+    decision = audit.decide(
+        window_seconds=120,
+        start_us=0,
+        cells={"x": CellFacts(30, 40), "y": CellFacts(30, 40), "u": small, "v": small},
+        total_subjects=64,
+        k=10,
+    )
+    assert not decision.unresolved
+    assert decision.released == {"x", "y"} and decision.suppressed == {"u", "v"}
+
+
 def delivered(records: list[Record], order: random.Random, *, crashes: int) -> list[Record]:
     """An order in which a release worker can receive `records` from Kafka.
 

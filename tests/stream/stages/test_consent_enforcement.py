@@ -382,6 +382,48 @@ def test_event_signals_follow_the_policy(
     assert dropped("gpc") not in switched.metrics()
 
 
+def test_an_event_flagged_under_16_records_the_child_for_every_worker(
+    topics: Settings, workers: WorkerFactory
+) -> None:
+    """An event flagged age_under_16 is dropped and the identifiers it carries are recorded
+    as `child` on privacy.consent, once each however many flagged events: the same person's
+    later events, no longer flagged, by either identifier, are dropped as `child`, by this
+    worker and by a new one; other people's events pass."""
+    settings = topics
+    worker = start_ready(workers, settings)
+    traffic = Traffic()
+    kid = {"cookie_id": "c-kid", "user_id": "u-kid"}
+    flagged = traffic.events(3, passes=False, age_under_16=True, **kid)
+    send_events(settings, [*flagged, *traffic.strangers(10)])
+    worker.wait_metric(APPLIED, at_least=2)  # its own two records, read back
+    later = [
+        *traffic.events(5, passes=False, cookie_id="c-kid"),
+        *traffic.events(5, passes=False, user_id="u-kid", device_id="d-new"),
+    ]
+    send_events(settings, [*later, *traffic.strangers(10)])
+    worker.wait_metric(CONSUMED, at_least=traffic.total)
+    assert_enforced(downstream(settings, traffic, check=worker.ensure_alive), traffic)
+    metrics = worker.metrics()
+    assert metrics[dropped("under_16")] == len(flagged)
+    assert metrics[dropped("child")] == len(later)
+    assert metrics["anonstream_children_reported_total"] == 2
+    records = read_all(settings, settings.topic_consent)
+    assert sorted(r.key for r in records) == [b"cookie_id:c-kid", b"user_id:u-kid"]
+    for record in records:
+        value = orjson.loads(record.value)
+        assert value["action"] == "child"
+        assert f"{value['subject_type']}:{value['subject_id']}".encode() == record.key
+    assert worker.stop() == 0
+
+    fresh = start_ready(workers, settings)
+    before = traffic.total
+    again = traffic.events(4, passes=False, cookie_id="c-kid")
+    send_events(settings, [*again, *traffic.strangers(5)])
+    fresh.wait_metric(CONSUMED, at_least=traffic.total - before)
+    assert_enforced(downstream(settings, traffic, check=fresh.ensure_alive), traffic)
+    assert fresh.metric(dropped("child")) == len(again)
+
+
 def test_expired_key_is_gone_from_the_topic_and_the_next_worker(
     topics: Settings, workers: WorkerFactory
 ) -> None:
