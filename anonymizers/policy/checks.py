@@ -254,6 +254,7 @@ def _metrics(sections: Mapping[str, Any]) -> list[PolicyIssue]:
         )
     if _exact(sections):
         issues.extend(_rollups(agg.metrics))
+        issues.extend(_shared_marginals(agg.metrics))
     return issues
 
 
@@ -355,6 +356,38 @@ def _rollups(metrics: Sequence[MetricConfig]) -> list[PolicyIssue]:
                         render_value(list(a.dimensions)),
                     )
                 )
+    return issues
+
+
+def _shared_marginals(metrics: Sequence[MetricConfig]) -> list[PolicyIssue]:
+    """exact mode: no two metrics over shared events whose cells add up to a common marginal
+    the audit does not model, which one's released cells minus the other's could turn into
+    a suppressed cell: dimensions that share some but neither holds all of the other's
+    (by browser and OS beside by browser and hardware), or the same dimensions over
+    different events that overlap (page views beside views and leaves). A roll-up (one set
+    inside the other) is `_rollups`'s; the same dimensions over the same events give the
+    same cells and are allowed."""
+    issues = []
+    for j, b in enumerate(metrics):
+        for a in metrics[:j]:
+            events_a, events_b = set(a.event_types), set(b.event_types)
+            dims_a, dims_b = set(a.dimensions), set(b.dimensions)
+            if not events_a & events_b or not dims_a & dims_b:
+                continue
+            if dims_a < dims_b or dims_b < dims_a:
+                continue
+            if dims_a == dims_b and events_a == events_b:
+                continue
+            issues.append(
+                PolicyIssue(
+                    f"aggregation.metrics[{j}].dimensions",
+                    f"in exact mode, no common marginal with metric {a.name!r} "
+                    f"({list(a.dimensions)} over {list(a.event_types)}): the difference of "
+                    "their cells could reveal a suppressed one, which the audit does not "
+                    "model (use dp mode, or metrics that share no events or no dimension)",
+                    render_value(list(b.dimensions)),
+                )
+            )
     return issues
 
 

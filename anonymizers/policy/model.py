@@ -329,7 +329,7 @@ class MetricConfig(_Section):
     statistics: Annotated[tuple[Statistic, ...], Distinct] = _setting(
         (),
         "Statistics a summary publishes, exactly these (percentiles are the lower edge of "
-        "their one-second histogram bin; none with release noise on).",
+        "their one-second histogram bin; none in dp mode).",
         _list_of(get_args(Statistic)),
     )
     sensitive: StrictBool = _setting(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,20 +41,29 @@ class Merged:
     subjects: int = 0
     count: int = 0
     total: int = 0
-    histogram: Counter[int] = field(default_factory=Counter)
+    histogram: Counter[int] | None = None
+    """A summary's value histogram (None until one is merged: counts have none)."""
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.subjects += int(record["subjects"])
         self.count += int(record.get("count", 0))
         self.total += int(record.get("sum", 0))
-        for b, c in record.get("histogram", ()):
-            self.histogram[int(b)] += int(c)
+        pairs = record.get("histogram")
+        if pairs:
+            histogram = self.histogram
+            if histogram is None:
+                histogram = self.histogram = Counter()
+            for b, c in pairs:
+                histogram[int(b)] += int(c)
 
     def absorb(self, other: Merged) -> None:
         self.subjects += other.subjects
         self.count += other.count
         self.total += other.total
-        self.histogram.update(other.histogram)
+        if other.histogram:
+            if self.histogram is None:
+                self.histogram = Counter()
+            self.histogram.update(other.histogram)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +180,7 @@ def exact_values(metric: MetricSpec, merged: Merged) -> dict[str, int | float | 
             out[name] = merged.total / n if n else None
         else:
             quantile = int(name[1:]) / 100
-            out[name] = _percentile(merged.histogram, n, quantile, metric.bin_width)
+            out[name] = _percentile(merged.histogram or {}, n, quantile, metric.bin_width)
     return out
 
 

@@ -29,8 +29,10 @@ _POOL: Final = ThreadPoolExecutor(max_workers=2, thread_name_prefix="anonstream-
 @cache
 def _sampler(sigma: float) -> Any:
     dp = opendp()
+    # 64-bit integers: a day's sum of times on page passes 2^31 milliseconds on busy sites
+    # (OpenDP's `int` is 32 bits).
     return dp.m.make_gaussian(
-        dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=int), scale=sigma
+        dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64"), scale=sigma
     )
 
 

@@ -339,8 +339,11 @@ class ReleaseEngine:
             total_subjects += report.metrics[metric.name][1]
             for (name, cell), record in pending.partials.get(partition, {}).items():
                 if name == metric.name and record["report"] == report.report:
-                    cells.setdefault(cell, Merged()).add(record)
-                    dims[cell] = dict(record["dimensions"])
+                    merged = cells.get(cell)
+                    if merged is None:
+                        merged = cells[cell] = Merged()
+                        dims[cell] = record["dimensions"]  # copied by each Release
+                    merged.add(record)
         return cells, dims, total_subjects
 
     def _decide(self, pending: _PendingWindow) -> list[Record]:

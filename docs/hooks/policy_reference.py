@@ -1,7 +1,7 @@
 """mkdocs hook: the policy file reference, generated from `anonymizers.policy.Policy`.
 
 Replaces the marker `<!-- anonstream:policy -->` with one table per TOML table of the policy
-file (`[geo]`, `[release.noise]`, `[[aggregation.metrics]]`...): setting, default, allowed
+file (`[geo]`, `[release]`, `[[aggregation.metrics]]`...): setting, default, allowed
 values and description, all read from the pydantic model, plus the default metrics. Only
 `Policy` is imported, from `anonymizers.policy`; if that import fails, the page says so
 instead of failing the build, and points at `anonstream policy schema`.

@@ -94,6 +94,34 @@ ENGINE_RULES = [
         id="roll-up",
     ),
     pytest.param(
+        {
+            "aggregation": {
+                "metrics": [
+                    _metric("a", ["page_view"], ["browser", "os"]),
+                    _metric("b", ["page_view"], ["browser", "hardware"]),
+                ]
+            },
+            "release": {"mode": "exact"},
+        },
+        "aggregation.metrics[1].dimensions must be in exact mode, no common marginal with "
+        "metric 'a'",
+        id="shared-marginal",
+    ),
+    pytest.param(
+        {
+            "aggregation": {
+                "metrics": [
+                    _metric("views", ["page_view"], ["page_url"]),
+                    _metric("views_and_leaves", ["page_view", "page_leave"], ["page_url"]),
+                ]
+            },
+            "release": {"mode": "exact"},
+        },
+        "aggregation.metrics[1].dimensions must be in exact mode, no common marginal with "
+        "metric 'views'",
+        id="overlapping-events",
+    ),
+    pytest.param(
         {"aggregation": {"metrics": [_metric("a", ["page_view"], [])] * 2}},
         "aggregation.metrics[1].name must be a name no other metric has",
         id="duplicate",
@@ -192,6 +220,27 @@ def test_engine_and_section_problems_are_reported_in_one_pass() -> None:
         )
     paths = sorted(issue.path for issue in caught.value.issues)
     assert paths == ["aggregation.windows", "geo.granularity", "release.max_cells_per_metric"]
+
+
+def test_shared_marginals_are_refused_in_exact_mode_only() -> None:
+    """Metrics over shared events with a common marginal are an exact-mode problem (the
+    audit does not model it); dp mode releases them, and the shipped metrics have none."""
+    metrics = [
+        _metric("a", ["page_view"], ["browser", "os"]),
+        _metric("b", ["page_view"], ["browser", "hardware"]),
+        _metric("c", ["page_leave"], ["browser", "hardware"]),  # other events: no identity
+        _metric("d", ["page_view"], ["browser", "os"], aggregate="distinct_subjects"),
+    ]
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(
+            {"schema_version": 1, "aggregation": {"metrics": metrics}, "release": {"mode": "exact"}}
+        )
+    assert [issue.path for issue in caught.value.issues] == [
+        "aggregation.metrics[1].dimensions",
+        "aggregation.metrics[3].dimensions",
+    ]
+    parse_policy({"schema_version": 1, "aggregation": {"metrics": metrics}})
+    parse_policy({"schema_version": 1, "release": {"mode": "exact"}})
 
 
 def test_defaults_are_valid() -> None:
