@@ -60,8 +60,8 @@ def dimensions_text(record: Mapping[str, Any]) -> str:
 
 
 def protection_text(record: Mapping[str, Any]) -> str:
-    """The mode and k; in dp mode the threshold, the family's epsilon a day and the noise's
-    standard deviation."""
+    """The mode and k; in dp mode the threshold, the family's share of the daily epsilon and
+    the noise's standard deviation."""
     text = f"{record.get('mode')} k={record.get('k')}"
     if record.get("mode") == "dp":
         text += f" thr={record.get('threshold')}"
