@@ -252,8 +252,39 @@ def _events() -> list[dict[str, Any]]:
             "unknown_field": s["email"],
         },
         {**base, "event_id": "9", "cookie_id": s["cookie_id"], "ip": s["ipv4"], "gpc": True},
-        {**base, "event_id": "10", "user_id": s["user_id"], "age_under_16": True, "ip": s["ipv6"]},
+        # A child of their own: the flag purges the child's identifiers, not the others'.
+        {**base, "event_id": "10", "user_id": "child-1", "age_under_16": True, "ip": s["ipv6"]},
     ]
+
+
+def test_preview_counts_nothing_of_a_child_flagged_anywhere_in_the_file(tmp_path: Path) -> None:
+    """An event flagged age_under_16 stands for `child` records of its identifiers, as the
+    stream's anonymize stage writes them: the child's events before and after it count
+    nowhere (dropped as `child`), other people's pass."""
+    base = {"event_type": "page_view", "occurred_at": "2026-11-30T10:00:00Z"}
+    child = [
+        {**base, "event_id": f"c{i}", "cookie_id": "kid", "page_url": "https://shop.example/a"}
+        for i in range(4)
+    ]
+    child.insert(2, {**base, "event_id": "flag", "cookie_id": "kid", "age_under_16": True})
+    others = [
+        {
+            **base,
+            "event_id": f"o{i}",
+            "cookie_id": f"adult-{i}",
+            "page_url": "https://shop.example/a",
+        }
+        for i in range(3)
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in [*child, *others]))
+    out = tmp_path / "out"
+    result = _run("preview", "--events", str(events), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["dropped_by_reason"] == {"child": 4, "under_16": 1}
+    assert report["children_flagged"] == 1
+    assert report["emitted"] == len(others)
 
 
 def test_preview_output_holds_no_identifier_nor_unkeyed_hash(tmp_path: Path) -> None:

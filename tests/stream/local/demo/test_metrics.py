@@ -208,13 +208,26 @@ def test_processing_latency_lag_and_state_gauges(run: Run) -> None:
         for e in run.truth["log"]
         if e["topic"] == "consent"
     }
+    # Each identifier on a valid event flagged age_under_16 gets one `child` record, written
+    # by the anonymize stage to the same topic.
+    child_keys = {
+        f"{name}:{item['event'][name]}"
+        for e in run.truth["log"]
+        if e["topic"] == "raw"
+        for item in e["items"]
+        if item["reason"] is None and item["event"].get("age_under_16") is True
+        for name in ("user_id", "cookie_id", "device_id", "ad_id")
+        if item["event"].get(name)
+    }
+    assert child_keys, "the generated traffic flags some children"
+    assert anonymize["anonstream_children_reported_total"] == len(child_keys)
     for stage in ("anonymize", "aggregate"):
         values = run.metrics[stage]
         assert values["anonstream_consent_records_applied_total"] == sum(
             run.truth["consent_records_by_action"].values()
-        )
+        ) + len(child_keys)
         # Every record leaves one subject state behind (opt-ins included), one per key.
-        assert values["anonstream_consent_subjects"] <= len(consent_keys)
+        assert values["anonstream_consent_subjects"] <= len(consent_keys | child_keys)
         assert values["anonstream_consent_lag"] == 0
         assert values["anonstream_key_epoch"] >= run.first_epoch
         assert values["anonstream_key_current"] == 1.0
