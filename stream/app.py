@@ -65,22 +65,14 @@ def create_app(settings: Settings, stage: str, **overrides: Any) -> faust.App:
         "web_port": settings.web_port,
         "web_in_thread": False,
     }
-    if stage == "anonymize":
-        app_id = settings.group_id(stage)
-    else:
-        # The aggregate and release stages consume in their own group (`<app_id>-<stage>`,
-        # see stream.stages.commit_loop); their Faust app only hosts the web server and
-        # lifecycle, and must not join that group with Faust's protocol. Faust still joins a
-        # group of its own and starts the app's tasks and web server only once that group has
-        # assigned, so a worker restarted after a crash waits for its dead predecessor's
-        # session to expire there: 10 s (the stage consumer's session timeout) instead of
-        # Faust's default 60 s.
-        app_id = f"{settings.group_id(stage)}-app"
-        config["broker_session_timeout"] = STAGE_APP_SESSION_TIMEOUT_S
+    # Every stage consumes in its own group (`<app_id>-<stage>`) with a manual-commit loop
+    # (see stream.stages.commit_loop); its Faust app only hosts the web server and
+    # lifecycle, and must not join that group with Faust's protocol. Faust still joins a
+    # group of its own and starts the app's tasks and web server only once that group has
+    # assigned, so a worker restarted after a crash waits for its dead predecessor's session
+    # to expire there: 10 s (the stage consumer's session timeout) instead of Faust's
+    # default 60 s.
+    app_id = f"{settings.group_id(stage)}-app"
+    config["broker_session_timeout"] = STAGE_APP_SESSION_TIMEOUT_S
     config.update(overrides)
     return faust.App(app_id, **config)
-
-
-def raw_topic(app: faust.App, name: str, *, partitions: int | None = None) -> Any:
-    """A topic of opaque bytes (anonstream encodes and decodes JSON itself, with orjson)."""
-    return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=partitions)

@@ -109,8 +109,8 @@ def add_anonymize(app: Any, *, settings: Settings, policy: Policy) -> None:
         partitions=settings.partitions,
         max_message_bytes=settings.max_message_bytes,
     )
-    runtime = AnonymizeRuntime(stage=stage, keyring=keyring, consent=consent)
-    register_anonymize(app, settings=settings, runtime=runtime)
+    runtime = AnonymizeRuntime(stage=stage, keyring=keyring, consent=consent, settings=settings)
+    register_anonymize(app, runtime=runtime)
 
 
 def add_aggregate(

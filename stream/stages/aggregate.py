@@ -100,13 +100,6 @@ class AggregatePartition:
         events: list[Any] = []
         offsets: list[int] = []
         for record in records:
-            source = _source(record.headers)
-            if source is not None:
-                raw_partition, raw_offset = source
-                if raw_offset <= self._seen.get(raw_partition, -1):
-                    counters["duplicate_messages"] += 1
-                    continue
-                self._seen[raw_partition] = raw_offset
             try:
                 decoded = orjson.loads(record.value)
             except (orjson.JSONDecodeError, TypeError):
@@ -117,10 +110,39 @@ class AggregatePartition:
             if not isinstance(decoded, list):
                 counters["malformed_messages"] += 1
                 continue
+            source = _source(record.headers)
+            if source is not None:
+                decoded = self._new_events(decoded, *source)
+                if not decoded:
+                    counters["duplicate_messages"] += 1
+                    continue
             counters["messages"] += 1
             events.extend(decoded)
             offsets.extend([record.offset] * len(decoded))
         return self._messages(self.aggregator.process_batch(events, offsets=offsets))
+
+    def _new_events(
+        self, events: list[Any], raw_partition: int, raw_offsets: list[int]
+    ) -> list[Any]:
+        """The events of a message not taken before: per raw partition, only raw offsets
+        beyond the highest taken are new (an anonymize worker that crashed before its commit
+        sends some again, batched differently)."""
+        seen = self._seen.get(raw_partition, -1)
+        if len(raw_offsets) == 1:  # the whole message came from one raw offset
+            if raw_offsets[0] <= seen:
+                return []
+            self._seen[raw_partition] = raw_offsets[0]
+            return events
+        if len(raw_offsets) != len(events):
+            self.counters["malformed_source_headers"] += 1
+            return events  # counted, never dropped on a header we cannot read
+        if raw_offsets[0] > seen:
+            kept = events
+        else:
+            kept = [e for e, o in zip(events, raw_offsets, strict=True) if o > seen]
+            self.counters["duplicate_events"] += len(events) - len(kept)
+        self._seen[raw_partition] = max(seen, raw_offsets[-1])
+        return kept
 
     def tick(self, now_s: float) -> list[Outgoing]:
         """Idle advance: an idle partition must not hold back releases."""
@@ -156,7 +178,7 @@ class AggregatePartition:
         return out
 
 
-def _source(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, int] | None:
+def _source(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, list[int]] | None:
     for name, value in headers or ():
         if name == SOURCE_HEADER:
             return parse_source_header(value)

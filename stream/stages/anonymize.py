@@ -1,13 +1,19 @@
 """The anonymize stage: events.raw -> anonymize -> events.pseudonymized (+ events.deadletter).
 
-`AnonymizeStage` is the per-message work, independent of Faust so it can be tested alone:
-one raw message in; out: anonymized events grouped by destination partition of
-`events.pseudonymized`, dead-letter records, and counts. Each event consumed ends in
-exactly one of forwarded, dead-lettered (by reason) or dropped by policy (by reason).
+`AnonymizeStage` is the work of one fetch, independent of Kafka so it can be tested alone:
+the raw messages of one partition in; out: anonymized events grouped by destination
+partition of `events.pseudonymized` (one message per destination partition per fetch),
+dead-letter records, and counts. The events of every message of the fetch go through the
+chain in one `process_batch` call. Each event consumed ends in exactly one of forwarded,
+dead-lettered (by reason) or dropped by policy (by reason).
 
-`AnonymizeRuntime` is what a worker holds (the stage, its key ring and consent table, its
-health), and `register_anonymize` the Faust agent that reads a message, calls the stage and
-sends what it returns. Decoding, consent and anonymisation live in `anonymizers`.
+`AnonymizePartition` is the stage logic of one assigned partition for the manual-commit loop
+(`stream.stages.commit_loop`, as the aggregate and release stages): consume with `getmany`,
+process, send, and commit once the broker acknowledged. A Faust agent would cost about
+250 µs of CPU per message and one send per message (issue: worker throughput); Faust keeps
+the worker's lifecycle and web endpoints. `AnonymizeRuntime` is what a worker holds (the
+stage, its key ring and consent table, the loop, its health). Decoding, consent and
+anonymisation live in `anonymizers`.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import base64
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -28,7 +34,6 @@ import orjson
 from anonymizers import reasons
 from anonymizers.consent import child_records
 from anonymizers.intake import TOO_LARGE, Invalid, decode_message
-from stream.app import raw_topic
 from stream.health.metrics import (
     consent_families,
     counter,
@@ -41,8 +46,10 @@ from stream.health.probes import OffsetProbe, ProgressWatch, input_problems
 from stream.health.web import checks, register_web
 from stream.kafka import default_partitions, key_partition
 from stream.settings import Settings
+from stream.stages.commit_loop import ManualCommitLoop, Outgoing
 from stream.tables.consent import ConsentTable
 from stream.tables.keyring import KafkaKeyRing
+from stream.tasks import guarded
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +93,42 @@ class StageCounters:
 
 @dataclass
 class Routed:
-    """The sends one raw message produces."""
+    """The sends one fetch (one or more raw messages of one partition) produces."""
 
     forward: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    forward_offsets: dict[int, list[int]] = field(default_factory=dict)
+    """Per destination partition, the raw offset of each forwarded event (same order)."""
     deadletter: list[bytes] = field(default_factory=list)
     consent: list[tuple[bytes, bytes]] = field(default_factory=list)
     """(key, value) of `child` consent records for events flagged age_under_16."""
 
-    def forward_payloads(self) -> list[tuple[int, bytes]]:
-        """(partition, JSON array of anonymized events) pairs, one message per partition."""
-        return [(partition, orjson.dumps(events)) for partition, events in self.forward.items()]
+    def forward_payloads(
+        self, *, max_bytes: int = 1024 * 1024
+    ) -> list[tuple[int, bytes, list[int]]]:
+        """(partition, JSON array of anonymized events, their raw offsets): one message per
+        destination partition, split in halves until each is at most `max_bytes`."""
+        out: list[tuple[int, bytes, list[int]]] = []
+        for partition, events in self.forward.items():
+            offsets = self.forward_offsets[partition]
+            out.extend(
+                (partition, payload, part)
+                for payload, part in _chunks(events, offsets, max_bytes=max_bytes)
+            )
+        return out
+
+
+def _chunks(
+    events: list[dict[str, Any]], offsets: list[int], *, max_bytes: int
+) -> Iterator[tuple[bytes, list[int]]]:
+    """`events` encoded as JSON arrays of at most `max_bytes` (halving; one event alone is
+    never split: it came from a message within the input size limit)."""
+    payload = orjson.dumps(events)
+    if len(payload) <= max_bytes or len(events) == 1:
+        yield payload, offsets
+        return
+    half = len(events) // 2
+    yield from _chunks(events[:half], offsets[:half], max_bytes=max_bytes)
+    yield from _chunks(events[half:], offsets[half:], max_bytes=max_bytes)
 
 
 PARTITION_CACHE_SIZE = 100_000
@@ -104,20 +137,43 @@ CHILDREN_SEEN_SIZE = 100_000
 """Consent keys of children the stage remembers having sent (cleared when full): a child's
 burst of events sends one record per identifier, not one per event."""
 SOURCE_HEADER = "anonstream-src"
-"""Header of every events.pseudonymized message: `<raw partition>:<raw offset>` it came from."""
+"""Header of every events.pseudonymized message: `<raw partition>:<raw offsets>`, the raw
+offset each of its events came from, in order (`o` alone, `oxN` for N events of offset `o`,
+comma-separated). The aggregate stage drops the events a replay repeats (see there)."""
 
 
-def source_header(partition: int, offset: int) -> bytes:
-    """Value of the `anonstream-src` header."""
-    return f"{partition}:{offset}".encode()
+def source_header(partition: int, offsets: int | Sequence[int]) -> bytes:
+    """Value of the `anonstream-src` header of a message whose events came from `offsets`
+    (one offset: every event of the message came from it)."""
+    if isinstance(offsets, int):
+        return f"{partition}:{offsets}".encode()
+    runs: list[str] = []
+    previous, count = -1, 0
+    for offset in offsets:
+        if offset == previous:
+            count += 1
+            continue
+        if count:
+            runs.append(f"{previous}x{count}" if count > 1 else str(previous))
+        previous, count = offset, 1
+    if count:
+        runs.append(f"{previous}x{count}" if count > 1 else str(previous))
+    return f"{partition}:{','.join(runs)}".encode()
 
 
-def parse_source_header(value: bytes) -> tuple[int, int] | None:
-    """(raw partition, raw offset) of an `anonstream-src` header, None if malformed."""
-    partition, sep, offset = value.decode(errors="replace").partition(":")
-    if not sep or not partition.isdigit() or not offset.isdigit():
+def parse_source_header(value: bytes) -> tuple[int, list[int]] | None:
+    """(raw partition, raw offset of each event) of an `anonstream-src` header; one offset
+    for the whole message when the header names one; None if malformed."""
+    partition, sep, rest = value.decode(errors="replace").partition(":")
+    if not sep or not partition.isdigit() or not rest:
         return None
-    return int(partition), int(offset)
+    offsets: list[int] = []
+    for run in rest.split(","):
+        offset, times, count = run.partition("x")
+        if not offset.isdigit() or (times and not count.isdigit()):
+            return None
+        offsets.extend([int(offset)] * (int(count) if times else 1))
+    return int(partition), offsets
 
 
 def partition_for(subject: str, partitions: int) -> int:
@@ -146,29 +202,53 @@ class AnonymizeStage:
 
     def process(self, value: bytes | None, *, topic: str, partition: int, offset: int) -> Routed:
         """Handle one raw message read at `topic`/`partition`/`offset`."""
+        return self.process_fetch([(value, offset)], topic=topic, partition=partition)
+
+    def process_fetch(
+        self, messages: Sequence[tuple[bytes | None, int]], *, topic: str, partition: int
+    ) -> Routed:
+        """Handle the raw messages `(value, offset)` of one fetch of `topic`/`partition`, in
+        offset order: their events go through the chain in one call."""
         routed = Routed()
-        decoded = decode_message(value, max_bytes=self._max_message_bytes)
         counters = self.counters
-        counters.messages += 1
-        counters.consumed += decoded.consumed
-        for invalid in decoded.invalid:
-            counters.deadlettered[invalid.reason] += 1
-            routed.deadletter.append(
-                self.deadletter_record(invalid, topic=topic, partition=partition, offset=offset)
-            )
+        events: list[dict[str, Any]] = []
+        event_offsets: list[int] = []
+        max_bytes = self._max_message_bytes
+        for value, offset in messages:
+            decoded = decode_message(value, max_bytes=max_bytes)
+            counters.messages += 1
+            counters.consumed += decoded.consumed
+            for invalid in decoded.invalid:
+                counters.deadlettered[invalid.reason] += 1
+                routed.deadletter.append(
+                    self.deadletter_record(invalid, topic=topic, partition=partition, offset=offset)
+                )
+            if decoded.events:
+                events.extend(decoded.events)
+                event_offsets.extend([offset] * len(decoded.events))
+        if not events:
+            return routed
         passed = []
-        outcomes = self._pipeline.process_batch(decoded.events)
-        for event, outcome in zip(decoded.events, outcomes, strict=True):
+        passed_offsets = []
+        outcomes = self._pipeline.process_batch(events)
+        for event, outcome, offset in zip(events, outcomes, event_offsets, strict=True):
             reason = getattr(outcome, "reason", None)
             if reason is None:
                 passed.append(outcome)
+                passed_offsets.append(offset)
                 continue
             counters.dropped[reason] += 1
             if reason == reasons.UNDER_16:
                 routed.consent.extend(self._child_records(event))
         targets = self._partitions_of([outcome.subject for outcome in passed])
-        for outcome, target in zip(passed, targets, strict=True):
-            routed.forward.setdefault(target, []).append(outcome.event)
+        forward, forward_offsets = routed.forward, routed.forward_offsets
+        for outcome, target, offset in zip(passed, targets, passed_offsets, strict=True):
+            if target in forward:
+                forward[target].append(outcome.event)
+                forward_offsets[target].append(offset)
+            else:
+                forward[target] = [outcome.event]
+                forward_offsets[target] = [offset]
         counters.forwarded += len(passed)
         return routed
 
@@ -227,25 +307,133 @@ class AnonymizeStage:
         return orjson.dumps(record)
 
 
-# ------------------------------------------------------------------------------- runtime
-@dataclass
-class AnonymizeRuntime:
-    """What an anonymize worker holds: the stage logic, its key ring and consent table."""
+# ----------------------------------------------------------------------- partition worker
+@dataclass(frozen=True)
+class AnonymizeTopics:
+    """Where an anonymize worker sends: its output, dead letters and child consent records."""
 
-    stage: AnonymizeStage
-    keyring: KafkaKeyRing
-    consent: ConsentTable
-    watch: ProgressWatch | None = None
-    probe: OffsetProbe | None = None
+    source: str
+    sink: str
+    deadletter: str
+    consent: str
+
+
+class AnonymizePartition:
+    """Stage logic of one assigned partition of events.raw (a `PartitionWorker`): each fetch
+    through the shared stage in one call; nothing kept, so the commit point is the offset
+    after the last message handled."""
+
+    def __init__(
+        self, *, partition: int, stage: AnonymizeStage, topics: AnonymizeTopics, max_bytes: int
+    ) -> None:
+        self.partition = partition
+        self._stage = stage
+        self._topics = topics
+        self._max_bytes = max_bytes
+        self._next_offset: int | None = None
+
+    def handle(self, records: Sequence[Any]) -> list[Outgoing]:
+        """Anonymize the messages of `records` (consumer records of this partition, in offset
+        order) and return what to send."""
+        topics = self._topics
+        routed = self._stage.process_fetch(
+            [(record.value, record.offset) for record in records],
+            topic=topics.source,
+            partition=self.partition,
+        )
+        self._next_offset = records[-1].offset + 1
+        out = [
+            Outgoing(
+                topics.sink,
+                None,
+                payload,
+                partition=target,
+                headers=((SOURCE_HEADER, source_header(self.partition, offsets)),),
+            )
+            for target, payload, offsets in routed.forward_payloads(max_bytes=self._max_bytes)
+        ]
+        out.extend(Outgoing(topics.deadletter, None, record) for record in routed.deadletter)
+        # A child's identifiers, keyed as the CMP's records (the same partition): every
+        # anonymize worker's consent table then drops their later events, and the aggregate
+        # stage removes them from open windows (PRIVACY.md, children).
+        out.extend(Outgoing(topics.consent, key, value) for key, value in routed.consent)
+        return out
+
+    def tick(self, now_s: float) -> list[Outgoing]:
+        """Nothing is time-driven here."""
+        return []
+
+    def commit_point(self) -> tuple[int, str] | None:
+        return None if self._next_offset is None else (self._next_offset, "")
+
+
+# ------------------------------------------------------------------------------- runtime
+FETCH_MAX_RECORDS = 1000
+"""Raw messages per fetch: one chain call and one output message per destination partition
+for up to this many (fewer when the consumer has fewer buffered)."""
+
+
+class AnonymizeRuntime:
+    """What an anonymize worker holds: the stage, its key ring and consent table, the
+    manual-commit loop over events.raw, its health."""
+
+    def __init__(
+        self,
+        *,
+        stage: AnonymizeStage,
+        keyring: KafkaKeyRing,
+        consent: ConsentTable,
+        settings: Settings | None = None,
+    ) -> None:
+        self.stage = stage
+        self.keyring = keyring
+        self.consent = consent
+        self.watch: ProgressWatch | None = None
+        self.probe: OffsetProbe | None = None
+        self.loop: ManualCommitLoop | None = None
+        self.started = False
+        self.failed = False
+        if settings is not None:
+            self._build_loop(settings)
+
+    def _build_loop(self, settings: Settings) -> None:
+        topics = AnonymizeTopics(
+            source=settings.topic_raw,
+            sink=settings.topic_pseudonymized,
+            deadletter=settings.topic_deadletter,
+            consent=settings.topic_consent,
+        )
+        watch = self.watch = ProgressWatch(
+            topic=settings.topic_raw,
+            group_id=settings.group_id("anonymize"),
+            stall_timeout_s=settings.stall_timeout_s,
+            commit_follows_processing=True,
+        )
+        self.probe = OffsetProbe(settings, watch, consent_positions=self.consent.positions)
+        self.loop = ManualCommitLoop(
+            settings,
+            topic=settings.topic_raw,
+            group_id=settings.group_id("anonymize"),
+            make_worker=lambda partition, _metadata: AnonymizePartition(
+                partition=partition,
+                stage=self.stage,
+                topics=topics,
+                max_bytes=settings.max_message_bytes,
+            ),
+            max_records=FETCH_MAX_RECORDS,
+            on_batch=watch.processed_batch,
+            before_batch=self.wait_ready,
+        )
 
     def may_process(self) -> bool:
-        """The consent table is caught up and the current key is held (checked per event)."""
+        """The consent table is caught up and the current key is held (checked per fetch)."""
         return self.consent.ready() and self.keyring.ready()
 
     def problems(self) -> list[str]:
-        """Liveness problems: a dead reader, a stalled consumer (see `stream.health.web`)."""
+        """Liveness problems: a dead reader or loop, a stalled consumer."""
         return [
             *checks(
+                (not self.failed, "anonymize loop stopped"),
                 (self.consent.alive(), "consent reader stopped"),
                 (self.keyring.alive(), "key ring reader stopped"),
             ),
@@ -300,68 +488,44 @@ class AnonymizeRuntime:
         lag = self.probe.consent_lag() if self.probe is not None else None
         yield from consent_families(self.consent, lag=lag)
         yield from key_families(epochs=self.keyring.log.epochs(), current=self.keyring.ready())
-        yield from input_families(self.watch, unit="message")
+        commit_age = None if self.loop is None else time.time() - self.loop.last_commit_at
+        yield from input_families(self.watch, unit="batch", commit_age_s=commit_age)
 
 
-def register_anonymize(app: faust.App, *, settings: Settings, runtime: AnonymizeRuntime) -> Any:
-    """events.raw -> anonymize -> events.pseudonymized (+ events.deadletter)."""
-    source = raw_topic(app, settings.topic_raw)
-    sink = raw_topic(app, settings.topic_pseudonymized, partitions=settings.partitions)
-    deadletter = raw_topic(app, settings.topic_deadletter)
-    consent = raw_topic(app, settings.topic_consent)
-    stage = runtime.stage
-    watch = runtime.watch = ProgressWatch(
-        topic=settings.topic_raw,
-        group_id=settings.group_id("anonymize"),
-        stall_timeout_s=settings.stall_timeout_s,
-        commit_follows_processing=True,
-    )
-    probe = runtime.probe = OffsetProbe(
-        settings, watch, consent_positions=runtime.consent.positions
-    )
-
-    def assigned() -> set[int]:
-        topic = settings.topic_raw
-        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+def register_anonymize(app: faust.App, *, runtime: AnonymizeRuntime) -> None:
+    """events.raw -> anonymize -> events.pseudonymized (+ events.deadletter, child records):
+    the manual-commit loop as the app's task, started once the key ring and the consent
+    table are current (fail closed: no event before)."""
+    loop = runtime.loop
+    if loop is None:
+        raise ValueError("AnonymizeRuntime built without settings has no loop to register")
 
     @app.task  # type: ignore[untyped-decorator]
-    async def start_key_ring_and_consent() -> None:
+    async def anonymize() -> None:
         try:
             await runtime.keyring.start()
             await runtime.consent.start(wait=True)
-            watch.start(assigned)
+            await runtime.wait_ready()
+            await loop.start()
+            assert runtime.watch is not None
+            runtime.watch.start(lambda: set(loop.workers))
+            runtime.started = True
             log.info("anonymize worker ready: key ring and consent table current")
-            await probe.run()
+
+            def failed(exc: BaseException) -> None:
+                runtime.failed = True
+
+            await guarded(loop.run, on_error=failed)
         finally:
-            # Cancelled at shutdown: close the readers' clients (else asyncio reports them
-            # unclosed), as the aggregate stage does.
+            # Cancelled at shutdown: commit what was acknowledged, close the readers' clients
+            # (else asyncio reports them unclosed), as the aggregate stage does.
+            await loop.stop()
             await runtime.consent.stop()
             await runtime.keyring.stop()
 
-    @app.agent(source, name="anonymize")
-    async def anonymize(stream: Any) -> None:
-        async for event in stream.events():
-            if not runtime.may_process():
-                # Fail closed: no event before the consent table caught up and the key exists.
-                await runtime.wait_ready()
-            started = time.perf_counter()
-            message = event.message
-            routed = stage.process(
-                event.value, topic=message.topic, partition=message.partition, offset=message.offset
-            )
-            # The source coordinates let the aggregate stage drop the duplicates a replay
-            # after a crash of this stage would otherwise add (at-least-once upstream).
-            headers = [(SOURCE_HEADER, source_header(message.partition, message.offset))]
-            for partition, payload in routed.forward_payloads():
-                await sink.send(value=payload, partition=partition, headers=headers)
-            for record in routed.deadletter:
-                await deadletter.send(value=record)
-            # A child's identifiers, keyed as the CMP's records (the same partition): every
-            # anonymize worker's consent table then drops their later events, and the
-            # aggregate stage removes them from open windows (PRIVACY.md, children).
-            for key, value in routed.consent:
-                await consent.send(key=key, value=value)
-            watch.processed(message.partition, message.offset + 1, time.perf_counter() - started)
+    @app.task  # type: ignore[untyped-decorator]
+    async def probe_offsets() -> None:
+        if runtime.probe is not None:
+            await runtime.probe.run()
 
     register_web(app, runtime, stage="anonymize")
-    return anonymize

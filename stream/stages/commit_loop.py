@@ -2,7 +2,9 @@
 
 The aggregate and release stages keep state in memory (open windows, undecided windows). A
 Faust agent acknowledges each message once iterated, so a crash would lose that state while
-its input counts as done. Instead each stage consumes with aiokafka in its consumer group,
+its input counts as done. The anonymize stage keeps no state but runs here too: one fetch,
+one chain call and one send per destination partition cost a fraction of a Faust agent's
+per-message work. Instead each stage consumes with aiokafka in its consumer group,
 one `PartitionWorker` per assigned partition, and commits `(offset, metadata)` from
 `worker.commit_point()` only after everything the worker emitted before is acknowledged by
 the broker. A restarted or re-assigned partition resumes from the committed offset with the
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +37,7 @@ class Outgoing:
     value: bytes
     partition: int | None = None
     barrier: bool = False
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class PartitionWorker(Protocol):
@@ -68,6 +71,7 @@ class ManualCommitLoop:
         max_records: int = 2000,
         on_batch: Callable[[dict[int, int], float], None] | None = None,
         on_retire: Callable[[Any], None] | None = None,
+        before_batch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topic
@@ -81,6 +85,9 @@ class ManualCommitLoop:
         self._on_retire = on_retire
         """Called with each worker dropped on a revoke, once, after its last commit: the
         runtime keeps what the worker counted, so its metrics never go down."""
+        self._before_batch = before_batch
+        """Awaited before a fetched batch is processed (the anonymize stage waits there while
+        its consent table or key is not current: fail closed)."""
         self.workers: dict[int, Any] = {}
         self._lock = asyncio.Lock()
         self._consumer: Any = None
@@ -135,6 +142,8 @@ class ManualCommitLoop:
         next_tick = time.monotonic() + self._tick_interval_s
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
+            if batches and self._before_batch is not None:
+                await self._before_batch()
             started = time.perf_counter()
             async with self._lock:
                 self._unsent = True
@@ -174,7 +183,11 @@ class ManualCommitLoop:
                 pending.clear()
             pending.append(
                 await producer.send(
-                    message.topic, value=message.value, key=message.key, partition=message.partition
+                    message.topic,
+                    value=message.value,
+                    key=message.key,
+                    partition=message.partition,
+                    headers=list(message.headers) if message.headers else None,
                 )
             )
         if pending:

@@ -10,7 +10,7 @@ import orjson
 
 from anonymizers.stats.config import AggregationSpec, MetricSpec, ReleaseSpec
 from stream.stages.aggregate import AggregatePartition, metric_partition
-from stream.stages.anonymize import SOURCE_HEADER, source_header
+from stream.stages.anonymize import SOURCE_HEADER, parse_source_header, source_header
 
 METRICS = (
     MetricSpec("page_views", ("page_view",), ("page_url",), "count"),
@@ -90,3 +90,44 @@ def test_batching_of_a_fetch_does_not_change_the_partials() -> None:
 
     assert partial_values(together) == partial_values(separately)
     assert len(partial_values(together)) > 5
+
+
+def fetch_message(offset: int, raw_offsets: list[int], second: int) -> Record:
+    """A fetch-batched anonymize output message: one event per raw offset, subject s<offset>."""
+    events = [
+        {
+            "event_type": "page_view",
+            "occurred_at": f"2024-05-01T12:00:{second:02d}Z",
+            "subject": f"s{raw}",
+            "page_url": "https://shop.example/a",
+            "country": "FR",
+        }
+        for raw in raw_offsets
+    ]
+    header = source_header(3, raw_offsets)
+    return Record(0, offset, orjson.dumps(events), ((SOURCE_HEADER, header),))
+
+
+def test_a_replay_batched_differently_adds_only_the_new_events() -> None:
+    """An anonymize worker that crashed after sending raw offsets 10-12 replays 10-14 in one
+    message: only 13 and 14 are new; the minute holds 5 events of 5 subjects, not 8."""
+    worker = stage()
+    worker.handle([fetch_message(0, [10, 11, 12], 5)])
+    worker.handle([fetch_message(1, [10, 11, 12, 13, 14], 6)])
+    assert worker.counters["duplicate_events"] == 3
+    out = worker.handle([message(2, 15, 70, range(1))])  # the next minute closes the first
+    partials = [orjson.loads(o.value) for o in out if o.key and o.key.startswith(b"partial|")]
+    assert {(p["metric"], p["subjects"], p.get("count")) for p in partials} == {
+        ("page_views", 5, 5),
+        ("visitors", 5, None),
+    }
+
+
+def test_source_header_names_each_events_raw_offset() -> None:
+    """The header lists every event's raw offset, runs of one offset written once."""
+    assert source_header(2, [7, 7, 7, 9, 12, 12]) == b"2:7x3,9,12x2"
+    assert source_header(2, 7) == b"2:7"
+    assert parse_source_header(b"2:7x3,9,12x2") == (2, [7, 7, 7, 9, 12, 12])
+    assert parse_source_header(b"2:7") == (2, [7])
+    for bad in (b"2", b"x:1", b"2:", b"2:7x", b"2:a,3", b"2:1x2x3"):
+        assert parse_source_header(bad) is None, bad

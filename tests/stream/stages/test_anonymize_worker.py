@@ -100,8 +100,14 @@ def test_valid_events_forwarded_once_invalid_dead_lettered(
     raw_offsets = {(m.partition, m.offset) for m in metadata}
     for record in forwarded:
         (source,) = [value for name, value in record.headers if name == "anonstream-src"]
-        raw_partition, _, raw_offset = source.decode().partition(":")
-        assert (int(raw_partition), int(raw_offset)) in raw_offsets, "source header names the input"
+        raw_partition, _, runs = source.decode().partition(":")
+        named = []  # "<offset>" or "<offset>x<events>", one run per raw message
+        for run in runs.split(","):
+            offset, _, times = run.partition("x")
+            named.extend([int(offset)] * int(times or 1))
+        assert len(named) == len(orjson.loads(record.value)), "one raw offset per event"
+        for offset in named:
+            assert (int(raw_partition), offset) in raw_offsets, "source header names the input"
 
     dead = read_topic(
         settings,
