@@ -2,14 +2,15 @@
 
 The aggregate and release stages keep state in memory (open windows, undecided windows). A
 Faust agent acknowledges each message once iterated, so a crash would lose that state while
-its input counts as done. The anonymize stage keeps no state but runs here too: one fetch,
-one chain call and one send per destination partition cost a fraction of a Faust agent's
-per-message work. Instead each stage consumes with aiokafka in its consumer group,
+its input counts as done. Instead each stage consumes with aiokafka in its consumer group,
 one `PartitionWorker` per assigned partition, and commits `(offset, metadata)` from
 `worker.commit_point()` only after everything the worker emitted before is acknowledged by
 the broker. A restarted or re-assigned partition resumes from the committed offset with the
 committed metadata and replays deterministically. Rebalances: the revoked partitions'
 workers commit and are dropped under the same lock as processing, so no batch is half done.
+
+The anonymize stage keeps no state but runs here too: one fetch, one chain call and one send
+per destination partition cost a fraction of a Faust agent's per-message work.
 """
 
 from __future__ import annotations

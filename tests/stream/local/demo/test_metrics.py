@@ -181,18 +181,18 @@ def test_downstream_counters_follow_the_forwarded_events(run: Run) -> None:
 
 
 def test_processing_latency_lag_and_state_gauges(run: Run) -> None:
-    """One latency observation per raw message (anonymize); no lag once all is processed;
-    the consent table holds the subjects of blocking records; the key epoch is today's."""
+    """One latency observation per fetch (anonymize: between one and one per raw message);
+    no lag once all is processed; the consent table holds the subjects of blocking records;
+    the key epoch is today's."""
     anonymize = run.metrics["anonymize"]
-    assert anonymize["anonstream_processing_seconds_count"] == run.truth["messages"]["raw"]
+    fetches = anonymize["anonstream_processing_seconds_count"]
+    assert 1 <= fetches <= run.truth["messages"]["raw"]
     buckets = {
         key: value
         for key, value in anonymize.items()
         if key.startswith("anonstream_processing_seconds_bucket")
     }
-    assert (
-        buckets['anonstream_processing_seconds_bucket{le="+Inf"}'] == run.truth["messages"]["raw"]
-    )
+    assert buckets['anonstream_processing_seconds_bucket{le="+Inf"}'] == fetches
     assert anonymize["anonstream_processing_seconds_sum"] > 0
     for stage, values in run.metrics.items():
         lag = labelled(values, "anonstream_consumer_lag", "partition")
