@@ -18,7 +18,7 @@ import binascii
 import hmac
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
 from anonymizers import reasons
@@ -102,7 +102,7 @@ class EpochKey:
         self._destroyed = False
         self._memo: dict[str, str] = {}
         self._memo_size = memo_size
-        self._memos: dict[str, Memo[str, str]] = {}
+        self._memos: dict[tuple[str, Callable[[str], str] | None], Memo[str, str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -137,21 +137,30 @@ class EpochKey:
             bounded_put(self._memo, message, text, max_size=self._memo_size)
         return text
 
-    def memo_for(self, prefix: str) -> Memo[str, str]:
-        """`memo[rest]` is `pseudonym(prefix + rest)`, memoised per prefix (bounded).
+    def memo_for(
+        self, prefix: str, canonical: Callable[[str], str] | None = None
+    ) -> Memo[str, str]:
+        """`memo[rest]` is `pseudonym(prefix + canonical(rest))` (`canonical` None: `rest`
+        itself), memoised per prefix and canonicaliser (bounded), keyed by the raw `rest`, so
+        a spelling seen before costs no canonicalisation. Callers that pass the same
+        `canonical` object share a memo (`anonymizers.identifiers.canonicaliser` gives one
+        object per forms and type).
 
         Raises `KeyMaterialError` once the key is destroyed; a memo obtained before then is
         empty and computes nothing any more (the HMAC state is gone).
         """
-        memo = self._memos.get(prefix)
+        memo = self._memos.get((prefix, canonical))
         if memo is None:
             if self._destroyed:
                 raise KeyMaterialError(f"the key of epoch {self.epoch} was destroyed")
             pseudonym = self._pseudonym
-            memo = Memo(
-                lambda rest: pseudonym(prefix + rest), max_size=self._memo_size, values="pseudonym"
-            )
-            self._memos[prefix] = memo
+            if canonical is None:
+                compute: Callable[[str], str] = lambda rest: pseudonym(prefix + rest)  # noqa: E731
+            else:
+                normalise = canonical
+                compute = lambda rest: pseudonym(prefix + normalise(rest))  # noqa: E731
+            memo = Memo(compute, max_size=self._memo_size, values="pseudonym")
+            self._memos[(prefix, canonical)] = memo
         return memo
 
     def _pseudonym(self, message: str) -> str:

@@ -48,6 +48,7 @@ def runtime() -> AggregateRuntime:
         release=RELEASE,
         keyring=KafkaKeyRing(settings, schedule_from_policy(default_policy())),
         partials_partitions=4,
+        forms=default_policy().identifiers.forms(),
     )
 
 
