@@ -1,4 +1,4 @@
-"""One canonical form per identifier type, the same for consent, the gate, pseudonyms and erasure."""
+"""One canonical form per identifier type, for consent, the gate, pseudonyms and erasure."""
 
 from __future__ import annotations
 
