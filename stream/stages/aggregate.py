@@ -299,7 +299,11 @@ class AggregateRuntime:
             sum(w.aggregator.state_bytes() for w in workers),
         )
         yield from consent_families(self.consent, lag=self.probe.consent_lag())
-        yield from key_families(epochs=self.keyring.log.epochs(), current=self.keyring.ready())
+        yield from key_families(
+            epochs=self.keyring.log.epochs(),
+            current=self.keyring.ready(),
+            refused=self.keyring.log.refused,
+        )
         yield from input_families(
             self.watch, unit="batch", commit_age_s=time.time() - self.loop.last_commit_at
         )

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from anonymizers.keys import EpochKey, KeyEncryptionKey
 from stream.logs import clamp_library_loggers
 from stream.settings import Settings
 from stream.tables.keyring import KafkaKeyRing, KeyLog, KeySchedule, encode_proposal
@@ -33,72 +34,121 @@ class FakeClock:
         return self.now
 
 
-def proposal(epoch: int, material: bytes | None = None) -> tuple[bytes, bytes]:
-    return encode_proposal(epoch, material or secrets.token_bytes(32))
+KEK = KeyEncryptionKey(secrets.token_bytes(32))
+"""The KEK of the pure tests' logs (the broker tests read theirs from the settings' file)."""
+
+
+def proposal(
+    epoch: int, material: bytes | None = None, *, kek: KeyEncryptionKey = KEK
+) -> tuple[bytes, bytes]:
+    return encode_proposal(EpochKey(epoch, material or secrets.token_bytes(32)), kek)
+
+
+def key_log(clock: FakeClock) -> KeyLog:
+    return KeyLog(SCHEDULE, kek=KEK, clock=clock)
 
 
 # -- pure rules --------------------------------------------------------------------------
 def test_first_proposal_in_log_order_wins() -> None:
     """Two proposals for one epoch: every reader keeps the one with the lower offset."""
     first, second = secrets.token_bytes(32), secrets.token_bytes(32)
-    log = KeyLog(SCHEDULE, clock=FakeClock(T0))
+    log = key_log(FakeClock(T0))
     log.apply(0, proposal(20_000, first)[1])
     log.apply(1, proposal(20_000, second)[1])
-    expected = KeyLog(SCHEDULE, clock=FakeClock(T0))
+    expected = key_log(FakeClock(T0))
     expected.apply(0, proposal(20_000, first)[1])
     key = log.key_for_epoch(20_000)
     assert key is not None
     assert key.pseudonym("cookie_id:c1") == expected.key_for_epoch(20_000).pseudonym("cookie_id:c1")  # type: ignore[union-attr]
-    loser = KeyLog(SCHEDULE, clock=FakeClock(T0))
+    loser = key_log(FakeClock(T0))
     loser.apply(0, proposal(20_000, second)[1])
     assert key.pseudonym("cookie_id:c1") != loser.key_for_epoch(20_000).pseudonym("cookie_id:c1")  # type: ignore[union-attr]
 
 
+KEY = secrets.token_bytes(32)
+
+
+def wrapped_fields(
+    epoch: int,
+    material: bytes,
+    *,
+    kek: KeyEncryptionKey = KEK,
+    check: bool = True,
+    flip: bool = False,
+) -> dict[str, Any]:
+    """A v2 record's fields, wrapped with AESGCM directly (not through the code under test);
+    `check=False` wraps material EpochKey would refuse, `flip` changes one ciphertext byte."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if check:
+        EpochKey(epoch, material)
+    nonce = secrets.token_bytes(12)
+    wrapped = bytearray(
+        AESGCM(bytes(kek._material)).encrypt(
+            nonce, material, f"anonstream/epoch-key/v2:{epoch}".encode()
+        )
+    )
+    if flip:
+        wrapped[0] ^= 1
+    return {
+        "schema": "epoch-key.v2",
+        "epoch": epoch,
+        "nonce_b64": base64.b64encode(nonce).decode(),
+        "wrapped_b64": base64.b64encode(bytes(wrapped)).decode(),
+    }
+
+
 @pytest.mark.parametrize(
-    "value",
+    ("value", "reason"),
     [
-        pytest.param(b"not json", id="not-json"),
-        pytest.param(orjson.dumps({"schema": "epoch-key.v1", "epoch": 1}), id="no-key"),
+        pytest.param(b"not json", "malformed", id="not-json"),
         pytest.param(
-            orjson.dumps(
-                {"schema": "x", "epoch": 1, "key_b64": base64.b64encode(b"k" * 32).decode()}
-            ),
-            id="wrong-schema",
+            orjson.dumps({"schema": "epoch-key.v2", "epoch": 1}), "malformed", id="no-key"
         ),
         pytest.param(
             orjson.dumps(
-                {
-                    "schema": "epoch-key.v1",
-                    "epoch": 1,
-                    "key_b64": base64.b64encode(b"short").decode(),
-                }
+                {"schema": "epoch-key.v1", "epoch": 1, "key_b64": base64.b64encode(KEY).decode()}
             ),
-            id="short-key",
+            "malformed",
+            id="plaintext-v1",
         ),
         pytest.param(
-            orjson.dumps(
-                {
-                    "schema": "epoch-key.v1",
-                    "epoch": 1,
-                    "key_b64": base64.b64encode(bytes(32)).decode(),
-                }
-            ),
-            id="all-zero-key",
+            orjson.dumps({**wrapped_fields(1, KEY), "epoch": "1"}), "malformed", id="epoch-text"
+        ),
+        pytest.param(
+            orjson.dumps(wrapped_fields(1, bytes(32), check=False)), "malformed", id="all-zero"
+        ),
+        pytest.param(
+            orjson.dumps(wrapped_fields(1, b"short", check=False)), "malformed", id="short-key"
+        ),
+        pytest.param(
+            orjson.dumps(wrapped_fields(1, KEY, kek=KeyEncryptionKey(secrets.token_bytes(32)))),
+            "unauthenticated",
+            id="other-kek",
+        ),
+        pytest.param(
+            orjson.dumps({**wrapped_fields(0, KEY), "epoch": 1}),
+            "unauthenticated",
+            id="moved-epoch",
+        ),
+        pytest.param(
+            orjson.dumps(wrapped_fields(1, KEY, flip=True)), "unauthenticated", id="changed-byte"
         ),
     ],
 )
-def test_invalid_records_give_no_key(value: bytes) -> None:
-    """A record that is not a well-formed random 256-bit key is counted and never used."""
-    log = KeyLog(SCHEDULE, clock=FakeClock(1 * DAY + 5))
+def test_invalid_records_give_no_key(value: bytes, reason: str) -> None:
+    """A record that is not an authentic wrapped random key is refused by reason, never used."""
+    log = key_log(FakeClock(1 * DAY + 5))
     log.apply(0, value)
     assert log.key_for_epoch(1) is None
+    assert log.refused[reason] == 1
     assert log.invalid_records == 1
 
 
 def test_expired_key_is_destroyed_and_never_loaded() -> None:
     """Past retention a held key is zeroed and dropped; a reader arriving later never loads it."""
     clock = FakeClock(T0)
-    log = KeyLog(SCHEDULE, clock=clock)
+    log = key_log(clock)
     log.apply(0, proposal(20_000)[1])
     key = log.key_for_epoch(20_000)
     assert key is not None and not key.destroyed
@@ -107,7 +157,7 @@ def test_expired_key_is_destroyed_and_never_loaded() -> None:
     assert key.destroyed
     with pytest.raises(Exception, match="destroyed"):
         key.mac(b"x")
-    late_reader = KeyLog(SCHEDULE, clock=clock)
+    late_reader = key_log(clock)
     late_reader.apply(0, proposal(20_000)[1])
     assert late_reader.epochs() == []
 
@@ -115,8 +165,10 @@ def test_expired_key_is_destroyed_and_never_loaded() -> None:
 def test_delete_before_covers_exactly_the_expired_prefix() -> None:
     """Records of expired epochs form the prefix handed to DeleteRecords; live ones stay."""
     clock = FakeClock(T0)
-    log = KeyLog(SCHEDULE, clock=clock)
+    log = key_log(clock)
     for offset, epoch in enumerate([20_000, 20_000, 20_001, 20_002]):
+        # Each proposal when workers make it: in its epoch, or `lead` before it starts.
+        clock.now = max(clock.now, SCHEDULE.start_of(epoch) - SCHEDULE.lead_s)
         log.apply(offset, proposal(epoch)[1])
     assert log.delete_before() is None
     clock.now = SCHEDULE.start_of(20_001) + SCHEDULE.retention_s  # 20000 and 20001 expired
@@ -183,7 +235,7 @@ def test_key_is_gone_everywhere_after_retention(
         pseudonym = key.pseudonym("user_id:u-1")
         records = await asyncio.to_thread(read_all, key_topic, key_topic.topic_keys, idle_s=1.0)
         material = [
-            orjson.loads(r.value)["key_b64"] for r in records if r.key.startswith(b"20000:")
+            orjson.loads(r.value)["wrapped_b64"] for r in records if r.key.startswith(b"20000:")
         ]
         assert material, "the key must have been published"
         # Two days later: 20000 is past retention, 20002 is current.
