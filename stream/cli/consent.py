@@ -273,8 +273,11 @@ def normalise_row(row: Mapping[str, object]) -> dict[str, Any]:
     `subject_type` + `subject_id`. Empty values count as absent. Raises `RowError`.
     """
     validator = schema_validator(schemas.CONSENT_RECORD_V1)
-    if not isinstance(row.get("purposes"), str) and validator.is_valid(row):
-        return dict(row)  # already a record: the common case costs one schema check
+    if not isinstance(row.get("purposes"), str):
+        record = dict(row)
+        canonicalise_subject(record)
+        if validator.is_valid(record):
+            return record  # already a record: the common case costs one schema check
     if row.keys() <= RECORD_FIELDS and "subject_type" in row:
         record = {name: value for name, value in row.items() if value != "" and value is not None}
     else:
