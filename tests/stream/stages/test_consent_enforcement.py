@@ -442,7 +442,7 @@ def test_expired_key_is_gone_from_the_topic_and_the_next_worker(
     assert old["epoch"] == epoch
     key_records = read_all(settings, settings.topic_keys, idle_s=1.0)
     old_material = [
-        orjson.loads(r.value)["key_b64"].encode()
+        orjson.loads(r.value)["wrapped_b64"].encode()
         for r in key_records
         if r.key.startswith(f"{epoch}:".encode())
     ]
