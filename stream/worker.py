@@ -123,12 +123,13 @@ def add_aggregate(
 ) -> None:
     """The aggregate stage, sending to as many partials partitions as the topic has."""
     aggregation, release = configs
+    keyring = _keyring(settings, policy)  # first: no key-encryption key, no broker contact
     counts = partition_counts(settings, [settings.topic_partials])
     runtime = AggregateRuntime(
         settings,
         aggregation=aggregation,
         release=release,
-        keyring=_keyring(settings, policy),
+        keyring=keyring,
         partials_partitions=counts[settings.topic_partials],
         forms=policy.identifiers.forms(),
     )
