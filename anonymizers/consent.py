@@ -4,7 +4,9 @@
 reduced to bit flags, under a keyed hash of the subject: the first 64 bits of HMAC-SHA256
 (OpenSSL) keyed with a random secret made per process (`subject_digest`), so the state never
 holds a raw id and its keys mean nothing outside the process. It costs about 100 bytes per
-subject (an int-to-int dict).
+subject (an int-to-int dict). The digest is of the identifier's canonical form
+(`anonymizers.identifiers`), for records and events alike, so a record under one spelling
+(case of an e-mail or GUID, surrounding spaces, NFD) covers every equivalent spelling.
 
 A record replaces the subject's whole state, so the state after replaying a compacted topic
 (one record per key) equals the state before a restart:
@@ -28,6 +30,7 @@ from typing import Any, Final, NamedTuple
 from anonymizers import reasons
 from anonymizers.exceptions import ConsentRecordError
 from anonymizers.fields import SUBJECT_FIELDS
+from anonymizers.identifiers import DEFAULT_FORMS, POLICY_FREE, IdentifierForms
 from anonymizers.memo import Memo
 from anonymizers.outcome import Draft
 from anonymizers.policy import ConsentConfig
@@ -74,6 +77,8 @@ def _flags_of(record: Mapping[str, object]) -> int:
     subject_id = record.get("subject_id")
     if not isinstance(subject_id, str) or not 1 <= len(subject_id) <= 512:
         raise ConsentRecordError("subject_id must be a string of 1 to 512 characters")
+    if not subject_id.strip():
+        raise ConsentRecordError("subject_id must not be only white space")
     action = record.get("action")
     if action not in ACTIONS:
         raise ConsentRecordError(f"action must be one of {', '.join(ACTIONS)}")
@@ -109,14 +114,19 @@ class ConsentState:
     """Latest consent per subject, stored under keyed 64-bit digests. Not thread-safe.
 
     `secret` (32 bytes) keys the digests; by default a random one per process, so a state
-    is rebuilt from the consent topic at start-up, never persisted.
+    is rebuilt from the consent topic at start-up, never persisted. `forms` (the policy's
+    `identifiers.forms()`) canonicalises every identifier before its digest, for records,
+    tombstones and the gate alike.
     """
 
-    def __init__(self, *, secret: bytes | None = None) -> None:
+    def __init__(
+        self, *, secret: bytes | None = None, forms: IdentifierForms = DEFAULT_FORMS
+    ) -> None:
         self._secret = secret if secret is not None else secrets.token_bytes(SECRET_BYTES)
         if len(self._secret) < 16:
             raise ConsentRecordError("the consent digest secret must be at least 16 bytes")
         self._flags: dict[int, int] = {}
+        self.forms: IdentifierForms = forms
 
     def __repr__(self) -> str:
         return f"ConsentState(subjects={len(self._flags)})"
@@ -125,8 +135,9 @@ class ConsentState:
         return len(self._flags)
 
     def digest(self, subject_type: str, subject_id: str) -> int:
-        """The keyed digest of a subject under this state's secret (`subject_digest`)."""
-        return subject_digest(self._secret, subject_type, subject_id)
+        """The keyed digest (`subject_digest`) of the subject's canonical form under `forms`."""
+        canonical = self.forms.canonical(subject_type, subject_id)
+        return subject_digest(self._secret, subject_type, canonical)
 
     def apply(self, record: Mapping[str, object]) -> None:
         """Make `record` the subject's state; `ConsentRecordError` for an invalid record."""
@@ -251,9 +262,15 @@ def child_records(event: Mapping[str, object], requested_at: str) -> list[dict[s
     subject identifier it carries (user, cookie, device, advertising id), so that the
     consent table drops every later event of those identifiers and the aggregate stage
     removes them from windows still open, as for a `child` record from the CMP. An event
-    with no such identifier (a cookieless visitor) stands for none."""
+    with no such identifier (a cookieless visitor) stands for none. Ids are written in their
+    policy-free canonical form (`POLICY_FREE`), so equivalent spellings share one record key."""
     return [
-        {"subject_type": name, "subject_id": value, "action": "child", "requested_at": requested_at}
+        {
+            "subject_type": name,
+            "subject_id": POLICY_FREE.canonical(name, value),
+            "action": "child",
+            "requested_at": requested_at,
+        }
         for name in SUBJECT_FIELDS
-        if isinstance(value := event.get(name), str) and value
+        if isinstance(value := event.get(name), str) and value.strip()
     ]

@@ -41,6 +41,11 @@ class KeyMaterialError(AnonymizerError):
     """Key material is missing, too short or obviously not random (all one byte value)."""
 
 
+class KeyUnwrapError(KeyMaterialError):
+    """A wrapped key does not authenticate under the key-encryption key (another KEK, a
+    tampered record, or a record moved to another epoch); the message holds no key material."""
+
+
 class AggregationError(AnonymizerError):
     """The statistics engine was used against its contract (a programming error, never data:
     malformed records and events are counted and skipped)."""

@@ -10,6 +10,15 @@ derived from the key outlives a call. Python cannot promise that key bytes never
 memory; `EpochKey` keeps the material in one `bytearray`, zeroes it on `destroy()` and drops
 the pseudonym memos derived from it, which is the best a CPython process can do (OpenSSL
 cleanses its own HMAC context after each call).
+
+At rest, epoch keys are wrapped (`KeyEncryptionKey`): AES-256-GCM from `cryptography`
+(OpenSSL) under a key-encryption key (KEK) from a mounted secret, with a fresh 96-bit random
+nonce per wrap and the epoch as associated data, so a wrapped key is unusable without the KEK,
+cannot be forged without it (the GCM tag authenticates the proposal) and cannot be moved to
+another epoch. What cannot be zeroed: the `bytes` that `secrets.token_bytes` and
+`AESGCM.decrypt` return (immutable; freed, not overwritten), and the copies of the KEK and of
+key material inside `cryptography`'s AESGCM object and OpenSSL's contexts, which Python cannot
+reach; `KeyEncryptionKey.destroy` zeroes its own `bytearray` and drops the AESGCM object.
 """
 
 from __future__ import annotations
@@ -18,20 +27,25 @@ import binascii
 import hmac
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from anonymizers import reasons
-from anonymizers.exceptions import KeyMaterialError
+from anonymizers.exceptions import KeyMaterialError, KeyUnwrapError
 from anonymizers.memo import Memo, bounded_put
 from anonymizers.outcome import Draft
 
 __all__ = [
     "DEFAULT_MEMO_SIZE",
+    "KEK_BYTES",
     "KEY_BYTES",
     "PSEUDONYM_BYTES",
     "EpochKey",
     "GeneratedKeyProvider",
+    "KeyEncryptionKey",
     "KeyProvider",
     "KeyUnit",
     "StaticKeyProvider",
@@ -43,6 +57,11 @@ KEY_BYTES: Final = 32
 """Size of an epoch key in bytes (256 bits)."""
 PSEUDONYM_BYTES: Final = 16
 """Bytes of the HMAC-SHA256 output kept in a pseudonym (128 bits; 22 base64url characters)."""
+KEK_BYTES: Final = 32
+"""Size of the key-encryption key in bytes (AES-256)."""
+WRAP_NONCE_BYTES: Final = 12
+"""AES-GCM nonce size in bytes (96 bits, random per wrap)."""
+_WRAP_CONTEXT: Final = "anonstream/epoch-key/v2"
 DEFAULT_MEMO_SIZE: Final = 262_144
 """Pseudonyms remembered per epoch key and per prefix (entries): repeated subjects skip the HMAC."""
 
@@ -63,12 +82,14 @@ def hmac_sha256(key: bytes | bytearray, data: bytes) -> bytes:
     return hmac.digest(key, data, "sha256")
 
 
-def _check_material(material: bytes | bytearray) -> None:
-    if len(material) != KEY_BYTES:
-        raise KeyMaterialError(f"an epoch key must be {KEY_BYTES} bytes; got {len(material)}")
+def _check_material(
+    material: bytes | bytearray, *, what: str = "an epoch key", size: int = KEY_BYTES
+) -> None:
+    if len(material) != size:
+        raise KeyMaterialError(f"{what} must be {size} bytes; got {len(material)}")
     # A key of one repeated byte (all zeros, the default of many configs) is not random.
     if material.count(material[0]) == len(material):
-        raise KeyMaterialError("an epoch key must be random; got one byte value repeated")
+        raise KeyMaterialError(f"{what} must be random; got one byte value repeated")
 
 
 class EpochKey:
@@ -102,7 +123,7 @@ class EpochKey:
         self._destroyed = False
         self._memo: dict[str, str] = {}
         self._memo_size = memo_size
-        self._memos: dict[str, Memo[str, str]] = {}
+        self._memos: dict[tuple[str, Callable[[str], str] | None], Memo[str, str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -137,21 +158,30 @@ class EpochKey:
             bounded_put(self._memo, message, text, max_size=self._memo_size)
         return text
 
-    def memo_for(self, prefix: str) -> Memo[str, str]:
-        """`memo[rest]` is `pseudonym(prefix + rest)`, memoised per prefix (bounded).
+    def memo_for(
+        self, prefix: str, canonical: Callable[[str], str] | None = None
+    ) -> Memo[str, str]:
+        """`memo[rest]` is `pseudonym(prefix + canonical(rest))` (`canonical` None: `rest`
+        itself), memoised per prefix and canonicaliser (bounded), keyed by the raw `rest`, so
+        a spelling seen before costs no canonicalisation. Callers that pass the same
+        `canonical` object share a memo (`anonymizers.identifiers.canonicaliser` gives one
+        object per forms and type).
 
         Raises `KeyMaterialError` once the key is destroyed; a memo obtained before then is
         empty and computes nothing any more (the HMAC state is gone).
         """
-        memo = self._memos.get(prefix)
+        memo = self._memos.get((prefix, canonical))
         if memo is None:
             if self._destroyed:
                 raise KeyMaterialError(f"the key of epoch {self.epoch} was destroyed")
             pseudonym = self._pseudonym
-            memo = Memo(
-                lambda rest: pseudonym(prefix + rest), max_size=self._memo_size, values="pseudonym"
-            )
-            self._memos[prefix] = memo
+            if canonical is None:
+                compute: Callable[[str], str] = lambda rest: pseudonym(prefix + rest)  # noqa: E731
+            else:
+                normalise = canonical
+                compute = lambda rest: pseudonym(prefix + normalise(rest))  # noqa: E731
+            memo = Memo(compute, max_size=self._memo_size, values="pseudonym")
+            self._memos[(prefix, canonical)] = memo
         return memo
 
     def _pseudonym(self, message: str) -> str:
@@ -159,6 +189,12 @@ class EpochKey:
         # base64url without padding: 16 bytes are 22 characters.
         encoded = binascii.b2a_base64(digest, newline=False).translate(_URLSAFE)
         return encoded[:_PSEUDONYM_CHARS].decode("ascii")
+
+    def wrap_with(self, kek: KeyEncryptionKey) -> tuple[bytes, bytes]:
+        """(nonce, ciphertext) of this key's material under `kek`, bound to its epoch."""
+        if self._destroyed:
+            raise KeyMaterialError(f"the key of epoch {self.epoch} was destroyed")
+        return kek.wrap(self.epoch, self._material)
 
     def destroy(self) -> None:
         """Zero the material and drop everything derived from it; later use raises."""
@@ -170,6 +206,72 @@ class EpochKey:
             for memo in self._memos.values():
                 memo.clear()
             self._memos.clear()
+
+
+def _associated_data(epoch: int) -> bytes:
+    return f"{_WRAP_CONTEXT}:{epoch}".encode()
+
+
+class KeyEncryptionKey:
+    """The key-encryption key (KEK): wraps and unwraps epoch keys with AES-256-GCM.
+
+    `wrap(epoch, material)` gives a random 12-byte nonce and the ciphertext (material + 16-byte
+    tag) with `anonstream/epoch-key/v2:<epoch>` as associated data; `unwrap` checks the tag and
+    gives the `EpochKey`, or raises `KeyUnwrapError` (another KEK, a changed byte, another
+    epoch). `repr` never shows the material; `destroy()` zeroes it (see the module doc for the
+    copies Python cannot zero).
+    """
+
+    __slots__ = ("_aead", "_material")
+
+    def __init__(self, material: bytes | bytearray) -> None:
+        _check_material(material, what="a key-encryption key", size=KEK_BYTES)
+        self._material: bytearray = bytearray(material)
+        self._aead: AESGCM | None = AESGCM(self._material)
+
+    @classmethod
+    def generate(cls) -> KeyEncryptionKey:
+        """A fresh random KEK (for tests and the local demo; production mounts a secret)."""
+        return cls(secrets.token_bytes(KEK_BYTES))
+
+    def __repr__(self) -> str:
+        return f"KeyEncryptionKey({'destroyed' if self._aead is None else 'live'})"
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            raise KeyMaterialError("the key-encryption key was destroyed")
+        return self._aead
+
+    def wrap(self, epoch: int, material: bytes | bytearray) -> tuple[bytes, bytes]:
+        """(nonce, ciphertext) of `material` for `epoch`."""
+        _check_material(material)
+        nonce = secrets.token_bytes(WRAP_NONCE_BYTES)
+        return nonce, self._cipher().encrypt(nonce, bytes(material), _associated_data(epoch))
+
+    def unwrap(
+        self, epoch: int, nonce: bytes, ciphertext: bytes, *, memo_size: int = DEFAULT_MEMO_SIZE
+    ) -> EpochKey:
+        """The epoch key wrapped in `ciphertext` for `epoch`; `KeyUnwrapError` unless it
+        authenticates under this KEK and epoch."""
+        if len(nonce) != WRAP_NONCE_BYTES:
+            raise KeyUnwrapError(f"a wrapped key's nonce must be {WRAP_NONCE_BYTES} bytes")
+        try:
+            material = self._cipher().decrypt(nonce, ciphertext, _associated_data(epoch))
+        except InvalidTag:
+            raise KeyUnwrapError(
+                f"the key proposed for epoch {epoch} does not authenticate under the "
+                "key-encryption key"
+            ) from None
+        try:
+            return EpochKey(epoch, material, memo_size=memo_size)
+        finally:
+            del material  # immutable bytes: dropped, not zeroed (module doc)
+
+    def destroy(self) -> None:
+        """Zero this object's copy of the KEK and drop the cipher; later use raises."""
+        for index in range(len(self._material)):
+            self._material[index] = 0
+        self._aead = None
 
 
 @runtime_checkable

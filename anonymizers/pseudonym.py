@@ -1,14 +1,17 @@
 """Keyed pseudonyms: the subject of an event and the identifiers the policy keeps.
 
 Every pseudonym is `EpochKey.pseudonym("<domain>:<type>:<value>")`: HMAC-SHA256 under the
-epoch's random key, first 16 bytes, base64url (22 characters). The domain prefix keeps the
+epoch's random key, first 16 bytes, base64url (22 characters), where `<value>` is the
+identifier's canonical form under the policy's `identifiers` forms (`anonymizers.identifiers`),
+so equivalent spellings of one identifier get one pseudonym. The domain prefix keeps the
 uses apart (an identifier pseudonym can never equal a visitor id). Without the key nobody,
 the operator included, can recompute or enumerate them; a new key each epoch unlinks them
 across epochs.
 
 Subject: the first of `identifiers.subject_order` present on the event; without one, a
 cookieless daily visitor id from the UTC day, the IP and the user agent (as Plausible does),
-computed before the IP is dropped. No identifier and no usable IP means no subject.
+computed before the IP is dropped. No identifier and no usable IP means no subject. An
+identifier of white space only is absent (its canonical form is empty).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Final, NamedTuple
 
 from anonymizers import reasons
 from anonymizers.fields import IDENTIFIER_FIELDS, SUBJECT_FIELDS
+from anonymizers.identifiers import IdentifierForms
 from anonymizers.ip import ParsedIp
 from anonymizers.keys import EpochKey
 from anonymizers.memo import Memo
@@ -32,9 +36,10 @@ MAX_ID_LENGTH: Final = 512
 """Longer identifier values are treated as absent (the raw schema allows 512 characters)."""
 
 
-def identifier_pseudonym(key: EpochKey, id_type: str, value: str) -> str:
-    """Pseudonym of identifier `value` of type `id_type` ("user_id"...) under `key`."""
-    return key.pseudonym(f"{ID_DOMAIN}:{id_type}:{value}")
+def identifier_pseudonym(key: EpochKey, id_type: str, value: str, *, forms: IdentifierForms) -> str:
+    """Pseudonym of identifier `value` of type `id_type` ("user_id"...) under `key`, of its
+    canonical form under `forms` (the policy's `identifiers.forms()`)."""
+    return key.pseudonym(f"{ID_DOMAIN}:{id_type}:{forms.canonical(id_type, value)}")
 
 
 def visitor_pseudonym(key: EpochKey, *, day: str, ip: ParsedIp, user_agent: str) -> str:
@@ -44,7 +49,7 @@ def visitor_pseudonym(key: EpochKey, *, day: str, ip: ParsedIp, user_agent: str)
 
 def _identifier(event: Mapping[str, object], name: str) -> str | None:
     value = event.get(name)
-    if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH:
+    if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH and not value.isspace():
         return value
     return None
 
@@ -63,14 +68,18 @@ class Pseudonymizer:
 
     `kept` names the identifier fields the output may carry (action pseudonymize and named
     by the allowlist); every other identifier is dropped: it only ever feeds the subject.
-    Pseudonyms come from the key's per-prefix memos (`EpochKey.memo_for`).
+    Pseudonyms come from the key's per-prefix memos (`EpochKey.memo_for`), keyed by the raw
+    value and computed from its canonical form (`config.forms()`).
     """
 
     def __init__(self, config: IdentifiersConfig, *, kept: frozenset[str] = frozenset()) -> None:
-        self._order = tuple((name, _id_prefix(name)) for name in config.subject_order)
+        forms = config.forms()
+        self._order = tuple(
+            (name, _id_prefix(name), forms.of_type(name)) for name in config.subject_order
+        )
         self._cookieless = config.cookieless_visitor
         self._kept = tuple(
-            (name, _id_prefix(name))
+            (name, _id_prefix(name), forms.of_type(name))
             for name in IDENTIFIER_FIELDS
             if name in kept and getattr(config, name) == "pseudonymize"
         )
@@ -114,7 +123,12 @@ class Pseudonymizer:
             for name, memo in self._order_memos:
                 if name in present:
                     value = event[name]
-                    if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH:
+                    if (
+                        isinstance(value, str)
+                        and value
+                        and len(value) <= MAX_ID_LENGTH
+                        and not value.isspace()
+                    ):
                         pseudonym = memo.table.get(value)
                         if pseudonym is None:
                             pseudonym = memo.miss(value)
@@ -149,17 +163,19 @@ class Pseudonymizer:
         return memos
 
     def _bind(self, key: EpochKey) -> None:
-        self._order_memos = tuple((name, key.memo_for(prefix)) for name, prefix in self._order)
+        self._order_memos = tuple(
+            (name, key.memo_for(prefix, canonical)) for name, prefix, canonical in self._order
+        )
         self._visitor_memo = key.memo_for(_VISITOR_PREFIX)
         self._bound = key
 
     def identifiers(self, event: Mapping[str, object], key: EpochKey) -> dict[str, str]:
         """Pseudonyms of the identifiers the output keeps, by field name."""
         out: dict[str, str] = {}
-        for name, prefix in self._kept:
+        for name, prefix, canonical in self._kept:
             value = _identifier(event, name)
             if value is not None:
-                out[name] = key.memo_for(prefix)[value]
+                out[name] = key.memo_for(prefix, canonical)[value]
         return out
 
 

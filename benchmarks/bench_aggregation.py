@@ -65,6 +65,7 @@ from stream.local.processes import stop as stop_process
 from stream.settings import Settings
 from stream.stages.aggregate import AggregatePartition
 from stream.stages.anonymize import SOURCE_HEADER, source_header
+from stream.tables.keyring import write_key_encryption_key
 from stream.topics import create_topics, topic_specs
 
 MESSAGE_EVENTS = 50  # events per events.pseudonymized message
@@ -357,6 +358,7 @@ def worker_throughput(
             app_id=f"bench{uid}",
             partitions=1,
             data_dir=Path(work),
+            key_encryption_key_file=write_key_encryption_key(Path(work) / "key-encryption-key"),
             **{f"topic_{name}": f"bench{uid}.{name}" for name in TOPIC_NAMES},
         )
         create_topics(settings, topic_specs(settings))

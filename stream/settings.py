@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         "which also freeze their start-up objects (stream.gcsettings); 0 keeps Python's "
         "collector settings (700, nothing frozen).",
     )
+    key_encryption_key_file: Path | None = Field(
+        None,
+        description="File holding the key-encryption key (KEK): 32 random bytes, base64 "
+        "(`head -c 32 /dev/urandom | base64`), mounted from a secret. It wraps the pseudonym "
+        "keys on the key topic (AES-256-GCM) and authenticates key proposals; the anonymize "
+        "and aggregate workers refuse to start without it. The local demo writes one.",
+    )
     clock_offset_s: float = Field(
         0.0,
         description="Seconds added to the wall clock for key epochs and retention; for "

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from anonymizers.chain import Pipeline
+from anonymizers.consent import ConsentState
 from anonymizers.policy import Policy, duration_seconds
 from anonymizers.stats.config import AggregationSpec, ReleaseSpec, stats_specs
 from stream.app import create_app
@@ -100,7 +101,7 @@ def _keyring(settings: Settings, policy: Policy) -> KafkaKeyRing:
 def add_anonymize(app: Any, *, settings: Settings, policy: Policy) -> None:
     """The anonymize stage: the policy's chain over the key ring and the consent table."""
     keyring = _keyring(settings, policy)
-    consent = ConsentTable(settings)
+    consent = ConsentTable(settings, state=ConsentState(forms=policy.identifiers.forms()))
     pipeline = Pipeline.from_policy(
         policy, keys=keyring, geo=open_geo(settings), consent=consent.state
     )
@@ -122,13 +123,15 @@ def add_aggregate(
 ) -> None:
     """The aggregate stage, sending to as many partials partitions as the topic has."""
     aggregation, release = configs
+    keyring = _keyring(settings, policy)  # first: no key-encryption key, no broker contact
     counts = partition_counts(settings, [settings.topic_partials])
     runtime = AggregateRuntime(
         settings,
         aggregation=aggregation,
         release=release,
-        keyring=_keyring(settings, policy),
+        keyring=keyring,
         partials_partitions=counts[settings.topic_partials],
+        forms=policy.identifiers.forms(),
     )
     register_aggregate(app, runtime=runtime)
 

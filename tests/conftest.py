@@ -13,6 +13,7 @@ from hypothesis import settings as hypothesis_settings
 
 from stream.local.broker import LocalBroker, free_port
 from stream.settings import Settings
+from stream.tables.keyring import write_key_encryption_key
 from tests.support.workers import WorkerFactory
 
 BROKER_ENV = "ANONSTREAM_TEST_BOOTSTRAP"
@@ -66,6 +67,8 @@ def isolated_settings(bootstrap: str, data_dir: Path) -> Settings:
         partitions=4,
         data_dir=data_dir,
         web_port=0,
+        # The key ring refuses to start without a KEK: one per test directory, as the demo does.
+        key_encryption_key_file=write_key_encryption_key(data_dir.parent / "key-encryption-key"),
     )
 
 

@@ -27,6 +27,7 @@ from anonymizers.fields import (
     SubjectField,
     ValueField,
 )
+from anonymizers.identifiers import IdentifierForms
 
 SCHEMA_VERSION: Final = 1
 DURATION_PATTERN: Final = r"^[1-9][0-9]{0,6}[smhd]$"
@@ -151,6 +152,18 @@ class IdentifiersConfig(_Section):
         "(reason no_subject).",
         "true or false",
     )
+    user_id_case_sensitive: StrictBool = _setting(
+        False,
+        "Whether user ids are case-sensitive (Bob and bob two people). If false (default), user "
+        "ids are case-folded before consent matching, pseudonyms and erasure. Either way "
+        "identifiers are trimmed and NFC-normalised, and e-mail-like and GUID-form values of "
+        "every type are case-folded.",
+        "true or false",
+    )
+
+    def forms(self) -> IdentifierForms:
+        """The canonical identifier forms these settings ask for."""
+        return IdentifierForms(user_id_case_sensitive=self.user_id_case_sensitive)
 
 
 class KeysConfig(_Section):

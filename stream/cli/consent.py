@@ -35,6 +35,7 @@ import click
 import orjson
 
 import schemas
+from anonymizers.identifiers import POLICY_FREE
 from anonymizers.intake import first_violation, schema_validator
 from stream.exceptions import ConsentPublishError
 from stream.settings import Settings, load_settings
@@ -99,6 +100,16 @@ def record_key(record: Mapping[str, Any]) -> bytes:
     return f"{record['subject_type']}:{record['subject_id']}".encode()
 
 
+def canonicalise_subject(record: dict[str, Any]) -> None:
+    """Write the record's subject id in its policy-free canonical form (`POLICY_FREE`: trimmed,
+    NFC, e-mail-like and GUID-form ids case-folded), so equivalent spellings share one Kafka
+    key (one compacted state, one partition); the workers canonicalise again under the
+    policy's forms. A record whose type or id is not a string is left for the schema check."""
+    subject_type, subject_id = record.get("subject_type"), record.get("subject_id")
+    if isinstance(subject_type, str) and isinstance(subject_id, str):
+        record["subject_id"] = POLICY_FREE.canonical(subject_type, subject_id)
+
+
 def check_record(record: object) -> None:
     """Raise `RowError` naming the first schema rule `record` breaks (consent record v1)."""
     violation = first_violation(record, schema_name=schemas.CONSENT_RECORD_V1)
@@ -126,6 +137,7 @@ def consent_record(
     if purposes:
         record["purposes"] = list(dict.fromkeys(purposes))
     record["requested_at"] = requested_at or now_rfc3339()
+    canonicalise_subject(record)
     check_record(record)
     return record
 
@@ -261,8 +273,11 @@ def normalise_row(row: Mapping[str, object]) -> dict[str, Any]:
     `subject_type` + `subject_id`. Empty values count as absent. Raises `RowError`.
     """
     validator = schema_validator(schemas.CONSENT_RECORD_V1)
-    if not isinstance(row.get("purposes"), str) and validator.is_valid(row):
-        return dict(row)  # already a record: the common case costs one schema check
+    if not isinstance(row.get("purposes"), str):
+        record = dict(row)
+        canonicalise_subject(record)
+        if validator.is_valid(record):
+            return record  # already a record: the common case costs one schema check
     if row.keys() <= RECORD_FIELDS and "subject_type" in row:
         record = {name: value for name, value in row.items() if value != "" and value is not None}
     else:
@@ -302,6 +317,7 @@ def normalise_row(row: Mapping[str, object]) -> dict[str, Any]:
             record["purposes"] = purposes
     if isinstance(record.get("requested_at"), str):
         record["requested_at"] = str(record["requested_at"]).strip()
+    canonicalise_subject(record)
     if not validator.is_valid(record):
         check_record(record)
     return record

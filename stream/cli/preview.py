@@ -41,6 +41,7 @@ from anonymizers.consent import ConsentState, child_records
 from anonymizers.exceptions import ConsentRecordError
 from anonymizers.geo import GeoLookup
 from anonymizers.geo.bundled import default_database_path
+from anonymizers.identifiers import DEFAULT_FORMS, IdentifierForms
 from anonymizers.intake import validate_event
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.masking import mask_event
@@ -118,9 +119,12 @@ def _lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
             yield number, stripped
 
 
-def load_consent(path: Path) -> tuple[ConsentState, dict[str, Any]]:
-    """A consent state from a JSONL file of consent records, and a summary for the report."""
-    state = ConsentState()
+def load_consent(
+    path: Path, *, forms: IdentifierForms = DEFAULT_FORMS
+) -> tuple[ConsentState, dict[str, Any]]:
+    """A consent state from a JSONL file of consent records (ids matched in the policy's
+    canonical `forms`), and a summary for the report."""
+    state = ConsentState(forms=forms)
     applied = 0
     invalid: list[dict[str, Any]] = []
     with path.open("rb") as handle:
@@ -444,7 +448,7 @@ def preview_files(
     geo = GeoLookup(str(geo_path)) if geo_path is not None else None
     consent, consent_summary = (None, None)
     if consent_path is not None:
-        consent, consent_summary = load_consent(consent_path)
+        consent, consent_summary = load_consent(consent_path, forms=policy.identifiers.forms())
     try:
         return run_preview(
             events_path=events_path,

@@ -195,12 +195,23 @@ def consent_families(consent: ConsentFigures, *, lag: int | None) -> Iterator[An
     )
 
 
-def key_families(*, epochs: Sequence[int], current: bool) -> Iterator[Any]:
-    """The epochs whose pseudonym key is held, and whether the current epoch's is."""
+def key_families(
+    *, epochs: Sequence[int], current: bool, refused: Mapping[str, int]
+) -> Iterator[Any]:
+    """The epochs whose pseudonym key is held, whether the current epoch's is, and the key
+    proposals refused by reason (`stream.tables.keyring`: malformed, unauthenticated,
+    out_of_window)."""
     latest = max(epochs, default=-1)
     yield gauge("anonstream_key_epoch", "Latest epoch whose key is held (-1: none).", latest)
     yield gauge(
         "anonstream_key_current", "1 when the key of the current epoch is held.", float(current)
+    )
+    yield counter_by(
+        "anonstream_key_proposals_refused",
+        "Records of the key topic refused: malformed, unauthenticated (not wrapped under the "
+        "key-encryption key) or out_of_window (for an epoch past the next one).",
+        "reason",
+        {reason: float(count) for reason, count in refused.items()},
     )
 
 

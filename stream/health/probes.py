@@ -61,10 +61,10 @@ class ProgressWatch:
 
     `consumes` gives the partitions the stage's consumer is assigned now;
     `commit_follows_processing`: the stage commits what it processed within seconds
-    (anonymize: after every fetch, once its output is acknowledged), so an old uncommitted position means the
-    commit path is stuck. The aggregate and release stages keep their commit point behind
-    open windows (an open 1-day window holds it for a day) by design; their commit age is
-    reported but not judged.
+    (anonymize: after every fetch, once its output is acknowledged), so an old uncommitted
+    position means the commit path is stuck. The aggregate and release stages keep their
+    commit point behind open windows (an open 1-day window holds it for a day) by design;
+    their commit age is reported but not judged.
     """
 
     def __init__(

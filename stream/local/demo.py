@@ -39,6 +39,7 @@ from stream.health.metrics import labelled, parse_samples
 from stream.local import processes
 from stream.local.broker import free_port, running_broker
 from stream.settings import Settings, load_settings
+from stream.tables.keyring import write_key_encryption_key
 
 DEMO_STAGES: tuple[str, ...] = ("anonymize", "aggregate", "release")
 """Stages the demo runs, in start order."""
@@ -429,6 +430,8 @@ def run_demo(*, duration_s: float, rate: int, home: Path, partitions: int = 4) -
             data_dir=home / "state",
             partitions=partitions,
             policy_path=policy,
+            # The demo's own key-encryption key (production mounts one from a secret).
+            key_encryption_key_file=write_key_encryption_key(home / "key-encryption-key"),
         )
         click.echo(f"broker    {broker.bootstrap} pid {broker.pid} (log {broker.log_file})")
         click.echo(f"policy    {policy} (default, lateness and idle timeout 10 s)")

@@ -31,6 +31,8 @@ from typing import Any
 import faust
 import orjson
 
+from anonymizers.consent import ConsentState
+from anonymizers.identifiers import IdentifierForms
 from anonymizers.pseudonym import identifier_pseudonym
 from anonymizers.stats.aggregate import PartitionAggregator
 from anonymizers.stats.config import AggregationSpec, ReleaseSpec
@@ -198,12 +200,17 @@ class AggregateRuntime:
         release: ReleaseSpec,
         keyring: KafkaKeyRing,
         partials_partitions: int,
+        forms: IdentifierForms,
     ) -> None:
         self.settings = settings
         self.aggregation = aggregation
         self.release = release
         self.keyring = keyring
-        self.consent = ConsentTable(settings, on_record=self._on_consent)
+        # The policy's identifier forms: an erasure's pseudonym is the one its events got.
+        self.forms = forms
+        self.consent = ConsentTable(
+            settings, state=ConsentState(forms=forms), on_record=self._on_consent
+        )
         self.counters: Counter[str] = Counter()
         self.partials_partitions = partials_partitions
         # Pseudonyms of recently erased subjects (erase or child records), per live epoch,
@@ -258,7 +265,7 @@ class AggregateRuntime:
             key = self.keyring.key_for_epoch(epoch)
             if key is None:
                 continue
-            pseudonym = identifier_pseudonym(key, subject_type, subject_id)
+            pseudonym = identifier_pseudonym(key, subject_type, subject_id, forms=self.forms)
             self.erased[pseudonym] = now + 2 * rotation
             for worker in self.loop.workers.values():
                 self.counters["erased_entries"] += worker.erase(pseudonym)
@@ -314,7 +321,11 @@ class AggregateRuntime:
             sum(w.aggregator.state_bytes() for w in workers),
         )
         yield from consent_families(self.consent, lag=self.probe.consent_lag())
-        yield from key_families(epochs=self.keyring.log.epochs(), current=self.keyring.ready())
+        yield from key_families(
+            epochs=self.keyring.log.epochs(),
+            current=self.keyring.ready(),
+            refused=self.keyring.log.refused,
+        )
         yield from input_families(
             self.watch, unit="batch", commit_age_s=time.time() - self.loop.last_commit_at
         )

@@ -487,7 +487,11 @@ class AnonymizeRuntime:
         )
         lag = self.probe.consent_lag() if self.probe is not None else None
         yield from consent_families(self.consent, lag=lag)
-        yield from key_families(epochs=self.keyring.log.epochs(), current=self.keyring.ready())
+        yield from key_families(
+            epochs=self.keyring.log.epochs(),
+            current=self.keyring.ready(),
+            refused=self.keyring.log.refused,
+        )
         commit_age = None if self.loop is None else time.time() - self.loop.last_commit_at
         yield from input_families(self.watch, unit="batch", commit_age_s=commit_age)
 

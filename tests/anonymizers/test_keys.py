@@ -199,3 +199,23 @@ def test_hmac_matches_rfc_4231(key: bytes, data: bytes, expected: str) -> None:
 def test_epoch_key_mac_is_the_rfc_hmac() -> None:
     """An epoch key's mac is that HMAC under its material."""
     assert EpochKey(1, KEY_A).mac(b"Hi There") == hmac_sha256(KEY_A, b"Hi There")
+
+
+def test_kek_wraps_without_the_material_in_clear_and_zeroes_on_destroy() -> None:
+    """A wrapped key holds neither the key nor its base64; destroy zeroes the KEK's copy and
+    refuses later use; the KEK's repr shows nothing of it."""
+    import base64
+
+    from anonymizers.keys import KeyEncryptionKey
+
+    material = bytes(range(1, 33))
+    kek = KeyEncryptionKey(bytes(range(32, 64)))
+    nonce, wrapped = EpochKey(7, material).wrap_with(kek)
+    assert len(nonce) == 12 and len(wrapped) == 32 + 16
+    assert material not in wrapped and base64.b64encode(material) not in wrapped
+    assert kek.unwrap(7, nonce, wrapped).mac(b"m") == EpochKey(7, material).mac(b"m")
+    assert repr(kek) == "KeyEncryptionKey(live)"
+    kek.destroy()
+    assert kek._material == bytearray(32)
+    with pytest.raises(KeyMaterialError, match="destroyed"):
+        kek.unwrap(7, nonce, wrapped)

@@ -38,3 +38,11 @@ def test_horizons_come_from_the_policys_windows_lateness_and_idle_timeout() -> N
     policy = default_policy()
     assert replay_horizon_ms(policy) == 2 * (86_400 + 60 + 60) * 1000
     assert published_horizon_s(policy) == 2 * 86_400 + 60 + 60 + 3600
+
+
+@pytest.mark.parametrize("stage", ["anonymize", "aggregate"])
+def test_a_stage_holding_keys_does_not_start_without_a_kek(stage: str, tmp_path: Path) -> None:
+    """No key-encryption key configured: the worker stops at build time, naming the setting."""
+    settings = Settings(bootstrap_servers="127.0.0.1:1", data_dir=tmp_path)
+    with pytest.raises(SettingsError, match="ANONSTREAM_KEY_ENCRYPTION_KEY_FILE"):
+        build_worker_app(settings, stage)

@@ -84,3 +84,22 @@ def read_all(
     finally:
         consumer.close()
     return records
+
+
+def unwrap_key_record(settings: Settings, value: bytes) -> bytes:
+    """The epoch key in a record of the key topic, unwrapped by hand: AES-256-GCM under the
+    KEK of `settings` (its file: base64 of 32 bytes), the epoch as associated data."""
+    import base64
+
+    import orjson
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    path = settings.key_encryption_key_file
+    assert path is not None, "the settings name no key-encryption key file"
+    fields = orjson.loads(value)
+    aead = AESGCM(base64.b64decode(path.read_bytes().strip()))
+    return aead.decrypt(
+        base64.b64decode(fields["nonce_b64"]),
+        base64.b64decode(fields["wrapped_b64"]),
+        f"anonstream/epoch-key/v2:{fields['epoch']}".encode(),
+    )

@@ -12,7 +12,7 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from anonymizers.consent import ConsentState
-from stream.cli.consent import RowError, normalise_row
+from stream.cli.consent import RowError, consent_record, normalise_row, record_key
 from stream.kafka import admin_client
 from stream.local.processes import settings_env
 from stream.settings import Settings
@@ -64,11 +64,45 @@ SECRET_ID = "c-Zq81-never-printed"
             {"subject_type": "user_id", "subject_id": "12345", "action": "child"},
             id="numeric-id",
         ),
+        pytest.param(
+            {
+                "subject_type": "user_id",
+                "subject_id": " Alice.Martin@Example.COM ",
+                "action": "erase",
+            },
+            {
+                "subject_type": "user_id",
+                "subject_id": "alice.martin@example.com",
+                "action": "erase",
+            },
+            id="email-canonical",
+        ),
+        pytest.param(
+            {"device_id": "6F9619FF-8B86-D011-B42D-00C04FC964FF\t", "Status": "minor"},
+            {
+                "subject_type": "device_id",
+                "subject_id": "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+                "action": "child",
+            },
+            id="guid-canonical",
+        ),
+        pytest.param(
+            {"subject_type": "user_id", "subject_id": "Rene\u0301 ", "action": "opt_out"},
+            {"subject_type": "user_id", "subject_id": "Ren\u00e9", "action": "opt_out"},
+            id="user-nfc-case-kept",
+        ),
     ],
 )
 def test_rows_become_schema_records(row: dict[str, Any], expected: dict[str, Any]) -> None:
     """Canonical rows, consent-platform names and the wide shape give the same record."""
     assert normalise_row(row) == expected
+
+
+def test_single_command_record_and_key_use_the_policy_free_form() -> None:
+    """`anonstream consent` writes the trimmed, NFC, case-folded e-mail in record and key."""
+    record = consent_record(subject_type="user_id", subject_id=" Bob@Example.ORG\n", action="erase")
+    assert record["subject_id"] == "bob@example.org"
+    assert record_key(record) == b"user_id:bob@example.org"
 
 
 @pytest.mark.parametrize(
@@ -88,6 +122,11 @@ def test_rows_become_schema_records(row: dict[str, Any], expected: dict[str, Any
             {"subject_type": "cookie_id", "subject_id": "", "action": "erase"},
             "required subject_id",
             id="empty-id",
+        ),
+        pytest.param(
+            {"subject_type": "cookie_id", "subject_id": " \t ", "action": "erase"},
+            "$.subject_id: minLength 1",
+            id="blank-id",
         ),
         pytest.param(
             {"subject_type": "cookie_id", "subject_id": "x" * 513, "action": "erase"},

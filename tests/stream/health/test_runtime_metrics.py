@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from anonymizers.keys import KeyEncryptionKey
 from anonymizers.policy import default_policy
 from stream.settings import Settings
 from stream.stages.aggregate import AggregateRuntime
@@ -46,8 +47,11 @@ def runtime() -> AggregateRuntime:
         settings,
         aggregation=CONFIG,
         release=RELEASE,
-        keyring=KafkaKeyRing(settings, schedule_from_policy(default_policy())),
+        keyring=KafkaKeyRing(
+            settings, schedule_from_policy(default_policy()), kek=KeyEncryptionKey.generate()
+        ),
         partials_partitions=4,
+        forms=default_policy().identifiers.forms(),
     )
 
 

@@ -442,7 +442,7 @@ def test_expired_key_is_gone_from_the_topic_and_the_next_worker(
     assert old["epoch"] == epoch
     key_records = read_all(settings, settings.topic_keys, idle_s=1.0)
     old_material = [
-        orjson.loads(r.value)["key_b64"].encode()
+        orjson.loads(r.value)["wrapped_b64"].encode()
         for r in key_records
         if r.key.startswith(f"{epoch}:".encode())
     ]
@@ -467,3 +467,70 @@ def test_expired_key_is_gone_from_the_topic_and_the_next_worker(
     (new,) = [e for e in events if e["page_url"] == fresh[0]["page_url"]]
     assert new["epoch"] == epoch + 3
     assert new["subject"] != old["subject"]
+
+
+GUID_UPPER = "6F9619FF-8B86-D011-B42D-00C04FC964FF"
+GUID_LOWER = GUID_UPPER.lower()
+RENE_NFD = "c-Rene\u0301"  # e + combining acute
+RENE_NFC = "c-Ren\u00e9"
+
+
+def test_records_stop_every_equivalent_spelling(
+    topics: Settings, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    """Opt-out, erasure and child records under one spelling (by the command, or a consent
+    platform's raw record) drop events under every equivalent spelling (case of e-mails and
+    GUIDs, white space, NFC/NFD); one person's spellings share one pseudonym; with user ids
+    case-sensitive, `Bob` and `bob` are two people."""
+    settings = topics
+    worker = start_ready(workers, settings)
+    consent(settings, "opt-out", "--user-id", "Alice.Martin@Example.com")
+    consent(settings, "erase", "--device-id", GUID_UPPER)
+    # A consent platform's own producer: key and value in its own (NFD) spelling.
+    raw = {"subject_type": "cookie_id", "subject_id": RENE_NFD, "action": "child"}
+    produce(
+        settings,
+        settings.topic_consent,
+        [orjson.dumps(raw)],
+        keys=[f"cookie_id:{RENE_NFD}".encode()],
+    )
+    consent(settings, "opt-out", "--user-id", "Bob")
+    worker.wait_metric(APPLIED, at_least=4)
+
+    traffic = Traffic()
+    alice = ["alice.martin@example.com", " ALICE.MARTIN@EXAMPLE.COM", "Alice.Martin@Example.com\t"]
+    opted_out = [traffic.event(passes=False, user_id=spelling) for spelling in alice]
+    erased = [traffic.event(passes=False, device_id=s) for s in (GUID_LOWER, f" {GUID_UPPER} ")]
+    child = [traffic.event(passes=False, cookie_id=s) for s in (RENE_NFC, f" {RENE_NFD}")]
+    bob = [traffic.event(passes=False, user_id=s) for s in ("bob", " BOB ")]
+    carol = [
+        traffic.event(passes=True, user_id=s) for s in ("Carol@Example.org", " carol@EXAMPLE.org")
+    ]
+    send_events(settings, [*opted_out, *erased, *child, *bob, *carol, *traffic.strangers(3)])
+    worker.wait_metric(CONSUMED, at_least=traffic.total)
+    events = downstream(settings, traffic, check=worker.ensure_alive)
+    assert_enforced(events, traffic)
+    metrics = worker.metrics()
+    assert metrics[dropped("opted_out")] == len(opted_out) + len(bob)
+    assert metrics[dropped("erased")] == len(erased)
+    assert metrics[dropped("child")] == len(child)
+    carol_paths = {e["page_url"] for e in carol}
+    assert len({e["subject"] for e in events if e["page_url"] in carol_paths}) == 1
+    assert worker.stop() == 0
+
+    # The policy switch: user ids case-sensitive. `Bob`'s opt-out no longer covers `bob`.
+    policy = tmp_path / "case-sensitive.toml"
+    text = render_default_policy_toml()
+    assert "user_id_case_sensitive = false" in text
+    policy.write_text(
+        text.replace("user_id_case_sensitive = false", "user_id_case_sensitive = true")
+    )
+    sensitive = start_ready(workers, settings, policy_path=policy)
+    before = traffic.total
+    still_out = [traffic.event(passes=False, user_id=s) for s in ("Bob", " Bob\n")]
+    other_bob = [traffic.event(passes=True, user_id="bob")]
+    still_alice = [traffic.event(passes=False, user_id="ALICE.MARTIN@example.com")]
+    send_events(settings, [*still_out, *other_bob, *still_alice])
+    sensitive.wait_metric(CONSUMED, at_least=traffic.total - before)
+    assert_enforced(downstream(settings, traffic, check=sensitive.ensure_alive), traffic)
+    assert sensitive.metric(dropped("opted_out")) == len(still_out) + len(still_alice)
