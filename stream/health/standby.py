@@ -27,7 +27,7 @@ class StandbyServer:
     def __init__(self, *, host: str, port: int, stage: str) -> None:
         self.stage = stage
         self.started = time.time()
-        self._reasons: list[str] = ["starting"]
+        self._reasons: list[str] = ["checking topics"]
         self._lock = threading.Lock()
         self._registry = new_registry()
         self._registry.register(
