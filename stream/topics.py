@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,17 +160,55 @@ def _compare(
     return problems
 
 
-def require_topics(settings: Settings, names: list[str]) -> None:
-    """Raise `TopicConfigError` naming the missing topics unless all of `names` exist."""
+def missing_topics(settings: Settings, names: list[str]) -> list[str]:
+    """The topics of `names` the broker does not have, in the order given."""
     from stream.kafka import admin_client
 
     with admin_client(settings) as admin:
         existing = set(admin.list_topics())
-    missing = [name for name in names if name not in existing]
+    return [name for name in names if name not in existing]
+
+
+def _missing_message(missing: list[str]) -> str:
+    return f"missing topic(s) {', '.join(missing)}; create them with `anonstream topics create`"
+
+
+def require_topics(settings: Settings, names: list[str]) -> None:
+    """Raise `TopicConfigError` naming the missing topics unless all of `names` exist."""
+    missing = missing_topics(settings, names)
     if missing:
-        raise TopicConfigError(
-            f"missing topic(s) {', '.join(missing)}; create them with `anonstream topics create`"
-        )
+        raise TopicConfigError(_missing_message(missing))
+
+
+def wait_for_topics(
+    settings: Settings,
+    names: list[str],
+    *,
+    timeout_s: float,
+    poll_s: float = 2.0,
+    on_missing: Callable[[list[str], float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Return once every topic of `names` exists, after at most `timeout_s` seconds.
+
+    Checks every `poll_s` seconds; calls `on_missing(missing, waited_s)` after each check
+    that found some missing. Raises `TopicConfigError` naming the topics still missing (and
+    how long it waited) when `timeout_s` has passed. Returns the seconds waited.
+    """
+    started = clock()
+    while True:
+        missing = missing_topics(settings, names)
+        waited = clock() - started
+        if not missing:
+            return waited
+        if waited >= timeout_s:
+            raise TopicConfigError(
+                f"{_missing_message(missing)} (waited {waited:.0f} s of {timeout_s:g} s)"
+            )
+        if on_missing is not None:
+            on_missing(missing, waited)
+        sleep(min(poll_s, max(timeout_s - waited, 0.0)))
 
 
 def partition_counts(settings: Settings, names: list[str]) -> dict[str, int]:

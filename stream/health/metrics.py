@@ -11,6 +11,7 @@ the protocols below, so that this package never imports a stage or a table.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -172,11 +173,32 @@ class ConsentFigures(Protocol):
     def __len__(self) -> int: ...
 
 
+class ProcessFacts:
+    """Facts a worker learns once at start-up, exported with every stage's families."""
+
+    geo_build_epoch: float | None = None
+    """Build time of the geolocation database the chain reads (Unix seconds; None: none)."""
+
+
+PROCESS_FACTS = ProcessFacts()
+
+
+def process_families(*, now: Callable[[], float] = time.time) -> Iterator[Any]:
+    """The start-up facts of `PROCESS_FACTS` (the geolocation database's age, when one is read)."""
+    if PROCESS_FACTS.geo_build_epoch is not None:
+        yield gauge(
+            "anonstream_geo_database_age_seconds",
+            "Seconds since the geolocation database was built (its metadata's build_epoch).",
+            now() - PROCESS_FACTS.geo_build_epoch,
+        )
+
+
 def worker_families(stage: str, *, ready: bool, alive: bool) -> Iterator[Any]:
-    """The worker's stage, and whether /readyz and /healthz answer 200."""
+    """The worker's stage, whether /readyz and /healthz answer 200, and its start-up facts."""
     yield gauge("anonstream_worker_info", "The worker's stage.", 1.0, {"stage": stage})
     yield gauge("anonstream_ready", "1 when /readyz answers 200.", float(ready))
     yield gauge("anonstream_alive", "1 when /healthz answers 200.", float(alive))
+    yield from process_families()
 
 
 def consent_families(consent: ConsentFigures, *, lag: int | None) -> Iterator[Any]:
