@@ -11,7 +11,6 @@ start-up. With `--json`, one JSON object on the last line.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,48 +24,17 @@ import orjson
 
 from stream.local.bench.rows import Bench, Input, RowResult
 from stream.local.bench.traffic import BenchError, generate, prefill
+from stream.local.bench.venv import default_peer_python, ensure_peer_python
 
 FULL_EVENTS = 500_000
 QUICK_EVENTS = 100_000
 SEED = 17
-PEER_REQUIREMENTS = ("quixstreams==3.28.1", "maxminddb==3.2.0", "orjson==3.13.0")
-"""The bench virtualenv's packages (also in the Makefile's `bench-venv`)."""
 FAMILIES = ("ceiling", "faust", "quix", "worker")
 KINDS = ("single", "batch50")
 
 
 def _progress(line: str) -> None:
     click.echo(f"[bench {time.strftime('%H:%M:%S')}] {line}", err=True)
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
-
-
-def default_peer_python() -> Path:
-    """build/bench-venv/bin/python of this checkout, else of the working directory."""
-    for base in (repo_root(), Path.cwd()):
-        candidate = base / "build" / "bench-venv" / "bin" / "python"
-        if candidate.exists():
-            return candidate
-    return repo_root() / "build" / "bench-venv" / "bin" / "python"
-
-
-def ensure_peer_python(python: Path, *, progress: Callable[[str], None]) -> Path:
-    """`python`, creating its virtualenv (PEER_REQUIREMENTS) when it does not exist yet."""
-    if python.exists():
-        return python
-    venv = python.parent.parent
-    base = shutil.which("python3.11") or sys.executable
-    progress(f"creating the bench virtualenv {venv} ({', '.join(PEER_REQUIREMENTS)}) ...")
-    for command in (
-        [base, "-m", "venv", str(venv)],
-        [str(python), "-m", "pip", "install", "--quiet", *PEER_REQUIREMENTS],
-    ):
-        result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
-        if result.returncode != 0:
-            raise BenchError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
-    return python
 
 
 def geo_database(settings: Any) -> Path:
@@ -212,7 +180,11 @@ def bench_cli(
         settings = load_settings()
         peer = None
         if "quix" in chosen:
-            peer = ensure_peer_python(peer_python or default_peer_python(), progress=_progress)
+            peer = ensure_peer_python(
+                peer_python or default_peer_python(),
+                create=peer_python is None,
+                progress=_progress,
+            )
         with broker(bootstrap, workdir) as address:
             settings = settings.model_copy(update={"bootstrap_servers": address})
             results, inputs, problems = run(

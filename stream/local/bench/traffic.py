@@ -140,7 +140,6 @@ def prefill(settings: Settings, topic: str, messages: Sequence[bytes], *, progre
         linger_ms=50,
         batch_size=1024 * 1024,
         max_request_size=max(PRODUCE_REQUEST_BYTES, settings.max_message_bytes + 65_536),
-        buffer_memory=256 * 1024 * 1024,
     )
     failures: list[BaseException] = []
     try:
