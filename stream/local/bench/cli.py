@@ -16,14 +16,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
+from stream.local.bench.exceptions import BenchError
 from stream.local.bench.rows import Bench, Input, RowResult
-from stream.local.bench.traffic import BenchError, generate, prefill
+from stream.local.bench.traffic import generate, prefill
 from stream.local.bench.venv import default_peer_python, ensure_peer_python
 
 FULL_EVENTS = 500_000
@@ -70,8 +72,16 @@ def ratio(value: float, reference: float | None) -> str:
 def table(results: list[RowResult]) -> str:
     """One aligned table; ratios to the ceiling and the Quix peer of the same input."""
     by_name = {r.name: r for r in results}
-    header = ("row", "events", "events/s", "x ceiling", "x peer(quix)", "CPU s/100k ev",
-              "RSS MB", "start-up s")
+    header = (
+        "row",
+        "events",
+        "events/s",
+        "x ceiling",
+        "x peer(quix)",
+        "CPU s/100k ev",
+        "RSS MB",
+        "start-up s",
+    )
     lines = [header]
     for r in results:
         kind = "batch50" if "batch50" in r.name else "single"
@@ -91,8 +101,10 @@ def table(results: list[RowResult]) -> str:
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                  enumerate(zip(line, widths, strict=True)))
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        )
         for line in lines
     )
 
@@ -188,7 +200,12 @@ def bench_cli(
         with broker(bootstrap, workdir) as address:
             settings = settings.model_copy(update={"bootstrap_servers": address})
             results, inputs, problems = run(
-                settings, workdir, events=count, seed=seed, families=chosen, pure=pure,
+                settings,
+                workdir,
+                events=count,
+                seed=seed,
+                families=chosen,
+                pure=pure,
                 peer_python=peer,
             )
     finally:
@@ -200,8 +217,7 @@ def bench_cli(
     for problem in problems:
         click.echo(f"problem: {problem}", err=True)
     if as_json:
-        payload = figures(results, inputs, events=count, seed=seed, quick=quick,
-                          problems=problems)
+        payload = figures(results, inputs, events=count, seed=seed, quick=quick, problems=problems)
         click.echo(orjson.dumps(payload).decode())
     if problems:
         sys.exit(1)
@@ -235,25 +251,19 @@ def run(
     results: list[RowResult] = []
     problems: list[str] = []
     steps: list[tuple[str, Callable[[], RowResult]]] = []
+    consent = traffic.consent_path
     for source in inputs:
         if "ceiling" in families:
-            steps.append(("ceiling", lambda s=source: bench.ceiling(s)))
+            steps.append(("ceiling", partial(bench.ceiling, source)))
         if "faust" in families:
-            steps.append(("faust", lambda s=source: bench.faust(s)))
+            steps.append(("faust", partial(bench.faust, source)))
         if "quix" in families:
-            steps.append(("quix", lambda s=source: bench.quix(s)))
+            steps.append(("quix", partial(bench.quix, source)))
         if "worker" in families:
-            steps.append(
-                ("worker", lambda s=source: bench.worker(s, consent=traffic.consent_path))
-            )
+            steps.append(("worker", partial(bench.worker, source, consent=consent)))
             if pure:
                 steps.append(
-                    (
-                        "worker",
-                        lambda s=source: bench.worker(
-                            s, consent=traffic.consent_path, native=False
-                        ),
-                    )
+                    ("worker", partial(bench.worker, source, consent=consent, native=False))
                 )
     for family, step in steps:
         try:

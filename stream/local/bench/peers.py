@@ -129,7 +129,7 @@ def faust_peer(args: argparse.Namespace, tally: Tally) -> None:
         # the measurement excludes anyway (the group is this row's own and never reused).
         os._exit(0 if tally.complete else 1)
 
-    @app.agent(topic)  # type: ignore[untyped-decorator]
+    @app.agent(topic)
     async def bare(stream: Any) -> None:
         async for event in stream.events():
             tally.see(event.value)

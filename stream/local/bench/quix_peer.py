@@ -80,7 +80,7 @@ class Anonymizer:
 
     def place(self, ip: str) -> tuple[str | None, str | None]:
         try:
-            record = self.reader.get(ip)
+            record: Any = self.reader.get(ip)
         except ValueError:
             return None, None
         if not isinstance(record, dict):

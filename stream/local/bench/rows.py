@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 
+from stream.local.bench.exceptions import BenchError
 from stream.local.bench.procfs import cpu_seconds, peak_rss_mb
-from stream.local.bench.traffic import INPUT_PARTITIONS, BenchError, Progress
+from stream.local.bench.traffic import INPUT_PARTITIONS, Progress
 from stream.settings import Settings
 from stream.topics import TopicSpec, create_topics, topic_specs
 
@@ -170,7 +171,9 @@ class Bench:
                 process.wait()
         if not figures.exists():
             tail = log.read_text(errors="replace")[-3000:]
-            raise BenchError(f"{name} exited with {code} and wrote no figures; its log ends:\n{tail}")
+            raise BenchError(
+                f"{name} exited with {code} and wrote no figures; its log ends:\n{tail}"
+            )
         seen: dict[str, Any] = orjson.loads(figures.read_bytes())
         if not seen.get("complete"):
             raise BenchError(
@@ -326,7 +329,9 @@ def append_span(settings: Settings, topics: list[str], *, tail: int = 20) -> Spa
             records += end[tp] - begin[tp]
             stamps = _timestamps(consumer, tp, start=begin[tp], stop=min(end[tp], begin[tp] + 1))
             firsts.extend(stamps)
-            lasts.extend(_timestamps(consumer, tp, start=max(begin[tp], end[tp] - tail), stop=end[tp]))
+            lasts.extend(
+                _timestamps(consumer, tp, start=max(begin[tp], end[tp] - tail), stop=end[tp])
+            )
     finally:
         consumer.close()
     if not firsts or not lasts:
@@ -334,7 +339,9 @@ def append_span(settings: Settings, topics: list[str], *, tail: int = 20) -> Spa
     return Span(first_ms=min(firsts), last_ms=max(lasts), records=records)
 
 
-def _timestamps(consumer: Any, tp: Any, *, start: int, stop: int, timeout_s: float = 10.0) -> list[int]:
+def _timestamps(
+    consumer: Any, tp: Any, *, start: int, stop: int, timeout_s: float = 10.0
+) -> list[int]:
     """Append timestamps of the records of `tp` in [start, stop)."""
     consumer.assign([tp])
     consumer.seek(tp, start)
@@ -345,6 +352,8 @@ def _timestamps(consumer: Any, tp: Any, *, start: int, stop: int, timeout_s: flo
             if record.offset >= stop:
                 break
             if record.timestamp_type != 1:
-                raise BenchError(f"{tp.topic} is not LogAppendTime (timestamp type {record.timestamp_type})")
+                raise BenchError(
+                    f"{tp.topic} is not LogAppendTime (timestamp type {record.timestamp_type})"
+                )
             stamps.append(record.timestamp)
     return stamps

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from stream.exceptions import AnonstreamError
+from stream.local.bench.exceptions import BenchError
 from stream.settings import Settings
 from stream.topics import TopicSpec, create_topics
 
@@ -33,10 +33,6 @@ RATE = 2000.0
 PRODUCE_REQUEST_BYTES = 8 * 1024 * 1024
 
 Progress = Callable[[str], None]
-
-
-class BenchError(AnonstreamError):
-    """The bench could not measure a row (a step failed, counts disagree, a row stalled)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,9 @@ def create_input_topic(settings: Settings, name: str) -> None:
     create_topics(settings, [TopicSpec(name, INPUT_PARTITIONS, "bench input")])
 
 
-def prefill(settings: Settings, topic: str, messages: Sequence[bytes], *, progress: Progress) -> None:
+def prefill(
+    settings: Settings, topic: str, messages: Sequence[bytes], *, progress: Progress
+) -> None:
     """Produce `messages` to `topic`, partitions in turn, and wait until all are acknowledged."""
     from stream import kafka
 
@@ -173,4 +171,6 @@ def import_consent(settings: Settings, path: Path) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise BenchError(f"anonstream consent import failed ({result.returncode}):\n{result.stderr}")
+        raise BenchError(
+            f"anonstream consent import failed ({result.returncode}):\n{result.stderr}"
+        )

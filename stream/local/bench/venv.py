@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from stream.local.bench.traffic import BenchError
+from stream.local.bench.exceptions import BenchError
 
 PEER_REQUIREMENTS = ("quixstreams==3.28.1", "maxminddb==3.2.0", "orjson==3.13.0")
 """What the peer imports besides the standard library, pinned."""
