@@ -158,6 +158,13 @@ def figures(results: list[RowResult], inputs: list[Input], **run: Any) -> dict[s
     show_default=True,
     help="Which rows to run (comma-separated of ceiling, faust, quix, worker).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 6),
+    default=1,
+    show_default=True,
+    help="Above 1: also a scaling row, that many worker processes in one group.",
+)
 @click.option("--keep", is_flag=True, help="Keep the run's directory (logs, figures, traffic).")
 def bench_cli(
     quick: bool,
@@ -168,6 +175,7 @@ def bench_cli(
     peer_python: Path | None,
     native_compare: bool,
     families: str,
+    workers: int,
     keep: bool,
 ) -> None:
     """Measure the anonymize worker end to end beside a ceiling and a Quix Streams peer.
@@ -206,6 +214,7 @@ def bench_cli(
                 seed=seed,
                 families=chosen,
                 pure=pure,
+                workers=workers,
                 peer_python=peer,
             )
     finally:
@@ -231,6 +240,7 @@ def run(
     seed: int,
     families: list[str],
     pure: bool,
+    workers: int,
     peer_python: Path | None,
 ) -> tuple[list[RowResult], list[Input], list[str]]:
     """Generate, pre-fill, run every row; (results, inputs, problems of rows that failed)."""

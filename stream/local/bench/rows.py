@@ -201,13 +201,17 @@ class Bench:
             }
         )
 
-    def worker(self, source: Input, *, consent: Path, native: bool = True) -> RowResult:
-        """`anonstream worker --stage anonymize` on `source`, from spawn to the last output."""
+    def worker(
+        self, source: Input, *, consent: Path, native: bool = True, workers: int = 1
+    ) -> RowResult:
+        """`anonstream worker --stage anonymize` on `source` (`workers` processes in one
+        group), from spawn to the last output record."""
         from stream.local import processes
         from stream.local.bench.traffic import import_consent
         from stream.local.broker import free_port
 
-        name = f"worker_{source.kind}" + ("" if native else "_pure")
+        family = "worker" if workers == 1 else f"worker{workers}"
+        name = f"{family}_{source.kind}" + ("" if native else "_pure")
         settings = self.worker_settings(name, source)
         outputs = {settings.topic_pseudonymized, settings.topic_deadletter}
         specs = [
@@ -219,34 +223,37 @@ class Bench:
         create_topics(settings, specs)
         import_consent(settings, consent)
         self.progress(f"row {name} ...")
-        port = free_port()
-        env = processes.settings_env(settings, web_port=port)
         if native:
             command = [sys.executable, "-m", "stream", "worker", "--stage", "anonymize"]
             command += ["--loglevel", "warn"]
         else:
             command = [sys.executable, "-c", NO_NATIVE]
-        log = self.workdir / f"{name}.log"
+        started: list[Spawned] = []
         spawned = time.time()
-        with log.open("wb") as out:
-            process = subprocess.Popen(  # noqa: S603 - our own interpreter
-                command,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
         try:
-            consumed, cpu_s, rss_mb = watch_worker(
-                process, port=port, expected=source.items, log=log, name=name
+            for index in range(workers):
+                port = free_port()
+                log = self.workdir / f"{name}-{index}.log"
+                with log.open("wb") as out:
+                    process = subprocess.Popen(  # noqa: S603 - our own interpreter
+                        command,
+                        env=processes.settings_env(settings, web_port=port),
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                started.append(Spawned(process, port, log))
+            consumed, cpu_s, rss_mb = watch_workers(
+                started, expected=source.items, name=name, exact=workers == 1
             )
         finally:
-            processes.stop(process)
+            for worker in started:
+                processes.stop(worker.process)
         span = append_span(settings, sorted(outputs))
         return RowResult(
             name=name,
-            events=consumed,
+            events=source.items,
             seconds=span.seconds,
             cpu_s=cpu_s,
             rss_mb=rss_mb,
@@ -255,40 +262,60 @@ class Bench:
         )
 
 
-def watch_worker(
-    process: subprocess.Popen[bytes], *, port: int, expected: int, log: Path, name: str
+@dataclass(frozen=True)
+class Spawned:
+    """One worker process of a row, its web port and log."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+
+def watch_workers(
+    workers: list[Spawned], *, expected: int, name: str, exact: bool
 ) -> tuple[int, float, float]:
-    """Poll the worker's /metrics until it consumed `expected` events: (consumed, CPU seconds
-    from its first consumed event to then, peak RSS MiB). BenchError if it exits, never
-    starts, or its consumed total stays below `expected` for PLATEAU_S."""
+    """Poll the workers' /metrics until their consumed totals add up to `expected`:
+    (consumed, CPU seconds of each from its own first consumed event to then, summed, and
+    their peak RSS MiB, summed). BenchError if one exits, none starts, or the total stays
+    below `expected` for PLATEAU_S. With `exact` (one worker) a total above `expected` is an
+    error too; several workers may re-read what one consumed but had not committed when the
+    group rebalanced."""
     from stream.local.demo import scrape
 
     started = time.monotonic()
-    cpu_first: float | None = None
+    cpu_first: dict[int, float] = {}
     last_value = -1
     last_change = started
     while True:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:]
-            raise BenchError(f"{name} exited with {process.returncode}; its log ends:\n{tail}")
-        consumed = int(scrape(port).get(CONSUMED, 0))
+        for worker in workers:
+            if worker.process.poll() is not None:
+                tail = worker.log.read_text(errors="replace")[-3000:]
+                raise BenchError(
+                    f"{name} exited with {worker.process.returncode}; its log ends:\n{tail}"
+                )
+        consumed = 0
+        for worker in workers:
+            count = int(scrape(worker.port).get(CONSUMED, 0))
+            if count and worker.process.pid not in cpu_first:
+                cpu_first[worker.process.pid] = cpu_seconds(worker.process.pid)
+            consumed += count
         now = time.monotonic()
-        if consumed and cpu_first is None:
-            cpu_first = cpu_seconds(process.pid)
-        if consumed >= expected and cpu_first is not None:
-            cpu_last = cpu_seconds(process.pid)
-            if consumed > expected:
+        if consumed >= expected:
+            cpu = sum(cpu_seconds(pid) - first for pid, first in cpu_first.items())
+            if exact and consumed > expected:
                 raise BenchError(f"{name} consumed {consumed} events; the topic holds {expected}")
-            return consumed, cpu_last - cpu_first, peak_rss_mb(process.pid)
+            rss = sum(peak_rss_mb(worker.process.pid) for worker in workers)
+            return consumed, cpu, rss
         if consumed != last_value:
             last_value, last_change = consumed, now
         elif consumed and now - last_change > PLATEAU_S:
             raise BenchError(
                 f"{name}: consumed total stayed at {consumed} for {PLATEAU_S:.0f} s; the topic "
-                f"holds {expected} events ({expected - consumed} missing); log: {log}"
+                f"holds {expected} events ({expected - consumed} missing); logs: "
+                f"{', '.join(str(w.log) for w in workers)}"
             )
         elif not consumed and now - started > START_TIMEOUT_S:
-            raise BenchError(f"{name} consumed nothing within {START_TIMEOUT_S:.0f} s; log: {log}")
+            raise BenchError(f"{name} consumed nothing within {START_TIMEOUT_S:.0f} s")
         time.sleep(POLL_S)
 
 
