@@ -275,6 +275,10 @@ def run(
                 steps.append(
                     ("worker", partial(bench.worker, source, consent=consent, native=False))
                 )
+            if workers > 1:
+                steps.append(
+                    ("worker", partial(bench.worker, source, consent=consent, workers=workers))
+                )
     for family, step in steps:
         try:
             result = step()

@@ -33,7 +33,9 @@ START_TIMEOUT_S = 180.0
 """A row that has not consumed anything this long after its start has failed."""
 PLATEAU_S = 10.0
 """A worker whose consumed total stays below the expected count this long has stalled."""
-POLL_S = 0.1
+POLL_S = 0.25
+"""How often a worker's /metrics is read (only to know when it is done: times come from
+the broker)."""
 CONSUMED = "anonstream_events_consumed_total"
 NO_NATIVE = (
     "from anonymizers.native import use_native; use_native(False); "

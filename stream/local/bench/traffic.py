@@ -4,9 +4,11 @@ Each line `anonstream generate --to FILE.jsonl` writes is one raw item: mostly o
 about 1% malformed items (every dead-letter reason), kept because they are real traffic. The
 single-event topic gets one line per message; the batch topic gets the valid objects joined
 50 at a time into JSON arrays (their raw bytes joined with commas) and every other line as a
-message of its own. The items a topic holds are counted here, independently of the worker's
-decoder: a JSON array counts its length (an empty one 1), anything else 1, and a message
-larger than `max_message_bytes` 1 (it is dead-lettered whole).
+message of its own, and so is an object larger than `max_message_bytes` (the generator's
+too_large items: batched, they would take 49 events down with them); an array is closed
+before it would exceed `max_message_bytes`. The items a topic holds are counted here,
+independently of the worker's decoder: a JSON array counts its length (an empty one 1),
+anything else 1, and a message larger than `max_message_bytes` 1 (it is dead-lettered whole).
 """
 
 from __future__ import annotations
@@ -61,24 +63,34 @@ def count_items(value: bytes, *, max_bytes: int) -> int:
     return max(1, len(document)) if isinstance(document, list) else 1
 
 
-def batch_lines(lines: Sequence[bytes], *, size: int = BATCH_SIZE) -> list[bytes]:
-    """Valid JSON objects joined `size` at a time into arrays; other lines left alone."""
+def batch_lines(lines: Sequence[bytes], *, max_bytes: int, size: int = BATCH_SIZE) -> list[bytes]:
+    """Valid JSON objects joined `size` at a time into arrays of at most `max_bytes`; every
+    other line, and an object larger than `max_bytes`, a message of its own."""
     messages: list[bytes] = []
     pending: list[bytes] = []
+    pending_bytes = 2  # the brackets
+
+    def close() -> None:
+        nonlocal pending, pending_bytes
+        if pending:
+            messages.append(b"[" + b",".join(pending) + b"]")
+        pending, pending_bytes = [], 2
+
     for line in lines:
         try:
             is_object = isinstance(orjson.loads(line), dict)
         except orjson.JSONDecodeError:
             is_object = False
-        if not is_object:
+        if not is_object or len(line) + 2 > max_bytes:
             messages.append(line)
             continue
+        if pending_bytes + len(line) + 1 > max_bytes:
+            close()
         pending.append(line)
+        pending_bytes += len(line) + 1
         if len(pending) == size:
-            messages.append(b"[" + b",".join(pending) + b"]")
-            pending = []
-    if pending:
-        messages.append(b"[" + b",".join(pending) + b"]")
+            close()
+    close()
     return messages
 
 
@@ -115,7 +127,7 @@ def generate(
         events_path=path,
         consent_path=path.with_name("traffic.consent.jsonl"),
         single=single,
-        batch50=batch_lines(single),
+        batch50=batch_lines(single, max_bytes=settings.max_message_bytes),
         max_message_bytes=settings.max_message_bytes,
     )
 
