@@ -33,9 +33,11 @@ START_TIMEOUT_S = 180.0
 """A row that has not consumed anything this long after its start has failed."""
 PLATEAU_S = 10.0
 """A worker whose consumed total stays below the expected count this long has stalled."""
-POLL_S = 0.25
-"""How often a worker's /metrics is read (only to know when it is done: times come from
-the broker)."""
+START_POLL_S = 0.1
+"""How often a worker's /metrics is read until its first event: the CPU count starts then."""
+POLL_S = 1.0
+"""How often afterwards (only to know when it is done; times come from the broker): each
+read costs the worker CPU that the row would count as its own."""
 CONSUMED = "anonstream_events_consumed_total"
 NO_NATIVE = (
     "from anonymizers.native import use_native; use_native(False); "
@@ -318,7 +320,7 @@ def watch_workers(
             )
         elif not consumed and now - started > START_TIMEOUT_S:
             raise BenchError(f"{name} consumed nothing within {START_TIMEOUT_S:.0f} s")
-        time.sleep(POLL_S)
+        time.sleep(POLL_S if len(cpu_first) == len(workers) else START_POLL_S)
 
 
 @dataclass(frozen=True)
