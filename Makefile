@@ -81,7 +81,9 @@ bench: install kafka-jars
 # pydantic below the project's version), with pinned packages (stream/local/bench/venv.py).
 BENCH_VENV ?= build/bench-venv
 BENCH_ARGS ?=
+# Re-run (pip keeps what is already at the pinned version) when the pins change.
 $(BENCH_VENV)/.bench-installed: stream/local/bench/venv.py | $(INSTALL_STAMP)
+	rm -f $@
 	$(BIN)/python -m stream.local.bench.venv $(BENCH_VENV) $(PYTHON)
 
 bench-venv: $(BENCH_VENV)/.bench-installed
