@@ -27,19 +27,19 @@ from stream.local.bench.exceptions import BenchError
 from stream.local.bench.rows import Bench, Input, RowResult
 from stream.local.bench.traffic import generate, prefill
 from stream.local.bench.venv import default_peer_python, ensure_peer_python
+from stream.settings import Settings
 
 FULL_EVENTS = 500_000
 QUICK_EVENTS = 100_000
 SEED = 17
 FAMILIES = ("ceiling", "faust", "quix", "worker")
-KINDS = ("single", "batch50")
 
 
 def _progress(line: str) -> None:
     click.echo(f"[bench {time.strftime('%H:%M:%S')}] {line}", err=True)
 
 
-def geo_database(settings: Any) -> Path:
+def geo_database(settings: Settings) -> Path:
     """The .mmdb the worker opens by default (`stream.resources.open_geo`)."""
     if settings.geo_db_path is not None:
         return Path(settings.geo_db_path)
@@ -233,7 +233,7 @@ def bench_cli(
 
 
 def run(
-    settings: Any,
+    settings: Settings,
     workdir: Path,
     *,
     events: int,

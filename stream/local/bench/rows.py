@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,6 @@ class RowResult:
     rss_mb: float
     startup_s: float | None = None
     consumed: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def events_per_s(self) -> float:
