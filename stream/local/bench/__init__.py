@@ -5,5 +5,6 @@ all measured in the same run on the same generated traffic (issue 17).
 A laptop tool: production never imports it. Modules: `procfs` (CPU and memory of a process),
 `traffic` (generate, batch, count, pre-fill), `peers` (the ceiling and Faust rows, run as
 `python -m stream.local.bench.peers`), `quix_peer` (standalone, run by the bench virtualenv's
-interpreter), `rows` (one subprocess per row, its figures), `cli` (the command and its table).
+interpreter), `venv` (that virtualenv, `make bench-venv`), `rows` (one subprocess per row, its
+figures), `cli` (the command and its table), `exceptions`.
 """
