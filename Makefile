@@ -10,7 +10,7 @@ DURATION ?= 0
 RATE ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: all install kafka-jars browser test compiled-tree test-compiled lint typecheck demo bench bench-compiled clean distclean
+.PHONY: all install kafka-jars browser test compiled-tree test-compiled lint typecheck demo bench bench-compiled bench-venv bench-worker clean distclean
 
 all: test
 
@@ -76,6 +76,22 @@ demo: install kafka-jars
 
 bench: install kafka-jars
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The Quix Streams peer of `anonstream bench` runs in a virtualenv of its own (quixstreams pins
+# pydantic below the project's version), with pinned packages (stream/local/bench/venv.py).
+BENCH_VENV ?= build/bench-venv
+BENCH_ARGS ?=
+# Re-run (pip keeps what is already at the pinned version) when the pins change.
+$(BENCH_VENV)/.bench-installed: stream/local/bench/venv.py | $(INSTALL_STAMP)
+	rm -f $@
+	$(BIN)/python -m stream.local.bench.venv $(BENCH_VENV) $(PYTHON)
+
+bench-venv: $(BENCH_VENV)/.bench-installed
+
+# The worker end to end beside the ceiling and the peers (under 10 minutes; the full run is
+# `anonstream bench` without --quick). Extra options: make bench-worker BENCH_ARGS="--json".
+bench-worker: install kafka-jars bench-venv
+	$(BIN)/anonstream bench --quick --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 # The documentation site (mkdocs-material, docs/ and mkdocs.yml), built with --strict into
 # build/site: every nav entry and link must resolve. Its tools come from pyproject's `docs`

@@ -18,6 +18,7 @@ from anonymizers.exceptions import AnonstreamError
 
 # name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
+    "bench": "stream.local.bench.cli:bench_cli",
     "budget": "stream.cli.budget:budget_cli",
     "broker": "stream.local.broker:broker_cli",
     "topics": "stream.cli.topics:topics_cli",

@@ -1,0 +1,389 @@
+"""The bench's rows: each row one process of its own, reading a pre-filled topic from the
+start in its own consumer group, and the figures taken from it.
+
+Steady interval: rows with output (the Quix peer, the worker) from the broker append time
+of their first output record to that of their last (output topics are created with
+`message.timestamp.type=LogAppendTime`); the ceiling and Faust rows, which write nothing,
+from the first to the last message they saw (monotonic clock, in the process). CPU: utime +
+stime of the row's process (all threads) between its first message (first count on the
+worker's /metrics) and the end, so start-up is excluded; memory: its VmHWM at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from stream.local.bench.exceptions import BenchError
+from stream.local.bench.procfs import cpu_seconds, peak_rss_mb
+from stream.local.bench.traffic import INPUT_PARTITIONS, Progress
+from stream.settings import Settings
+from stream.topics import TopicSpec, create_topics, topic_specs
+
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+START_TIMEOUT_S = 180.0
+"""A row that has not consumed anything this long after its start has failed."""
+PLATEAU_S = 10.0
+"""A worker whose consumed total stays below the expected count this long has stalled."""
+START_POLL_S = 0.1
+"""How often a worker's /metrics is read until its first event: the CPU count starts then."""
+POLL_S = 1.0
+"""How often afterwards (only to know when it is done; times come from the broker): each
+read costs the worker CPU that the row would count as its own."""
+CONSUMED = "anonstream_events_consumed_total"
+NO_NATIVE = (
+    "from anonymizers.native import use_native; use_native(False); "
+    "from stream.cli import main; main(['worker', '--stage', 'anonymize', '--loglevel', 'warn'])"
+)
+"""The worker without the C extension: `use_native(False)` before anything is built."""
+
+
+@dataclass(frozen=True)
+class Input:
+    """One pre-filled topic and what it holds."""
+
+    kind: str  # "single" or "batch50"
+    topic: str
+    messages: int
+    items: int
+
+
+@dataclass
+class RowResult:
+    """The figures of one row."""
+
+    name: str
+    events: int
+    seconds: float
+    cpu_s: float
+    rss_mb: float
+    startup_s: float | None = None
+    consumed: int | None = None
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_s_per_100k(self) -> float:
+        return self.cpu_s / self.events * 100_000 if self.events else 0.0
+
+
+@dataclass
+class Bench:
+    """What every row shares: the broker, the run's id and directory, the peers' tools."""
+
+    settings: Settings
+    workdir: Path
+    progress: Progress
+    peer_python: Path | None = None
+    mmdb: Path | None = None
+    run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def name(self, *parts: str) -> str:
+        """A topic, group or app id of this run: `bench<run>.<parts>`."""
+        return ".".join([f"bench{self.run_id}", *parts])
+
+    # ------------------------------------------------------------------ peers
+    def ceiling(self, source: Input) -> RowResult:
+        return self._python_peer("ceiling", source)
+
+    def faust(self, source: Input) -> RowResult:
+        return self._python_peer("faust", source)
+
+    def _python_peer(self, row: str, source: Input) -> RowResult:
+        name = f"{row}_{source.kind}"
+        figures = self.workdir / f"{name}.json"
+        command = [
+            sys.executable,
+            "-m",
+            "stream.local.bench.peers",
+            row,
+            *("--bootstrap", self.settings.bootstrap_servers),
+            *("--topic", source.topic),
+            *("--group", self.name(name)),
+            *("--messages", str(source.messages)),
+            *("--out", str(figures)),
+        ]
+        seen = self._run_peer(name, command, figures)
+        if seen["items"] != source.items:
+            raise BenchError(
+                f"{name}: saw {seen['items']} items in {seen['messages']} messages; the topic "
+                f"holds {source.items} in {source.messages}"
+            )
+        return RowResult(
+            name=name,
+            events=source.items,
+            seconds=seen["last_s"] - seen["first_s"],
+            cpu_s=seen["cpu_last_s"] - seen["cpu_first_s"],
+            rss_mb=seen["rss_mb"],
+        )
+
+    def quix(self, source: Input) -> RowResult:
+        if self.peer_python is None or self.mmdb is None:
+            raise BenchError("the quix row needs --peer-python and a .mmdb")
+        name = f"quix_{source.kind}"
+        output = self.name(name, "out")
+        create_topics(self.settings, [TopicSpec(output, INPUT_PARTITIONS, "bench", APPEND_TIME)])
+        figures = self.workdir / f"{name}.json"
+        command = [
+            str(self.peer_python),
+            str(Path(__file__).with_name("quix_peer.py")),
+            *("--bootstrap", self.settings.bootstrap_servers),
+            *("--input", source.topic),
+            *("--output", output),
+            *("--group", self.name(name)),
+            *("--messages", str(source.messages)),
+            *("--mmdb", str(self.mmdb)),
+            *("--out", str(figures)),
+        ]
+        seen = self._run_peer(name, command, figures)
+        span = append_span(self.settings, [output])
+        if span.records != source.messages:
+            raise BenchError(f"{name}: {span.records} output messages for {source.messages} in")
+        return RowResult(
+            name=name,
+            events=source.items,
+            seconds=span.seconds,
+            cpu_s=seen["cpu_last_s"] - seen["cpu_first_s"],
+            rss_mb=seen["rss_mb"],
+        )
+
+    def _run_peer(self, name: str, command: list[str], figures: Path) -> dict[str, Any]:
+        """Run a peer until it exits (it stops itself); its figures, or BenchError."""
+        self.progress(f"row {name} ...")
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(  # noqa: S603 - our own peers
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        try:
+            # The peers stop on their own: after the expected count, or once idle.
+            code = process.wait(timeout=24 * 3600)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if not figures.exists():
+            tail = log.read_text(errors="replace")[-3000:]
+            raise BenchError(
+                f"{name} exited with {code} and wrote no figures; its log ends:\n{tail}"
+            )
+        seen: dict[str, Any] = orjson.loads(figures.read_bytes())
+        if not seen.get("complete"):
+            raise BenchError(
+                f"{name} stopped after {seen.get('messages')} of {seen.get('target')} messages "
+                f"(no message for its idle timeout); log: {log}"
+            )
+        return seen
+
+    # ------------------------------------------------------------------ the worker
+    def worker_settings(self, row: str, source: Input) -> Settings:
+        """Fresh topics, group and state for one worker row, reading `source`'s topic."""
+        app_id = self.name(row).replace(".", "-")
+        return self.settings.model_copy(
+            update={
+                "app_id": app_id,
+                "topic_raw": source.topic,
+                "topic_pseudonymized": f"{app_id}.events.pseudonymized",
+                "topic_deadletter": f"{app_id}.events.deadletter",
+                "topic_partials": f"{app_id}.stats.partials",
+                "topic_aggregates": f"{app_id}.stats.aggregates",
+                "topic_consent": f"{app_id}.privacy.consent",
+                "topic_keys": f"{app_id}.privacy.keys",
+                "partitions": INPUT_PARTITIONS,
+                "data_dir": self.workdir / row,
+            }
+        )
+
+    def worker(
+        self, source: Input, *, consent: Path, native: bool = True, workers: int = 1
+    ) -> RowResult:
+        """`anonstream worker --stage anonymize` on `source` (`workers` processes in one
+        group), from spawn to the last output record."""
+        from stream.local import processes
+        from stream.local.bench.traffic import import_consent
+        from stream.local.broker import free_port
+
+        family = "worker" if workers == 1 else f"worker{workers}"
+        name = f"{family}_{source.kind}" + ("" if native else "_pure")
+        settings = self.worker_settings(name, source)
+        outputs = {settings.topic_pseudonymized, settings.topic_deadletter}
+        specs = [
+            dataclasses.replace(spec, configs={**spec.configs, **APPEND_TIME})
+            if spec.name in outputs
+            else spec
+            for spec in topic_specs(settings)
+        ]
+        create_topics(settings, specs)
+        import_consent(settings, consent)
+        self.progress(f"row {name} ...")
+        if native:
+            command = [sys.executable, "-m", "stream", "worker", "--stage", "anonymize"]
+            command += ["--loglevel", "warn"]
+        else:
+            command = [sys.executable, "-c", NO_NATIVE]
+        started: list[Spawned] = []
+        spawned = time.time()
+        try:
+            for index in range(workers):
+                port = free_port()
+                log = self.workdir / f"{name}-{index}.log"
+                with log.open("wb") as out:
+                    process = subprocess.Popen(  # noqa: S603 - our own interpreter
+                        command,
+                        env=processes.settings_env(settings, web_port=port),
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                started.append(Spawned(process, port, log))
+            consumed, cpu_s, rss_mb = watch_workers(
+                started, expected=source.items, name=name, exact=workers == 1
+            )
+        finally:
+            for worker in started:
+                processes.stop(worker.process)
+        span = append_span(settings, sorted(outputs))
+        return RowResult(
+            name=name,
+            events=source.items,
+            seconds=span.seconds,
+            cpu_s=cpu_s,
+            rss_mb=rss_mb,
+            startup_s=span.first_ms / 1000 - spawned,
+            consumed=consumed,
+        )
+
+
+@dataclass(frozen=True)
+class Spawned:
+    """One worker process of a row, its web port and log."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+
+def watch_workers(
+    workers: list[Spawned], *, expected: int, name: str, exact: bool
+) -> tuple[int, float, float]:
+    """Poll the workers' /metrics until their consumed totals add up to `expected`:
+    (consumed, CPU seconds of each from its own first consumed event to then, summed, and
+    their peak RSS MiB, summed). BenchError if one exits, none starts, or the total stays
+    below `expected` for PLATEAU_S. With `exact` (one worker) a total above `expected` is an
+    error too; several workers may re-read what one consumed but had not committed when the
+    group rebalanced."""
+    from stream.local.demo import scrape
+
+    started = time.monotonic()
+    cpu_first: dict[int, float] = {}
+    last_value = -1
+    last_change = started
+    while True:
+        for worker in workers:
+            if worker.process.poll() is not None:
+                tail = worker.log.read_text(errors="replace")[-3000:]
+                raise BenchError(
+                    f"{name} exited with {worker.process.returncode}; its log ends:\n{tail}"
+                )
+        consumed = 0
+        for worker in workers:
+            count = int(scrape(worker.port).get(CONSUMED, 0))
+            if count and worker.process.pid not in cpu_first:
+                cpu_first[worker.process.pid] = cpu_seconds(worker.process.pid)
+            consumed += count
+        now = time.monotonic()
+        if consumed >= expected:
+            cpu = sum(cpu_seconds(pid) - first for pid, first in cpu_first.items())
+            if exact and consumed > expected:
+                raise BenchError(f"{name} consumed {consumed} events; the topic holds {expected}")
+            rss = sum(peak_rss_mb(worker.process.pid) for worker in workers)
+            return consumed, cpu, rss
+        if consumed != last_value:
+            last_value, last_change = consumed, now
+        elif consumed and now - last_change > PLATEAU_S:
+            raise BenchError(
+                f"{name}: consumed total stayed at {consumed} for {PLATEAU_S:.0f} s; the topic "
+                f"holds {expected} events ({expected - consumed} missing); logs: "
+                f"{', '.join(str(w.log) for w in workers)}"
+            )
+        elif not consumed and now - started > START_TIMEOUT_S:
+            raise BenchError(f"{name} consumed nothing within {START_TIMEOUT_S:.0f} s")
+        time.sleep(POLL_S if len(cpu_first) == len(workers) else START_POLL_S)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Broker append times of the first and last records of some topics."""
+
+    first_ms: int
+    last_ms: int
+    records: int
+
+    @property
+    def seconds(self) -> float:
+        return (self.last_ms - self.first_ms) / 1000
+
+
+def append_span(settings: Settings, topics: list[str], *, tail: int = 20) -> Span:
+    """First and last LogAppendTime over every partition of `topics`, and the record count."""
+    from kafka import TopicPartition
+
+    from stream import kafka
+
+    consumer = kafka.consumer(settings)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        begin = consumer.beginning_offsets(partitions)
+        end = consumer.end_offsets(partitions)
+        firsts: list[int] = []
+        lasts: list[int] = []
+        records = 0
+        for tp in partitions:
+            if end[tp] <= begin[tp]:
+                continue
+            records += end[tp] - begin[tp]
+            stamps = _timestamps(consumer, tp, start=begin[tp], stop=min(end[tp], begin[tp] + 1))
+            firsts.extend(stamps)
+            lasts.extend(
+                _timestamps(consumer, tp, start=max(begin[tp], end[tp] - tail), stop=end[tp])
+            )
+    finally:
+        consumer.close()
+    if not firsts or not lasts:
+        raise BenchError(f"no output record in {', '.join(topics)}")
+    return Span(first_ms=min(firsts), last_ms=max(lasts), records=records)
+
+
+def _timestamps(
+    consumer: Any, tp: Any, *, start: int, stop: int, timeout_s: float = 10.0
+) -> list[int]:
+    """Append timestamps of the records of `tp` in [start, stop)."""
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    stamps: list[int] = []
+    deadline = time.monotonic() + timeout_s
+    while consumer.position(tp) < stop and time.monotonic() < deadline:
+        for record in consumer.poll(timeout_ms=500).get(tp, []):
+            if record.offset >= stop:
+                break
+            if record.timestamp_type != 1:
+                raise BenchError(
+                    f"{tp.topic} is not LogAppendTime (timestamp type {record.timestamp_type})"
+                )
+            stamps.append(record.timestamp)
+    return stamps
