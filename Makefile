@@ -10,7 +10,7 @@ DURATION ?= 0
 RATE ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: all install kafka-jars browser test compiled-tree test-compiled lint typecheck demo bench bench-compiled bench-venv bench-worker clean distclean
+.PHONY: all install kafka-jars browser kustomize test compiled-tree test-compiled lint typecheck demo bench bench-compiled bench-venv bench-worker clean distclean
 
 all: test
 
@@ -50,7 +50,18 @@ browser:
 	       $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; \
 	else echo "error: Chromium not found and no apt-get; install chromium (needed by tests/demo)" >&2; exit 1; fi
 
-test: install kafka-jars browser
+# kustomize renders the Kubernetes manifests for tests/deploy: kubectl's own when installed,
+# else kustomize built from the Go module proxy into build/bin (Go is on every machine here).
+KUSTOMIZE_VERSION ?= v5.5.0
+kustomize:
+	@if command -v kubectl >/dev/null 2>&1 || command -v kustomize >/dev/null 2>&1 \
+	   || [ -x build/bin/kustomize ]; then :; \
+	elif command -v go >/dev/null 2>&1; then \
+	  echo "building kustomize $(KUSTOMIZE_VERSION) into build/bin (tests/deploy renders the manifests)"; \
+	  GOBIN=$(abspath build/bin) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION); \
+	else echo "error: neither kubectl, kustomize nor go found; tests/deploy needs kustomize" >&2; exit 1; fi
+
+test: install kafka-jars browser kustomize
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The suite (Kafka tests aside) against the mypyc-compiled chain (see setup.py), built in a

@@ -30,8 +30,25 @@ def services() -> dict[str, dict[str, Any]]:
 
 
 def anonstream_services() -> dict[str, dict[str, Any]]:
-    """The services that run the anonstream image (its entry point is `anonstream`)."""
-    return {n: s for n, s in services().items() if not s["image"].startswith(KAFKA_IMAGE)}
+    """The services that run the anonstream image with its entry point `anonstream`."""
+    return {
+        n: s
+        for n, s in services().items()
+        if not s["image"].startswith(KAFKA_IMAGE) and "entrypoint" not in s
+    }
+
+
+def test_the_key_encryption_key_reaches_the_workers_that_need_it() -> None:
+    """The `kek` service writes the key file with the project's own helper into the volume
+    every worker mounts read-only and names in ANONSTREAM_KEY_ENCRYPTION_KEY_FILE."""
+    kek = services()["kek"]
+    assert "write_key_encryption_key" in kek["command"][0]
+    (path,) = re.findall(r"Path\('([^']+)'\)", kek["command"][0])
+    for name in ("anonymize", "aggregate", "release"):
+        worker = services()[name]
+        assert worker["environment"]["ANONSTREAM_KEY_ENCRYPTION_KEY_FILE"] == path
+        assert f"kek:{path.rsplit('/', 1)[0]}:ro" in worker["volumes"]
+        assert worker["depends_on"]["kek"]["condition"] == "service_completed_successfully"
 
 
 def schema_errors(document: dict[str, Any]) -> list[str]:

@@ -48,7 +48,11 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrule_v1.json",
 }
 # The secret files the overlay's secretGenerator reads (provided by the operator).
-SECRET_FILES = {"anonstream_sasl_password": "not-a-real-password", "ca.crt": "not a real CA\n"}
+SECRET_FILES = {
+    "anonstream_sasl_password": "not-a-real-password",
+    "ca.crt": "not a real CA\n",
+    "key-encryption-key": "bm90IGEgcmVhbCBrZXk=\n",
+}
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -58,6 +62,9 @@ def kustomize_command() -> list[str]:
         return ["kubectl", "kustomize"]
     if shutil.which("kustomize"):
         return ["kustomize", "build"]
+    built = ROOT / "build" / "bin" / "kustomize"  # `make kustomize` builds it there
+    if built.exists():
+        return [str(built), "build"]
     reason = "neither kubectl nor kustomize is installed: cannot render the manifests"
     if os.environ.get("CI"):
         pytest.fail(reason)
@@ -195,11 +202,12 @@ def test_the_base_ships_no_secret_and_the_overlay_needs_the_operators_files(
     result = kustomize(copy_tree(tmp_path / "full", with_secrets=True))
     assert result.returncode == 0, result.stderr
     documents = loaded(result.stdout)
-    (secret,) = of_kind(documents, "Secret")
-    assert set(secret["data"]) == set(SECRET_FILES)
-    for name in secret["data"]:
-        if name.startswith("anonstream_"):
-            assert name.upper() in setting_variables(), name
+    secrets = of_kind(documents, "Secret")
+    assert sorted(name for secret in secrets for name in secret["data"]) == sorted(SECRET_FILES)
+    for secret in secrets:
+        for name in secret["data"]:
+            if name.startswith("anonstream_"):
+                assert name.upper() in setting_variables(), name
     referenced = {
         volume["secret"]["secretName"]
         for kind in ("Deployment", "Job")
@@ -207,7 +215,37 @@ def test_the_base_ships_no_secret_and_the_overlay_needs_the_operators_files(
         for volume in document["spec"]["template"]["spec"]["volumes"]
         if "secret" in volume
     }
-    assert referenced == {secret["metadata"]["name"]}
+    assert referenced == {secret["metadata"]["name"] for secret in secrets}
+
+
+def test_the_key_encryption_key_reaches_only_the_stages_that_hold_keys(tmp_path: Path) -> None:
+    """The anonymize and aggregate workers mount the key-encryption key Secret and name the
+    mounted file in ANONSTREAM_KEY_ENCRYPTION_KEY_FILE (without it they refuse to start); the
+    release stage and the topics Job do not mount it."""
+    result = kustomize(copy_tree(tmp_path / "full", with_secrets=True))
+    assert result.returncode == 0, result.stderr
+    documents = loaded(result.stdout)
+    (kek,) = [s for s in of_kind(documents, "Secret") if "key-encryption-key" in s["data"]]
+    holders = set()
+    for kind in ("Deployment", "Job"):
+        for document in of_kind(documents, kind):
+            spec = document["spec"]["template"]["spec"]
+            volumes = {
+                volume["name"]: volume["secret"]["secretName"]
+                for volume in spec["volumes"]
+                if "secret" in volume
+            }
+            names = [name for name, secret in volumes.items() if secret == kek["metadata"]["name"]]
+            if not names:
+                continue
+            holders.add(document["metadata"]["name"])
+            (container,) = spec["containers"]
+            (mount,) = [m for m in container["volumeMounts"] if m["name"] in names]
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            assert env["ANONSTREAM_KEY_ENCRYPTION_KEY_FILE"] == (
+                mount["mountPath"] + "/key-encryption-key"
+            )
+    assert {h.rsplit("-", 1)[-1] for h in holders} == {"anonymize", "aggregate"}
 
 
 # --------------------------------------------------------------------- code and the image

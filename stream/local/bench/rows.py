@@ -188,7 +188,12 @@ class Bench:
     # ------------------------------------------------------------------ the worker
     def worker_settings(self, row: str, source: Input) -> Settings:
         """Fresh topics, group and state for one worker row, reading `source`'s topic."""
+        from stream.tables.keyring import write_key_encryption_key
+
         app_id = self.name(row).replace(".", "-")
+        kek = self.settings.key_encryption_key_file
+        if kek is None:  # the bench's own, as the demo's: the worker refuses to run without
+            kek = write_key_encryption_key(self.workdir / "key-encryption-key")
         return self.settings.model_copy(
             update={
                 "app_id": app_id,
@@ -201,6 +206,7 @@ class Bench:
                 "topic_keys": f"{app_id}.privacy.keys",
                 "partitions": INPUT_PARTITIONS,
                 "data_dir": self.workdir / row,
+                "key_encryption_key_file": kek,
             }
         )
 
