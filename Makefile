@@ -61,7 +61,7 @@ kustomize:
 	  GOBIN=$(abspath build/bin) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION); \
 	else echo "error: neither kubectl, kustomize nor go found; tests/deploy needs kustomize" >&2; exit 1; fi
 
-test: install kafka-jars browser kustomize
+test: install kafka-jars browser kustomize bench-venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The suite (Kafka tests aside) against the mypyc-compiled chain (see setup.py), built in a
