@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from anonymizers import reasons
-
 from anonymizers.allowlist import Allowlist, EchoGuard
 from anonymizers.consent import ConsentGate, ConsentState
 from anonymizers.context import CONTEXT_FIELDS, ContextAnonymizer
