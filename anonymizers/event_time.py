@@ -12,7 +12,6 @@ on them.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -31,13 +30,14 @@ _RFC3339: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-FIRST_SECOND: Final = math.floor(datetime(1, 1, 1, tzinfo=UTC).timestamp())
+_ONE_SECOND: Final = timedelta(seconds=1)
+FIRST_SECOND: Final = (datetime(1, 1, 1, tzinfo=UTC) - _UNIX_EPOCH) // _ONE_SECOND
 """Unix seconds of 0001-01-01T00:00:00Z, the earliest event time the chain represents."""
-LAST_SECOND: Final = math.floor(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+LAST_SECOND: Final = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _UNIX_EPOCH) // _ONE_SECOND
 """Unix seconds of 9999-12-31T23:59:59Z, the latest event time the chain represents."""
 TIME_RANGE: Final = "0001-01-01T00:00:00Z..9999-12-31T23:59:59Z"
 """The range of event times in UTC, as validation errors name it."""
-_FIRST_CLOCK_SECOND: Final = math.floor(datetime(1000, 1, 1, tzinfo=UTC).timestamp())
+_FIRST_CLOCK_SECOND: Final = (datetime(1000, 1, 1, tzinfo=UTC) - _UNIX_EPOCH) // _ONE_SECOND
 """The event clock holds minutes of four-digit years without leading zero only."""
 NO_TIME: Final = (0, "", "")
 """What `EventTime.read` gives for an unusable time (day "")."""
@@ -111,9 +111,11 @@ def zoned_time(raw: str) -> datetime | None:
 def in_time_range(moment: datetime) -> int | None:
     """Unix seconds (floored) of a zoned `moment`, or None when its UTC instant is outside
     `TIME_RANGE`. Never raises."""
-    # timestamp() subtracts the offset without building the UTC datetime, so it answers for
-    # an instant just outside the datetime range too; the range check follows.
-    seconds = math.floor(moment.timestamp())
+    # Exact integer arithmetic: timestamp() is a float, whose rounding moves a time a
+    # microsecond before a second to the next second in year 9999. The difference of two
+    # aware datetimes is computed without building the UTC datetime, so it answers for an
+    # instant just outside the datetime range too; the range check follows.
+    seconds = (moment - _UNIX_EPOCH) // _ONE_SECOND
     return seconds if FIRST_SECOND <= seconds <= LAST_SECOND else None
 
 
