@@ -255,3 +255,70 @@ def hostile_messages(draw: st.DrawFn) -> Message:
         )
     )
     return Message(junk, 1)
+
+
+@dataclass(frozen=True)
+class Poison:
+    """A poisonous batch item and where it must end: `dead_letter` (with `reason` from the
+    dead-letter schema and, for schema violations, `rule`) or dropped with drop `reason`."""
+
+    item: Any
+    dead_letter: bool
+    reason: str
+    rule: str | None = None
+
+
+TIME_RULE = "range 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z (UTC)"
+"""The rule an out-of-range time breaks, as the dead-letter record must name it (written out
+here, not imported from the code under test)."""
+
+
+def poisonous_items(good: dict[str, Any]) -> list[Poison]:
+    """Items that once raised inside the chain or are malformed, built from a `good` event
+    (which must carry a subject and analytics consent), each with its expected outcome.
+
+    Times in years 0001 or 9999 that an offset carries out of UTC's range are dead-lettered;
+    those still in range are valid but no pseudonym key exists for their epoch in the stream
+    (`no_key`; preview generates keys for any epoch and anonymizes them).
+    """
+    anonymous = {k: v for k, v in good.items() if k not in ("cookie_id", "user_id", "ip")}
+    return [
+        Poison(
+            {**good, "occurred_at": "0001-01-01T00:00:00+01:00"},
+            True,
+            "schema_violation",
+            TIME_RULE,
+        ),
+        Poison(
+            {**good, "occurred_at": "9999-12-31T23:59:59-01:00"},
+            True,
+            "schema_violation",
+            TIME_RULE,
+        ),
+        Poison(
+            {**good, "occurred_at": "0001-01-01T00:00:00+23:59"},
+            True,
+            "schema_violation",
+            TIME_RULE,
+        ),
+        Poison({**good, "occurred_at": "9999-12-31T23:59:59.999999999Z"}, False, "no_key"),
+        Poison({**good, "occurred_at": "0001-01-01T00:00:00-01:00"}, False, "no_key"),
+        Poison(
+            {**good, "occurred_at": "2024-05-01T10:00:00.1234567890Z"},
+            True,
+            "schema_violation",
+            "format date-time",
+        ),
+        Poison({**good, "time_on_page_ms": -1}, True, "schema_violation", "minimum 0"),
+        Poison(
+            {**good, "event_type": "\x00"},
+            True,
+            "schema_violation",
+            "enum page_view|page_leave|search|link_click",
+        ),
+        Poison({**good, "consent": {"analytics": "yes"}}, True, "schema_violation", "type boolean"),
+        Poison({**anonymous, "ip": "81.2.69.160:443"}, False, "no_subject"),
+        Poison(7, True, "not_object"),
+        Poison(None, True, "not_object"),
+        Poison([good], True, "not_object"),
+    ]
