@@ -9,8 +9,10 @@ tests, so that they all feed the same input.
 from __future__ import annotations
 
 import ipaddress
+import uuid
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -322,3 +324,66 @@ def poisonous_items(good: dict[str, Any]) -> list[Poison]:
         Poison(None, True, "not_object"),
         Poison([good], True, "not_object"),
     ]
+
+
+SITE = "https://shop.example/p/"
+
+
+def good_event(name: str, now: datetime, **extreme: Any) -> dict[str, Any]:
+    """A valid page view at `now` whose path (`name`, letters only: the URL scrubber keeps
+    it) tells it apart downstream; `extreme` adds valid but extreme values."""
+    return {
+        "event_id": f"good-{name}",
+        "event_type": "page_view",
+        "occurred_at": now.isoformat().replace("+00:00", "Z"),
+        "cookie_id": f"cookie-{name}-{uuid.uuid4().hex}",
+        "ip": "192.0.2.10",
+        "page_url": SITE + name,
+        "consent": {"analytics": True},
+        **extreme,
+    }
+
+
+@dataclass(frozen=True)
+class HostileBatch:
+    """One batch mixing good events and poisonous items: `items` in order, the `goods`, and
+    the poison at each position of `items`."""
+
+    items: list[Any]
+    goods: list[dict[str, Any]]
+    poison_at: dict[int, Poison]
+
+    def dead_letters(self) -> dict[int, tuple[str, str | None]]:
+        """Position -> (dead-letter reason, rule) of the items that must be dead-lettered."""
+        return {
+            position: (poison.reason, poison.rule)
+            for position, poison in self.poison_at.items()
+            if poison.dead_letter
+        }
+
+    def drops(self) -> Counter[str]:
+        """Drop reason -> how many poisonous items the stream must drop with it."""
+        return Counter(p.reason for p in self.poison_at.values() if not p.dead_letter)
+
+
+def hostile_batch(now: datetime) -> HostileBatch:
+    """Good events (some with extreme valid values: IPv6 transition addresses, a huge time on
+    page, control characters, a zone offset, the IPv6 loopback) interleaved with every
+    poisonous item of `poisonous_items`: good, poison, good, poison..., then the rest."""
+    west = timezone(timedelta(hours=-9, minutes=-30))
+    goods = [
+        good_event("plain", now),
+        good_event("sixtofour", now, ip="2002:c000:20a::1"),
+        good_event("teredo", now, ip="2001:0:4136:e378:8000:63bf:3fff:fdd2"),
+        good_event("huge", now, time_on_page_ms=1e308),
+        good_event("control", now, user_agent="\x00\u202e" * 500, search_terms="\x00"),
+        good_event("offset", now, occurred_at=now.astimezone(west).isoformat(), ip="::1"),
+    ]
+    items: list[Any] = []
+    poison_at: dict[int, Poison] = {}
+    for index, poison in enumerate(poisonous_items(good_event("poison", now))):
+        if index < len(goods):
+            items.append(goods[index])
+        poison_at[len(items)] = poison
+        items.append(poison.item)
+    return HostileBatch(items, goods, poison_at)

@@ -4,38 +4,19 @@ on and its counters reconcile (PRIVACY.md guarantee 11; issue 18, class 1)."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 
 from stream.settings import Settings
 from stream.topics import create_topics, topic_specs
-from tests.support.hostile import Poison, poisonous_items
+from tests.support.hostile import good_event, hostile_batch
 from tests.support.kafka import produce, read_topic
 from tests.support.workers import WorkerFactory
 
 pytestmark = pytest.mark.kafka
-
-SITE = "https://shop.example/p/"
-
-
-def good_event(name: str, now: datetime, **extreme: Any) -> dict[str, Any]:
-    """A valid page view whose path (`name`, letters only: the URL scrubber keeps it) tells
-    it apart downstream; `extreme` adds valid but extreme values."""
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "page_view",
-        "occurred_at": now.isoformat().replace("+00:00", "Z"),
-        "cookie_id": f"cookie-{name}-{uuid.uuid4().hex}",
-        "ip": "192.0.2.10",
-        "page_url": SITE + name,
-        "consent": {"analytics": True},
-        **extreme,
-    }
 
 
 def metric(values: dict[str, float], name: str, reason: str | None = None) -> float:
@@ -55,28 +36,8 @@ def test_hostile_batch_costs_no_good_event(settings: Settings, workers: WorkerFa
     worker = workers.start(settings, "anonymize")
     worker.wait_ready()
     now = datetime.now(UTC).replace(microsecond=0)
-    goods = [
-        good_event("plain", now),
-        good_event("sixtofour", now, ip="2002:c000:20a::1"),
-        good_event("teredo", now, ip="2001:0:4136:e378:8000:63bf:3fff:fdd2"),
-        good_event("huge", now, time_on_page_ms=1e308),
-        good_event("control", now, user_agent="\x00\u202e" * 500, search_terms="\x00"),
-        good_event(
-            "offset",
-            now,
-            occurred_at=now.astimezone(timezone(timedelta(hours=-9, minutes=-30))).isoformat(),
-            ip="::1",
-        ),
-    ]
-    poisons = poisonous_items(good_event("poison", now))
-    # Interleave: good, poison, good, poison... then the remaining poisons.
-    mixed: list[Any] = []
-    poison_at: dict[int, Poison] = {}
-    for index, poison in enumerate(poisons):
-        if index < len(goods):
-            mixed.append(goods[index])
-        poison_at[len(mixed)] = poison
-        mixed.append(poison.item)
+    batch = hostile_batch(now)
+    mixed, goods = batch.items, batch.goods
     after = good_event("after", now)
 
     meta, _ = produce(settings, settings.topic_raw, [orjson.dumps(mixed), orjson.dumps(after)])
@@ -95,11 +56,7 @@ def test_hostile_batch_costs_no_good_event(settings: Settings, workers: WorkerFa
     paths = Counter(e["page_url"] for r in forwarded for e in orjson.loads(r.value))
     assert set(paths) == expected_paths and max(paths.values()) == 1
 
-    dead_expected = {
-        position: (poison.reason, poison.rule)
-        for position, poison in poison_at.items()
-        if poison.dead_letter
-    }
+    dead_expected = batch.dead_letters()
     dead = read_topic(
         settings,
         settings.topic_deadletter,
@@ -122,7 +79,7 @@ def test_hostile_batch_costs_no_good_event(settings: Settings, workers: WorkerFa
     values = worker.wait_metric("anonstream_events_consumed_total", at_least=consumed)
     assert metric(values, "anonstream_events_consumed_total") == consumed
     assert metric(values, "anonstream_events_forwarded_total") == len(goods) + 1
-    dropped_expected = Counter(p.reason for p in poisons if not p.dead_letter)
+    dropped_expected = batch.drops()
     dead_by_reason = Counter(reason for reason, _ in dead_expected.values())
     for reason, count in dropped_expected.items():
         assert metric(values, "anonstream_events_dropped_total", reason) == count, reason
