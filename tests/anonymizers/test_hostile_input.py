@@ -25,13 +25,14 @@ from anonymizers.intake import REASONS, SCHEMA_VIOLATION, TIME_RULE, decode_mess
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.outcome import Anonymized, Draft, Dropped
 from anonymizers.policy import Policy, default_policy, parse_policy
-from tests.anonymizers.conftest import build_mmdb
+from tests.anonymizers.conftest import build_mmdb, static_keys
 from tests.support.hostile import (
     FIELD_VALUES,
     RAW_PROPERTIES,
     edge_times,
     hostile_messages,
     json_values,
+    local_time,
     rfc3339,
     utc_in_range,
 )
@@ -116,18 +117,7 @@ def test_each_field_hostile_value_never_raises(field: str, data: st.DataObject) 
 
 def expected_utc(text: str) -> tuple[str, int]:
     """(UTC text to the second, epoch) of an in-range RFC 3339 `text`, from its own fields."""
-    upper = text.upper()
-    local = datetime(
-        int(upper[0:4]),
-        int(upper[5:7]),
-        int(upper[8:10]),
-        int(upper[11:13]),
-        int(upper[14:16]),
-        int(upper[17:19]),
-    )
-    offset = 0
-    if not upper.endswith("Z"):
-        offset = (-1 if upper[-6] == "-" else 1) * (int(upper[-5:-3]) * 60 + int(upper[-2:]))
+    local, offset = local_time(text)
     utc = local - timedelta(minutes=offset)
     seconds = (utc - datetime(1970, 1, 1)) // timedelta(seconds=1)
     text_utc = (
@@ -202,8 +192,6 @@ def batch() -> list[dict[str, Any]]:
 
 def fixed_pipeline() -> Pipeline:
     """A chain of every unit under one fixed key per epoch, so two pipelines agree."""
-    from tests.anonymizers.conftest import static_keys
-
     database = build_mmdb(Path(tempfile.mkdtemp()) / "fixed.mmdb")
     return Pipeline.from_policy(
         everything_policy(), keys=static_keys(rotation=ROTATION), geo=GeoLookup(str(database))

@@ -93,18 +93,30 @@ def edge_times() -> list[str]:
     ]
 
 
+def local_time(text: str) -> tuple[datetime, int]:
+    """(the local date and time to the second, the offset in minutes) an RFC 3339 `text`
+    states, read from its own characters."""
+    upper = text.upper()
+    local = datetime(
+        int(upper[0:4]),
+        int(upper[5:7]),
+        int(upper[8:10]),
+        int(upper[11:13]),
+        int(upper[14:16]),
+        int(upper[17:19]),
+    )
+    if upper.endswith("Z"):
+        return local, 0
+    sign = -1 if upper[-6] == "-" else 1
+    return local, sign * (int(upper[-5:-3]) * 60 + int(upper[-2:]))
+
+
 def utc_in_range(text: str) -> bool:
     """Whether the UTC instant of an RFC 3339 `text` falls in years 0001-9999: computed on
     the text's own fields (proleptic days, offset minutes), not by the code under test."""
-    upper = text.upper()
-    year, month, day = int(upper[0:4]), int(upper[5:7]), int(upper[8:10])
-    hour, minute, second = int(upper[11:13]), int(upper[14:16]), int(upper[17:19])
-    offset = 0
-    if not upper.endswith("Z"):
-        sign = -1 if upper[-6] == "-" else 1
-        offset = sign * (int(upper[-5:-3]) * 60 + int(upper[-2:]))
-    days = datetime(year, month, day).toordinal() - 1  # days since 0001-01-01
-    seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60
+    local, offset = local_time(text)
+    days = local.toordinal() - 1  # days since 0001-01-01
+    seconds = days * 86_400 + local.hour * 3600 + local.minute * 60 + local.second - offset * 60
     last = (_LAST.toordinal() - 1) * 86_400 + 86_399
     return 0 <= seconds <= last
 

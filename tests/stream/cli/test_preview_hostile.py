@@ -4,6 +4,7 @@ either, and writes its report with every item accounted for (issue 18, class 1).
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,8 +61,6 @@ def _geo(tmp: Path) -> GeoLookup:
 def test_preview_survives_any_hostile_file(messages: list[Message]) -> None:
     """Any file of hostile lines (events, mixed batches, junk): preview returns and writes its
     report, each valid event emitted or dropped, and anonymized.jsonl holds the emitted."""
-    import tempfile
-
     tmp = Path(tempfile.mkdtemp())
     events = tmp / "events.jsonl"
     events.write_bytes(b"\n".join(message.value for message in messages) + b"\n")
