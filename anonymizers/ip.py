@@ -108,13 +108,18 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
       (`ipaddress` undoes the obfuscation); the server's address is not the person's;
     - NAT64 well-known prefix `64:ff9b::/96` (RFC 6052) and local-use `64:ff9b:1::/48`
       (RFC 8215): the last 32 bits. In the local-use block the operator chooses the prefix
-      length; the /96 form, every NAT64 gateway's default, is assumed (RFC 6052's shorter
-      forms leave the last bits zero, so a wrong guess yields a /24 that reveals nothing);
+      length; the /96 form, the NAT64 gateways' usual one, is assumed. Under a shorter
+      form (RFC 6052 section 2.2) the last 32 bits hold zeros, or for a /64 prefix the
+      IPv4's last octet then zeros: the kept /24 is then 0.0.0.0/24 or d.0.0.0/24, and the
+      geolocation that of an unrelated address;
     - IPv4-compatible `::a.b.c.d` (RFC 4291, deprecated), but not `::` nor the loopback `::1`.
     """
-    mapped = address.ipv4_mapped or address.sixtofour
+    mapped = address.ipv4_mapped
     if mapped is not None:
         return mapped
+    sixtofour = address.sixtofour
+    if sixtofour is not None:
+        return sixtofour
     teredo = address.teredo
     if teredo is not None:
         return teredo[1]
