@@ -14,18 +14,26 @@ what runs.
 
 It fails closed: no key, no subject, an unusable time or event type drop the event with a
 reason from `anonymizers.reasons`; a malformed value (IP, URL...) yields no output field.
-Exceptions mean programming errors, never bad data.
+Exceptions mean programming errors, never bad data, and one event's never costs the others:
+an exception a unit raises on an event drops that event alone as `unprocessable`, logged
+with the unit's and the exception's class names and where it was raised, never a value
+(`Pipeline.failures` counts them). Infrastructure errors (an unreadable geolocation database,
+a destroyed key, memory) propagate, so that the orchestrator restarts the worker.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from anonymizers import reasons
 from anonymizers.allowlist import Allowlist, EchoGuard
 from anonymizers.consent import ConsentGate, ConsentState
 from anonymizers.context import CONTEXT_FIELDS, ContextAnonymizer
 from anonymizers.event_time import EventTimeUnit
+from anonymizers.exceptions import GeoDatabaseError, KeyMaterialError
 from anonymizers.fields import IDENTIFIER_FIELDS, RAW_FIELDS
 from anonymizers.geo import GeoLookup
 from anonymizers.ip import IpAnonymizer
@@ -37,8 +45,13 @@ from anonymizers.pseudonym import Pseudonymizer
 from anonymizers.search_terms import SearchTermScrubber
 from anonymizers.urls import ReferrerScrubber, UrlScrubber
 
+log = logging.getLogger(__name__)
+
 _URL_FIELDS: Final = frozenset({"page_url", "link_url", "referrer_internal"})
 _REFERRER_FIELDS: Final = frozenset({"referrer_host", "referrer_internal"})
+_INFRASTRUCTURE: Final = (GeoDatabaseError, KeyMaterialError, MemoryError)
+"""Exceptions that are not the event's doing: they propagate out of the pipeline."""
+_UNPROCESSABLE: Final = DROPPED[reasons.UNPROCESSABLE]
 
 
 class Pipeline:
@@ -75,6 +88,8 @@ class Pipeline:
         self._begin_batch: tuple[Callable[[], None], ...] = tuple(
             unit.begin_batch for unit in self.units if isinstance(unit, KeyUnit)
         )
+        self.failures: Counter[tuple[str, str]] = Counter()
+        """Events dropped as `unprocessable`, by (unit class, exception class) name."""
 
     @classmethod
     def from_policy(
@@ -115,13 +130,48 @@ class Pipeline:
         # The identifier fields present (usually one, often none): the gate, the subject and
         # the echo guard loop over these only.
         out = Draft([name for name in IDENTIFIER_FIELDS if name in event])
-        for unit in self.units:
-            reason = unit(event, out)
-            if reason is not None:
-                return DROPPED[reason]
-        if self._record:
-            return Anonymized(out.fields, out.subject, out.epoch, describe(event, out))
-        return Anonymized(out.fields, out.subject, out.epoch)
+        current: object = None
+        try:
+            for unit in self.units:
+                current = unit
+                reason = unit(event, out)
+                if reason is not None:
+                    return DROPPED[reason]
+            current = describe
+            if self._record:
+                return Anonymized(out.fields, out.subject, out.epoch, describe(event, out))
+            return Anonymized(out.fields, out.subject, out.epoch)
+        except _INFRASTRUCTURE:
+            raise
+        except Exception as exc:  # one event's defect never costs the batch: see module doc
+            self._failed(current, exc)
+            return _UNPROCESSABLE
+
+    def _failed(self, unit: object, exc: Exception) -> None:
+        """Count and log an event a unit raised on: class names and a code location only
+        (an exception's message or traceback may quote the event)."""
+        name = getattr(unit, "__name__", None) or type(unit).__name__
+        failure = (name, type(exc).__name__)
+        self.failures[failure] += 1
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = (
+            f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}"
+            if frame is not None
+            else "unknown"
+        )
+        # The first of each kind at ERROR (a defect to fix), the repeats at DEBUG: a hostile
+        # sender cannot flood the log.
+        level = logging.ERROR if self.failures[failure] == 1 else logging.DEBUG
+        log.log(
+            level,
+            "event dropped as unprocessable: unit %s raised %s at %s (%d so far)",
+            failure[0],
+            failure[1],
+            where,
+            self.failures[failure],
+        )
 
     def cache_stats(self) -> dict[str, tuple[int, int, int]]:
         """(entries, bound, misses) of each memo, by name: what a worker's caches hold.

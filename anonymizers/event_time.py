@@ -3,14 +3,17 @@ text to the second and its UTC day; the chain's first unit after the consent gat
 
 Times must carry a zone (a naive time is unusable: fail closed). The collectors' usual form
 "YYYY-MM-DDTHH:MM:SS[.fff]Z" takes a fast path per minute (see `EventTime`); anything else
-takes the full parser. An unusable time or event type drops the event (`invalid_event`).
+takes the full parser. An unusable time or event type drops the event (`invalid_event`),
+and so does a time whose UTC instant RFC 3339 cannot write (before 0001-01-01T00:00:00Z or
+after 9999-12-31T23:59:59Z: "0001-01-01T00:00:00+01:00" is in year 0 in UTC). The stream's
+validation refuses those first (`utc_seconds`, `anonymizers.intake`); the chain never raises
+on them.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from anonymizers import reasons
@@ -26,6 +29,16 @@ slot), 512 KiB in the fast twin."""
 _RFC3339: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
+_UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_SECOND: Final = timedelta(seconds=1)
+FIRST_SECOND: Final = (datetime(1, 1, 1, tzinfo=UTC) - _UNIX_EPOCH) // _ONE_SECOND
+"""Unix seconds of 0001-01-01T00:00:00Z, the earliest event time the chain represents."""
+LAST_SECOND: Final = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _UNIX_EPOCH) // _ONE_SECOND
+"""Unix seconds of 9999-12-31T23:59:59Z, the latest event time the chain represents."""
+TIME_RANGE: Final = "0001-01-01T00:00:00Z..9999-12-31T23:59:59Z"
+"""The range of event times in UTC, as validation errors name it."""
+_FIRST_CLOCK_SECOND: Final = (datetime(1000, 1, 1, tzinfo=UTC) - _UNIX_EPOCH) // _ONE_SECOND
+"""The event clock holds minutes of four-digit years without leading zero only."""
 NO_TIME: Final = (0, "", "")
 """What `EventTime.read` gives for an unusable time (day "")."""
 _EVENT_TYPES: Final = frozenset(EVENT_TYPES)
@@ -61,28 +74,56 @@ class EventTime:
         return self.parse(raw)
 
     def parse(self, raw: str) -> tuple[int, str, str]:
-        """The full parser: any RFC 3339 text with a zone (`NO_TIME` otherwise)."""
-        if len(raw) > 64 or not _RFC3339.match(raw):
+        """The full parser: any RFC 3339 text with a zone whose UTC instant is in
+        `TIME_RANGE` (`NO_TIME` otherwise)."""
+        seconds = utc_seconds(raw)
+        if seconds is None:
             return NO_TIME
-        try:
-            moment = datetime.fromisoformat(raw.upper())
-        except ValueError:
-            return NO_TIME
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            return NO_TIME
-        seconds = math.floor(moment.timestamp())
         minute = seconds // 60
         texts = self._minutes.get(minute)
         if texts is None:
-            start = datetime.fromtimestamp(minute * 60, tz=UTC)
-            texts = (start.strftime("%Y-%m-%dT%H:%M:"), start.strftime("%Y-%m-%d"))
+            # isoformat, not strftime: "%Y" writes year 999 as "999", not "0999".
+            start = (_UNIX_EPOCH + timedelta(minutes=minute)).isoformat()
+            texts = (start[:17], start[:10])
             bounded_put(self._minutes, minute, texts, max_size=_TIME_CACHE_SIZE)
-        if len(texts[0]) == 17:
-            # Four-digit years: the form the clock reads. (Put again whenever this minute
-            # comes here: the clock may have given its slot to another minute since.)
-            base = minute * 60
+        base = minute * 60
+        if base >= _FIRST_CLOCK_SECOND:
+            # The form the clock reads. (Put again whenever this minute comes here: the
+            # clock may have given its slot to another minute since.)
             self._clock.put(texts[0], base, texts[1], base // self._rotation)
         return seconds // self._rotation, f"{texts[0]}{seconds % 60:02d}Z", texts[1]
+
+
+def zoned_time(raw: str) -> datetime | None:
+    """`raw` read as RFC 3339 with a zone (at most 64 characters, up to nanoseconds), or None
+    when it is not one. Never raises."""
+    if len(raw) > 64 or not _RFC3339.match(raw):
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.upper())
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return None
+    return moment
+
+
+def in_time_range(moment: datetime) -> int | None:
+    """Unix seconds (floored) of a zoned `moment`, or None when its UTC instant is outside
+    `TIME_RANGE`. Never raises."""
+    # Exact integer arithmetic: timestamp() is a float, whose rounding moves a time a
+    # microsecond before a second to the next second in year 9999. The difference of two
+    # aware datetimes is computed without building the UTC datetime, so it answers for an
+    # instant just outside the datetime range too; the range check follows.
+    seconds = (moment - _UNIX_EPOCH) // _ONE_SECOND
+    return seconds if FIRST_SECOND <= seconds <= LAST_SECOND else None
+
+
+def utc_seconds(raw: str) -> int | None:
+    """Unix seconds (floored) of an RFC 3339 text with a zone whose UTC instant is in
+    `TIME_RANGE`, else None. Never raises."""
+    moment = zoned_time(raw)
+    return None if moment is None else in_time_range(moment)
 
 
 class EventTimeUnit:

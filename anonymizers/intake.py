@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import jsonschema_rs
 import orjson
 
 import schemas
+from anonymizers.event_time import TIME_RANGE, in_time_range, zoned_time
 
 NOT_UTF8 = "not_utf8"
 NOT_JSON = "not_json"
@@ -83,23 +83,24 @@ def first_violation(instance: object, *, schema_name: str) -> SchemaViolation | 
     return _describe(errors[0], schema_name)
 
 
+TIME_RULE = f"range {TIME_RANGE} (UTC)"
+"""The rule an `occurred_at` breaks when the schema's `date-time` accepts it but its UTC
+instant is outside what RFC 3339 (and so the chain) can write: "0001-01-01T00:00:00+01:00"."""
+
+
 def validate_event(event: object) -> SchemaViolation | None:
-    """Return the first rule `event` breaks (schema, then a parseable `occurred_at`), or None."""
+    """Return the first rule `event` breaks (schema, then an `occurred_at` the chain reads:
+    RFC 3339 with a zone, its UTC instant in `anonymizers.event_time.TIME_RANGE`), or None."""
     violation = first_violation(event, schema_name=schemas.RAW_EVENT_V1)
     if violation is not None:
         return violation
     assert isinstance(event, dict)
-    if _parse_time(event["occurred_at"]) is None:
+    moment = zoned_time(event["occurred_at"])
+    if moment is None:
         return SchemaViolation(path="$.occurred_at", rule="format date-time")
+    if in_time_range(moment) is None:
+        return SchemaViolation(path="$.occurred_at", rule=TIME_RULE)
     return None
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _describe(error: Any, schema_name: str) -> SchemaViolation:

@@ -1,8 +1,11 @@
 """IP addresses: strict parsing, geolocation, truncation.
 
-`parse_ip` accepts IPv4 dotted quads, IPv6 and IPv4-mapped IPv6 (unwrapped to IPv4), with
-surrounding whitespace; anything else (a port, leading zeros, a zone id, brackets, a
-prefix, garbage, a non-string) gives None, so the event gets no geolocation and no IP.
+`parse_ip` accepts IPv4 dotted quads and IPv6, with surrounding whitespace; anything else (a
+port, leading zeros, a zone id, brackets, a prefix, garbage, a non-string) gives None, so the
+event gets no geolocation and no IP. An IPv6 address that embeds an IPv4 address (see
+`embedded_ipv4`: IPv4-mapped, 6to4, Teredo, NAT64, IPv4-compatible) is unwrapped to that IPv4
+address, so it is geolocated and truncated as IPv4: a kept prefix never reveals more than the
+IPv4 /24 (a 6to4 /48 would hold the whole IPv4 address).
 
 `IpAnonymizer`, the chain's IP unit, turns a parsed address into the fields the policy
 allows (country, region, city from `anonymizers.geo.GeoLookup`; ip_prefix); the address
@@ -38,6 +41,11 @@ _NOT_IPV4_CHARS: Final = -1
 # NamedTuple construction without its Python-level __new__ (on every new address).
 _new_tuple: Final = tuple.__new__
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
+_LOW_32: Final = 0xFFFF_FFFF
+_NAT64_WELL_KNOWN: Final = int(ipaddress.IPv6Address("64:ff9b::")) >> 32
+"""64:ff9b::/96 (RFC 6052), its top 96 bits."""
+_NAT64_LOCAL_USE: Final = int(ipaddress.IPv6Address("64:ff9b:1::")) >> 80
+"""64:ff9b:1::/48 (RFC 8215), its top 48 bits."""
 
 
 class ParsedIp(NamedTuple):
@@ -84,11 +92,43 @@ def parse_ip(raw: object, ipv4_value: Callable[[str], int] | None = None) -> Par
         address = ipaddress.IPv6Address(text)
     except ValueError:
         return None
+    embedded = embedded_ipv4(address)
+    if embedded is not None:
+        return ParsedIp(4, int(embedded), str(embedded))
+    return ParsedIp(6, int(address), address.compressed)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 transition address carries, or None for any other address.
+
+    - IPv4-mapped `::ffff:a.b.c.d` (mmdb files written by common tools do not alias
+      ::ffff:0:0/96, so the IPv4 must be looked up);
+    - 6to4 `2002:AABB:CCDD::/48` (RFC 3056): bits 16-47;
+    - Teredo `2001:0::/32` (RFC 4380): the client's address, the last 32 bits XOR 0xffffffff
+      (`ipaddress` undoes the obfuscation); the server's address is not the person's;
+    - NAT64 well-known prefix `64:ff9b::/96` (RFC 6052) and local-use `64:ff9b:1::/48`
+      (RFC 8215): the last 32 bits. In the local-use block the operator chooses the prefix
+      length; the /96 form, the NAT64 gateways' usual one, is assumed. Under a shorter
+      form (RFC 6052 section 2.2) the last 32 bits hold zeros, or for a /64 prefix the
+      IPv4's last octet then zeros: the kept /24 is then 0.0.0.0/24 or d.0.0.0/24, and the
+      geolocation that of an unrelated address;
+    - IPv4-compatible `::a.b.c.d` (RFC 4291, deprecated), but not `::` nor the loopback `::1`.
+    """
     mapped = address.ipv4_mapped
     if mapped is not None:
-        # mmdb files written by common tools do not alias ::ffff:0:0/96; look up the IPv4.
-        return ParsedIp(4, int(mapped), str(mapped))
-    return ParsedIp(6, int(address), address.compressed)
+        return mapped
+    sixtofour = address.sixtofour
+    if sixtofour is not None:
+        return sixtofour
+    teredo = address.teredo
+    if teredo is not None:
+        return teredo[1]
+    value = int(address)
+    if value >> 32 == _NAT64_WELL_KNOWN or value >> 80 == _NAT64_LOCAL_USE:
+        return ipaddress.IPv4Address(value & _LOW_32)
+    if value >> 32 == 0 and value > 1:
+        return ipaddress.IPv4Address(value)
+    return None
 
 
 def truncate(ip: ParsedIp, *, ipv4_prefix: int, ipv6_prefix: int) -> str:
@@ -183,8 +223,11 @@ class IpAnonymizer:
         if ip is None:
             return None, (), tuple(echo_needles((sent,))), False
         pairs, located = self.output_fields(ip) if self._geo_wanted else ((), False)
-        texts = (sent,) if ip.text == sent else (sent, ip.text)
-        return ip.text, pairs, tuple(echo_needles(texts)), located
+        texts = [sent, ip.text]
+        if ip.version == 4 and ":" in sent:
+            # An IPv6 address unwrapped to IPv4: its canonical IPv6 spelling too.
+            texts.append(ipaddress.IPv6Address(sent).compressed)
+        return ip.text, pairs, tuple(echo_needles(dict.fromkeys(texts))), located
 
     def outcome(self, ip: ParsedIp | None) -> IpOutcome:
         """The four output fields of a parsed address (None where nothing is derived)."""

@@ -32,6 +32,11 @@ NO_KEY: Final = "no_key"
 NO_SUBJECT: Final = "no_subject"
 """No identifier and no usable IP for a cookieless visitor id: the event cannot be counted."""
 
+# Any unit of the chain (anonymizers.chain.Pipeline isolates each event).
+UNPROCESSABLE: Final = "unprocessable"
+"""A unit raised on this event (a defect the data revealed): the event alone is dropped, the
+others of its batch are not; the log names the unit and the exception type, never a value."""
+
 ALL: Final[tuple[str, ...]] = (
     UNDER_16,
     CHILD,
@@ -43,5 +48,6 @@ ALL: Final[tuple[str, ...]] = (
     INVALID_EVENT,
     NO_KEY,
     NO_SUBJECT,
+    UNPROCESSABLE,
 )
 """Every drop reason, in the order the pipeline checks them."""
