@@ -21,6 +21,11 @@ class BrokerUnreachableError(BrokerError):
     """No Kafka broker answered at the configured bootstrap address."""
 
 
+class BrokerSecurityError(BrokerError):
+    """A broker answered but refused the connection: TLS certificate, host name or SASL
+    credentials; the message names the setting to check and never a secret."""
+
+
 class TopicConfigError(StreamError):
     """A topic could not be created or has a configuration other than the expected one."""
 

@@ -1,0 +1,123 @@
+"""A throw-away certificate authority and broker certificate for the local TLS broker.
+
+Made with `cryptography` (no hand-written crypto, no openssl binary): an EC P-256 CA that
+signs one server certificate for `127.0.0.1` and `localhost`, valid for a day. The broker
+reads them as PEM files (`ssl.keystore.type=PEM`); clients trust `ca.pem`
+(`ANONSTREAM_SSL_CAFILE`). For development and tests only: the keys are written
+unencrypted, readable by their owner only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CERT_VALIDITY = datetime.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Paths of the PEM files `make_broker_certificates` writes."""
+
+    ca_cert: Path  # the CA certificate clients trust
+    broker_keystore: Path  # the broker's private key, then its certificate, then the CA's
+
+    @property
+    def directory(self) -> Path:
+        return self.ca_cert.parent
+
+
+def make_broker_certificates(
+    directory: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), name: str = "local"
+) -> TlsFiles:
+    """Write `ca.pem` and `broker.pem` (key + chain) under `directory`; return their paths.
+
+    `hosts` become the broker certificate's subject alternative names (IP addresses as
+    such), which clients check against the address they connect to. `name` goes into both
+    subjects, so that two authorities made for different tests are told apart in errors.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    not_before = now - datetime.timedelta(minutes=5)  # clock skew between processes
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"anonstream {name} test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(now + CERT_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    alt_names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            alt_names.append(x509.DNSName(host))
+    broker_key = ec.generate_private_key(ec.SECP256R1())
+    broker_cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"anonstream {name} broker")])
+        )
+        .issuer_name(ca_name)
+        .public_key(broker_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(now + CERT_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    pem = serialization.Encoding.PEM
+    files = TlsFiles(ca_cert=directory / "ca.pem", broker_keystore=directory / "broker.pem")
+    files.ca_cert.write_bytes(ca_cert.public_bytes(pem))
+    # Kafka's PEM key store: an unencrypted PKCS#8 key, then the certificate chain.
+    key_pem = broker_key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _write_private(
+        files.broker_keystore, key_pem + broker_cert.public_bytes(pem) + ca_cert.public_bytes(pem)
+    )
+    return files
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, readable and writable by its owner only."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(data)
