@@ -10,11 +10,25 @@ from __future__ import annotations
 
 import importlib
 import sys
+from enum import IntEnum
 from typing import Any
 
 import click
 
 from anonymizers.exceptions import AnonstreamError
+from stream.exceptions import BrokerSecurityError, BrokerUnreachableError
+
+
+class ExitCode(IntEnum):
+    """Exit statuses of every `anonstream` command (docs/reference/cli.md lists them)."""
+
+    OK = 0
+    PROBLEMS_FOUND = 1  # the command ran and found problems (a check failed, rows invalid)
+    USAGE = 2  # a bad option or argument, an invalid setting, policy or input; a missing topic
+    NOT_ACKNOWLEDGED = 3  # the broker did not acknowledge every record (consent import)
+    BROKER_UNREACHABLE = 4  # no Kafka broker answered at the bootstrap address
+    BROKER_REFUSED = 5  # a broker answered but refused the TLS handshake or SASL credentials
+    INTERRUPTED = 130  # Ctrl-C
 
 # name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
@@ -59,7 +73,8 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point: expected errors become one line on stderr and exit 2."""
+    """Console-script entry point: expected errors become one line on stderr and an
+    `ExitCode` (2 for usage and configuration errors, 4 and 5 for the broker)."""
     from stream.logs import clamp_library_loggers
 
     clamp_library_loggers()
@@ -67,14 +82,20 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=argv, prog_name="anonstream", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except BrokerUnreachableError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(ExitCode.BROKER_UNREACHABLE)
+    except BrokerSecurityError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(ExitCode.BROKER_REFUSED)
     except AnonstreamError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
