@@ -10,7 +10,14 @@ class StreamError(AnonstreamError):
 
 
 class SettingsError(StreamError):
-    """A setting is missing or invalid; the message names it."""
+    """A setting is missing, invalid or unknown; the message names it.
+
+    `problems` holds one line per problem (the message joins them).
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 class BrokerError(StreamError):

@@ -287,8 +287,16 @@ def unknown_names(
 
 
 def _unknown(what: str, name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name.upper(), list(known), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}?" if close else "see `anonstream settings check --help`"
+    # Compared without the prefix every name shares, which would make anything look close.
+    suffixes = {variable.removeprefix(ENV_PREFIX): variable for variable in known}
+    close = difflib.get_close_matches(
+        name.upper().removeprefix(ENV_PREFIX), list(suffixes), n=1, cutoff=0.6
+    )
+    hint = (
+        f"did you mean {suffixes[close[0]]}?"
+        if close
+        else "docs/reference/settings.md lists every setting"
+    )
     return f"{what} is not a known setting; {hint}"
 
 
@@ -314,7 +322,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems += _describe(exc)
     if problems or settings is None:
-        raise SettingsError("invalid settings: " + "; ".join(problems))
+        raise SettingsError("invalid settings: " + "; ".join(problems), tuple(problems))
     return settings
 
 

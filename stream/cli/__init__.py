@@ -9,7 +9,9 @@ never takes the whole CLI down, and production code never imports a laptop tool.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
@@ -17,6 +19,8 @@ import click
 
 from anonymizers.exceptions import AnonstreamError
 from stream.exceptions import BrokerSecurityError, BrokerUnreachableError
+
+BOOTSTRAP_VARIABLE = "ANONSTREAM_BOOTSTRAP_SERVERS"
 
 
 class ExitCode(IntEnum):
@@ -43,6 +47,8 @@ COMMANDS: dict[str, str] = {
     "demo": "stream.local.demo:demo_cli",
     "dashboard": "stream.local.dashboard:dashboard_cli",
     "tail": "stream.cli.tail:tail_cli",
+    "settings": "stream.cli.settings:settings_cli",
+    "deadletter": "stream.cli.deadletter:deadletter_cli",
 }
 
 
@@ -68,8 +74,47 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
-    """anonstream: identifying event data in, aggregated non-identifying statistics out."""
+@click.version_option(package_name="anonstream", prog_name="anonstream")
+@click.option(
+    "--bootstrap-server",
+    "bootstrap_server",
+    metavar="HOST:PORT[,...]",
+    default=None,
+    help="Kafka brokers for this command and the processes it starts; overrides "
+    f"{BOOTSTRAP_VARIABLE}.",
+)
+def cli(bootstrap_server: str | None) -> None:
+    """anonstream: identifying event data in, aggregated non-identifying statistics out.
+
+    Exit status: 0 ok; 1 problems found (a check failed, some rows invalid); 2 usage or
+    configuration error; 3 records not acknowledged; 4 no broker reachable; 5 the broker
+    refused the TLS handshake or the SASL credentials; 130 interrupted.
+    """
+    apply_bootstrap(bootstrap_server)
+
+
+def apply_bootstrap(bootstrap_server: str | None) -> None:
+    """Make `--bootstrap-server` the address every settings object of this process (and of
+    the processes it starts) reads: the one place the option takes effect."""
+    if bootstrap_server is not None:
+        os.environ[BOOTSTRAP_VARIABLE] = bootstrap_server
+
+
+def bootstrap_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--bootstrap-server` on a subcommand that talks to Kafka (same as the root option)."""
+
+    def apply(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        apply_bootstrap(value)
+
+    return click.option(
+        "--bootstrap-server",
+        metavar="HOST:PORT[,...]",
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=apply,
+        help=f"Kafka brokers; overrides {BOOTSTRAP_VARIABLE}.",
+    )(command)
 
 
 def main(argv: list[str] | None = None) -> Any:
