@@ -93,7 +93,7 @@ async def _handshake(
             ),
             timeout=timeout_s,
         )
-    except Exception as exc:  # noqa: BLE001 - reported, not swallowed
+    except Exception as exc:
         return exc
     conn.close()
     return None

@@ -252,9 +252,7 @@ def setting_variables() -> tuple[str, ...]:
     return tuple(f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields)
 
 
-def unknown_names(
-    environ: Mapping[str, str], secrets_dir: str | Path | None = None
-) -> list[str]:
+def unknown_names(environ: Mapping[str, str], secrets_dir: str | Path | None = None) -> list[str]:
     """One message per `ANONSTREAM_*` variable or secret file that names no setting.
 
     Each names the closest setting when one is close, e.g. `ANONSTREAM_PARTITION is not a
@@ -272,17 +270,13 @@ def unknown_names(
     if secrets_dir:
         directory = Path(secrets_dir)
         if not directory.is_dir():
-            problems.append(
-                f"{ENV_PREFIX}SECRETS_DIR must be a directory; got {str(directory)!r}"
-            )
+            problems.append(f"{ENV_PREFIX}SECRETS_DIR must be a directory; got {str(directory)!r}")
         else:
             for entry in sorted(directory.iterdir()):
                 if entry.name.startswith(".") or entry.is_dir():
                     continue
                 if entry.name.upper() not in known:
-                    problems.append(
-                        _unknown(f"secret file {entry}", entry.name.upper(), known)
-                    )
+                    problems.append(_unknown(f"secret file {entry}", entry.name.upper(), known))
     return problems
 
 

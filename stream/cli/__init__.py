@@ -34,6 +34,7 @@ class ExitCode(IntEnum):
     BROKER_REFUSED = 5  # a broker answered but refused the TLS handshake or SASL credentials
     INTERRUPTED = 130  # Ctrl-C
 
+
 # name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "budget": "stream.cli.budget:budget_cli",

@@ -101,9 +101,7 @@ def read_topic_to_end(
         if not partitions:
             from stream.exceptions import TopicConfigError
 
-            raise TopicConfigError(
-                f"topic {topic} does not exist; run `anonstream topics create`"
-            )
+            raise TopicConfigError(f"topic {topic} does not exist; run `anonstream topics create`")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         ends = consumer.end_offsets(tps)
@@ -215,16 +213,17 @@ reason_choice = click.Choice(REASONS)
 @click.option("--reason", type=reason_choice, default=None, help="Only this reason.")
 @click.option("--since", default=None, help="From this time (RFC 3339) or duration ago (2h).")
 @click.option(
-    "--examples", type=click.IntRange(0, 20), default=3, show_default=True,
+    "--examples",
+    type=click.IntRange(0, 20),
+    default=3,
+    show_default=True,
     help="Masked examples per reason.",
 )
 @bootstrap_option
 def deadletter_inspect(reason: str | None, since: str | None, examples: int) -> None:
     """Count dead-lettered items by reason; show masked examples (never a value)."""
     settings = load_settings()
-    letters = dead_letters(
-        settings, reason=reason, since=parse_since(since) if since else None
-    )
+    letters = dead_letters(settings, reason=reason, since=parse_since(since) if since else None)
     counts = Counter(letter.reason for letter in letters)
     click.echo(f"{'reason':<18} {'count':>8}")
     for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):

@@ -29,9 +29,7 @@ def settings_cli() -> None:
 
 
 @settings_cli.command("check")
-@click.option(
-    "--connect", is_flag=True, help="Also connect to the broker (TLS handshake, SASL)."
-)
+@click.option("--connect", is_flag=True, help="Also connect to the broker (TLS handshake, SASL).")
 def settings_check(connect: bool) -> None:
     """Print the effective settings (secrets masked); exit 1 on any problem."""
     try:

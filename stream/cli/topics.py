@@ -84,9 +84,7 @@ def list_topics(settings: Settings) -> list[TopicRow]:
         by_group = admin.list_group_offsets(list(wanted)) if wanted else {}
         committed: dict[str, dict[Any, Any]] = {
             topic: {
-                tp: offset
-                for tp, offset in by_group.get(group, {}).items()
-                if tp.topic == topic
+                tp: offset for tp, offset in by_group.get(group, {}).items() if tp.topic == topic
             }
             for group, topic in wanted.items()
         }
@@ -139,7 +137,9 @@ def topics_list() -> None:
     Exit status 1 when a topic is missing.
     """
     rows = list_topics(load_settings())
-    click.echo(f"{'topic':<28} {'partitions':>10} {'messages':>10}  {'group':<24} {'lag':>8}  config")
+    click.echo(
+        f"{'topic':<28} {'partitions':>10} {'messages':>10}  {'group':<24} {'lag':>8}  config"
+    )
     for row in rows:
         partitions = "missing" if row.partitions is None else str(row.partitions)
         lag = "-" if row.lag is None else str(row.lag)

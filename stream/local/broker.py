@@ -27,8 +27,8 @@ from pathlib import Path
 import click
 
 from stream.exceptions import BrokerError, BrokerUnreachableError
-from stream.local.certs import TlsFiles
 from stream.kafka import admin, tcp_reachable
+from stream.local.certs import TlsFiles
 from stream.settings import Settings
 
 RECIPE_ENV = "ANONSTREAM_KAFKA_RECIPE"

@@ -123,7 +123,9 @@ def test_settings_check_prints_the_effective_settings_with_secrets_masked(
         ),
         pytest.param("ANONSTREAM_PARTITIONS", "0", "ANONSTREAM_PARTITIONS", id="invalid"),
         pytest.param(
-            "ANONSTREAM_POLICY_PATH", "/no/such/policy.toml", "must name a readable file",
+            "ANONSTREAM_POLICY_PATH",
+            "/no/such/policy.toml",
+            "must name a readable file",
             id="missing-file",
         ),
         pytest.param("ANONSTREAM_SECURITY_PROTOCOL", "SSL", None, id="ok-ssl-system-cas"),

@@ -59,8 +59,9 @@ def test_inspect_counts_by_reason_and_masks_every_value(
     big = [orjson.dumps(event(i, now, padding="P" * 3000)) for i in range(4)]
     broken = [b'{"email": "alice@example.com", ' for _ in range(2)]
     violation = [
-        orjson.dumps(event(9, now, cookie_id="SECRET-COOKIE-123", ip="203.0.113.77"))
-        .replace(b'"page_view"', b'"purchase"')
+        orjson.dumps(event(9, now, cookie_id="SECRET-COOKIE-123", ip="203.0.113.77")).replace(
+            b'"page_view"', b'"purchase"'
+        )
     ]
     produce(settings, settings.topic_raw, [*big, *broken, *violation])
     worker.wait_metric(CONSUMED, at_least=7)
@@ -68,7 +69,10 @@ def test_inspect_counts_by_reason_and_masks_every_value(
     result = run_cli(settings, "deadletter", "inspect", "--examples", "5")
     assert result.exit_code == 0, result.output
     assert counts(result.output) == {
-        "too_large": 4, "not_json": 2, "schema_violation": 1, "total": 7
+        "too_large": 4,
+        "not_json": 2,
+        "schema_violation": 1,
+        "total": 7,
     }
     for secret in SECRETS:
         assert secret not in result.output
@@ -124,6 +128,8 @@ def test_replay_after_a_fix_reconciles_and_replays_each_record_once(
     events_out = sum(len(orjson.loads(r.value)) for r in forwarded)
     assert events_out == len(small) + len(big), "every event forwarded exactly once"
     consumed = first[CONSUMED] + second[CONSUMED]
-    dead = first[TOO_LARGE] + first.get('anonstream_events_deadlettered_total{reason="not_json"}', 0)
+    dead = first[TOO_LARGE] + first.get(
+        'anonstream_events_deadlettered_total{reason="not_json"}', 0
+    )
     assert consumed - len(replayed) == sent
     assert first[FORWARDED] + second[FORWARDED] + (dead - len(replayed)) == sent

@@ -85,7 +85,7 @@ def test_the_pipeline_runs_over_a_secure_listener(
 
 def _run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m stream ARGS` with exactly `settings`, as an operator runs it."""
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
+    return subprocess.run(
         [sys.executable, "-m", "stream", *args],
         env=settings_env(settings),
         capture_output=True,
@@ -95,7 +95,9 @@ def _run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("command", [["topics", "create", "--check"], ["worker", "--stage", "anonymize"]])
+@pytest.mark.parametrize(
+    "command", [["topics", "create", "--check"], ["worker", "--stage", "anonymize"]]
+)
 def test_a_client_without_the_ca_is_refused(
     secure_broker: SecureBroker, tmp_path: Path, command: list[str]
 ) -> None:
@@ -124,7 +126,9 @@ def test_a_ca_that_did_not_sign_the_broker_is_refused(
         assert "ANONSTREAM_SSL_CAFILE" in result.stderr and str(other.ca_cert) in result.stderr
 
 
-@pytest.mark.parametrize("command", [["topics", "create", "--check"], ["worker", "--stage", "release"]])
+@pytest.mark.parametrize(
+    "command", [["topics", "create", "--check"], ["worker", "--stage", "release"]]
+)
 def test_a_wrong_password_is_refused(
     secure_broker: SecureBroker, tmp_path: Path, command: list[str]
 ) -> None:
