@@ -99,6 +99,10 @@ async def _handshake(
     return None
 
 
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH = frozenset({62, 64})
+
+
 def _describe_refusal(settings: Settings, server: str, error: BaseException) -> str:
     """One line: what the broker at `server` refused and which settings to check."""
     from aiokafka.errors import KafkaError
@@ -110,6 +114,13 @@ def _describe_refusal(settings: Settings, server: str, error: BaseException) -> 
             break
         chain.append(nxt)
     for exc in chain:
+        if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in _NAME_MISMATCH:
+            return (
+                f"the TLS certificate of the broker at {server} does not name that host "
+                f"({exc.verify_message}); connect by a name the certificate lists, or set "
+                "ANONSTREAM_SSL_CHECK_HOSTNAME=false (allowed: true, false); got "
+                f"{settings.ssl_check_hostname}"
+            )
         if isinstance(exc, ssl.SSLCertVerificationError):
             return (
                 f"the TLS certificate of the broker at {server} was not accepted "

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = Field(
+        True,
+        description="Check that the broker's TLS certificate names the host connected to. "
+        "Turn off only for a broker reached by an address its certificate does not list "
+        "(the CA is still verified).",
+    )
     request_timeout_s: float = Field(10.0, gt=0, description="Broker request timeout, seconds.")
 
     # --- topics -----------------------------------------------------------------------
@@ -194,6 +200,7 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}SSL_CAFILE must be a readable PEM file of CA certificates; "
                 f"got {str(self.ssl_cafile)!r} ({_reason(exc)})"
             ) from None
+        context.check_hostname = self.ssl_check_hostname
         if self.ssl_certfile:
             try:
                 context.load_cert_chain(

@@ -59,7 +59,8 @@ class SecureBroker:
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     """One broker with PLAINTEXT (inter-broker), SSL and SASL_SSL (SCRAM-SHA-512) listeners."""
     home = tmp_path_factory.mktemp("secure-kafka")
-    tls = make_broker_certificates(home / "tls", name="session")
+    # The loopback IP only, so that `localhost` is a name the certificate does not list.
+    tls = make_broker_certificates(home / "tls", hosts=("127.0.0.1",), name="session")
     password = secrets.token_urlsafe(24)
     broker = LocalBroker(home / "broker")
     state = broker.start(

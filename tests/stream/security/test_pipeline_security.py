@@ -19,6 +19,7 @@ import pytest
 
 from stream.local.processes import settings_env
 from stream.settings import Settings
+from stream.topics import topic_specs
 from tests.anonymizers.conftest import build_mmdb
 from tests.e2e.harness import Pipeline, Timeline
 from tests.e2e.traffic import busy_person, shop
@@ -154,3 +155,33 @@ def test_an_unknown_user_is_refused(secure_broker: SecureBroker, tmp_path: Path)
     result = _run(settings, "topics", "create", "--check")
     assert result.returncode == EXIT_BROKER_REFUSED, result.stderr
     assert "ANONSTREAM_SASL_USERNAME='nobody'" in result.stderr
+
+
+def test_host_name_checking_refuses_a_name_the_certificate_does_not_list(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    """The broker's certificate lists 127.0.0.1 only: reached as `localhost`, it is refused
+    with the setting named (exit 5); with ANONSTREAM_SSL_CHECK_HOSTNAME=false the same
+    address works (the CA is still verified: without it, still refused)."""
+    port = secure_broker.ssl_bootstrap.rpartition(":")[2]
+    by_name = {"bootstrap_servers": f"localhost:{port}"}
+    checked = secure_broker.settings("SSL", tmp_path / "state", **by_name)
+    create = ("topics", "create")
+    result = _run(checked, *create)
+    assert result.returncode == EXIT_BROKER_REFUSED, result.stdout + result.stderr
+    assert "does not name that host" in result.stderr
+    assert "ANONSTREAM_SSL_CHECK_HOSTNAME=false" in result.stderr
+
+    unchecked = secure_broker.settings(
+        "SSL", tmp_path / "state", ssl_check_hostname=False, **by_name
+    )
+    result = _run(unchecked, *create)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("created") == len(topic_specs(unchecked))
+
+    no_ca = secure_broker.settings(
+        "SSL", tmp_path / "state", ssl_check_hostname=False, ssl_cafile=None, **by_name
+    )
+    result = _run(no_ca, *create)
+    assert result.returncode == EXIT_BROKER_REFUSED
+    assert "ANONSTREAM_SSL_CAFILE" in result.stderr
