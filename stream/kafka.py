@@ -53,7 +53,8 @@ def require_reachable(settings: Settings, *, timeout_s: float = 3.0) -> None:
 
 def check_security(settings: Settings, *, timeout_s: float) -> None:
     """Open one connection to the first reachable bootstrap server with the configured TLS
-    and SASL, as the clients will; raise `BrokerSecurityError` saying what was refused."""
+    and SASL, as the clients will, and ask it for metadata; raise `BrokerSecurityError`
+    saying what was refused."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
@@ -63,20 +64,22 @@ def check_security(settings: Settings, *, timeout_s: float) -> None:
     host, _, port = server.rpartition(":")
     # Its own event loop in a thread: callers may be inside a running loop (workers, CLI).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        error = pool.submit(
+        refused = pool.submit(
             asyncio.run, _handshake(settings, host, int(port), timeout_s=timeout_s)
         ).result()
-    if error is not None:
-        raise BrokerSecurityError(_describe_refusal(settings, server, error))
+    if refused is not None:
+        raise BrokerSecurityError(_describe_refusal(settings, server, *refused))
 
 
 async def _handshake(
     settings: Settings, host: str, port: int, *, timeout_s: float
-) -> BaseException | None:
-    """Connect (TLS handshake, SASL authentication) and close; the error, or None."""
+) -> tuple[str, BaseException] | None:
+    """Connect (TLS handshake, SASL authentication), request metadata and close; None, or
+    the step that failed ("connect" or "request") and its error."""
     import asyncio
 
     from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
 
     config = settings.aiokafka_config()
     try:
@@ -93,9 +96,16 @@ async def _handshake(
             ),
             timeout=timeout_s,
         )
-    except Exception as exc:
-        return exc
-    conn.close()
+    except Exception as exc:  # reported to the caller, not swallowed
+        return "connect", exc
+    try:
+        # A SASL listener accepts the version request of the connection without
+        # authentication, then closes the connection on the first real request.
+        await asyncio.wait_for(conn.send(MetadataRequest([])), timeout=timeout_s)
+    except Exception as exc:  # reported to the caller, not swallowed
+        return "request", exc
+    finally:
+        conn.close()
     return None
 
 
@@ -103,16 +113,15 @@ async def _handshake(
 _NAME_MISMATCH = frozenset({62, 64})
 
 
-def _describe_refusal(settings: Settings, server: str, error: BaseException) -> str:
+def _describe_refusal(settings: Settings, server: str, step: str, error: BaseException) -> str:
     """One line: what the broker at `server` refused and which settings to check."""
-    from aiokafka.errors import KafkaError
-
     chain: list[BaseException] = [error]
-    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+    while True:
         nxt = chain[-1].__cause__ or chain[-1].__context__
         if nxt is None or nxt in chain:
             break
         chain.append(nxt)
+    protocol = f"ANONSTREAM_SECURITY_PROTOCOL={settings.security_protocol}"
     for exc in chain:
         if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in _NAME_MISMATCH:
             return (
@@ -130,23 +139,32 @@ def _describe_refusal(settings: Settings, server: str, error: BaseException) -> 
         if isinstance(exc, ssl.SSLError):
             return (
                 f"the TLS handshake with the broker at {server} failed ({exc.reason}); is "
-                f"ANONSTREAM_SECURITY_PROTOCOL={settings.security_protocol} the protocol of "
-                "this listener?"
+                f"{protocol} the protocol of this listener?"
             )
     name = type(error).__name__
-    if "Authentication" in name or "Sasl" in name or "Authorization" in name:
+    if "AuthenticationFailed" in name or "Authorization" in name:
         return (
             f"the broker at {server} refused the SASL credentials of "
             f"ANONSTREAM_SASL_USERNAME={settings.sasl_username!r} "
             f"(ANONSTREAM_SASL_MECHANISM={settings.sasl_mechanism}): authentication failed; "
             "check the user name and ANONSTREAM_SASL_PASSWORD (not shown)"
         )
-    if isinstance(error, (KafkaError, OSError, TimeoutError)):
+    if "Sasl" in name:
         return (
-            f"the broker at {server} did not complete a {settings.security_protocol} "
-            f"connection ({name}); check ANONSTREAM_SECURITY_PROTOCOL and the listener's port"
+            f"the listener at {server} does not accept {settings.sasl_mechanism} ({name}); "
+            f"is {protocol} the protocol of this listener (allowed: PLAINTEXT, SSL, "
+            "SASL_PLAINTEXT, SASL_SSL)?"
         )
-    return f"connecting to the broker at {server} failed ({name})"
+    if step == "request":
+        return (
+            f"the broker at {server} closed the connection at the first request ({name}): "
+            f"the listener expects another protocol, such as SASL; is {protocol} the "
+            "protocol of this listener (allowed: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)?"
+        )
+    return (
+        f"the broker at {server} did not complete a {settings.security_protocol} connection "
+        f"({name}); check ANONSTREAM_SECURITY_PROTOCOL and the listener's port"
+    )
 
 
 # --------------------------------------------------------------- kafka-python (blocking)
