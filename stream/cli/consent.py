@@ -36,6 +36,7 @@ import orjson
 
 import schemas
 from anonymizers.intake import first_violation, schema_validator
+from stream.cli import ExitCode
 from stream.exceptions import ConsentPublishError
 from stream.settings import Settings, load_settings
 
@@ -81,8 +82,8 @@ PURPOSE_SEPARATORS: Final = (";", "|", ",")
 # Record batches of at most this many bytes (under the broker's default message.max.bytes).
 BATCH_BYTES: Final = 512 * 1024
 CHUNK_ROWS: Final = 10_000
-EXIT_INVALID_ROWS: Final = 1
-EXIT_NOT_ACKNOWLEDGED: Final = 3
+EXIT_INVALID_ROWS: Final = ExitCode.PROBLEMS_FOUND
+EXIT_NOT_ACKNOWLEDGED: Final = ExitCode.NOT_ACKNOWLEDGED
 
 
 class RowError(ValueError):
