@@ -28,7 +28,7 @@ import click
 
 from stream.exceptions import BrokerError, BrokerUnreachableError
 from stream.kafka import admin, tcp_reachable
-from stream.local.certs import TlsFiles
+from stream.local.certs import TlsFiles, make_broker_certificates, write_private
 from stream.settings import Settings
 
 RECIPE_ENV = "ANONSTREAM_KAFKA_RECIPE"
@@ -416,6 +416,28 @@ def running_broker(
         broker.stop()
 
 
+SECURE_USER = "anonstream"
+
+
+def secure_setup(home: Path) -> BrokerSecurity:
+    """A fresh CA and broker certificate under `home/tls`, and the SCRAM user `anonstream`
+    with a random password written to `home/secrets/anonstream_sasl_password` (owner-only:
+    the secrets directory layout of ANONSTREAM_SECRETS_DIR); the password is never printed."""
+    import secrets as random_secrets
+
+    try:
+        tls = make_broker_certificates(home / "tls")
+    except ModuleNotFoundError as exc:
+        raise BrokerError(
+            f"--secure needs the {exc.name} package (pip install 'anonstream[dev]')"
+        ) from None
+    secrets_dir = home / "secrets"
+    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password = random_secrets.token_urlsafe(24)
+    write_private(secrets_dir / "anonstream_sasl_password", password.encode())
+    return BrokerSecurity(tls=tls, scram_users={SECURE_USER: password})
+
+
 # -- CLI ------------------------------------------------------------------------------
 def _home(data_dir: str | None) -> Path:
     if data_dir:
@@ -449,13 +471,32 @@ def broker_cli() -> None:
     default=6,
     help="Default partitions of auto-created internal topics.",
 )
-def broker_start(port: int, data_dir: str | None, partitions: int) -> None:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="Also open an SSL and a SASL_SSL (SCRAM-SHA-512) listener, with a fresh CA and a "
+    f"user {SECURE_USER!r} whose password is written to <data-dir>/broker/secrets.",
+)
+def broker_start(port: int, data_dir: str | None, partitions: int, secure: bool) -> None:
     """Format a fresh log dir, start the broker, wait until it answers, print its address."""
-    state = LocalBroker(_home(data_dir)).start(port=port or None, partitions=partitions)
+    home = _home(data_dir)
+    security = secure_setup(home) if secure else None
+    state = LocalBroker(home).start(port=port or None, partitions=partitions, security=security)
     click.echo(state.bootstrap)
+    lines = [f"export ANONSTREAM_BOOTSTRAP_SERVERS={state.bootstrap}"]
+    if security is not None:
+        lines = [
+            f"export ANONSTREAM_BOOTSTRAP_SERVERS={state.sasl_ssl_bootstrap}",
+            "export ANONSTREAM_SECURITY_PROTOCOL=SASL_SSL",
+            f"export ANONSTREAM_SASL_MECHANISM={SCRAM_MECHANISM}",
+            f"export ANONSTREAM_SASL_USERNAME={SECURE_USER}",
+            f"export ANONSTREAM_SSL_CAFILE={security.tls.ca_cert}",
+            f"export ANONSTREAM_SECRETS_DIR={home / 'secrets'}",
+            f"(SSL without SASL: {state.ssl_bootstrap}; PLAINTEXT: {state.bootstrap})",
+        ]
     click.echo(
-        f"broker running (pid {state.pid}, log {state.log_file}); use it with:\n"
-        f"  export ANONSTREAM_BOOTSTRAP_SERVERS={state.bootstrap}",
+        f"broker running (pid {state.pid}, log {state.log_file}); use it with:\n  "
+        + "\n  ".join(lines),
         err=True,
     )
 
@@ -478,4 +519,9 @@ def broker_status(data_dir: str | None) -> None:
     if state is None:
         click.echo("no broker running", err=True)
         sys.exit(1)
-    click.echo(f"{state.bootstrap} pid={state.pid} log={state.log_file}")
+    secure = (
+        f" ssl={state.ssl_bootstrap} sasl_ssl={state.sasl_ssl_bootstrap}"
+        if state.ssl_bootstrap
+        else ""
+    )
+    click.echo(f"{state.bootstrap}{secure} pid={state.pid} log={state.log_file}")

@@ -57,7 +57,7 @@ def make_broker_certificates(
     key_pem = broker_key.private_bytes(
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_private(
+    write_private(
         files.broker_keystore, key_pem + broker_cert.public_bytes(pem) + ca_cert.public_bytes(pem)
     )
     return files
@@ -138,8 +138,9 @@ def _server_certificate(
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path`, readable and writable by its owner only."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to a new `path` (any old file replaced), readable by its owner only."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as out:
         out.write(data)
