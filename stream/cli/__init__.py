@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
@@ -101,21 +100,28 @@ def apply_bootstrap(bootstrap_server: str | None) -> None:
         os.environ[BOOTSTRAP_VARIABLE] = bootstrap_server
 
 
-def bootstrap_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`--bootstrap-server` on a subcommand that talks to Kafka (same as the root option)."""
+def bootstrap_option(command: Any) -> Any:
+    """`--bootstrap-server` on a subcommand that talks to Kafka (same as the root option);
+    decorates a command function or extends a built `click.Command`."""
 
     def apply(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
         apply_bootstrap(value)
 
-    return click.option(
-        "--bootstrap-server",
+    option = click.Option(
+        ["--bootstrap-server"],
         metavar="HOST:PORT[,...]",
         default=None,
         expose_value=False,
         is_eager=True,
         callback=apply,
         help=f"Kafka brokers; overrides {BOOTSTRAP_VARIABLE}.",
-    )(command)
+    )
+    if isinstance(command, click.Command):
+        command.params.append(option)
+        return command
+    params: list[click.Parameter] = command.__dict__.setdefault("__click_params__", [])
+    params.append(option)
+    return command
 
 
 def main(argv: list[str] | None = None) -> Any:

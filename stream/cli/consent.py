@@ -36,7 +36,7 @@ import orjson
 
 import schemas
 from anonymizers.intake import first_violation, schema_validator
-from stream.cli import ExitCode
+from stream.cli import ExitCode, bootstrap_option
 from stream.exceptions import ConsentPublishError
 from stream.settings import Settings, load_settings
 
@@ -650,6 +650,6 @@ def consent_cli() -> None:
 
 for _action in ACTIONS:
     consent_cli.add_command(
-        _record_command(_action, with_purposes=_action in ("opt_out", "opt_in"))
+        bootstrap_option(_record_command(_action, with_purposes=_action in ("opt_out", "opt_in")))
     )
-consent_cli.add_command(import_cli)
+consent_cli.add_command(bootstrap_option(import_cli))
