@@ -7,7 +7,6 @@ and Kafka spreads the partitions over them.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import faust
@@ -16,18 +15,11 @@ from stream.settings import Settings
 
 
 def broker_credentials(settings: Settings) -> Any:
-    """Faust credentials for the configured security protocol (None for PLAINTEXT)."""
-    context: ssl.SSLContext | None = None
-    if settings.security_protocol.endswith("SSL"):
-        context = ssl.create_default_context(
-            purpose=ssl.Purpose.SERVER_AUTH,
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
-        )
-        if settings.ssl_certfile:
-            context.load_cert_chain(
-                str(settings.ssl_certfile),
-                keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
-            )
+    """Faust credentials for the configured security protocol (None for PLAINTEXT).
+
+    The TLS context is the one every other client gets (`Settings.ssl_context`).
+    """
+    context = settings.ssl_context()
     if settings.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=settings.sasl_username,

@@ -10,7 +10,14 @@ class StreamError(AnonstreamError):
 
 
 class SettingsError(StreamError):
-    """A setting is missing or invalid; the message names it."""
+    """A setting is missing, invalid or unknown; the message names it.
+
+    `problems` holds one line per problem (the message joins them).
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 class BrokerError(StreamError):
@@ -19,6 +26,11 @@ class BrokerError(StreamError):
 
 class BrokerUnreachableError(BrokerError):
     """No Kafka broker answered at the configured bootstrap address."""
+
+
+class BrokerSecurityError(BrokerError):
+    """A broker answered but refused the connection: TLS certificate, host name or SASL
+    credentials; the message names the setting to check and never a secret."""
 
 
 class TopicConfigError(StreamError):

@@ -11,11 +11,12 @@ Kafka's default partitioner (murmur2), where a record keyed by given bytes lands
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from stream.exceptions import BrokerUnreachableError, TopicConfigError
+from stream.exceptions import BrokerSecurityError, BrokerUnreachableError, TopicConfigError
 from stream.settings import Settings
 
 
@@ -32,10 +33,13 @@ def tcp_reachable(bootstrap: str, *, timeout_s: float = 2.0) -> bool:
 
 
 def require_reachable(settings: Settings, *, timeout_s: float = 3.0) -> None:
-    """Raise `BrokerUnreachableError` naming the address unless a broker accepts connections.
+    """Raise unless a broker accepts a connection as the settings configure it.
 
-    kafka-python would otherwise retry with growing back-off for half a minute and end in a
-    traceback; this check turns a wrong address into one line, at once.
+    `BrokerUnreachableError` naming the address when no broker accepts TCP connections;
+    with TLS or SASL, `BrokerSecurityError` naming the setting to fix when the TLS handshake
+    (unknown CA, wrong host name) or the SASL authentication (wrong user or password) fails.
+    The Kafka client libraries would otherwise retry for half a minute and end in "unable to
+    bootstrap"; this check turns each of these mistakes into one line, at once.
     """
     if not tcp_reachable(settings.bootstrap_servers, timeout_s=timeout_s):
         raise BrokerUnreachableError(
@@ -43,11 +47,130 @@ def require_reachable(settings: Settings, *, timeout_s: float = 3.0) -> None:
             f"ANONSTREAM_BOOTSTRAP_SERVERS={settings.bootstrap_servers}"
             " (start one with `anonstream broker start`)"
         )
+    if settings.security_protocol != "PLAINTEXT":
+        check_security(settings, timeout_s=max(timeout_s, settings.request_timeout_s))
+
+
+def check_security(settings: Settings, *, timeout_s: float) -> None:
+    """Open one connection to the first reachable bootstrap server with the configured TLS
+    and SASL, as the clients will, and ask it for metadata; raise `BrokerSecurityError`
+    saying what was refused."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    for server in settings.bootstrap_list:
+        if tcp_reachable(server, timeout_s=timeout_s):
+            break
+    host, _, port = server.rpartition(":")
+    # Its own event loop in a thread: callers may be inside a running loop (workers, CLI).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        refused = pool.submit(
+            asyncio.run, _handshake(settings, host, int(port), timeout_s=timeout_s)
+        ).result()
+    if refused is not None:
+        raise BrokerSecurityError(_describe_refusal(settings, server, *refused))
+
+
+async def _handshake(
+    settings: Settings, host: str, port: int, *, timeout_s: float
+) -> tuple[str, BaseException] | None:
+    """Connect (TLS handshake, SASL authentication), request metadata and close; None, or
+    the step that failed ("connect" or "request") and its error."""
+    import asyncio
+
+    from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    config = settings.aiokafka_config()
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(
+                host,
+                port,
+                request_timeout_ms=int(timeout_s * 1000),
+                ssl_context=config.get("ssl_context"),
+                security_protocol=settings.security_protocol,
+                sasl_mechanism=settings.sasl_mechanism,
+                sasl_plain_username=settings.sasl_username,
+                sasl_plain_password=config.get("sasl_plain_password"),
+            ),
+            timeout=timeout_s,
+        )
+    except Exception as exc:  # reported to the caller, not swallowed
+        return "connect", exc
+    try:
+        # A SASL listener accepts the version request of the connection without
+        # authentication, then closes the connection on the first real request.
+        await asyncio.wait_for(conn.send(MetadataRequest([])), timeout=timeout_s)
+    except Exception as exc:  # reported to the caller, not swallowed
+        return "request", exc
+    finally:
+        conn.close()
+    return None
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH = frozenset({62, 64})
+
+
+def _describe_refusal(settings: Settings, server: str, step: str, error: BaseException) -> str:
+    """One line: what the broker at `server` refused and which settings to check."""
+    chain: list[BaseException] = [error]
+    while True:
+        nxt = chain[-1].__cause__ or chain[-1].__context__
+        if nxt is None or nxt in chain:
+            break
+        chain.append(nxt)
+    protocol = f"ANONSTREAM_SECURITY_PROTOCOL={settings.security_protocol}"
+    for exc in chain:
+        if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in _NAME_MISMATCH:
+            return (
+                f"the TLS certificate of the broker at {server} does not name that host "
+                f"({exc.verify_message}); connect by a name the certificate lists, or set "
+                "ANONSTREAM_SSL_CHECK_HOSTNAME=false (allowed: true, false); got "
+                f"{settings.ssl_check_hostname}"
+            )
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (
+                f"the TLS certificate of the broker at {server} was not accepted "
+                f"({exc.verify_message}); ANONSTREAM_SSL_CAFILE must name the CA certificate "
+                f"that signed it; got {str(settings.ssl_cafile) if settings.ssl_cafile else None!r}"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return (
+                f"the TLS handshake with the broker at {server} failed ({exc.reason}); is "
+                f"{protocol} the protocol of this listener?"
+            )
+    name = type(error).__name__
+    if "AuthenticationFailed" in name or "Authorization" in name:
+        return (
+            f"the broker at {server} refused the SASL credentials of "
+            f"ANONSTREAM_SASL_USERNAME={settings.sasl_username!r} "
+            f"(ANONSTREAM_SASL_MECHANISM={settings.sasl_mechanism}): authentication failed; "
+            "check the user name and ANONSTREAM_SASL_PASSWORD (not shown)"
+        )
+    if "Sasl" in name:
+        return (
+            f"the listener at {server} does not accept {settings.sasl_mechanism} ({name}); "
+            f"is {protocol} the protocol of this listener (allowed: PLAINTEXT, SSL, "
+            "SASL_PLAINTEXT, SASL_SSL)?"
+        )
+    if step == "request":
+        return (
+            f"the broker at {server} closed the connection at the first request ({name}): "
+            f"the listener expects another protocol, such as SASL; is {protocol} the "
+            "protocol of this listener (allowed: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)?"
+        )
+    return (
+        f"the broker at {server} did not complete a {settings.security_protocol} connection "
+        f"({name}); check ANONSTREAM_SECURITY_PROTOCOL and the listener's port"
+    )
 
 
 # --------------------------------------------------------------- kafka-python (blocking)
 def admin(settings: Settings, **overrides: Any) -> Any:
-    """A kafka-python admin client (the caller closes it)."""
+    """A kafka-python admin client (the caller closes it; no connection check: see
+    `admin_client`)."""
     from kafka import KafkaAdminClient
 
     return KafkaAdminClient(**{**settings.kafka_python_config(), **overrides})

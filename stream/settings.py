@@ -5,13 +5,20 @@ Built once at start-up (`load_settings()`), never at import. Every field can be 
 can also be read from a file named after its variable (case-insensitive) in the directory
 `ANONSTREAM_SECRETS_DIR` (Kubernetes secret volumes), e.g.
 `/var/run/secrets/anonstream/anonstream_sasl_password`. Environment variables win.
+
+Unknown names are refused, not ignored: an `ANONSTREAM_*` variable or a file in the secrets
+directory that names no setting is an error that suggests the closest setting (a typo would
+otherwise silently leave the default in force).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import ssl
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +31,22 @@ DAY_MS = 24 * 3600 * 1000
 
 Stage = Literal["anonymize", "aggregate", "release"]
 STAGES: tuple[Stage, ...] = ("anonymize", "aggregate", "release")
+
+# The one set of log level names (settings, worker command line, logging set-up).
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
+
+# `ANONSTREAM_*` variables that are not settings: read by one tool each, never refused.
+OTHER_VARIABLES: Final = frozenset(
+    {
+        f"{ENV_PREFIX}SECRETS_DIR",  # where secret files live (this module)
+        f"{ENV_PREFIX}KAFKA_RECIPE",  # the local broker's recipe (stream.local.broker)
+        f"{ENV_PREFIX}TEST_BOOTSTRAP",  # tests: reuse a running broker
+        f"{ENV_PREFIX}BENCH_BOOTSTRAP",  # benchmarks: reuse a running broker
+        f"{ENV_PREFIX}COMPILE",  # setup.py: build the optional compiled modules
+        f"{ENV_PREFIX}SCREENSHOT_DIR",  # dashboard browser tests
+    }
+)
 
 
 class Settings(BaseSettings):
@@ -48,6 +71,12 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = Field(
+        True,
+        description="Check that the broker's TLS certificate names the host connected to. "
+        "Turn off only for a broker reached by an address its certificate does not list "
+        "(the CA is still verified).",
+    )
     request_timeout_s: float = Field(10.0, gt=0, description="Broker request timeout, seconds.")
 
     # --- topics -----------------------------------------------------------------------
@@ -95,7 +124,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".anonstream"), description="Worker state directory.")
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535, description="Worker web server port; 0 = any.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: LogLevel = Field("info", description="Log level: debug, info, warning or error.")
     stall_timeout_s: float = Field(
         60.0,
         ge=5,
@@ -153,13 +182,56 @@ class Settings(BaseSettings):
         """Consumer group id (and Faust app id) of one stage."""
         return f"{self.app_id}-{stage}"
 
+    @property
+    def uses_tls(self) -> bool:
+        """True for the SSL and SASL_SSL protocols."""
+        return self.security_protocol.endswith("SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every Kafka client (kafka-python, aiokafka, Faust); None
+        without TLS.
+
+        Verifies the broker's certificate and host name against `ssl_cafile` (the system's
+        trusted authorities when unset) and presents `ssl_certfile`/`ssl_keyfile` when set
+        (mutual TLS). Raises `SettingsError` naming the setting when a file cannot be read.
+        """
+        if not self.uses_tls:
+            return None
+        try:
+            context = ssl.create_default_context(
+                purpose=ssl.Purpose.SERVER_AUTH,
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(
+                f"{ENV_PREFIX}SSL_CAFILE must be a readable PEM file of CA certificates; "
+                f"got {str(self.ssl_cafile)!r} ({_reason(exc)})"
+            ) from None
+        context.check_hostname = self.ssl_check_hostname
+        if self.ssl_certfile:
+            try:
+                context.load_cert_chain(
+                    str(self.ssl_certfile),
+                    keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise SettingsError(
+                    f"{ENV_PREFIX}SSL_CERTFILE and {ENV_PREFIX}SSL_KEYFILE must be a readable "
+                    f"PEM certificate and its key; got {str(self.ssl_certfile)!r} and "
+                    f"{str(self.ssl_keyfile) if self.ssl_keyfile else None!r} ({_reason(exc)})"
+                ) from None
+        return context
+
     def _client_config(self, bootstrap: object) -> dict[str, object]:
-        """What kafka-python and aiokafka clients share: address, protocol, SASL."""
+        """What kafka-python and aiokafka clients share: address, protocol, TLS, SASL."""
         config: dict[str, object] = {
             "bootstrap_servers": bootstrap,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": int(self.request_timeout_s * 1000),
         }
+        context = self.ssl_context()
+        if context is not None:
+            config["ssl_context"] = context
         if self.sasl_mechanism:
             config["sasl_mechanism"] = self.sasl_mechanism
             config["sasl_plain_username"] = self.sasl_username
@@ -170,27 +242,75 @@ class Settings(BaseSettings):
 
     def kafka_python_config(self) -> dict[str, object]:
         """Connection keyword arguments for kafka-python clients (admin, producer, consumer)."""
-        config = self._client_config(self.bootstrap_list)
-        if self.ssl_cafile:
-            config["ssl_cafile"] = str(self.ssl_cafile)
-        if self.ssl_certfile:
-            config["ssl_certfile"] = str(self.ssl_certfile)
-        if self.ssl_keyfile:
-            config["ssl_keyfile"] = str(self.ssl_keyfile)
-        return config
+        return self._client_config(self.bootstrap_list)
 
     def aiokafka_config(self) -> dict[str, object]:
         """Connection keyword arguments for aiokafka clients."""
-        config = self._client_config(self.bootstrap_servers)
-        if self.security_protocol.endswith("SSL"):
-            from aiokafka.helpers import create_ssl_context
+        return self._client_config(self.bootstrap_servers)
 
-            config["ssl_context"] = create_ssl_context(
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
-                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
-            )
-        return config
+    def masked(self) -> dict[str, object]:
+        """Every setting by its variable name, secrets shown as `********` (set) or None."""
+        shown: dict[str, object] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********"
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[f"{ENV_PREFIX}{name.upper()}"] = value
+        return shown
+
+
+def setting_variables() -> tuple[str, ...]:
+    """The environment variable of every setting, e.g. `ANONSTREAM_BOOTSTRAP_SERVERS`."""
+    return tuple(f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields)
+
+
+def unknown_names(environ: Mapping[str, str], secrets_dir: str | Path | None = None) -> list[str]:
+    """One message per `ANONSTREAM_*` variable or secret file that names no setting.
+
+    Each names the closest setting when one is close, e.g. `ANONSTREAM_PARTITION is not a
+    known setting; did you mean ANONSTREAM_PARTITIONS?`. Secret files are compared
+    case-insensitively, as they are read; Kubernetes' own entries (`..data`) are skipped.
+    """
+    known = setting_variables()
+    problems = [
+        _unknown(f"environment variable {name}", name, known)
+        for name in sorted(environ)
+        if name.upper().startswith(ENV_PREFIX)
+        and name.upper() not in known
+        and name.upper() not in OTHER_VARIABLES
+    ]
+    if secrets_dir:
+        directory = Path(secrets_dir)
+        if not directory.is_dir():
+            problems.append(f"{ENV_PREFIX}SECRETS_DIR must be a directory; got {str(directory)!r}")
+        else:
+            for entry in sorted(directory.iterdir()):
+                if entry.name.startswith(".") or entry.is_dir():
+                    continue
+                if entry.name.upper() not in known:
+                    problems.append(_unknown(f"secret file {entry}", entry.name.upper(), known))
+    return problems
+
+
+def _unknown(what: str, name: str, known: Iterable[str]) -> str:
+    # Compared without the prefix every name shares, which would make anything look close.
+    suffixes = {variable.removeprefix(ENV_PREFIX): variable for variable in known}
+    close = difflib.get_close_matches(
+        name.upper().removeprefix(ENV_PREFIX), list(suffixes), n=1, cutoff=0.6
+    )
+    hint = (
+        f"did you mean {suffixes[close[0]]}?"
+        if close
+        else "docs/reference/settings.md lists every setting"
+    )
+    return f"{what} is not a known setting; {hint}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The short reason of an OS or TLS error, without a traceback."""
+    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -200,15 +320,21 @@ def load_settings(**overrides: Any) -> Settings:
     `ANONSTREAM_PARTITIONS must be greater than or equal to 1; got 0`.
     """
     secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+    problems = unknown_names(os.environ, secrets_dir)
+    settings: Settings | None = None
     try:
-        if secrets_dir:
-            return Settings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
-        return Settings(**overrides)
+        if secrets_dir and Path(secrets_dir).is_dir():
+            settings = Settings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
+        else:
+            settings = Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        problems += _describe(exc)
+    if problems or settings is None:
+        raise SettingsError("invalid settings: " + "; ".join(problems), tuple(problems))
+    return settings
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "settings"
@@ -222,4 +348,4 @@ def _describe(exc: ValidationError) -> str:
             lines.append(f"{name} {message.lower()}; got {shown}")
         else:
             lines.append(message)
-    return "invalid settings: " + "; ".join(lines)
+    return lines

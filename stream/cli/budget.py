@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from anonymizers.stats.ledger import LEDGER_SCHEMA, DaySummary, summarise
+from stream.cli import bootstrap_option
 from stream.cli.preview import window_text
 from stream.cli.tail import TopicReader
 from stream.settings import load_settings
@@ -48,6 +49,7 @@ def day_lines(summary: DaySummary) -> list[str]:
 
 
 @click.command("budget")
+@bootstrap_option
 @click.option("--day", default=None, help="One day (YYYY-MM-DD); every day on the ledger without.")
 def budget_cli(day: str | None) -> None:
     """Print the privacy ledger: the dp budget each person-day has spent, per metric and

@@ -37,6 +37,7 @@ import orjson
 import schemas
 from anonymizers.identifiers import POLICY_FREE
 from anonymizers.intake import first_violation, schema_validator
+from stream.cli import ExitCode, bootstrap_option
 from stream.exceptions import ConsentPublishError
 from stream.settings import Settings, load_settings
 
@@ -82,8 +83,8 @@ PURPOSE_SEPARATORS: Final = (";", "|", ",")
 # Record batches of at most this many bytes (under the broker's default message.max.bytes).
 BATCH_BYTES: Final = 512 * 1024
 CHUNK_ROWS: Final = 10_000
-EXIT_INVALID_ROWS: Final = 1
-EXIT_NOT_ACKNOWLEDGED: Final = 3
+EXIT_INVALID_ROWS: Final = ExitCode.PROBLEMS_FOUND
+EXIT_NOT_ACKNOWLEDGED: Final = ExitCode.NOT_ACKNOWLEDGED
 
 
 class RowError(ValueError):
@@ -665,6 +666,6 @@ def consent_cli() -> None:
 
 for _action in ACTIONS:
     consent_cli.add_command(
-        _record_command(_action, with_purposes=_action in ("opt_out", "opt_in"))
+        bootstrap_option(_record_command(_action, with_purposes=_action in ("opt_out", "opt_in")))
     )
-consent_cli.add_command(import_cli)
+consent_cli.add_command(bootstrap_option(import_cli))

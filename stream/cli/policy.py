@@ -17,6 +17,7 @@ from anonymizers.policy import (
 )
 from anonymizers.policy.budget import allocate
 from anonymizers.stats.plan import PlanRow
+from stream.cli import ExitCode
 from stream.cli.preview import plan_table, preview_files, window_text
 
 
@@ -49,7 +50,7 @@ def check_command(ctx: click.Context, path: Path) -> None:
         click.echo(f"{path}: {count} error{'s' if count != 1 else ''}")
         for issue in exc.issues:
             click.echo(f"  {issue}")
-        ctx.exit(1)
+        ctx.exit(ExitCode.PROBLEMS_FOUND)
         return
     click.echo(
         f"{path}: ok (policy_version {policy.policy_version}, geo {policy.geo.granularity}, "

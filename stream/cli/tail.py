@@ -15,6 +15,7 @@ import click
 import orjson
 
 from anonymizers.policy import duration_seconds
+from stream.cli import bootstrap_option
 from stream.settings import Settings, load_settings
 
 COLUMNS: Final = ("window", "size", "metric", "dimensions", "value", "people", "protection")
@@ -218,6 +219,7 @@ def value_seconds(text: str) -> int:
 
 
 @click.command("tail")
+@bootstrap_option
 @click.option("--metric", default=None, help="Only this metric (e.g. page_views).")
 @click.option(
     "--window",

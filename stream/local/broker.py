@@ -20,14 +20,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import click
 
 from stream.exceptions import BrokerError, BrokerUnreachableError
 from stream.kafka import admin, tcp_reachable
+from stream.local.certs import TlsFiles, make_broker_certificates, write_private
 from stream.settings import Settings
 
 RECIPE_ENV = "ANONSTREAM_KAFKA_RECIPE"
@@ -104,10 +105,28 @@ class BrokerState:
     log_dir: str
     log_file: str
     started_at: float
+    ssl_bootstrap: str | None = None  # the SSL listener, when started with `security`
+    sasl_ssl_bootstrap: str | None = None  # the SASL_SSL (SCRAM-SHA-512) listener
 
     @property
     def port(self) -> int:
         return int(self.bootstrap.rpartition(":")[2])
+
+
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """The secure listeners of a local broker: TLS files and the SCRAM users to create.
+
+    With it the broker listens on three loopback ports: PLAINTEXT (also inter-broker), SSL
+    (server certificate only) and SASL_SSL (SCRAM-SHA-512 over TLS, `scram_users` created
+    when the log dir is formatted: name -> password).
+    """
+
+    tls: TlsFiles
+    scram_users: Mapping[str, str] = field(default_factory=dict)
 
 
 class LocalBroker:
@@ -126,8 +145,12 @@ class LocalBroker:
         partitions: int = 6,
         auto_create_topics: bool = False,
         heap_mb: int = 512,
+        security: BrokerSecurity | None = None,
     ) -> BrokerState:
-        """Format a fresh log dir, start the broker and wait until it answers metadata."""
+        """Format a fresh log dir, start the broker and wait until it answers metadata.
+
+        With `security`, also open an SSL and a SASL_SSL listener (see `BrokerSecurity`).
+        """
         running = self.status()
         if running is not None:
             raise BrokerError(
@@ -142,18 +165,20 @@ class LocalBroker:
         shutil.rmtree(log_dir, ignore_errors=True)
         self.home.mkdir(parents=True, exist_ok=True)
         broker_port = port or free_port(PREFERRED_PORT)
-        controller_port = free_port()
-        while controller_port == broker_port:
-            controller_port = free_port()
+        taken = {broker_port}
+        controller_port = _another_port(taken)
+        secure_ports = (_another_port(taken), _another_port(taken)) if security else None
         properties = self._write_properties(
             broker_port=broker_port,
             controller_port=controller_port,
             log_dir=log_dir,
             partitions=partitions,
             auto_create_topics=auto_create_topics,
+            security=security,
+            secure_ports=secure_ports,
         )
         classpath = f"{libs}/*"
-        self._format(java, classpath, properties)
+        self._format(java, classpath, properties, security=security)
         process, log_file = self._launch(java, classpath, properties, heap_mb=heap_mb)
         state = BrokerState(
             pid=process.pid,
@@ -162,6 +187,8 @@ class LocalBroker:
             log_dir=str(log_dir),
             log_file=str(log_file),
             started_at=time.time(),
+            ssl_bootstrap=f"127.0.0.1:{secure_ports[0]}" if secure_ports else None,
+            sasl_ssl_bootstrap=f"127.0.0.1:{secure_ports[1]}" if secure_ports else None,
         )
         self.state_file.write_text(json.dumps(asdict(state)))
         try:
@@ -182,10 +209,23 @@ class LocalBroker:
         log_dir: Path,
         partitions: int,
         auto_create_topics: bool,
+        security: BrokerSecurity | None,
+        secure_ports: tuple[int, int] | None,
     ) -> Path:
-        """`server.properties` from the recipe's template; returns its path."""
+        """`server.properties` from the recipe's templates; returns its path."""
         properties = self.home / "server.properties"
         template = string.Template((self.recipe / "server.properties.template").read_text())
+        secure_listeners = secure_protocols = extra = ""
+        if security is not None and secure_ports is not None:
+            ssl_port, sasl_port = secure_ports
+            secure_listeners = f",SSL://127.0.0.1:{ssl_port},SASL_SSL://127.0.0.1:{sasl_port}"
+            secure_protocols = ",SSL:SSL,SASL_SSL:SASL_SSL"
+            extra = string.Template(
+                (self.recipe / "security.properties.template").read_text()
+            ).substitute(
+                keystore=security.tls.broker_keystore,
+                ca_cert=security.tls.ca_cert,
+            )
         properties.write_text(
             template.substitute(
                 broker_port=broker_port,
@@ -194,29 +234,40 @@ class LocalBroker:
                 num_partitions=partitions,
                 offsets_partitions=max(1, min(partitions, 10)),
                 auto_create_topics=str(auto_create_topics).lower(),
+                secure_listeners=secure_listeners,
+                secure_protocols=secure_protocols,
             )
+            + extra
         )
         return properties
 
-    def _format(self, java: str, classpath: str, properties: Path) -> None:
-        """Format the KRaft log dir with a fresh cluster id."""
+    def _format(
+        self, java: str, classpath: str, properties: Path, *, security: BrokerSecurity | None
+    ) -> None:
+        """Format the KRaft log dir with a fresh cluster id (and the SCRAM users)."""
+        argv = [
+            java,
+            "-cp",
+            classpath,
+            self._log_config(),
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id(),
+            "-c",
+            str(properties),
+        ]
+        # The tool takes SCRAM credentials on its command line only: a local, short-lived
+        # process; the argv is never printed (errors show the tool's own output).
+        for name, password in (security.scram_users if security else {}).items():
+            if not name or any(c in name + password for c in ",=[]"):
+                raise BrokerError(
+                    f"SCRAM user names and passwords may not contain , = [ ]; got user {name!r}"
+                )
+            argv += ["--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]"]
         fmt = subprocess.run(  # noqa: S603 - fixed argv
-            [
-                java,
-                "-cp",
-                classpath,
-                self._log_config(),
-                "kafka.tools.StorageTool",
-                "format",
-                "--standalone",
-                "-t",
-                cluster_id(),
-                "-c",
-                str(properties),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+            argv, capture_output=True, text=True, check=False
         )
         if fmt.returncode != 0:
             raise BrokerError("formatting the broker log dir failed:\n" + fmt.stdout + fmt.stderr)
@@ -277,6 +328,15 @@ class LocalBroker:
             stopped = True
         self.state_file.unlink(missing_ok=True)
         return stopped
+
+
+def _another_port(taken: set[int]) -> int:
+    """A free loopback port not in `taken` (which it joins)."""
+    port = free_port()
+    while port in taken:
+        port = free_port()
+    taken.add(port)
+    return port
 
 
 def _alive(pid: int) -> bool:
@@ -344,14 +404,38 @@ def wait_until_ready(
 
 
 @contextlib.contextmanager
-def running_broker(home: Path, *, partitions: int = 6) -> Iterator[BrokerState]:
+def running_broker(
+    home: Path, *, partitions: int = 6, security: BrokerSecurity | None = None
+) -> Iterator[BrokerState]:
     """Start a broker for the duration of a `with` block (tests, demo)."""
     broker = LocalBroker(home)
-    state = broker.start(port=free_port(), partitions=partitions)
+    state = broker.start(port=free_port(), partitions=partitions, security=security)
     try:
         yield state
     finally:
         broker.stop()
+
+
+SECURE_USER = "anonstream"
+
+
+def secure_setup(home: Path) -> BrokerSecurity:
+    """A fresh CA and broker certificate under `home/tls`, and the SCRAM user `anonstream`
+    with a random password written to `home/secrets/anonstream_sasl_password` (owner-only:
+    the secrets directory layout of ANONSTREAM_SECRETS_DIR); the password is never printed."""
+    import secrets as random_secrets
+
+    try:
+        tls = make_broker_certificates(home / "tls")
+    except ModuleNotFoundError as exc:
+        raise BrokerError(
+            f"--secure needs the {exc.name} package (pip install 'anonstream[dev]')"
+        ) from None
+    secrets_dir = home / "secrets"
+    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password = random_secrets.token_urlsafe(24)
+    write_private(secrets_dir / "anonstream_sasl_password", password.encode())
+    return BrokerSecurity(tls=tls, scram_users={SECURE_USER: password})
 
 
 # -- CLI ------------------------------------------------------------------------------
@@ -387,13 +471,32 @@ def broker_cli() -> None:
     default=6,
     help="Default partitions of auto-created internal topics.",
 )
-def broker_start(port: int, data_dir: str | None, partitions: int) -> None:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="Also open an SSL and a SASL_SSL (SCRAM-SHA-512) listener, with a fresh CA and a "
+    f"user {SECURE_USER!r} whose password is written to <data-dir>/broker/secrets.",
+)
+def broker_start(port: int, data_dir: str | None, partitions: int, secure: bool) -> None:
     """Format a fresh log dir, start the broker, wait until it answers, print its address."""
-    state = LocalBroker(_home(data_dir)).start(port=port or None, partitions=partitions)
+    home = _home(data_dir)
+    security = secure_setup(home) if secure else None
+    state = LocalBroker(home).start(port=port or None, partitions=partitions, security=security)
     click.echo(state.bootstrap)
+    lines = [f"export ANONSTREAM_BOOTSTRAP_SERVERS={state.bootstrap}"]
+    if security is not None:
+        lines = [
+            f"export ANONSTREAM_BOOTSTRAP_SERVERS={state.sasl_ssl_bootstrap}",
+            "export ANONSTREAM_SECURITY_PROTOCOL=SASL_SSL",
+            f"export ANONSTREAM_SASL_MECHANISM={SCRAM_MECHANISM}",
+            f"export ANONSTREAM_SASL_USERNAME={SECURE_USER}",
+            f"export ANONSTREAM_SSL_CAFILE={security.tls.ca_cert}",
+            f"export ANONSTREAM_SECRETS_DIR={home / 'secrets'}",
+            f"(SSL without SASL: {state.ssl_bootstrap}; PLAINTEXT: {state.bootstrap})",
+        ]
     click.echo(
-        f"broker running (pid {state.pid}, log {state.log_file}); use it with:\n"
-        f"  export ANONSTREAM_BOOTSTRAP_SERVERS={state.bootstrap}",
+        f"broker running (pid {state.pid}, log {state.log_file}); use it with:\n  "
+        + "\n  ".join(lines),
         err=True,
     )
 
@@ -416,4 +519,9 @@ def broker_status(data_dir: str | None) -> None:
     if state is None:
         click.echo("no broker running", err=True)
         sys.exit(1)
-    click.echo(f"{state.bootstrap} pid={state.pid} log={state.log_file}")
+    secure = (
+        f" ssl={state.ssl_bootstrap} sasl_ssl={state.sasl_ssl_bootstrap}"
+        if state.ssl_bootstrap
+        else ""
+    )
+    click.echo(f"{state.bootstrap}{secure} pid={state.pid} log={state.log_file}")

@@ -150,7 +150,8 @@ def test_tail_filters_by_metric_and_window_and_limits(released: Settings) -> Non
 
 
 def test_tail_errors_are_one_line(settings: Settings) -> None:
-    """A missing topic and a bad window size are one clear line each, exit status 2."""
+    """A missing topic and a bad window size are one clear line each, exit status 2; no
+    broker at the address is one line too, exit status 4."""
     result = subprocess.run(
         [sys.executable, "-m", "stream", "tail"],
         env=settings_env(settings),
@@ -171,7 +172,7 @@ def test_tail_errors_are_one_line(settings: Settings) -> None:
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
+    assert result.returncode == 4  # ExitCode.BROKER_UNREACHABLE, not a usage error
     assert result.stderr.startswith("error: no Kafka broker reachable at")
     assert len(result.stderr.strip().splitlines()) == 1
     bad = run_cli(settings, "tail", "--window", "7x")
