@@ -206,7 +206,19 @@ class ManualCommitLoop:
                 continue
             offsets[TopicPartition(self._topic, partition)] = point
         if offsets:
-            await self._consumer.commit(offsets)
+            from aiokafka.errors import CommitFailedError
+
+            try:
+                await self._consumer.commit(offsets)
+            except CommitFailedError:
+                # The group rebalanced meanwhile (a worker starved of CPU missed its poll
+                # interval): these partitions may have a new owner, which replays from the last
+                # commit, as after a crash between send and commit. Not a reason to exit.
+                log.warning(
+                    "commit refused after a rebalance: partitions %s replay from their last commit",
+                    sorted(tp.partition for tp in offsets),
+                )
+                return
             for tp, point in offsets.items():
                 self._committed[tp.partition] = point
             self.last_commit_at = time.time()

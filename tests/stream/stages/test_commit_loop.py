@@ -133,3 +133,42 @@ def test_a_revoked_worker_is_retired_once_and_kept_workers_are_not() -> None:
     asyncio.run(loop.on_revoked([0]))  # a second revoke of the same partition
     assert retired == [first]
     assert loop.workers == {1: second}
+
+
+def test_a_commit_refused_after_a_rebalance_does_not_stop_the_loop() -> None:
+    """The group rebalanced while the batch was processed (a starved worker): the commit is
+    refused, the loop logs it and goes on consuming instead of exiting; nothing counts as
+    committed, so the partition's next owner replays from the last commit."""
+    from aiokafka.errors import CommitFailedError
+
+    class RefusingConsumer(Consumer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fetches = 0
+
+        async def getmany(self, **kwargs: Any) -> dict[Any, list[Any]]:
+            self.fetches += 1
+            return await super().getmany(**kwargs)
+
+        async def commit(self, offsets: dict[Any, tuple[int, str]]) -> None:
+            raise CommitFailedError("rebalanced")
+
+    async def run() -> tuple[bool, int, dict[int, tuple[int, str]]]:
+        loop, _, producer = loop_with_fakes()
+        consumer = RefusingConsumer()
+        loop._consumer = consumer
+        task = asyncio.create_task(loop.run())
+        await asyncio.wait_for(producer.sent.wait(), 5)
+        producer.deliveries[0].set_result(None)
+        for _ in range(100):
+            if consumer.fetches >= 2:
+                break
+            await asyncio.sleep(0.01)
+        alive = not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return alive, consumer.fetches, dict(loop._committed)
+
+    alive, fetches, committed = asyncio.run(run())
+    assert alive and fetches >= 2, "the loop fetched again after the refused commit"
+    assert committed == {}
