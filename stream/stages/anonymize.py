@@ -492,8 +492,10 @@ class AnonymizeRuntime:
             current=self.keyring.ready(),
             refused=self.keyring.log.refused,
         )
-        commit_age = None if self.loop is None else time.time() - self.loop.last_commit_at
-        yield from input_families(self.watch, unit="batch", commit_age_s=commit_age)
+        # Commit age: how long the group's committed offsets stayed behind the processed ones
+        # (the watch's probe), not the time since the last commit (an idle worker commits
+        # nothing new and is not stuck).
+        yield from input_families(self.watch, unit="fetch")
 
 
 def register_anonymize(app: faust.App, *, runtime: AnonymizeRuntime) -> None:

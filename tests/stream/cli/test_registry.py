@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from stream.cli import COMMANDS, cli
 
 EXPECTED_COMMANDS = {
+    "bench",
     "broker",
     "budget",
     "consent",
@@ -31,7 +32,7 @@ EXPECTED_COMMANDS = {
     "worker",
 }
 """The command line's commands (docs/reference/cli.md and the issue's list)."""
-LOCAL_COMMANDS = {"broker", "dashboard", "demo", "generate"}
+LOCAL_COMMANDS = {"bench", "broker", "dashboard", "demo", "generate"}
 """Laptop tools: they live in stream.local."""
 
 

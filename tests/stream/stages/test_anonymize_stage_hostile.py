@@ -52,7 +52,7 @@ def test_stage_reconciles_after_every_hostile_message(messages: list[Message]) -
             body = orjson.loads(record)
             assert first_violation(body, schema_name=schemas.DEADLETTER_RECORD_V1) is None
             assert base64.b64decode(body["original_b64"]) or message.value == b""
-        for _, payload in routed.forward_payloads():
+        for _, payload, _ in routed.forward_payloads():
             for event in orjson.loads(payload):
                 assert first_violation(event, schema_name=schemas.PSEUDONYMIZED_EVENT_V1) is None
     assert STAGE.counters.dropped[reasons.UNPROCESSABLE] == 0
