@@ -3,63 +3,143 @@
 Built from `output.fields`; unknown fields never pass because the output is *constructed*
 from the allowlist, never copied from the input. Before that, the echo guard removes any
 of the event's own identifiers (user id, cookie id, device id, ad id, MAC, IMEI, IP) that a
-free-text field (URLs, referrer host, search terms) still holds, in plain or percent-encoded
-form: a last line of defence behind the URL and search-term scrubbers.
+free-text field (URLs, referrer host, search terms) still holds, in any spelling: fields and
+identifiers are compared in their compact canonical form (`anonymizers.canonical.compact`:
+decoded, NFKC, case-folded, every separator removed), so case, percent-encoding, `+` or `%20`
+for a space, GUIDs and ad ids without dashes and MACs in any notation do not hide one; an IP
+is also looked for in its other notations (hex, octal, one number, IPv4-mapped IPv6...). An
+identifier shorter than `ECHO_MIN_LENGTH` is looked for as a whole path segment or word only.
+It is a last line of defence behind the URL and search-term scrubbers.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import unquote
+
+import re2
 
 from anonymizers import pii
+from anonymizers.canonical import canonical, compact
 from anonymizers.outcome import Draft
 from anonymizers.policy import OutputConfig
 
 FREE_TEXT_FIELDS: Final = ("page_url", "link_url", "referrer_host", "search_terms")
 """Output fields whose text comes from the input and may echo an identifier."""
 ECHO_MIN_LENGTH: Final = 4
-"""Identifier values shorter than this are not searched for (they would match anywhere)."""
+"""Identifiers whose compact form is shorter than this match whole segments or words only
+(inside longer text they would match anywhere)."""
 
-
-def _folded_views(value: str) -> tuple[str, str]:
-    folded = value.casefold()
-    return folded, (unquote(folded) if "%" in folded else folded)
+_SEGMENT_SPLIT_RE: Final = re.compile(r"[/?&=#;,\s]+")
+_WORD_SPLIT_RE: Final = re.compile(r"[\W_]+")
+_SEPARATORS: Final = r"[^\p{L}\p{N}]*"
+_WHOLE: Final = "\x01"
 
 
 def echo_haystack(value: str) -> str:
-    """What the echo guard searches in `value`: its casefolded views, NUL-joined.
+    """What the echo guard searches in `value`: its compact form, then its segments' and
+    words' compact forms each between \\x01 (for short identifiers). Letters and digits only
+    but for those delimiters, so haystacks of several fields may be NUL-joined."""
+    text = canonical(value)
+    pieces = {compact(p) for p in _SEGMENT_SPLIT_RE.split(text)}
+    pieces.update(_WORD_SPLIT_RE.split(text))
+    pieces.discard("")
+    whole = _WHOLE.join(sorted(pieces))
+    return f"{compact(text)}\x00{_WHOLE}{whole}{_WHOLE}"
 
-    A needle found in none of a field's views leaves the field unchanged, so a needle absent
-    from every haystack proves the guard has nothing to do (a hit, even a false one across
-    the NUL, only sends the event through the guard itself).
-    """
-    folded, decoded = _folded_views(value)
-    return folded if decoded == folded else f"{folded}\x00{decoded}"
+
+def echo_found(needle: str, haystack: str) -> bool:
+    """True when `needle` (from `echo_needles`) is in `haystack` (from `echo_haystack`)."""
+    if len(needle) >= ECHO_MIN_LENGTH:
+        return needle in haystack
+    return f"{_WHOLE}{needle}{_WHOLE}" in haystack
+
+
+def _ip_spellings(value: str) -> list[str]:
+    """Other notations of `value` when it is an IP address (none otherwise)."""
+    try:
+        address = ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return []
+    spellings: list[str] = []
+    if isinstance(address, ipaddress.IPv6Address):
+        spellings += [address.exploded, address.compressed]
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address.teredo is not None:
+            embedded = address.teredo[1]
+        if embedded is None:
+            return spellings
+        address = embedded
+    number = int(address)
+    octets = address.packed
+    spellings += [
+        str(address),
+        ".".join(f"{o:03d}" for o in octets),
+        ".".join(f"0{o:o}" for o in octets),
+        ".".join(f"0x{o:02x}" for o in octets),
+        ".".join(f"0x{o:x}" for o in octets),
+        f"0x{number:08x}",
+        f"{number:x}",
+        str(number),
+        f"::ffff:{number >> 16:x}:{number & 0xFFFF:x}",
+        ipaddress.IPv6Address(f"::ffff:{address}").exploded,
+    ]
+    return spellings
 
 
 def echo_needles(identifiers: Iterable[str]) -> list[str]:
-    """The identifiers the echo guard looks for: casefolded, at least `ECHO_MIN_LENGTH` long."""
-    return [i.casefold() for i in identifiers if len(i) >= ECHO_MIN_LENGTH]
+    """The identifiers the echo guard looks for, compact (see the module docstring); an IP
+    address brings its other notations too."""
+    needles: list[str] = []
+    for identifier in identifiers:
+        spellings = [identifier]
+        if "." in identifier or ":" in identifier:
+            spellings += _ip_spellings(identifier)
+        for spelling in spellings:
+            needle = compact(spelling)
+            if needle and needle not in needles:
+                needles.append(needle)
+    return needles
+
+
+def _echo_pattern(needle: str) -> re2._Regexp:
+    """A needle's characters with any separators between them; a short needle bounded by
+    separators or the ends of the text (a whole segment or word)."""
+    body = _SEPARATORS.join(re2.escape(char) for char in needle)
+    if len(needle) >= ECHO_MIN_LENGTH:
+        return re2.compile(f"(?i){body}")
+    return re2.compile(f"(?i)(^|[^\\p{{L}}\\p{{N}}])(?:{body})($|[^\\p{{L}}\\p{{N}}])")
+
+
+def _replace_echoes(text: str, needles: Sequence[str]) -> str:
+    for needle in needles:
+        pattern = _echo_pattern(needle)
+        if len(needle) >= ECHO_MIN_LENGTH:
+            text = pattern.sub(pii.IDENTIFIER, text)
+        else:
+            text = pattern.sub(lambda m: f"{m.group(1)}{pii.IDENTIFIER}{m.group(2)}", text)
+    return text
 
 
 def strip_echoes(value: str, needles: Sequence[str]) -> str | None:
-    """`value` with every needle (casefolded identifier) replaced by "[id]".
+    """`value` with every needle (identifiers; `echo_needles` gives them compact, with an IP's
+    notations) replaced by "[id]".
 
-    None when a needle survives replacement (e.g. only present percent-encoded): fail closed.
+    Replaced where it stands in `value` when it can be; otherwise in `value`'s canonical form
+    (the result is then that form). None when a needle survives both (fail closed).
     """
-    folded, decoded = _folded_views(value)
-    hits = [n for n in needles if n in folded or n in decoded]
+    haystack = echo_haystack(value)
+    hits = [c for n in needles if (c := compact(n)) and echo_found(c, haystack)]
     if not hits:
         return value
-    for needle in hits:
-        value = re.sub(re.escape(needle), pii.IDENTIFIER, value, flags=re.IGNORECASE)
-    folded, decoded = _folded_views(value)
-    if any(n in folded or n in decoded for n in hits):
-        return None
-    return value
+    for text in (value, canonical(value)):
+        cleaned = _replace_echoes(text, hits)
+        haystack = echo_haystack(cleaned)
+        if not any(echo_found(n, haystack) for n in hits):
+            return cleaned
+    return None
 
 
 class Allowlist:
@@ -110,12 +190,12 @@ class Allowlist:
 
 class EchoGuard:
     """The chain's echo guard unit: none of the event's own identifiers (user id, cookie id,
-    device id, ad id, MAC, IMEI, its IP as sent and canonical) survives in a free-text output
-    field (URLs, referrer host, search terms), plain or percent-encoded.
+    device id, ad id, MAC, IMEI, its IP in every notation) survives in a free-text output
+    field (URLs, referrer host, search terms), in any spelling (module docstring).
 
-    The units before it leave the free-text fields' casefolded views in the draft's
-    haystack: an identifier found in none of them proves there is nothing to do, which is
-    nearly every event; only then are the needles built and the fields rewritten.
+    The units before it leave the free-text fields' echo haystacks in the draft: an
+    identifier found in none of them proves there is nothing to do, which is nearly every
+    event; only then are the fields rewritten.
     """
 
     def __init__(self, allowlist: Allowlist) -> None:
@@ -125,19 +205,9 @@ class EchoGuard:
         haystack = out.haystack
         if not haystack:
             return None
-        for needle in out.needles:
-            if needle in haystack:
-                out.echoed = self._allowlist.guard(out.fields, _event_needles(event, out))
-                return None
-        for name in out.present:
-            value = event[name]
-            if (
-                isinstance(value, str)
-                and len(value) >= ECHO_MIN_LENGTH
-                and value.casefold() in haystack
-            ):
-                out.echoed = self._allowlist.guard(out.fields, _event_needles(event, out))
-                return None
+        needles = _event_needles(event, out)
+        if any(echo_found(needle, haystack) for needle in needles):
+            out.echoed = self._allowlist.guard(out.fields, needles)
         return None
 
 

@@ -20,11 +20,10 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Final
 from urllib.parse import unquote
-
-import re2
 
 MAX_DECODE_ROUNDS: Final = 8
 """Percent-decoding rounds before text that still decodes is given up as `UNDECODABLE`."""
@@ -36,7 +35,8 @@ _DASH: Final = "-"
 _DOT: Final = "."
 # Full stops NFKC leaves alone (U+FF61 becomes U+3002 under NFKC, which is mapped here).
 _EXTRA_DOTS: Final = frozenset("\u3002\uff61\u2e3c")
-_NOT_ALNUM_RE: Final = re2.compile(r"[^\p{L}\p{N}]+")
+# One character class, each match consumed whole: linear.
+_NOT_ALNUM_RE: Final = re.compile(r"[\W_]+")
 
 
 def _map_char(char: str) -> str:

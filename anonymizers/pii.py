@@ -62,8 +62,11 @@ _SPELLED_AT_RE: Final = re.compile(r" ?[(\[{<] ?(?:at|@) ?[)\]}>] ?| at | ?@ ?")
 _SPELLED_DOT_RE: Final = re.compile(r" ?[(\[{<] ?(?:dot|\.) ?[)\]}>] ?| dot(?: |$)| ?\. ?")
 _SPELLED_HINT_RE: Final = re2.compile(r"(?:^|[^a-z])at(?:$|[^a-z])|@")
 UUID_RE: Final = re2.compile(
-    r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b|\b[0-9a-f]{32}\b"
+    r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
 )
+HEX_TOKEN_MIN: Final = 16
+"""A run of this many hex digits or more (a UUID or ad id without dashes, a hash) is a token."""
+_HEX_TOKEN_RE: Final = re2.compile(rf"\b[0-9a-f]{{{HEX_TOKEN_MIN},}}\b")
 _MAC: Final = (
     r"\b[0-9a-f]{2}(?:[:\-. _][0-9a-f]{2}){5}\b"
     r"|\b[0-9a-f]{4}[.:\-][0-9a-f]{4}[.:\-][0-9a-f]{4}\b|\b[0-9a-f]{12}\b"
@@ -133,7 +136,8 @@ def _classify_number(text: str) -> str | None:
     count = len(digits)
     if 13 <= count <= 19 and luhn_valid(digits):
         return CARD
-    if 7 <= count <= 15 and _is_phone(text, digits):
+    # A bare run of digits reads as a number (an order id); grouped or international, a phone.
+    if 7 <= count <= 15 and count != len(text) and _is_phone(text, digits):
         return PHONE
     if count >= DIGIT_RUN_MIN:
         return NUMBER
@@ -164,6 +168,10 @@ def _is_ipv4_run(run: str) -> bool:
     parts = _IPV4_SPLIT_RE.split(run)
     parts = [p for p in parts if p]
     if len(parts) >= 4:
+        if len(parts) > 4 and sum(len(p) for p in parts) >= DIGIT_RUN_MIN and run.isascii() and (
+            all(p.isdigit() for p in parts)
+        ):
+            return False  # a long dotted number (a phone, a date): the number stage takes it
         return any(_ipv4_quad(parts[i : i + 4]) for i in range(len(parts) - 3))
     unusual = [p for p in parts if p.startswith("0x") or (len(p) > 1 and p.startswith("0"))]
     if not unusual:
@@ -176,6 +184,14 @@ def _is_ipv4_run(run: str) -> bool:
     head = [v for v in values[:-1] if v is not None]
     last = values[-1]
     return all(v <= 255 for v in head) and last is not None and last < 256 ** (5 - len(parts))
+
+
+def _mixes_digits_and_hex_letters(text: str) -> bool:
+    return _has_hex_letter(text) and any(c.isdigit() for c in text)
+
+
+def _has_hex_letter(text: str) -> bool:
+    return any(c in "abcdef" for c in text)
 
 
 def _ipv6_found(candidate: str) -> bool:
@@ -261,7 +277,10 @@ _STAGES: Final[tuple[_Stage, ...]] = (
     _emails,
     _sub_checked(UUID_RE, UUID),
     _ibans,
-    _sub_checked(_MAC_RE, MAC),
+    _sub_checked(_HEX_TOKEN_RE, TOKEN, _mixes_digits_and_hex_letters),
+    # MAC addresses in digits only are numbers, which the number stage redacts (a card
+    # number's groups would read as a dotted MAC).
+    _sub_checked(_MAC_RE, MAC, _has_hex_letter),
     _sub_checked(_IPV6_RE, IP, _ipv6_found),
     _sub_checked(_IPV4_RE, IP, _is_ipv4_run),
     _numbers,
