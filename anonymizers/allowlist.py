@@ -19,8 +19,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-import re2
-
 from anonymizers import pii
 from anonymizers.canonical import canonical, compact
 from anonymizers.outcome import Draft
@@ -34,7 +32,6 @@ ECHO_MIN_LENGTH: Final = 4
 
 _SEGMENT_SPLIT_RE: Final = re.compile(r"[/?&=#;,\s]+")
 _WORD_SPLIT_RE: Final = re.compile(r"[\W_]+")
-_SEPARATORS: Final = r"[^\p{L}\p{N}]*"
 _WHOLE: Final = "\x01"
 
 
@@ -43,11 +40,11 @@ def echo_haystack(value: str) -> str:
     words' compact forms each between \\x01 (for short identifiers). Letters and digits only
     but for those delimiters, so haystacks of several fields may be NUL-joined."""
     text = canonical(value)
-    pieces = {compact(p) for p in _SEGMENT_SPLIT_RE.split(text)}
+    pieces = {_WORD_SPLIT_RE.sub("", p) for p in _SEGMENT_SPLIT_RE.split(text)}
     pieces.update(_WORD_SPLIT_RE.split(text))
     pieces.discard("")
     whole = _WHOLE.join(sorted(pieces))
-    return f"{compact(text)}\x00{_WHOLE}{whole}{_WHOLE}"
+    return f"{_WORD_SPLIT_RE.sub('', text)}\x00{_WHOLE}{whole}{_WHOLE}"
 
 
 def echo_found(needle: str, haystack: str) -> bool:
@@ -104,23 +101,60 @@ def echo_needles(identifiers: Iterable[str]) -> list[str]:
     return needles
 
 
-def _echo_pattern(needle: str) -> re2._Regexp:
-    """A needle's characters with any separators between them; a short needle bounded by
-    separators or the ends of the text (a whole segment or word)."""
-    body = _SEPARATORS.join(re2.escape(char) for char in needle)
-    if len(needle) >= ECHO_MIN_LENGTH:
-        return re2.compile(f"(?i){body}")
-    return re2.compile(f"(?i)(^|[^\\p{{L}}\\p{{N}}])(?:{body})($|[^\\p{{L}}\\p{{N}}])")
+def _compact_map(text: str) -> tuple[str, list[int]]:
+    """`text`'s letters and digits case-folded, and the index in `text` of each of them."""
+    chars: list[str] = []
+    index: list[int] = []
+    if text.isascii():
+        lowered = text.lower()
+        index = [position for position, char in enumerate(lowered) if char.isalnum()]
+        return "".join([lowered[position] for position in index]), index
+    for position, char in enumerate(text):
+        if char.isalnum():
+            folded = char.casefold()
+            chars.append(folded)
+            index.extend([position] * len(folded))
+    return "".join(chars), index
+
+
+def _is_alnum_at(text: str, position: int) -> bool:
+    return 0 <= position < len(text) and text[position].isalnum()
+
+
+def _echo_spans(text: str, needles: Sequence[str]) -> list[tuple[int, int]]:
+    """Where in `text` the needles stand, separators between their characters included; a
+    short needle only where it is a whole segment or word."""
+    folded, index = _compact_map(text)
+    spans: list[tuple[int, int]] = []
+    for needle in needles:
+        whole = len(needle) < ECHO_MIN_LENGTH
+        start = folded.find(needle)
+        while start != -1:
+            end = start + len(needle)
+            first, last = index[start], index[end - 1] + 1
+            if whole and (_is_alnum_at(text, first - 1) or _is_alnum_at(text, last)):
+                start = folded.find(needle, start + 1)
+                continue
+            spans.append((first, last))
+            start = folded.find(needle, end)
+    return spans
 
 
 def _replace_echoes(text: str, needles: Sequence[str]) -> str:
-    for needle in needles:
-        pattern = _echo_pattern(needle)
-        if len(needle) >= ECHO_MIN_LENGTH:
-            text = pattern.sub(pii.IDENTIFIER, text)
-        else:
-            text = pattern.sub(lambda m: f"{m.group(1)}{pii.IDENTIFIER}{m.group(2)}", text)
-    return text
+    spans = sorted(_echo_spans(text, needles))
+    if not spans:
+        return text
+    pieces: list[str] = []
+    cursor = 0
+    for first, last in spans:
+        if last <= cursor:
+            continue
+        if first >= cursor:
+            pieces.append(text[cursor:first])
+            pieces.append(pii.IDENTIFIER)
+        cursor = last
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def strip_echoes(value: str, needles: Sequence[str]) -> str | None:
@@ -134,7 +168,8 @@ def strip_echoes(value: str, needles: Sequence[str]) -> str | None:
     hits = [c for n in needles if (c := compact(n)) and echo_found(c, haystack)]
     if not hits:
         return value
-    for text in (value, canonical(value)):
+    canonical_value = canonical(value)
+    for text in (value,) if canonical_value == value else (value, canonical_value):
         cleaned = _replace_echoes(text, hits)
         haystack = echo_haystack(cleaned)
         if not any(echo_found(n, haystack) for n in hits):

@@ -35,6 +35,8 @@ _DASH: Final = "-"
 _DOT: Final = "."
 # Full stops NFKC leaves alone (U+FF61 becomes U+3002 under NFKC, which is mapped here).
 _EXTRA_DOTS: Final = frozenset("\u3002\uff61\u2e3c")
+_ESCAPE_RE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
+"""A percent-escape: without one, percent-decoding has nothing to do."""
 # One character class, each match consumed whole: linear.
 _NOT_ALNUM_RE: Final = re.compile(r"[\W_]+")
 
@@ -70,7 +72,8 @@ def canonical(text: str) -> str:
     if text.isascii() and "%" not in text and text.isprintable():
         return text.lower()
     for _ in range(MAX_DECODE_ROUNDS):
-        decoded = _unicode_round(unquote(text, errors="replace") if "%" in text else text)
+        escaped = "%" in text and _ESCAPE_RE.search(text) is not None
+        decoded = _unicode_round(unquote(text, errors="replace") if escaped else text)
         if decoded == text:
             return text
         text = decoded

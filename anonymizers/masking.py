@@ -34,7 +34,9 @@ UNKNOWN_FIELDS: Final = "[unknown fields]"
 URL_FIELDS: Final = ("page_url", "referrer_url", "link_url")
 _AS_SENT: Final = frozenset({"event_type"})
 """Text fields shown as sent: the schema restricts them to an enumeration."""
-_TIME_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
+_TIME_RE: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
 
 
 def mask_url(url: str, needles: list[str]) -> str:

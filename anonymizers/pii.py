@@ -15,8 +15,11 @@ case-folded, invisible characters gone) and replaces each finding by a typed mar
   brackets): card numbers (Luhn, `python-stdnum`), phone numbers (`phonenumbers`, several
   countries' formats) and any 6 or more digits, also glued to letters.
 
-Every pattern runs on RE2 (`google-re2`), whose matching time is linear in the text; the work
-per match is bounded by its length, so `redact` is linear. Detection errs on the side of
+Every pattern runs in linear time: on RE2 (`google-re2`, linear by construction), or on
+Python's engine where the pattern is linear by construction (each match can start only where a
+run starts, consecutive parts have disjoint classes) and RE2's cost per match would show; the
+work per match is bounded by its length, so `redact` is linear. `tests/anonymizers/
+test_linear_time.py` feeds adversarial text at the schema's maximum sizes to every field. Detection errs on the side of
 redacting: a date like `12.05.2024` reads as a phone number and goes, which costs a little
 analytic value and no privacy.
 """
@@ -52,18 +55,19 @@ DIGIT_RUN_MIN: Final = 6
 PHONE_REGIONS: Final = ("FR", "US", "GB", "DE", "ES", "IT", "IN", "BR")
 """Countries whose national phone formats are tried on numbers written without `+` or `00`."""
 
-_WORD: Final = r"\p{L}\p{N}_"
-_EMAIL_RE: Final = re2.compile(rf"[{_WORD}.%+\-]+@[{_WORD}\-]+(?:\.[{_WORD}\-]+)+")
-_AT_SIGN_RE: Final = re2.compile(r"\S*@\S*")
+# Python's engine, made linear by hand: a match may start only where its first run starts
+# (the look-behind), and the classes of consecutive parts are disjoint, so each run of the
+# text is scanned a bounded number of times; RE2 (linear by construction) for the others,
+# where its higher cost per match does not add up.
+_EMAIL_RE: Final = re.compile(r"(?<![\w.%+\-])[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)+")
+_AT_SIGN_RE: Final = re.compile(r"(?<!\S)\S*@\S*")
 # Spelled-out "at" and "dot", bracketed or between separators, read after every run of
 # separators (white space, _ or -) became one space: each alternative has a bounded length.
 _SEPARATOR_RUN_RE: Final = re.compile(r"[\s_\-]+")
 _SPELLED_AT_RE: Final = re.compile(r" ?[(\[{<] ?(?:at|@) ?[)\]}>] ?| at | ?@ ?")
 _SPELLED_DOT_RE: Final = re.compile(r" ?[(\[{<] ?(?:dot|\.) ?[)\]}>] ?| dot(?: |$)| ?\. ?")
 _SPELLED_HINT_RE: Final = re2.compile(r"(?:^|[^a-z])at(?:$|[^a-z])|@")
-UUID_RE: Final = re2.compile(
-    r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
-)
+UUID_RE: Final = re2.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 HEX_TOKEN_MIN: Final = 16
 """A run of this many hex digits or more (a UUID or ad id without dashes, a hash) is a token."""
 _HEX_TOKEN_RE: Final = re2.compile(rf"\b[0-9a-f]{{{HEX_TOKEN_MIN},}}\b")
@@ -79,6 +83,10 @@ _IPV4_PART: Final = r"(?:0x[0-9a-f]*|[0-9]+)"
 _IPV4_RE: Final = re.compile(rf"(?<![0-9]){_IPV4_PART}(?:[._\-]{_IPV4_PART})+|0x[0-9a-f]{{7,8}}")
 _IPV4_SPLIT_RE: Final = re.compile(r"[._\-]")
 _IBAN_RE: Final = re2.compile(r"\b[a-z]{2}[0-9]{2}(?:[ \-_.,/]?[a-z0-9]){11,40}")
+# ISO 7064 value of each IBAN character (a letter counts as two digits) and 10 ** its digits.
+_IBAN_VALUES: Final = {
+    c: (int(c, 36), 10 if int(c, 36) < 10 else 100) for c in "0123456789abcdefghijklmnopqrstuvwxyz"
+}
 _IBAN_MIN: Final = 15
 _IBAN_MAX: Final = 34
 # At least DIGIT_RUN_MIN digits joined by up to three separators at a time, optionally led
@@ -168,8 +176,11 @@ def _is_ipv4_run(run: str) -> bool:
     parts = _IPV4_SPLIT_RE.split(run)
     parts = [p for p in parts if p]
     if len(parts) >= 4:
-        if len(parts) > 4 and sum(len(p) for p in parts) >= DIGIT_RUN_MIN and run.isascii() and (
-            all(p.isdigit() for p in parts)
+        if (
+            len(parts) > 4
+            and sum(len(p) for p in parts) >= DIGIT_RUN_MIN
+            and run.isascii()
+            and (all(p.isdigit() for p in parts))
         ):
             return False  # a long dotted number (a phone, a date): the number stage takes it
         return any(_ipv4_quad(parts[i : i + 4]) for i in range(len(parts) - 3))
@@ -237,24 +248,47 @@ def _emails(text: str, found: list[str]) -> str:
     return text
 
 
+def _iban_ends(value: str) -> int:
+    """The end (in `value`) of the longest IBAN `value` starts with, or -1.
+
+    Each prefix of 15-34 letters and digits is tried by ISO 7064 mod 97-10 in one pass (the
+    remainder carried from one prefix to the next), so a candidate costs its length; only a
+    prefix that passes is checked in full by `iban_valid`.
+    """
+    chars: list[str] = []
+    ends: list[int] = []
+    for index, char in enumerate(value):
+        if char.isascii() and char.isalnum():
+            chars.append(char)
+            ends.append(index + 1)
+            if len(chars) == _IBAN_MAX:
+                break
+    if len(chars) < _IBAN_MIN:
+        return -1
+    tail = "".join(str(_IBAN_VALUES[c.lower()][0]) for c in chars[:4])
+    shift, tail_value = 10 ** len(tail), int(tail)
+    remainder = 0
+    best = -1
+    for count, char in enumerate(chars[4:], start=5):
+        value, scale = _IBAN_VALUES[char.lower()]
+        remainder = (remainder * scale + value) % 97
+        if (
+            count >= _IBAN_MIN
+            and (remainder * shift + tail_value) % 97 == 1
+            and iban_valid("".join(chars[:count]))
+        ):
+            best = ends[count - 1]
+    return best
+
+
 def _ibans(text: str, found: list[str]) -> str:
     def replace(match: re2._Match) -> str:
         value: str = match.group(0)
-        alnum_seen = 0
-        best = -1
-        for index, char in enumerate(value):
-            if char.isalnum():
-                alnum_seen += 1
-                if alnum_seen >= _IBAN_MIN and iban_valid(
-                    "".join(c for c in value[: index + 1] if c.isalnum())
-                ):
-                    best = index
-                if alnum_seen >= _IBAN_MAX:
-                    break
-        if best < 0:
+        end = _iban_ends(value)
+        if end < 0:
             return value
         found.append(IBAN)
-        return IBAN + value[best + 1 :]
+        return IBAN + value[end:]
 
     result: str = _IBAN_RE.sub(replace, text)
     return result

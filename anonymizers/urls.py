@@ -30,7 +30,8 @@ TOKEN_MIN_LENGTH: Final = 12
 """A part (between - _ . ~) this long mixing letters and digits, or all hex, is a token."""
 DEFAULT_CACHE_SIZE: Final = 65_536
 _PATH_SAFE: Final = "!$&'()*+,=:@-._~[]"
-_PIECE_RE: Final = re.compile(r"[A-Za-z0-9+/=_\-.~]+")
+# Only runs long enough to hold a token; one class, so a run is scanned a bounded number of times.
+_PIECE_RE: Final = re.compile(rf"[A-Za-z0-9+/=_\-.~]{{{TOKEN_MIN_LENGTH},}}")
 _SUBPIECE_SPLIT_RE: Final = re.compile(r"[\-_.~]")
 _HEX_RE: Final = re.compile(r"^[0-9A-Fa-f]+$")
 _HOST_RE: Final = re.compile(r"^[a-z0-9\-._~\u00a0-\uffff]+$")
