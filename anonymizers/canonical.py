@@ -5,10 +5,11 @@ URLs, paths, referrers, link targets, search terms and user agents all reach the
 
 1. percent-decoding repeated to a fixed point, at most `MAX_DECODE_ROUNDS` rounds (text that
    still decodes after them is `UNDECODABLE`: fail closed, nothing of it is kept);
-2. Unicode NFKC (full-width `＠`, `１２３`, small `﹫` become `@`, `123`), then case folding;
+2. Unicode NFKC (the full-width and small forms of `@` and of digits become `@` and ASCII
+   digits), then case folding; digits of other scripts become ASCII digits;
 3. format and control characters removed (zero-width space, soft hyphen, joiners, bidi marks),
-   every kind of white space made a plain space, every dash (`‐`, `–`, `−`...) a `-` and the
-   ideographic full stops (`。`, `｡`) a `.`.
+   every kind of white space made a plain space, every dash (U+2010 to U+2015, minus sign...)
+   a `-` and the ideographic full stops (U+3002, U+FF61) a `.`.
 
 Each round is linear in the text and the rounds are bounded, so `canonical` is linear. Plain
 ASCII text without `%` (nearly every value) takes a fast path: it is only lower-cased.
@@ -50,6 +51,8 @@ def _map_char(char: str) -> str:
         return ""
     if category == "Pd":
         return _DASH
+    if category == "Nd":
+        return str(unicodedata.decimal(char))
     if char in _EXTRA_DOTS:
         return _DOT
     return char

@@ -18,8 +18,8 @@ case-folded, invisible characters gone) and replaces each finding by a typed mar
 Every pattern runs in linear time: on RE2 (`google-re2`, linear by construction), or on
 Python's engine where the pattern is linear by construction (each match can start only where a
 run starts, consecutive parts have disjoint classes) and RE2's cost per match would show; the
-work per match is bounded by its length, so `redact` is linear. `tests/anonymizers/
-test_linear_time.py` feeds adversarial text at the schema's maximum sizes to every field. Detection errs on the side of
+work per match is bounded by its length, so `redact` is linear (`test_linear_time.py` feeds
+adversarial text at the schema's maximum sizes to every field). Detection errs on the side of
 redacting: a date like `12.05.2024` reads as a phone number and goes, which costs a little
 analytic value and no privacy.
 """
@@ -125,6 +125,7 @@ def iban_valid(candidate: str) -> bool:
 
 def _is_phone(text: str, digits: str) -> bool:
     """True when `phonenumbers` finds a possible number in `digits` (`text` as written)."""
+    candidates: list[tuple[str, str | None]]
     if text.startswith("+") or digits.startswith("00"):
         candidates = [("+" + digits.removeprefix("00"), None)]
     else:
@@ -257,10 +258,10 @@ def _iban_ends(value: str) -> int:
     """
     chars: list[str] = []
     ends: list[int] = []
-    for index, char in enumerate(value):
+    for position, char in enumerate(value):
         if char.isascii() and char.isalnum():
             chars.append(char)
-            ends.append(index + 1)
+            ends.append(position + 1)
             if len(chars) == _IBAN_MAX:
                 break
     if len(chars) < _IBAN_MIN:
@@ -270,8 +271,8 @@ def _iban_ends(value: str) -> int:
     remainder = 0
     best = -1
     for count, char in enumerate(chars[4:], start=5):
-        value, scale = _IBAN_VALUES[char.lower()]
-        remainder = (remainder * scale + value) % 97
+        number, scale = _IBAN_VALUES[char.lower()]
+        remainder = (remainder * scale + number) % 97
         if (
             count >= _IBAN_MIN
             and (remainder * shift + tail_value) % 97 == 1

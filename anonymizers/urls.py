@@ -4,9 +4,10 @@ Path segments are brought to the canonical form (`anonymizers.canonical`: percen
 a fixed point, NFKC, case-folded, invisible characters gone) and redacted when they hold an
 e-mail address, a UUID, a long token, a run of 6+ digits or any other finding of
 `anonymizers.pii`; the output holds that canonical form, re-encoded, so what is written is what
-was checked. Matrix parameters (`;jsessionid=...`) go. Names and values of query parameters are
-read the same way (`+` as a space), and kept values scanned the same way. User info and port go; a host that is an IP
-address, a scheme other than http(s) or anything unparsable makes the whole URL go (None).
+was checked. Matrix parameters (`;jsessionid=...`) go. Names and values of query parameters
+are read the same way (`+` as a space), and kept values scanned the same way. User info and
+port go; a host that is an IP address (in any notation), a scheme other than http(s) or
+anything unparsable makes the whole URL go (None).
 Referrers keep only their host, marked internal when it is one of the site's own.
 """
 

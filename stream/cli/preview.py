@@ -8,8 +8,9 @@ through the same `anonymizers.chain.Pipeline` the anonymize agent runs. Writes t
 
 - `anonymized.jsonl`: the anonymized events, one per line;
 - `report.json`: counts by outcome, drop reason and action, invalid lines by line number
-  (path and rule, never a value, nor a field name the schema does not define) and a few before/after examples whose "before" side is
-  itself masked (identifiers, IP and personal data replaced);
+  (path and rule, never a value, nor a field name the schema does not define) and a few
+  before/after examples whose "before" side is itself masked (`anonymizers.masking`: the
+  same canonical form and detectors as the chain);
 - `aggregates.jsonl`: the aggregates the stream would release on these events (records of
   `schemas/aggregate.v2.json`, one per line, in release order), computed by the stream's own
   aggregation and release code in one process (`anonymizers.stats.release.LocalRelease`): windows,
@@ -42,9 +43,9 @@ import orjson
 from anonymizers.chain import Pipeline
 from anonymizers.consent import ConsentState, child_records
 from anonymizers.exceptions import ConsentRecordError
+from anonymizers.fields import RAW_FIELDS
 from anonymizers.geo import GeoLookup
 from anonymizers.geo.bundled import default_database_path
-from anonymizers.fields import RAW_FIELDS
 from anonymizers.intake import Decoded, decode_message
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.masking import mask_event

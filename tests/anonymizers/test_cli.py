@@ -526,14 +526,14 @@ def test_python_m_stream_returns_the_exit_status(tmp_path: Path) -> None:
 
     bad = tmp_path / "bad.toml"
     bad.write_text('schema_version = 1\npolicy_version = "x"\n[geo]\ngranularity = "street"\n')
-    done = subprocess.run(  # noqa: S603 (our own interpreter and module)
+    done = subprocess.run(
         [sys.executable, "-m", "stream", "policy", "check", str(bad)],
         capture_output=True,
         check=False,
         timeout=120,
     )
     assert done.returncode == 1, done.stdout
-    ok = subprocess.run(  # noqa: S603
+    ok = subprocess.run(
         [sys.executable, "-m", "stream", "--help"], capture_output=True, check=False, timeout=120
     )
     assert ok.returncode == 0
