@@ -36,6 +36,8 @@ _DASH: Final = "-"
 _DOT: Final = "."
 # Full stops NFKC leaves alone (U+FF61 becomes U+3002 under NFKC, which is mapped here).
 _EXTRA_DOTS: Final = frozenset("\u3002\uff61\u2e3c")
+# Minus signs are mathematical symbols (Sm), not dashes (Pd), but read as one.
+_EXTRA_DASHES: Final = frozenset("\u2212\u2796\u2043")
 _ESCAPE_RE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
 """A percent-escape: without one, percent-decoding has nothing to do."""
 # One character class, each match consumed whole: linear.
@@ -49,7 +51,7 @@ def _map_char(char: str) -> str:
     category = unicodedata.category(char)
     if category in ("Cf", "Cc", "Co", "Cn", "Cs"):
         return ""
-    if category == "Pd":
+    if category == "Pd" or char in _EXTRA_DASHES:
         return _DASH
     if category == "Nd":
         return str(unicodedata.decimal(char))
