@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from anonymizers import pii
 from anonymizers.canonical import canonical, compact
+from anonymizers.memo import Memo
 from anonymizers.outcome import Draft
 from anonymizers.policy import OutputConfig
 
@@ -32,6 +33,8 @@ ECHO_MIN_LENGTH: Final = 4
 
 _SEGMENT_SPLIT_RE: Final = re.compile(r"[/?&=#;,\s]+")
 _WORD_SPLIT_RE: Final = re.compile(r"[\W_]+")
+NEEDLE_CACHE_SIZE: Final = 65_536
+"""Raw identifier values whose needles the echo guard remembers (entries)."""
 _WHOLE: Final = "\x01"
 
 
@@ -54,36 +57,37 @@ def echo_found(needle: str, haystack: str) -> bool:
     return f"{_WHOLE}{needle}{_WHOLE}" in haystack
 
 
-def _ip_spellings(value: str) -> list[str]:
-    """Other notations of `value` when it is an IP address (none otherwise)."""
+def _ip_needles(value: str) -> list[str]:
+    """The compact forms of `value`'s notations when it is an IP address (none otherwise):
+    built here without separators, as `compact` would leave them."""
     try:
         address = ipaddress.ip_address(value.strip().strip("[]"))
     except ValueError:
         return []
-    spellings: list[str] = []
+    needles: list[str] = []
     if isinstance(address, ipaddress.IPv6Address):
-        spellings += [address.exploded, address.compressed]
+        needles += [address.exploded.replace(":", ""), address.compressed.replace(":", "")]
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address.teredo is not None:
             embedded = address.teredo[1]
         if embedded is None:
-            return spellings
+            return needles
         address = embedded
     number = int(address)
     octets = address.packed
-    spellings += [
-        str(address),
-        ".".join(f"{o:03d}" for o in octets),
-        ".".join(f"0{o:o}" for o in octets),
-        ".".join(f"0x{o:02x}" for o in octets),
-        ".".join(f"0x{o:x}" for o in octets),
+    needles += [
+        "".join(f"{o}" for o in octets),
+        "".join(f"{o:03d}" for o in octets),
+        "".join(f"0{o:o}" for o in octets),
+        "".join(f"0x{o:02x}" for o in octets),
+        "".join(f"0x{o:x}" for o in octets),
         f"0x{number:08x}",
         f"{number:x}",
         str(number),
-        f"::ffff:{number >> 16:x}:{number & 0xFFFF:x}",
-        ipaddress.IPv6Address(f"::ffff:{address}").exploded,
+        f"ffff{number >> 16:x}{number & 0xFFFF:x}",
+        f"00000000000000000000ffff{number:08x}",
     ]
-    return spellings
+    return needles
 
 
 def echo_needles(identifiers: Iterable[str]) -> list[str]:
@@ -91,11 +95,10 @@ def echo_needles(identifiers: Iterable[str]) -> list[str]:
     address brings its other notations too."""
     needles: list[str] = []
     for identifier in identifiers:
-        spellings = [identifier]
+        found = [compact(identifier)]
         if "." in identifier or ":" in identifier:
-            spellings += _ip_spellings(identifier)
-        for spelling in spellings:
-            needle = compact(spelling)
+            found += _ip_needles(identifier)
+        for needle in found:
             if needle and needle not in needles:
                 needles.append(needle)
     return needles
@@ -230,26 +233,35 @@ class EchoGuard:
 
     The units before it leave the free-text fields' echo haystacks in the draft: an
     identifier found in none of them proves there is nothing to do, which is nearly every
-    event; only then are the fields rewritten.
+    event; only then are the fields rewritten. Each raw identifier's needles are memoised.
     """
 
-    def __init__(self, allowlist: Allowlist) -> None:
+    def __init__(self, allowlist: Allowlist, *, cache_size: int = NEEDLE_CACHE_SIZE) -> None:
         self._allowlist = allowlist
+        self.memo: Memo[str, tuple[str, ...]] = Memo(_needles_of, max_size=cache_size)
+        self._table = self.memo.plain_table
 
     def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
         haystack = out.haystack
         if not haystack:
             return None
-        needles = _event_needles(event, out)
-        if any(echo_found(needle, haystack) for needle in needles):
-            out.echoed = self._allowlist.guard(out.fields, needles)
+        table = self._table
+        needles: list[str] = []
+        # `present` is in the order of IDENTIFIER_FIELDS, the order the guard replaces them in.
+        for name in out.present:
+            value = event[name]
+            if isinstance(value, str):
+                entry = table.get(value)
+                if entry is None:
+                    entry = self.memo.miss(value)
+                needles += entry
+        needles += out.needles
+        for needle in needles:
+            if echo_found(needle, haystack):
+                out.echoed = self._allowlist.guard(out.fields, needles)
+                return None
         return None
 
 
-def _event_needles(event: Mapping[str, Any], out: Draft) -> list[str]:
-    """The echo guard's needles: the event's identifiers (`present` is in the order of
-    `IDENTIFIER_FIELDS`, the order the guard replaces them in), then the IP's."""
-    present = out.present
-    found = echo_needles(value for name in present if isinstance(value := event[name], str))
-    found += out.needles
-    return found
+def _needles_of(identifier: str) -> tuple[str, ...]:
+    return tuple(echo_needles((identifier,)))
