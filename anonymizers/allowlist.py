@@ -81,11 +81,10 @@ def _ip_needles(value: str) -> list[str]:
         "".join(f"0{o:o}" for o in octets),
         "".join(f"0x{o:02x}" for o in octets),
         "".join(f"0x{o:x}" for o in octets),
-        f"0x{number:08x}",
+        f"{number:08x}",  # also inside 0x..., and the IPv4-mapped IPv6 address exploded
         f"{number:x}",
         str(number),
         f"ffff{number >> 16:x}{number & 0xFFFF:x}",
-        f"00000000000000000000ffff{number:08x}",
     ]
     return needles
 
@@ -238,7 +237,7 @@ class EchoGuard:
 
     def __init__(self, allowlist: Allowlist, *, cache_size: int = NEEDLE_CACHE_SIZE) -> None:
         self._allowlist = allowlist
-        self.memo: Memo[str, tuple[str, ...]] = Memo(_needles_of, max_size=cache_size)
+        self.memo: Memo[str, _NeedleEntry] = Memo(_needle_entry, max_size=cache_size)
         self._table = self.memo.plain_table
 
     def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
@@ -246,6 +245,7 @@ class EchoGuard:
         if not haystack:
             return None
         table = self._table
+        hit = False
         needles: list[str] = []
         # `present` is in the order of IDENTIFIER_FIELDS, the order the guard replaces them in.
         for name in out.present:
@@ -254,14 +254,28 @@ class EchoGuard:
                 entry = table.get(value)
                 if entry is None:
                     entry = self.memo.miss(value)
-                needles += entry
-        needles += out.needles
-        for needle in needles:
-            if echo_found(needle, haystack):
-                out.echoed = self._allowlist.guard(out.fields, needles)
-                return None
+                needles += entry[0]
+                if not hit:
+                    for probe in entry[1]:
+                        if probe in haystack:
+                            hit = True
+                            break
+        if not hit:
+            for needle in out.needles:
+                if echo_found(needle, haystack):
+                    hit = True
+                    break
+        if hit:
+            out.echoed = self._allowlist.guard(out.fields, [*needles, *out.needles])
         return None
 
 
-def _needles_of(identifier: str) -> tuple[str, ...]:
-    return tuple(echo_needles((identifier,)))
+# What the echo guard memoises per raw identifier: its needles, and the strings whose presence
+# in a haystack is what `echo_found` tests (the needle, or a short one between delimiters).
+_NeedleEntry = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _needle_entry(identifier: str) -> _NeedleEntry:
+    needles = tuple(echo_needles((identifier,)))
+    probes = tuple(n if len(n) >= ECHO_MIN_LENGTH else f"{_WHOLE}{n}{_WHOLE}" for n in needles)
+    return needles, probes
