@@ -81,7 +81,8 @@ def _ip_needles(value: str) -> list[str]:
         "".join(f"0{o:o}" for o in octets),
         "".join(f"0x{o:02x}" for o in octets),
         "".join(f"0x{o:x}" for o in octets),
-        f"{number:08x}",  # also inside 0x..., and the IPv4-mapped IPv6 address exploded
+        f"0x{number:08x}",
+        f"{number:08x}",  # also the tail of the IPv4-mapped IPv6 address, exploded
         f"{number:x}",
         str(number),
         f"ffff{number >> 16:x}{number & 0xFFFF:x}",
