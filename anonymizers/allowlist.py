@@ -61,7 +61,9 @@ def _ip_needles(value: str) -> list[str]:
     """The compact forms of `value`'s notations when it is an IP address (none otherwise):
     built here without separators, as `compact` would leave them."""
     try:
-        address = ipaddress.ip_address(value.strip().strip("[]"))
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            value.strip().strip("[]")
+        )
     except ValueError:
         return []
     needles: list[str] = []
@@ -90,15 +92,16 @@ def _ip_needles(value: str) -> list[str]:
     return needles
 
 
-def echo_needles(identifiers: Iterable[str]) -> list[str]:
-    """The identifiers the echo guard looks for, compact (see the module docstring); an IP
-    address brings its other notations too."""
+def echo_needles(identifiers: Iterable[str], *, ips: Iterable[str] = ()) -> list[str]:
+    """The identifiers and IP addresses the echo guard looks for, compact (see the module
+    docstring); each of `ips` brings its other notations too."""
     needles: list[str] = []
     for identifier in identifiers:
-        found = [compact(identifier)]
-        if "." in identifier or ":" in identifier:
-            found += _ip_needles(identifier)
-        for needle in found:
+        needle = compact(identifier)
+        if needle and needle not in needles:
+            needles.append(needle)
+    for ip in ips:
+        for needle in (compact(ip), *_ip_needles(ip)):
             if needle and needle not in needles:
                 needles.append(needle)
     return needles
@@ -238,45 +241,50 @@ class EchoGuard:
 
     def __init__(self, allowlist: Allowlist, *, cache_size: int = NEEDLE_CACHE_SIZE) -> None:
         self._allowlist = allowlist
-        self.memo: Memo[str, _NeedleEntry] = Memo(_needle_entry, max_size=cache_size)
+        self.memo: Memo[str, _NeedleEntry] = Memo(_identifier_entry, max_size=cache_size)
+        self.ip_memo: Memo[str, _NeedleEntry] = Memo(_ip_entry, max_size=cache_size)
         self._table = self.memo.plain_table
+        self._ip_table = self.ip_memo.plain_table
 
     def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
         haystack = out.haystack
         if not haystack:
             return None
-        table = self._table
-        hit = False
-        needles: list[str] = []
+        entries: list[_NeedleEntry] = []
         # `present` is in the order of IDENTIFIER_FIELDS, the order the guard replaces them in.
+        table = self._table
         for name in out.present:
             value = event[name]
             if isinstance(value, str):
                 entry = table.get(value)
-                if entry is None:
-                    entry = self.memo.miss(value)
-                needles += entry[0]
-                if not hit:
-                    for probe in entry[1]:
-                        if probe in haystack:
-                            hit = True
-                            break
-        if not hit:
-            for needle in out.needles:
-                if echo_found(needle, haystack):
-                    hit = True
-                    break
-        if hit:
-            out.echoed = self._allowlist.guard(out.fields, [*needles, *out.needles])
+                entries.append(entry if entry is not None else self.memo.miss(value))
+        raw_ip = event.get("ip")
+        if isinstance(raw_ip, str):
+            entry = self._ip_table.get(raw_ip)
+            entries.append(entry if entry is not None else self.ip_memo.miss(raw_ip))
+        for _, probes in entries:
+            for probe in probes:
+                if probe in haystack:
+                    needles = [n for entry_needles, _ in entries for n in entry_needles]
+                    out.echoed = self._allowlist.guard(out.fields, needles)
+                    return None
         return None
 
 
-# What the echo guard memoises per raw identifier: its needles, and the strings whose presence
-# in a haystack is what `echo_found` tests (the needle, or a short one between delimiters).
+# What the echo guard memoises per raw identifier or IP: its needles, and the strings whose
+# presence in a haystack is what `echo_found` tests (the needle, or a short one between
+# delimiters).
 _NeedleEntry = tuple[tuple[str, ...], tuple[str, ...]]
 
 
-def _needle_entry(identifier: str) -> _NeedleEntry:
-    needles = tuple(echo_needles((identifier,)))
+def _entry_of(needles: list[str]) -> _NeedleEntry:
     probes = tuple(n if len(n) >= ECHO_MIN_LENGTH else f"{_WHOLE}{n}{_WHOLE}" for n in needles)
-    return needles, probes
+    return tuple(needles), probes
+
+
+def _identifier_entry(identifier: str) -> _NeedleEntry:
+    return _entry_of(echo_needles((identifier,)))
+
+
+def _ip_entry(raw_ip: str) -> _NeedleEntry:
+    return _entry_of(echo_needles((), ips=(raw_ip,)))

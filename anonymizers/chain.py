@@ -147,6 +147,7 @@ class Pipeline:
                 memos.update({f"pseudonym:{n}": m for n, m in unit.memos().items()})
             elif isinstance(unit, EchoGuard):
                 memos["echo_needles"] = unit.memo
+                memos["echo_needles:ip"] = unit.ip_memo
         stats = {name: (len(m), m.max_size, m.misses) for name, m in memos.items()}
         if self._geo is not None:
             # Misses here are records read from the database, for the IP memo's misses.

@@ -66,7 +66,8 @@ def mask_event(event: Mapping[str, Any]) -> dict[str, Any]:
     Unknown fields are only counted. Used for the "before" side of examples.
     """
     needles = echo_needles(
-        v for n in (*IDENTIFIER_FIELDS, "ip", "event_id") if isinstance(v := event.get(n), str)
+        (v for n in (*IDENTIFIER_FIELDS, "event_id") if isinstance(v := event.get(n), str)),
+        ips=[ip] if isinstance(ip := event.get("ip"), str) else [],
     )
     masked: dict[str, Any] = {}
     unknown = 0
