@@ -57,38 +57,43 @@ def echo_found(needle: str, haystack: str) -> bool:
     return f"{_WHOLE}{needle}{_WHOLE}" in haystack
 
 
-def _ip_needles(value: str) -> list[str]:
-    """The compact forms of `value`'s notations when it is an IP address (none otherwise):
-    built here without separators, as `compact` would leave them."""
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
-            value.strip().strip("[]")
-        )
-    except ValueError:
-        return []
-    needles: list[str] = []
-    if isinstance(address, ipaddress.IPv6Address):
-        needles += [address.exploded.replace(":", ""), address.compressed.replace(":", "")]
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address.teredo is not None:
-            embedded = address.teredo[1]
-        if embedded is None:
-            return needles
-        address = embedded
-    number = int(address)
-    octets = address.packed
-    needles += [
-        "".join(f"{o}" for o in octets),
-        "".join(f"{o:03d}" for o in octets),
-        "".join(f"0{o:o}" for o in octets),
-        "".join(f"0x{o:02x}" for o in octets),
-        "".join(f"0x{o:x}" for o in octets),
+def _ipv4_needles(octets: Sequence[int]) -> list[str]:
+    number = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+    return [
+        "".join([str(o) for o in octets]),
+        "".join([f"{o:03d}" for o in octets]),
+        "".join([f"0{o:o}" for o in octets]),
+        "".join([f"0x{o:02x}" for o in octets]),
+        "".join([f"0x{o:x}" for o in octets]),
         f"0x{number:08x}",
         f"{number:08x}",  # also the tail of the IPv4-mapped IPv6 address, exploded
         f"{number:x}",
         str(number),
         f"ffff{number >> 16:x}{number & 0xFFFF:x}",
     ]
+
+
+def _ip_needles(value: str) -> list[str]:
+    """The compact forms of `value`'s notations when it is an IP address (none otherwise):
+    built here without separators, as `compact` would leave them."""
+    text = value.strip()
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and p.isascii() and len(p) <= 3 for p in parts):
+        octets = [int(p) for p in parts]
+        if all(o <= 255 for o in octets):
+            return _ipv4_needles(octets)  # dotted decimal, the usual case: no parsing
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return []
+    if isinstance(address, ipaddress.IPv4Address):
+        return _ipv4_needles(address.packed)
+    needles = [address.exploded.replace(":", ""), address.compressed.replace(":", "")]
+    embedded = address.ipv4_mapped or address.sixtofour
+    if embedded is None and address.teredo is not None:
+        embedded = address.teredo[1]
+    if embedded is not None:
+        needles += _ipv4_needles(embedded.packed)
     return needles
 
 
