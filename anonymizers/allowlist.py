@@ -34,8 +34,9 @@ ECHO_MIN_LENGTH: Final = 4
 _SEGMENT_SPLIT_RE: Final = re.compile(r"[/?&=#;,\s]+")
 _WORD_SPLIT_RE: Final = re.compile(r"[\W_]+")
 NEEDLE_CACHE_SIZE: Final = 65_536
-"""Raw identifier values whose needles the echo guard remembers (entries)."""
+"""Raw IP texts whose notations the echo guard remembers (entries)."""
 _WHOLE: Final = "\x01"
+_ASCII_SEPARATORS_RE: Final = re.compile(r"[^a-z0-9]+")
 
 
 def echo_haystack(value: str) -> str:
@@ -241,39 +242,47 @@ class EchoGuard:
 
     The units before it leave the free-text fields' echo haystacks in the draft: an
     identifier found in none of them proves there is nothing to do, which is nearly every
-    event; only then are the fields rewritten. Each raw identifier's needles are memoised.
+    event; only then are the fields rewritten. Each raw IP's notations are memoised.
     """
 
     def __init__(self, allowlist: Allowlist, *, cache_size: int = NEEDLE_CACHE_SIZE) -> None:
         self._allowlist = allowlist
-        self.memo: Memo[str, _NeedleEntry] = Memo(_identifier_entry, max_size=cache_size)
         self.ip_memo: Memo[str, _NeedleEntry] = Memo(_ip_entry, max_size=cache_size)
-        self._table = self.memo.plain_table
         self._ip_table = self.ip_memo.plain_table
 
     def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
         haystack = out.haystack
         if not haystack:
             return None
-        entries: list[_NeedleEntry] = []
-        # `present` is in the order of IDENTIFIER_FIELDS, the order the guard replaces them in.
-        table = self._table
+        # Identifiers mostly differ from event to event: their compact form is computed here
+        # (ASCII: lower-cased, separators removed), the IP's notations are memoised.
         for name in out.present:
             value = event[name]
             if isinstance(value, str):
-                entry = table.get(value)
-                entries.append(entry if entry is not None else self.memo.miss(value))
+                if value.isascii() and "%" not in value:
+                    needle = _ASCII_SEPARATORS_RE.sub("", value.lower())
+                else:
+                    needle = compact(value)
+                if needle and echo_found(needle, haystack):
+                    self._guard(event, out)
+                    return None
         raw_ip = event.get("ip")
         if isinstance(raw_ip, str):
             entry = self._ip_table.get(raw_ip)
-            entries.append(entry if entry is not None else self.ip_memo.miss(raw_ip))
-        for _, probes in entries:
-            for probe in probes:
+            if entry is None:
+                entry = self.ip_memo.miss(raw_ip)
+            for probe in entry[1]:
                 if probe in haystack:
-                    needles = [n for entry_needles, _ in entries for n in entry_needles]
-                    out.echoed = self._allowlist.guard(out.fields, needles)
+                    self._guard(event, out)
                     return None
         return None
+
+    def _guard(self, event: dict[str, Any], out: Draft) -> None:
+        # `present` is in the order of IDENTIFIER_FIELDS, the order the guard replaces them in.
+        values = [v for name in out.present if isinstance(v := event[name], str)]
+        raw_ip = event.get("ip")
+        needles = echo_needles(values, ips=[raw_ip] if isinstance(raw_ip, str) else [])
+        out.echoed = self._allowlist.guard(out.fields, needles)
 
 
 # What the echo guard memoises per raw identifier or IP: its needles, and the strings whose
@@ -285,10 +294,6 @@ _NeedleEntry = tuple[tuple[str, ...], tuple[str, ...]]
 def _entry_of(needles: list[str]) -> _NeedleEntry:
     probes = tuple(n if len(n) >= ECHO_MIN_LENGTH else f"{_WHOLE}{n}{_WHOLE}" for n in needles)
     return tuple(needles), probes
-
-
-def _identifier_entry(identifier: str) -> _NeedleEntry:
-    return _entry_of(echo_needles((identifier,)))
 
 
 def _ip_entry(raw_ip: str) -> _NeedleEntry:

@@ -146,7 +146,6 @@ class Pipeline:
             elif isinstance(unit, Pseudonymizer):
                 memos.update({f"pseudonym:{n}": m for n, m in unit.memos().items()})
             elif isinstance(unit, EchoGuard):
-                memos["echo_needles"] = unit.memo
                 memos["echo_needles:ip"] = unit.ip_memo
         stats = {name: (len(m), m.max_size, m.misses) for name, m in memos.items()}
         if self._geo is not None:
