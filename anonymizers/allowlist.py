@@ -3,63 +3,190 @@
 Built from `output.fields`; unknown fields never pass because the output is *constructed*
 from the allowlist, never copied from the input. Before that, the echo guard removes any
 of the event's own identifiers (user id, cookie id, device id, ad id, MAC, IMEI, IP) that a
-free-text field (URLs, referrer host, search terms) still holds, in plain or percent-encoded
-form: a last line of defence behind the URL and search-term scrubbers.
+free-text field (URLs, referrer host, search terms) still holds, in any spelling: fields and
+identifiers are compared in their compact canonical form (`anonymizers.canonical.compact`:
+decoded, NFKC, case-folded, every separator removed), so case, percent-encoding, `+` or `%20`
+for a space, GUIDs and ad ids without dashes and MACs in any notation do not hide one; an IP
+is also looked for in its other notations (hex, octal, one number, IPv4-mapped IPv6...). An
+identifier shorter than `ECHO_MIN_LENGTH` is looked for as a whole path segment or word only.
+It is a last line of defence behind the URL and search-term scrubbers.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import unquote
 
 from anonymizers import pii
+from anonymizers.canonical import canonical, compact
+from anonymizers.memo import Memo
 from anonymizers.outcome import Draft
 from anonymizers.policy import OutputConfig
 
 FREE_TEXT_FIELDS: Final = ("page_url", "link_url", "referrer_host", "search_terms")
 """Output fields whose text comes from the input and may echo an identifier."""
 ECHO_MIN_LENGTH: Final = 4
-"""Identifier values shorter than this are not searched for (they would match anywhere)."""
+"""Identifiers whose compact form is shorter than this match whole segments or words only
+(inside longer text they would match anywhere)."""
 
-
-def _folded_views(value: str) -> tuple[str, str]:
-    folded = value.casefold()
-    return folded, (unquote(folded) if "%" in folded else folded)
+_SEGMENT_SPLIT_RE: Final = re.compile(r"[/?&=#;,\s]+")
+_WORD_SPLIT_RE: Final = re.compile(r"[\W_]+")
+NEEDLE_CACHE_SIZE: Final = 65_536
+"""Raw IP texts whose notations the echo guard remembers (entries)."""
+_WHOLE: Final = "\x01"
+_ASCII_SEPARATORS_RE: Final = re.compile(r"[^a-z0-9]+")
 
 
 def echo_haystack(value: str) -> str:
-    """What the echo guard searches in `value`: its casefolded views, NUL-joined.
+    """What the echo guard searches in `value`: its compact form, then its segments' and
+    words' compact forms each between \\x01 (for short identifiers). Letters and digits only
+    but for those delimiters, so haystacks of several fields may be NUL-joined."""
+    text = canonical(value)
+    pieces = {_WORD_SPLIT_RE.sub("", p) for p in _SEGMENT_SPLIT_RE.split(text)}
+    pieces.update(_WORD_SPLIT_RE.split(text))
+    pieces.discard("")
+    whole = _WHOLE.join(sorted(pieces))
+    return f"{_WORD_SPLIT_RE.sub('', text)}\x00{_WHOLE}{whole}{_WHOLE}"
 
-    A needle found in none of a field's views leaves the field unchanged, so a needle absent
-    from every haystack proves the guard has nothing to do (a hit, even a false one across
-    the NUL, only sends the event through the guard itself).
-    """
-    folded, decoded = _folded_views(value)
-    return folded if decoded == folded else f"{folded}\x00{decoded}"
+
+def echo_found(needle: str, haystack: str) -> bool:
+    """True when `needle` (from `echo_needles`) is in `haystack` (from `echo_haystack`)."""
+    if len(needle) >= ECHO_MIN_LENGTH:
+        return needle in haystack
+    return f"{_WHOLE}{needle}{_WHOLE}" in haystack
 
 
-def echo_needles(identifiers: Iterable[str]) -> list[str]:
-    """The identifiers the echo guard looks for: casefolded, at least `ECHO_MIN_LENGTH` long."""
-    return [i.casefold() for i in identifiers if len(i) >= ECHO_MIN_LENGTH]
+def _ipv4_needles(octets: Sequence[int]) -> list[str]:
+    number = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+    return [
+        "".join([str(o) for o in octets]),
+        "".join([f"{o:03d}" for o in octets]),
+        "".join([f"0{o:o}" for o in octets]),
+        "".join([f"0x{o:02x}" for o in octets]),
+        "".join([f"0x{o:x}" for o in octets]),
+        f"0x{number:08x}",
+        f"{number:08x}",  # also the tail of the IPv4-mapped IPv6 address, exploded
+        f"{number:x}",
+        str(number),
+        f"ffff{number >> 16:x}{number & 0xFFFF:x}",
+    ]
+
+
+def _ip_needles(value: str) -> list[str]:
+    """The compact forms of `value`'s notations when it is an IP address (none otherwise):
+    built here without separators, as `compact` would leave them."""
+    text = value.strip()
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and p.isascii() and len(p) <= 3 for p in parts):
+        octets = [int(p) for p in parts]
+        if all(o <= 255 for o in octets):
+            return _ipv4_needles(octets)  # dotted decimal, the usual case: no parsing
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return []
+    if isinstance(address, ipaddress.IPv4Address):
+        return _ipv4_needles(address.packed)
+    needles = [address.exploded.replace(":", ""), address.compressed.replace(":", "")]
+    embedded = address.ipv4_mapped or address.sixtofour
+    if embedded is None and address.teredo is not None:
+        embedded = address.teredo[1]
+    if embedded is not None:
+        needles += _ipv4_needles(embedded.packed)
+    return needles
+
+
+def echo_needles(identifiers: Iterable[str], *, ips: Iterable[str] = ()) -> list[str]:
+    """The identifiers and IP addresses the echo guard looks for, compact (see the module
+    docstring); each of `ips` brings its other notations too."""
+    needles: list[str] = []
+    for identifier in identifiers:
+        needle = compact(identifier)
+        if needle and needle not in needles:
+            needles.append(needle)
+    for ip in ips:
+        for needle in (compact(ip), *_ip_needles(ip)):
+            if needle and needle not in needles:
+                needles.append(needle)
+    return needles
+
+
+def _compact_map(text: str) -> tuple[str, list[int]]:
+    """`text`'s letters and digits case-folded, and the index in `text` of each of them."""
+    chars: list[str] = []
+    index: list[int] = []
+    if text.isascii():
+        lowered = text.lower()
+        index = [position for position, char in enumerate(lowered) if char.isalnum()]
+        return "".join([lowered[position] for position in index]), index
+    for position, char in enumerate(text):
+        if char.isalnum():
+            folded = char.casefold()
+            chars.append(folded)
+            index.extend([position] * len(folded))
+    return "".join(chars), index
+
+
+def _is_alnum_at(text: str, position: int) -> bool:
+    return 0 <= position < len(text) and text[position].isalnum()
+
+
+def _echo_spans(text: str, needles: Sequence[str]) -> list[tuple[int, int]]:
+    """Where in `text` the needles stand, separators between their characters included; a
+    short needle only where it is a whole segment or word."""
+    folded, index = _compact_map(text)
+    spans: list[tuple[int, int]] = []
+    for needle in needles:
+        whole = len(needle) < ECHO_MIN_LENGTH
+        start = folded.find(needle)
+        while start != -1:
+            end = start + len(needle)
+            first, last = index[start], index[end - 1] + 1
+            if whole and (_is_alnum_at(text, first - 1) or _is_alnum_at(text, last)):
+                start = folded.find(needle, start + 1)
+                continue
+            spans.append((first, last))
+            start = folded.find(needle, end)
+    return spans
+
+
+def _replace_echoes(text: str, needles: Sequence[str]) -> str:
+    spans = sorted(_echo_spans(text, needles))
+    if not spans:
+        return text
+    pieces: list[str] = []
+    cursor = 0
+    for first, last in spans:
+        if last <= cursor:
+            continue
+        if first >= cursor:
+            pieces.append(text[cursor:first])
+            pieces.append(pii.IDENTIFIER)
+        cursor = last
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def strip_echoes(value: str, needles: Sequence[str]) -> str | None:
-    """`value` with every needle (casefolded identifier) replaced by "[id]".
+    """`value` with every needle (identifiers; `echo_needles` gives them compact, with an IP's
+    notations) replaced by "[id]".
 
-    None when a needle survives replacement (e.g. only present percent-encoded): fail closed.
+    Replaced where it stands in `value` when it can be; otherwise in `value`'s canonical form
+    (the result is then that form). None when a needle survives both (fail closed).
     """
-    folded, decoded = _folded_views(value)
-    hits = [n for n in needles if n in folded or n in decoded]
+    haystack = echo_haystack(value)
+    hits = [c for n in needles if (c := compact(n)) and echo_found(c, haystack)]
     if not hits:
         return value
-    for needle in hits:
-        value = re.sub(re.escape(needle), pii.IDENTIFIER, value, flags=re.IGNORECASE)
-    folded, decoded = _folded_views(value)
-    if any(n in folded or n in decoded for n in hits):
-        return None
-    return value
+    canonical_value = canonical(value)
+    for text in (value,) if canonical_value == value else (value, canonical_value):
+        cleaned = _replace_echoes(text, hits)
+        haystack = echo_haystack(cleaned)
+        if not any(echo_found(n, haystack) for n in hits):
+            return cleaned
+    return None
 
 
 class Allowlist:
@@ -110,41 +237,64 @@ class Allowlist:
 
 class EchoGuard:
     """The chain's echo guard unit: none of the event's own identifiers (user id, cookie id,
-    device id, ad id, MAC, IMEI, its IP as sent and canonical) survives in a free-text output
-    field (URLs, referrer host, search terms), plain or percent-encoded.
+    device id, ad id, MAC, IMEI, its IP in every notation) survives in a free-text output
+    field (URLs, referrer host, search terms), in any spelling (module docstring).
 
-    The units before it leave the free-text fields' casefolded views in the draft's
-    haystack: an identifier found in none of them proves there is nothing to do, which is
-    nearly every event; only then are the needles built and the fields rewritten.
+    The units before it leave the free-text fields' echo haystacks in the draft: an
+    identifier found in none of them proves there is nothing to do, which is nearly every
+    event; only then are the fields rewritten. Each raw IP's notations are memoised.
     """
 
-    def __init__(self, allowlist: Allowlist) -> None:
+    def __init__(self, allowlist: Allowlist, *, cache_size: int = NEEDLE_CACHE_SIZE) -> None:
         self._allowlist = allowlist
+        self.ip_memo: Memo[str, _NeedleEntry] = Memo(_ip_entry, max_size=cache_size)
+        self._ip_table = self.ip_memo.plain_table
 
     def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
         haystack = out.haystack
         if not haystack:
             return None
-        for needle in out.needles:
-            if needle in haystack:
-                out.echoed = self._allowlist.guard(out.fields, _event_needles(event, out))
-                return None
+        # Identifiers mostly differ from event to event: their compact form is computed here
+        # (ASCII: lower-cased, separators removed), the IP's notations are memoised.
         for name in out.present:
             value = event[name]
-            if (
-                isinstance(value, str)
-                and len(value) >= ECHO_MIN_LENGTH
-                and value.casefold() in haystack
-            ):
-                out.echoed = self._allowlist.guard(out.fields, _event_needles(event, out))
-                return None
+            if isinstance(value, str):
+                if value.isascii() and "%" not in value:
+                    needle = _ASCII_SEPARATORS_RE.sub("", value.lower())
+                else:
+                    needle = compact(value)
+                if needle and echo_found(needle, haystack):
+                    self._guard(event, out)
+                    return None
+        raw_ip = event.get("ip")
+        if isinstance(raw_ip, str):
+            entry = self._ip_table.get(raw_ip)
+            if entry is None:
+                entry = self.ip_memo.miss(raw_ip)
+            for probe in entry[1]:
+                if probe in haystack:
+                    self._guard(event, out)
+                    return None
         return None
 
+    def _guard(self, event: dict[str, Any], out: Draft) -> None:
+        # `present` is in the order of IDENTIFIER_FIELDS, the order the guard replaces them in.
+        values = [v for name in out.present if isinstance(v := event[name], str)]
+        raw_ip = event.get("ip")
+        needles = echo_needles(values, ips=[raw_ip] if isinstance(raw_ip, str) else [])
+        out.echoed = self._allowlist.guard(out.fields, needles)
 
-def _event_needles(event: Mapping[str, Any], out: Draft) -> list[str]:
-    """The echo guard's needles: the event's identifiers (`present` is in the order of
-    `IDENTIFIER_FIELDS`, the order the guard replaces them in), then the IP's."""
-    present = out.present
-    found = echo_needles(value for name in present if isinstance(value := event[name], str))
-    found += out.needles
-    return found
+
+# What the echo guard memoises per raw identifier or IP: its needles, and the strings whose
+# presence in a haystack is what `echo_found` tests (the needle, or a short one between
+# delimiters).
+_NeedleEntry = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _entry_of(needles: list[str]) -> _NeedleEntry:
+    probes = tuple(n if len(n) >= ECHO_MIN_LENGTH else f"{_WHOLE}{n}{_WHOLE}" for n in needles)
+    return tuple(needles), probes
+
+
+def _ip_entry(raw_ip: str) -> _NeedleEntry:
+    return _entry_of(echo_needles((), ips=(raw_ip,)))

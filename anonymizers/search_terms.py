@@ -1,26 +1,28 @@
 """Search terms: normalise, then drop or redact personal data before any aggregation.
 
-Normalising (NFKC, casefold, whitespace collapsed) makes full-width "Shoes  " and "shoes"
-one term and turns full-width digits into the ASCII ones the detectors see. Detection is
+Normalising (the canonical form of `anonymizers.canonical`: percent-decoded to a fixed point,
+NFKC, case-folded, invisible characters gone; then whitespace collapsed) makes full-width
+"Shoes  " and "shoes" one term and turns full-width digits into the ASCII ones the detectors
+see. Detection is
 `anonymizers.pii`: e-mail addresses, phone numbers, Luhn-valid card numbers, IBANs
 (mod-97), IP and MAC addresses, UUIDs and runs of 6+ digits.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any, Final, NamedTuple
 
 from anonymizers import pii
 from anonymizers.allowlist import echo_haystack
+from anonymizers.canonical import canonical
 from anonymizers.memo import Memo
 from anonymizers.outcome import Draft
 from anonymizers.policy import SearchTermsConfig
 
 
 def normalise(text: str) -> str:
-    """NFKC, casefold, collapse runs of whitespace to one space, strip."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    """The canonical form, runs of whitespace collapsed to one space, stripped."""
+    return " ".join(canonical(text).split())
 
 
 class SearchOutcome(NamedTuple):

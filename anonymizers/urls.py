@@ -1,10 +1,13 @@
 """URLs: keep scheme, host and path; allow-listed query parameters only; no fragment.
 
-Path segments are percent-decoded (repeatedly, so double encoding does not hide anything)
-and redacted when they hold an e-mail address, a UUID, a long token, a run of 6+ digits or
-any other finding of `anonymizers.pii`; matrix parameters (`;jsessionid=...`) go. Values of
-kept query parameters are scanned the same way. User info and port go; a host that is an IP
-address, a scheme other than http(s) or anything unparsable makes the whole URL go (None).
+Path segments are brought to the canonical form (`anonymizers.canonical`: percent-decoded to
+a fixed point, NFKC, case-folded, invisible characters gone) and redacted when they hold an
+e-mail address, a UUID, a long token, a run of 6+ digits or any other finding of
+`anonymizers.pii`; the output holds that canonical form, re-encoded, so what is written is what
+was checked. Matrix parameters (`;jsessionid=...`) go. Names and values of query parameters
+are read the same way (`+` as a space), and kept values scanned the same way. User info and
+port go; a host that is an IP address (in any notation), a scheme other than http(s) or
+anything unparsable makes the whole URL go (None).
 Referrers keep only their host, marked internal when it is one of the site's own.
 """
 
@@ -13,10 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from typing import Any, Final, NamedTuple
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from anonymizers import pii
 from anonymizers.allowlist import echo_haystack
+from anonymizers.canonical import canonical
 from anonymizers.ip import parse_ip
 from anonymizers.memo import Memo
 from anonymizers.outcome import Draft
@@ -27,22 +31,11 @@ TOKEN_MIN_LENGTH: Final = 12
 """A part (between - _ . ~) this long mixing letters and digits, or all hex, is a token."""
 DEFAULT_CACHE_SIZE: Final = 65_536
 _PATH_SAFE: Final = "!$&'()*+,=:@-._~[]"
-_PIECE_RE: Final = re.compile(r"[A-Za-z0-9+/=_\-.~]+")
+# Only runs long enough to hold a token; one class, so a run is scanned a bounded number of times.
+_PIECE_RE: Final = re.compile(rf"[A-Za-z0-9+/=_\-.~]{{{TOKEN_MIN_LENGTH},}}")
 _SUBPIECE_SPLIT_RE: Final = re.compile(r"[\-_.~]")
 _HEX_RE: Final = re.compile(r"^[0-9A-Fa-f]+$")
 _HOST_RE: Final = re.compile(r"^[a-z0-9\-._~\u00a0-\uffff]+$")
-
-
-def _decode(text: str) -> str:
-    """Percent-decode until stable (at most 3 rounds)."""
-    for _ in range(3):
-        if "%" not in text:
-            break
-        decoded = unquote(text, errors="replace")
-        if decoded == text:
-            break
-        text = decoded
-    return text
 
 
 def _is_token(piece: str) -> bool:
@@ -60,7 +53,9 @@ def _is_token(piece: str) -> bool:
 
 
 def scrub_text(text: str) -> str:
-    """A decoded path segment or query value with tokens and personal data replaced by markers."""
+    """A path segment, host or query value in canonical form, with tokens and personal data
+    replaced by markers."""
+    text = canonical(text)
     if len(text) >= TOKEN_MIN_LENGTH:
         # Tokens first, whole: a session id must not survive as "ABCDEF[number]abc".
         text = _PIECE_RE.sub(lambda m: pii.TOKEN if _is_token(m.group(0)) else m.group(0), text)
@@ -70,7 +65,7 @@ def scrub_text(text: str) -> str:
 def _host_of(netloc_host: str | None) -> str | None:
     if not netloc_host:
         return None
-    host = netloc_host.rstrip(".").lower()
+    host = canonical(netloc_host).rstrip(".")
     if not host or not _HOST_RE.match(host):
         return None
     # IP literals (also the bracketless forms urlsplit gives) would carry the address out.
@@ -178,16 +173,16 @@ class UrlScrubber:
         scheme, host, path, query = split
         segments = []
         for raw_segment in path.split("/"):
-            segment = _decode(raw_segment.split(";", 1)[0])
+            segment = raw_segment.split(";", 1)[0]
             segments.append(quote(scrub_text(segment), safe=_PATH_SAFE))
         clean_path = "/".join(segments) or "/"
         kept: list[tuple[str, str]] = []
         if query and self._allowed:
             for pair in query.split("&"):
                 name, _, value = pair.partition("=")
-                name = _decode(name.replace("+", " "))
+                name = canonical(name.replace("+", " "))
                 if name in self._allowed:
-                    kept.append((name, scrub_text(_decode(value.replace("+", " ")))))
+                    kept.append((name, scrub_text(value.replace("+", " "))))
         out = f"{scheme}://{host}{clean_path}"
         if kept:
             out += "?" + urlencode(kept, safe="[]")

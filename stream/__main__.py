@@ -1,5 +1,7 @@
-"""`python -m stream ...` is the `anonstream` command."""
+"""`python -m stream ...` is the `anonstream` command, with the command's exit status."""
+
+import sys
 
 from stream.cli import main
 
-main()
+sys.exit(main())

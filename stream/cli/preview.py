@@ -1,13 +1,16 @@
 """`anonstream preview`: run the stream's exact anonymizer chain over a JSONL file of events.
 
-Each line is one raw event (or a JSON array of them, as collectors batch), validated with the
-stream's own validator, gated on consent (`--consent` JSONL of consent records) and run
+Each line is one raw event (or a JSON array of them, as collectors batch), decoded exactly as
+the stream decodes a message (`anonymizers.intake.decode_message`: the same size limit,
+`--max-message-bytes` or `ANONSTREAM_MAX_MESSAGE_BYTES`, the same answer to an empty batch and
+the same validator), gated on consent (`--consent` JSONL of consent records) and run
 through the same `anonymizers.chain.Pipeline` the anonymize agent runs. Writes to `--out`:
 
 - `anonymized.jsonl`: the anonymized events, one per line;
 - `report.json`: counts by outcome, drop reason and action, invalid lines by line number
-  (path and rule, never the value) and a few before/after examples whose "before" side is
-  itself masked (identifiers, IP and personal data replaced);
+  (path and rule, never a value, nor a field name the schema does not define) and a few
+  before/after examples whose "before" side is itself masked (`anonymizers.masking`: the
+  same canonical form and detectors as the chain);
 - `aggregates.jsonl`: the aggregates the stream would release on these events (records of
   `schemas/aggregate.v2.json`, one per line, in release order), computed by the stream's own
   aggregation and release code in one process (`anonymizers.stats.release.LocalRelease`): windows,
@@ -25,6 +28,7 @@ Keys are generated for the run and never written: pseudonyms differ on every run
 from __future__ import annotations
 
 import collections
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,23 +43,26 @@ import orjson
 from anonymizers.chain import Pipeline
 from anonymizers.consent import ConsentState, child_records
 from anonymizers.exceptions import ConsentRecordError
+from anonymizers.fields import RAW_FIELDS
 from anonymizers.geo import GeoLookup
 from anonymizers.geo.bundled import default_database_path
 from anonymizers.identifiers import DEFAULT_FORMS, IdentifierForms
-from anonymizers.intake import validate_event
+from anonymizers.intake import Decoded, decode_message
 from anonymizers.keys import GeneratedKeyProvider
 from anonymizers.masking import mask_event
 from anonymizers.policy import Policy, default_policy, load_policy
 from anonymizers.stats.config import stats_specs
 from anonymizers.stats.plan import PlanRow, Truth, plan
 from anonymizers.stats.release import LocalRelease
+from stream.settings import Settings
 
 ANONYMIZED_FILE: Final = "anonymized.jsonl"
 REPORT_FILE: Final = "report.json"
 AGGREGATES_FILE: Final = "aggregates.jsonl"
 REPORT_MD_FILE: Final = "report.md"
-MAX_LINE_BYTES: Final = 1_048_576
-"""Longer lines are reported invalid (too_large) without being parsed."""
+DEFAULT_MAX_MESSAGE_BYTES: Final[int] = Settings.model_fields["max_message_bytes"].default
+"""The stream's own limit on a raw message (`ANONSTREAM_MAX_MESSAGE_BYTES`'s default): a
+longer line is invalid (too_large) in preview as on the stream."""
 MAX_REPORTED_INVALID: Final = 1000
 """Invalid lines listed one by one in the report; all are counted."""
 PROGRESS_EVERY_SECONDS: Final = 2.0
@@ -211,20 +218,28 @@ class _Report:
         }
 
 
-def _events_of(line: bytes) -> tuple[list[Any] | None, str | None]:
-    if len(line) > MAX_LINE_BYTES:
-        return None, "too_large"
-    try:
-        decoded = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            return None, "not_utf8"
-        return None, "not_json"
-    if isinstance(decoded, list):
-        return decoded, None
-    return [decoded], None
+_PATH_PART_RE: Final = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_CONSENT_KEYS: Final = frozenset({"analytics", "advertising", "personalization"})
+
+
+def safe_path(path: str | None) -> str | None:
+    """A violation's JSON path with every name the schemas do not define replaced by
+    `[field]`: a field name is input and never reaches a report."""
+    if path is None:
+        return None
+    parts = ["$"]
+    for match in _PATH_PART_RE.finditer(path):
+        name, index = match.groups()
+        if index is not None:
+            parts.append(f"[{index}]")
+        else:
+            parts.append("." + (name if name in RAW_FIELDS or name in _CONSENT_KEYS else "[field]"))
+    return "".join(parts)
+
+
+def _decode_line(line: bytes, *, max_bytes: int) -> Decoded:
+    """One line as the stream decodes one message (same limits, same invalid items)."""
+    return decode_message(line, max_bytes=max_bytes)
 
 
 class _Progress:
@@ -244,24 +259,6 @@ class _Progress:
         self._out.flush()
 
 
-def _valid_events(number: int, batch: list[Any], *, batched: bool, report: _Report) -> list[Any]:
-    """The events of one line that pass the raw schema; the others reported invalid."""
-    valid: list[Any] = []
-    for index, event in enumerate(batch):
-        position = index if batched else None
-        if not isinstance(event, dict):
-            report.invalid_line(number, position, "not_object")
-            continue
-        violation = validate_event(event)
-        if violation is not None:
-            report.invalid_line(
-                number, position, "schema_violation", path=violation.path, rule=violation.rule
-            )
-            continue
-        valid.append(event)
-    return valid
-
-
 def _preview_line(
     number: int,
     line: bytes,
@@ -270,15 +267,17 @@ def _preview_line(
     report: _Report,
     target: IO[bytes],
     sink: PreviewAggregates,
+    max_bytes: int,
 ) -> None:
     """Validate, anonymize and count the events of one line; write the anonymized ones."""
     report.lines += 1
-    batch, problem = _events_of(line)
-    if batch is None:
-        report.invalid_line(number, None, problem or "invalid")
-        return
-    batched = len(batch) > 1 or line.startswith(b"[")
-    events = _valid_events(number, batch, batched=batched, report=report)
+    decoded = _decode_line(line, max_bytes=max_bytes)
+    for invalid in decoded.invalid:
+        detail = {}
+        if invalid.path is not None:
+            detail = {"path": safe_path(invalid.path), "rule": invalid.rule}
+        report.invalid_line(number, invalid.index, invalid.reason, **detail)
+    events = decoded.events
     report.events += len(events)
     # Outcomes are read by their attributes (`reason`, `event`, `actions`) only.
     outcomes: list[Any] = pipeline.process_batch(events)
@@ -298,7 +297,9 @@ def _write_aggregates(path: Path, sink: PreviewAggregates) -> int:
     return released
 
 
-def children_of(events_path: Path, requested_at: str) -> list[dict[str, str]]:
+def children_of(
+    events_path: Path, requested_at: str, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> list[dict[str, str]]:
     """The `child` consent records the valid events flagged age_under_16 in the file stand
     for (lines that do not mention the flag are not parsed)."""
     records: dict[tuple[str, str], dict[str, str]] = {}
@@ -306,10 +307,8 @@ def children_of(events_path: Path, requested_at: str) -> list[dict[str, str]]:
         for _, line in _lines(source):
             if b"age_under_16" not in line:
                 continue
-            batch, _ = _events_of(line)
-            for event in batch or ():
-                flagged = isinstance(event, dict) and event.get("age_under_16") is True
-                if flagged and validate_event(event) is None:
+            for event in _decode_line(line, max_bytes=max_bytes).events:
+                if event.get("age_under_16") is True:
                     for record in child_records(event, requested_at):
                         records[(record["subject_type"], record["subject_id"])] = record
     return list(records.values())
@@ -325,11 +324,15 @@ def run_preview(
     examples: int = 5,
     progress: IO[str] | None = None,
     consent_summary: Mapping[str, Any] | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> dict[str, Any]:
-    """Preview `events_path` into `out_dir`; returns the report (also written as JSON)."""
+    """Preview `events_path` into `out_dir`; returns the report (also written as JSON).
+
+    Each line is decoded as the stream decodes a message of at most `max_message_bytes`.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    children = children_of(events_path, now)
+    children = children_of(events_path, now, max_bytes=max_message_bytes)
     if children:
         consent = consent if consent is not None else ConsentState()
         for record in children:
@@ -344,7 +347,15 @@ def run_preview(
     ticker = _Progress(progress, started=started)
     with events_path.open("rb") as source, (out_dir / ANONYMIZED_FILE).open("wb") as target:
         for number, line in _lines(source):
-            _preview_line(number, line, pipeline=pipeline, report=report, target=target, sink=sink)
+            _preview_line(
+                number,
+                line,
+                pipeline=pipeline,
+                report=report,
+                target=target,
+                sink=sink,
+                max_bytes=max_message_bytes,
+            )
             ticker.tick(report.lines)
     released = _write_aggregates(out_dir / AGGREGATES_FILE, sink)
     rows = sink.plan()
@@ -404,6 +415,14 @@ def run_preview(
     help="Directory for anonymized.jsonl, aggregates.jsonl and report.json.",
 )
 @click.option("--examples", default=5, show_default=True, help="Before/after examples kept.")
+@click.option(
+    "--max-message-bytes",
+    default=DEFAULT_MAX_MESSAGE_BYTES,
+    show_default=True,
+    envvar="ANONSTREAM_MAX_MESSAGE_BYTES",
+    type=click.IntRange(min=1024, max=900_000),
+    help="Largest line accepted, as the stream's limit on a message (same variable).",
+)
 def preview_cli(
     events_path: Path,
     consent_path: Path | None,
@@ -411,6 +430,7 @@ def preview_cli(
     geo_path: Path | None,
     out_dir: Path,
     examples: int,
+    max_message_bytes: int,
 ) -> None:
     """Run the stream's anonymizer chain over a file of events and report what it did."""
     report = preview_files(
@@ -420,6 +440,7 @@ def preview_cli(
         geo_path=geo_path,
         consent_path=consent_path,
         examples=examples,
+        max_message_bytes=max_message_bytes,
     )
     click.echo(
         f"preview: {report['events']} events: {report['emitted']} anonymized, "
@@ -437,6 +458,7 @@ def preview_files(
     geo_path: Path | None,
     consent_path: Path | None,
     examples: int = 5,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> dict[str, Any]:
     """`run_preview` from the files a command names (the default policy and the bundled
     database where none is named)."""
@@ -459,6 +481,7 @@ def preview_files(
             examples=examples,
             progress=sys.stderr,
             consent_summary=consent_summary,
+            max_message_bytes=max_message_bytes,
         )
     finally:
         if geo is not None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anonymizers.allowlist import Allowlist, strip_echoes
+from anonymizers.allowlist import Allowlist, echo_needles, strip_echoes
 from anonymizers.policy import OutputConfig
 
 
@@ -51,7 +51,66 @@ ECHO_CASES = [
         "https://shop.example/u/[id]",
         id="case",
     ),
-    pytest.param("https://shop.example/u/al%69ce-1234", ["alice-1234"], None, id="percent-encoded"),
+    pytest.param(
+        "https://shop.example/u/al%69ce-1234",
+        ["alice-1234"],
+        "https://shop.example/u/[id]",
+        id="percent-encoded",
+    ),
+    pytest.param(
+        "https://shop.example/u/alice+1234",
+        ["alice 1234"],
+        "https://shop.example/u/[id]",
+        id="plus",
+    ),
+    pytest.param(
+        "https://shop.example/u/alice%201234",
+        ["alice 1234"],
+        "https://shop.example/u/[id]",
+        id="percent-20",
+    ),
+    pytest.param(
+        "https://shop.example/a/6ba7b8109dad11d180b400c04fd430c8",
+        ["6BA7B810-9DAD-11D1-80B4-00C04FD430C8"],
+        "https://shop.example/a/[id]",
+        id="guid-without-dashes",
+    ),
+    pytest.param(
+        "https://shop.example/m/0011.22aa.bbcc",
+        ["00:11:22:AA:BB:CC"],
+        "https://shop.example/m/[id]",
+        id="mac-dotted",
+    ),
+    pytest.param(
+        "https://shop.example/o/42/view",
+        ["42"],
+        "https://shop.example/o/[id]/view",
+        id="short-segment",
+    ),
+    pytest.param(
+        "https://shop.example/o/1142/view",
+        ["42"],
+        "https://shop.example/o/1142/view",
+        id="short-inside",
+    ),
+    pytest.param(
+        "https://shop.example/h/0xc0a80101",
+        ["192.168.1.1"],
+        "https://shop.example/h/[id]",
+        id="ip-hex",
+    ),
+    pytest.param(
+        "https://shop.example/h/0300.0250.01.01",
+        ["192.168.1.1"],
+        "https://shop.example/h/[id]",
+        id="ip-octal",
+    ),
+    pytest.param(
+        "https://shop.example/h/3232235777",
+        ["::ffff:192.168.1.1"],
+        "https://shop.example/h/[id]",
+        id="ip-number-mapped",
+    ),
     pytest.param(
         "https://shop.example/u/bob", ["alice-1234"], "https://shop.example/u/bob", id="absent"
     ),
@@ -60,8 +119,10 @@ ECHO_CASES = [
 
 @pytest.mark.parametrize(("value", "needles", "expected"), ECHO_CASES)
 def test_strip_echoes(value: str, needles: list[str], expected: str | None) -> None:
-    """An identifier echoed in free text is replaced; if only encoded, the field goes."""
-    assert strip_echoes(value, needles) == expected
+    """An identifier echoed in free text is replaced in any spelling (case, encoding,
+    separators, notation); a short one only as a whole segment."""
+    ips = [n for n in needles if n[:1].isdigit() or n.startswith(":")]
+    assert strip_echoes(value, echo_needles(needles, ips=ips)) == expected
 
 
 def test_allowlist_guard_removes_echoed_identifiers() -> None:

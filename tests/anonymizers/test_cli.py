@@ -471,3 +471,69 @@ def test_preview_writes_the_aggregates_the_release_rules_allow(tmp_path: Path, m
         expected.add((size, "cell", "https://shop.example/a", 12))
         expected.add((size, "other", None, 13))
     assert page_views == expected
+
+
+def test_preview_accepts_and_rejects_what_the_stream_does(tmp_path: Path) -> None:
+    """Each line is judged as the stream judges a message: same size limit, empty batch,
+    non-object item and schema answers, and no report names an unknown field."""
+    from anonymizers.intake import decode_message
+
+    good = {
+        "event_id": "1",
+        "event_type": "page_view",
+        "occurred_at": "2024-05-01T10:00:00Z",
+        "cookie_id": "c-123456789",
+    }
+    limit = 2048
+    lines = [
+        orjson.dumps(good),
+        b"[]",
+        orjson.dumps([good, 7]),
+        orjson.dumps({**good, "page_url": "https://shop.example/" + "a" * limit}),
+        orjson.dumps({**good, "consent": {"analytics": "jeanne.dupont@example.fr"}}),
+        orjson.dumps({**good, "jeanne.dupont@example.fr": 1}),
+    ]
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    result = _run(
+        "preview",
+        "--events",
+        str(events),
+        "--out",
+        str(tmp_path / "o"),
+        "--max-message-bytes",
+        str(limit),
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    stream = [decode_message(line, max_bytes=limit) for line in lines]
+    assert report["events"] == sum(len(d.events) for d in stream)
+    assert report["invalid"] == sum(len(d.invalid) for d in stream)
+    expected: dict[str, int] = {}
+    for decoded in stream:
+        for invalid in decoded.invalid:
+            expected[invalid.reason] = expected.get(invalid.reason, 0) + 1
+    assert report["invalid_by_reason"] == expected
+    assert {"too_large", "not_object"} <= set(expected)
+    text = (tmp_path / "o" / "report.json").read_text() + result.output
+    assert "jeanne" not in text and "dupont" not in text
+
+
+def test_python_m_stream_returns_the_exit_status(tmp_path: Path) -> None:
+    """`python -m stream` exits with the command's status, not 0 when it failed."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('schema_version = 1\npolicy_version = "x"\n[geo]\ngranularity = "street"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "stream", "policy", "check", str(bad)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout
+    ok = subprocess.run(
+        [sys.executable, "-m", "stream", "--help"], capture_output=True, check=False, timeout=120
+    )
+    assert ok.returncode == 0

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anonymizers.masking import MASK, mask_event, mask_url
+from anonymizers.masking import MASK, UNKNOWN_FIELDS, mask_event, mask_url
 
 BASE = {"event_type": "page_view", "occurred_at": "2026-01-01T00:00:00Z", "gpc": True}
 
@@ -33,7 +33,11 @@ BASE = {"event_type": "page_view", "occurred_at": "2026-01-01T00:00:00Z", "gpc":
             id="none-and-numbers-kept",
         ),
         pytest.param({"search_terms": ""}, {"search_terms": MASK}, id="empty-terms"),
-        pytest.param({"shoe_size": "44"}, {"shoe_size": MASK}, id="unknown-field"),
+        pytest.param(
+            {"shoe_size": "44", "alice@example.com": 1},
+            {UNKNOWN_FIELDS: 2},
+            id="unknown-fields-counted-not-named",
+        ),
         pytest.param(
             {"page_url": "https://shop.example/rings?colour=gold&size=52#reviews"},
             {"page_url": "https://shop.example/rings?colour=…&size=…#…"},
@@ -42,8 +46,8 @@ BASE = {"event_type": "page_view", "occurred_at": "2026-01-01T00:00:00Z", "gpc":
     ],
 )
 def test_mask_event_table(fields: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Identifiers and the IP become their field name, unknown fields and unreadable URLs a
-    mask, query values and fragments an ellipsis; type, time and flags stay as sent."""
+    """Identifiers and the IP become their field name, unreadable URLs a mask, query values
+    and fragments an ellipsis, unknown fields a count; type, time and flags stay as sent."""
     assert mask_event({**BASE, **fields}) == {**BASE, **expected}
 
 
@@ -63,7 +67,7 @@ def test_identifiers_echoed_elsewhere_are_removed() -> None:
     text = repr(masked).casefold()
     assert "jean-dupont-1984" not in text and "2001:db8::1" not in text
     assert masked["page_url"].startswith("https://shop.example/u/") and "orders" in text
-    assert masked["user_agent"].startswith("Mozilla/5.0 (")
+    assert masked["user_agent"].startswith("mozilla/5.0 (")
 
 
 def test_mask_url_keeps_scheme_host_and_query_names() -> None:
@@ -83,3 +87,37 @@ def test_no_identifier_survives_in_any_text_field(identifier: str, field: str) -
     value = f"https://shop.example/p/{identifier}" if field.endswith("url") else identifier
     masked = mask_event({**BASE, "cookie_id": identifier, field: value})
     assert identifier not in repr(masked).casefold()
+
+
+@pytest.mark.parametrize(
+    ("fields", "secret"),
+    [
+        pytest.param(
+            {"page_url": "https://shop.example/u/alice%40example.com/orders"},
+            "alice@example.com",
+            id="percent-encoded-email-in-path",
+        ),
+        pytest.param(
+            {"page_url": "https://shop.example/u/alice%2540example.com"},
+            "alice@example.com",
+            id="double-encoded-email-in-path",
+        ),
+        pytest.param(
+            {"user_agent": "Mozilla/5.0 (Linux; Android 14) bob.martin@example.org"},
+            "bob.martin@example.org",
+            id="email-in-user-agent",
+        ),
+        pytest.param(
+            {"user_agent": "MyApp/1.0 (client 203.0.113.77)"}, "203.0.113.77", id="ip-in-user-agent"
+        ),
+        pytest.param(
+            {"user_agent": "MyApp/1.0 imei=490154203237518"},
+            "490154203237518",
+            id="imei-in-user-agent",
+        ),
+    ],
+)
+def test_before_side_masked_by_the_detectors(fields: dict[str, Any], secret: str) -> None:
+    """Personal data in a URL path (encoded) or the user agent never reaches the "before" side."""
+    masked = repr(mask_event({**BASE, **fields}))
+    assert secret not in masked and secret.split("@")[0] not in masked
