@@ -63,10 +63,11 @@ def _ranges_problem(starts: memoryview, pointers: memoryview, blocks: memoryview
 
 
 class Ipv4Ranges:
-    """Ipv4Ranges(starts, pointers, blocks): `Ipv4Index`'s search over three buffers of unsigned 32-bit values, held,
-    not copied: `starts` the sorted first addresses of the networks (starts[0] == 0),
-    `pointers` their records, `blocks` (65,537 entries) the range of `starts` positions per
-    /16. `find(address)` is the pointer of the last network starting at or before it."""
+    """Ipv4Ranges(starts, pointers, blocks): `Ipv4Index`'s search over three buffers of
+    unsigned 32-bit values, held, not copied: `starts` the sorted first addresses of the
+    networks (starts[0] == 0), `pointers` their records, `blocks` (65,537 entries) the range
+    of `starts` positions per /16. `find(address)` is the pointer of the last network
+    starting at or before it."""
 
     __slots__ = ("_blocks", "_pointers", "_starts")
 
