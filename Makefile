@@ -19,9 +19,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall when the dependency list or the C extension changes (an editable install builds
-# anonymizers/native/_fast*.so next to its source).
-$(INSTALL_STAMP): pyproject.toml setup.py anonymizers/native/_fast.c | $(BIN)/python
+# Reinstall when the dependency list changes.
+$(INSTALL_STAMP): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 

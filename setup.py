@@ -3,12 +3,6 @@ modules with mypyc (a C compiler is needed); without the variable they run as th
 source, which is what `pip install -e '.[dev]'`, the tests and development use. The
 configuration itself is in pyproject.toml.
 
-One small C extension is built by every install, editable ones included:
-`anonymizers.native._fast` (anonymizers/native/_fast.c, the fast twin of
-anonymizers/native/slow.py; see docs/internals.md): fingerprint tables for the large memos,
-the event time's fast path, the IPv4 reader. Without a C compiler it is skipped and the same code runs in
-Python (same results, slower); the compiled build requires it.
-
 Measured on the development machines (bench_chain.py, best of 20 runs of fresh events):
 compiled ~1.6x the pure-Python throughput. The compiled modules are the same source files,
 type-checked by mypy --strict; `make test-compiled` runs the whole suite against them.
@@ -26,7 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from setuptools import Extension, setup
+from setuptools import setup
 
 COMPILED_MODULES = [
     "anonymizers/allowlist.py",
@@ -43,17 +37,6 @@ COMPILED_MODULES = [
     "anonymizers/search_terms.py",
     "anonymizers/urls.py",
 ]
-
-
-def _native_extensions(*, required: bool) -> list[Extension]:
-    return [
-        Extension(
-            "anonymizers.native._fast",
-            ["anonymizers/native/_fast.c"],
-            extra_compile_args=["-O2"],
-            optional=not required,
-        )
-    ]
 
 
 MYPYC_REQUIREMENT = "mypy==2.4.1"  # the dev dependency's version: one type checker, one compiler
@@ -74,7 +57,7 @@ def _build_requirements() -> list[str]:
 
 def _compiled_build() -> dict[str, Any]:
     if os.environ.get("ANONSTREAM_COMPILE", "") != "1":
-        return {"ext_modules": _native_extensions(required=False)}
+        return {}
     if "editable_wheel" in sys.argv:
         raise SystemExit(
             "ANONSTREAM_COMPILE=1 is for non-editable installs (pip install .); "
@@ -88,10 +71,7 @@ def _compiled_build() -> dict[str, Any]:
         return {"setup_requires": _build_requirements()}
     return {
         "setup_requires": _build_requirements(),
-        "ext_modules": [
-            *mypycify(COMPILED_MODULES, opt_level="3"),
-            *_native_extensions(required=True),
-        ],
+        "ext_modules": mypycify(COMPILED_MODULES, opt_level="3"),
     }
 
 

@@ -4,8 +4,7 @@ The public face: `Pipeline` (the chain of units, `anonymizers.chain`), `Policy` 
 `load_policy`, `parse_policy` and `default_policy` (`anonymizers.policy`), the outcomes
 `Anonymized` and `Dropped`, and the errors (`anonymizers.exceptions`). Sub-packages:
 `anonymizers.policy` (the one policy model and its checks), `anonymizers.stats` (windows,
-aggregation, suppression, noise, release), `anonymizers.geo` (the geolocation database) and
-`anonymizers.native` (the optional C fast twin of a few hot helpers).
+aggregation, suppression, noise, release) and `anonymizers.geo` (the geolocation database).
 
 Nothing in this package touches Kafka, the environment or the network; the only I/O is
 opening a geolocation database and reading a policy file, each named by path

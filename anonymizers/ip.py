@@ -15,13 +15,12 @@ itself never reaches the output.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any, Final, NamedTuple
 
 from anonymizers.allowlist import echo_needles
 from anonymizers.geo import GeoLookup, Place
 from anonymizers.memo import Memo, bounded_put
-from anonymizers.native import twin
 from anonymizers.outcome import Draft
 from anonymizers.policy import GeoConfig
 
@@ -38,6 +37,9 @@ their country instead of skipping them (a fifth of real traffic, and every event
 country-only database); no ISO 3166-2 code or English subdivision name reads "unknown"."""
 _NOT_IPV4_CHARS: Final = -1
 """`ipv4_value`'s answer for a text with a character other than a digit or a dot."""
+_MALFORMED_IPV4: Final = -2
+"""`ipv4_value`'s answer for digits and dots that are no dotted quad."""
+_IPV4_CHARS: Final = frozenset("0123456789.")
 # NamedTuple construction without its Python-level __new__ (on every new address).
 _new_tuple: Final = tuple.__new__
 _IPV6_REJECT: Final = frozenset("%[]/ \t")
@@ -61,27 +63,41 @@ OUTPUT_FIELDS: Final = ("country", "region", "city", "ip_prefix")
 _Fields = tuple[tuple[str, str], ...]
 
 
-def ipv4_reader() -> Callable[[str], int]:
-    """The chosen twin's `ipv4_value` (`anonymizers.native`), for a caller of `parse_ip` to
-    take once when it is built."""
-    reader: Callable[[str], int] = twin().ipv4_value
-    return reader
+def ipv4_value(text: object) -> int:
+    """The value of `text` as a dotted quad: four decimal octets 0-255 of one to three ASCII
+    digits, no leading zero (010 is octal to some parsers, decimal to others), separated by
+    single dots. -1 when `text` holds a character other than an ASCII digit or a dot (not
+    IPv4); -2 when it holds only those but is no such quad (malformed)."""
+    if not isinstance(text, str):
+        raise TypeError("ipv4_value() takes a str")
+    if not _IPV4_CHARS.issuperset(text):
+        return _NOT_IPV4_CHARS
+    parts = text.split(".")
+    if len(parts) != 4:
+        return _MALFORMED_IPV4
+    value = 0
+    for part in parts:
+        size = len(part)
+        if size == 0 or size > 3 or (size > 1 and part[0] == "0"):
+            return _MALFORMED_IPV4
+        octet = int(part)
+        if octet > 255:
+            return _MALFORMED_IPV4
+        value = value << 8 | octet
+    return value
 
 
-def parse_ip(raw: object, ipv4_value: Callable[[str], int] | None = None) -> ParsedIp | None:
+def parse_ip(raw: object) -> ParsedIp | None:
     """A strictly parsed address, or None for anything that is not exactly one address.
 
-    Dotted quads are read by `ipv4_value` (from `ipv4_reader()`), by default the chosen
-    twin's (`anonymizers.native`): four octets 0-255, no leading zero.
+    Dotted quads are read by `ipv4_value`: four octets 0-255, no leading zero.
     """
     if not isinstance(raw, str):
         return None
     text = raw.strip()
     if not text or len(text) > 45:
         return None
-    # Typed, so that compiled code compares the answer as an int.
-    reader: Callable[[str], int] = twin().ipv4_value if ipv4_value is None else ipv4_value
-    value = reader(text)
+    value = ipv4_value(text)
     if value >= 0:
         return _new_tuple(ParsedIp, (4, value, text))
     if value != _NOT_IPV4_CHARS:
@@ -200,7 +216,6 @@ class IpAnonymizer:
         # Database place (cached tuple from GeoLookup.place) -> (output pairs, located).
         self._place_fields: dict[Place, tuple[_Fields, bool]] = {}
         self._geo_wanted = bool(self._wanted & {"country", "region", "city", "ip_prefix"})
-        self._ipv4_value = ipv4_reader()
         self.memo: Memo[str, _IpEntry] = Memo(self._entry, max_size=memo_size, values="object")
         self._table = self.memo.table
 
@@ -217,7 +232,7 @@ class IpAnonymizer:
         return None
 
     def _entry(self, raw_ip: str) -> _IpEntry:
-        ip = parse_ip(raw_ip, self._ipv4_value)
+        ip = parse_ip(raw_ip)
         # The echo guard looks for the address as sent and in canonical form.
         sent = raw_ip.strip()
         if ip is None:

@@ -30,7 +30,7 @@ figure profits from having seen the same events before. Printed:
 Outcomes are tallied batch by batch and dropped, as a worker drops them once sent.
 
     python benchmarks/bench_chain.py [--events N] [--repeat R] [--warmup W] [--batch B]
-                                     [--geo-db PATH] [--python-gc] [--no-native]
+                                     [--geo-db PATH] [--python-gc]
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ from anonymizers.consent import ConsentState
 from anonymizers.fields import SUBJECT_FIELDS
 from anonymizers.geo import GeoLookup
 from anonymizers.keys import GeneratedKeyProvider
-from anonymizers.native import native_enabled, use_native
 from anonymizers.outcome import Anonymized, Outcome
 from anonymizers.policy import default_policy
 from stream.gcsettings import DEFAULT_YOUNG_THRESHOLD, settle_after_startup
@@ -289,14 +288,7 @@ def main() -> None:
         action="store_true",
         help="keep Python's garbage collector settings instead of a worker's",
     )
-    parser.add_argument(
-        "--no-native",
-        action="store_true",
-        help="run on the slow twin (anonymizers.native.slow) even where the C one is built",
-    )
     args = parser.parse_args()
-    if args.no_native:
-        use_native(False)
     young_threshold = 0 if args.python_gc else DEFAULT_YOUNG_THRESHOLD
     geo_path = args.geo_db
     if geo_path is None:
@@ -350,14 +342,6 @@ def main() -> None:
     else:
         settings = "Python's defaults (--python-gc)"
     print(f"garbage collector: {settings}; thresholds now {gc.get_threshold()}")
-    if native_enabled():
-        native = (
-            "the fast twin, anonymizers.native._fast (fingerprint tables, event clock, IPv4 "
-            "reader and index search)"
-        )
-    else:
-        native = "the slow twin (" + ("--no-native" if args.no_native else "not built") + ")"
-    print(f"C extension: {native}")
     print(
         f"{'cold chain alone (fresh caches, ' + format(args.cold, ',') + ' events):':44s}{cold:10,.0f}"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,6 @@ from netaddr import IPSet
 from anonymizers.chain import Pipeline
 from anonymizers.geo import GeoLookup
 from anonymizers.keys import StaticKeyProvider
-from anonymizers.native import native_enabled, use_native
 from anonymizers.policy import Policy, default_policy
 
 # network -> (country, region code or None, region name, city) ; the ground truth of the tests.
@@ -133,15 +132,3 @@ def unkeyed_hashes(value: str) -> list[str]:
                 text = encoded.decode()
                 out.extend({text, text.rstrip("=")})
     return out
-
-
-@pytest.fixture(params=["native", "python"])
-def native_switch(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Objects built with the fast twin of anonymizers.native (the C extension, where it is
-    built: fingerprint tables for the large memos, the event clock, the IPv4 reader and index
-    search), then with the slow one (pure Python): the results must be the same either way."""
-    if request.param == "native" and not native_enabled():
-        pytest.skip("anonymizers._native is not built (no C compiler)")
-    use_native(request.param == "native")
-    yield request.param
-    use_native(True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from anonymizers.exceptions import KeyMaterialError
@@ -53,7 +53,7 @@ def test_weak_or_wrong_size_material_rejected(material: bytes) -> None:
         EpochKey(1, material)
 
 
-def test_destroy_zeroes_and_disables(native_switch: str) -> None:
+def test_destroy_zeroes_and_disables() -> None:
     """After destroy(), the material is zero, the memo empty, and use raises."""
     key = EpochKey(1, KEY_A)
     key.pseudonym("user_id:alice")
@@ -69,7 +69,7 @@ def test_destroy_zeroes_and_disables(native_switch: str) -> None:
         key.memo_for("user_id:")["carol"]
 
 
-def test_pseudonym_is_hmac_sha256_prefix(native_switch: str) -> None:
+def test_pseudonym_is_hmac_sha256_prefix() -> None:
     """The pseudonym is base64url of the first 16 bytes of HMAC-SHA256 (independent computation)."""
     import base64
     import hashlib
@@ -121,12 +121,11 @@ def test_static_provider_has_no_key_for_unknown_epoch() -> None:
     assert provider.rotation_seconds == 60
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     material=st.binary(min_size=32, max_size=32).filter(lambda b: len(set(b)) > 1),
     data=st.binary(max_size=300),
 )
-def test_mac_is_hmac_sha256(material: bytes, data: bytes, native_switch: str) -> None:
+def test_mac_is_hmac_sha256(material: bytes, data: bytes) -> None:
     """mac() is the standard library's HMAC-SHA256 for any key and message."""
     import hashlib
     import hmac
@@ -134,14 +133,11 @@ def test_mac_is_hmac_sha256(material: bytes, data: bytes, native_switch: str) ->
     assert EpochKey(1, material).mac(data) == hmac.new(material, data, hashlib.sha256).digest()
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     material=st.binary(min_size=32, max_size=32).filter(lambda b: len(set(b)) > 1),
     message=st.text(max_size=200),
 )
-def test_any_pseudonym_is_the_hmac_of_its_utf8(
-    material: bytes, message: str, native_switch: str
-) -> None:
+def test_any_pseudonym_is_the_hmac_of_its_utf8(material: bytes, message: str) -> None:
     """For any text (any length, any characters), the pseudonym is base64url of the first 16
     bytes of the standard library's HMAC-SHA256 of its UTF-8."""
     import base64

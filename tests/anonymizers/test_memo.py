@@ -10,8 +10,11 @@ values repeat and every memo and fast path is hit, plus malformed values) to one
 
 from __future__ import annotations
 
+import base64
+import gc
 import random
 import tempfile
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,14 @@ from anonymizers.fields import EVENT_TYPES, IDENTIFIER_FIELDS
 from anonymizers.geo import GeoLookup
 from anonymizers.ip import IpAnonymizer, parse_ip
 from anonymizers.keys import EpochKey, StaticKeyProvider
-from anonymizers.memo import Memo, bounded_put
+from anonymizers.memo import (
+    KIND_OBJECT,
+    KIND_PSEUDONYM,
+    KIND_U64,
+    FingerprintTable,
+    Memo,
+    bounded_put,
+)
 from anonymizers.outcome import Anonymized, Dropped, Outcome
 from anonymizers.policy import Policy, default_policy, parse_policy
 from anonymizers.pseudonym import Pseudonymizer
@@ -361,13 +371,12 @@ _DB = build_mmdb(Path(tempfile.mkdtemp()) / "memo.mmdb")
 @settings(
     max_examples=25,
     deadline=None,
-    # The fixture only switches the kind of table for every example alike.
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 @given(seed=st.integers(0, 2**32 - 1))
-def test_memoised_chain_equals_plain_units(policy_name: str, seed: int, native_switch: str) -> None:
-    """Event by event, the memoised chain's outcome equals the uncached units' (every policy,
-    with the C extension and without)."""
+def test_memoised_chain_equals_plain_units(policy_name: str, seed: int) -> None:
+    """Event by event, the memoised chain's outcome equals the uncached units' (every
+    policy)."""
     rng = random.Random(seed)
     events = [random_event(rng) for _ in range(80)]
     policy = _POLICIES[policy_name]
@@ -377,7 +386,6 @@ def test_memoised_chain_equals_plain_units(policy_name: str, seed: int, native_s
     pipeline = Pipeline.from_policy(
         policy, keys=_static_keys(), geo=GeoLookup(str(_DB)), consent=consent
     )
-    assert pipeline.unit(IpAnonymizer).memo.native == (native_switch == "native")
     expected = [reference_outcome(policy, _DB, consent, event) for event in events]
     # Twice through the same pipeline: the second pass is all memo hits.
     assert [pipeline(event) for event in events] == expected
@@ -391,12 +399,11 @@ _ZONES = ["Z", "z", "", "ZZ", "+02:00", "-04:30", " ", "Z "]
 
 
 @pytest.mark.parametrize("rotation", [60, 90, 3600, 86_400])
-def test_event_time_fast_path_reads_as_the_full_parser(rotation: int, native_switch: str) -> None:
+def test_event_time_fast_path_reads_as_the_full_parser(rotation: int) -> None:
     """Once a minute is known to the fast path, every text in that minute, valid or not
     (each seconds text 00-99 and odd ones, with each fraction and zone), reads exactly as a
     fresh full parser reads it; epochs not aligned on the minute (90 s) included."""
     times = EventTime(rotation)
-    assert times.native == (native_switch == "native")
     minute = "2024-05-01T10:59:"
     times.read(f"{minute}00Z")  # the full parser fills the minute's fast-path entry
     for second in _SECOND_TEXTS:
@@ -406,11 +413,9 @@ def test_event_time_fast_path_reads_as_the_full_parser(rotation: int, native_swi
                 assert times.read(raw) == EventTime(rotation).parse(raw), raw
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=300, deadline=None)
 @given(tail=st.text("0123456789.Zz:+- \u0665", max_size=16))
-def test_event_time_fast_path_on_any_tail(tail: str, native_switch: str) -> None:
+def test_event_time_fast_path_on_any_tail(tail: str) -> None:
     """The same for any text after a known minute."""
     times = EventTime(90)
     times.read("2024-05-01T10:59:00Z")
@@ -428,9 +433,7 @@ _KNOWN_MINUTES = [
 ]
 
 
-@settings(
-    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=500, deadline=None)
 @given(
     base=st.sampled_from(_KNOWN_MINUTES),
     edits=st.lists(
@@ -439,11 +442,11 @@ _KNOWN_MINUTES = [
     fraction=st.sampled_from(["", ".5", ".123456789", ".1234567890"]),
 )
 def test_event_time_any_text_near_known_minutes(
-    base: str, edits: list[tuple[int, str]], fraction: str, native_switch: str
+    base: str, edits: list[tuple[int, str]], fraction: str
 ) -> None:
     """Texts one to three characters away from minutes the fast path knows (the date and time
-    digits and separators included, where the native reader looks) read exactly as a fresh
-    full parser reads them."""
+    digits and separators included, where the clock looks) read exactly as a fresh full
+    parser reads them."""
     times = EventTime(90)
     for known in _KNOWN_MINUTES:
         times.read(known)
@@ -468,7 +471,7 @@ def test_event_time_any_text_near_known_minutes(
         "2024-05-01T10:59:00.Z",
     ],
 )
-def test_event_time_refuses_impossible_times(raw: str, native_switch: str) -> None:
+def test_event_time_refuses_impossible_times(raw: str) -> None:
     """Impossible dates and times are unusable, on the fast path's first sight and after
     their neighbours are known."""
     times = EventTime(86_400)
@@ -476,3 +479,203 @@ def test_event_time_refuses_impossible_times(raw: str, native_switch: str) -> No
     for known in _KNOWN_MINUTES:
         times.read(known)
     assert times.read(raw) == (0, "", "")
+
+
+# ------------------------------------------------------------------ FingerprintTable: contract
+
+
+def _power_of_two_at_least(n: int) -> int:
+    size = 1
+    while size < n:
+        size *= 2
+    return size
+
+
+KEYS = ["", "a", "b", "ab", "\u6261", "\U0001f600", "81.2.69.1", "user-000001", "é", "x" * 300]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    capacity=st.sampled_from([2, 3, 4, 5, 8, 16]),
+    steps=st.lists(
+        st.tuples(st.booleans(), st.sampled_from(KEYS), st.integers(0, 2**64 - 1)), max_size=60
+    ),
+)
+def test_table_keeps_its_contract_on_any_sequence(
+    capacity: int, steps: list[tuple[bool, str, int]]
+) -> None:
+    """Any sequence of look-ups and stores: capacity rounded up to a power of two, never more
+    entries than that, the entry stored last always there, and a key found gives the value
+    stored for it last."""
+    table = FingerprintTable(capacity, KIND_U64)
+    assert table.capacity == _power_of_two_at_least(capacity) and table.kind == KIND_U64
+    latest: dict[str, int] = {}
+    for store, key, value in steps:
+        if store:
+            table[key] = latest[key] = value
+            assert table.get(key) == value and key in table
+        else:
+            found = table.get(key)
+            assert found is None or found == latest[key]
+        assert len(table) <= table.capacity
+    for key in KEYS:
+        found = table.get(key)
+        assert (key in table) == (found is not None)
+        assert found is None or found == latest[key]
+
+
+def test_many_keys_never_answer_for_another() -> None:
+    """100,000 keys through a 4,096-entry table: a key found always gives its own value."""
+    table = FingerprintTable(4096, KIND_U64)
+    rng = random.Random(3)
+    stored: dict[str, int] = {}
+    for index in range(100_000):
+        key = f"cookie-{rng.getrandbits(40):010x}-{index}"
+        table[key] = stored[key] = index
+        probe = rng.choice(list(stored)[-5000:]) if index % 10 == 0 else key
+        found = table.get(probe)
+        assert found is None or found == stored[probe]
+    assert len(table) <= 4096
+    # Most of the last 1,000 are still held (a full table drops its oldest eighth).
+    recent = list(stored)[-1000:]
+    assert sum(table.get(key) == stored[key] for key in recent) > 800
+
+
+def test_pseudonyms_round_trip() -> None:
+    """Every pseudonym an EpochKey makes comes back identical."""
+    key = EpochKey.generate(7, memo_size=0)
+    table = FingerprintTable(8192, KIND_PSEUDONYM)
+    made = {f"id-{index}": key.pseudonym(f"p:id-{index}") for index in range(2000)}
+    for name, pseudonym in made.items():
+        table[name] = pseudonym
+        assert table.get(name) == pseudonym and len(pseudonym) == 22
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "short",
+        "A" * 21,
+        "A" * 23,
+        "A" * 21 + "B",  # the last character carries 2 bits: "B" sets a padding bit
+        "A" * 21 + "=",
+        "+" * 21 + "A",  # base64, not base64url
+        "é" * 21 + "A",
+        b"A" * 22,
+        22,
+    ],
+)
+def test_pseudonym_tables_refuse_anything_else(value: object) -> None:
+    table = FingerprintTable(8, KIND_PSEUDONYM)
+    with pytest.raises((ValueError, TypeError)):
+        table["k"] = value
+    assert len(table) == 0 and table.get("k") is None
+
+
+@pytest.mark.parametrize(
+    "raw", [bytes(range(16)), bytes(16), b"\xff" * 16, bytes(range(1, 17)), bytes(range(2, 18))]
+)
+def test_pseudonyms_of_known_bytes_round_trip(raw: bytes) -> None:
+    """The base64url text of known 16 bytes (each of the four possible last characters
+    among them) is held and given back as it was stored."""
+    text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    table = FingerprintTable(8, KIND_PSEUDONYM)
+    table["k"] = text
+    assert table.get("k") == text
+
+
+@pytest.mark.parametrize("value", [0, 1, 2**63, 2**64 - 1])
+def test_u64_values_round_trip(value: int) -> None:
+    table = FingerprintTable(8, KIND_U64)
+    table["k"] = value
+    assert table.get("k") == value and type(table.get("k")) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(-1, OverflowError), (2**64, OverflowError), ("1", TypeError)]
+)
+def test_u64_tables_refuse_other_values(value: object, error: type[Exception]) -> None:
+    table = FingerprintTable(8, KIND_U64)
+    with pytest.raises(error):
+        table["k"] = value
+    assert len(table) == 0
+
+
+class _Value:
+    """A value the table can hold by reference, whose end a weak reference shows."""
+
+
+def test_object_values_live_as_long_as_their_entries() -> None:
+    """A value is released when its entry is replaced, evicted, cleared, or when the table
+    goes; held while its entry is."""
+    table = FingerprintTable(2, KIND_OBJECT)
+    values = [_Value() for _ in range(5)]
+    refs = [weakref.ref(value) for value in values]
+    table["a"], table["b"] = values[0], values[1]
+    table["a"] = values[2]  # replaces values[0]
+    table["c"] = values[3]  # evicts "a" or "b"
+    assert len(table) == 2 and "c" in table and ("a" in table) != ("b" in table)
+    del values[:4]
+    gc.collect()
+    held = ["a" in table, "b" in table, "c" in table]
+    assert refs[0]() is None
+    assert [ref() is not None for ref in refs[1:4]] == [held[1], held[0], held[2]]
+    table.clear()
+    assert all(ref() is None for ref in refs[:4]) and len(table) == 0
+    table["d"] = values[0]
+    del values[0], table
+    gc.collect()
+    assert refs[4]() is None
+
+
+def test_misuse_is_refused() -> None:
+    for args in [(1, KIND_OBJECT), (8, 9), (2**33, KIND_OBJECT)]:
+        with pytest.raises(ValueError):
+            FingerprintTable(*args)
+    table = FingerprintTable(8, KIND_OBJECT)
+    for bad_key in (b"bytes", 1):
+        with pytest.raises(TypeError):
+            table[bad_key]
+        with pytest.raises(TypeError):
+            _ = bad_key in table
+    with pytest.raises(TypeError):
+        table[1] = "x"
+    with pytest.raises(ValueError):
+        table["k"] = None  # None is what get() returns for a miss
+    table["k"] = "v"
+    with pytest.raises(TypeError):
+        del table["k"]
+    assert table.get("k") == "v"
+    with pytest.raises(KeyError) as caught:
+        table["alice@example.com"]
+    assert "alice" not in str(caught.value)
+    with pytest.raises(TypeError):
+        iter(table)  # no way to list the keys
+
+
+def test_table_get_is_its_dicts() -> None:
+    """get() is its dict's own (the chain calls it per event), so a key that is not a str is
+    a miss (none can be stored)."""
+    table = FingerprintTable(8, KIND_OBJECT)
+    table["k"] = "v"
+    assert type(table.get) is type({}.get)
+    assert table.get(b"bytes") is None and table.get(1) is None and table.get("k") == "v"
+
+
+def test_repr_shows_no_key() -> None:
+    table = FingerprintTable(8, KIND_OBJECT)
+    table["alice@example.com"] = "x"
+    assert "alice" not in repr(table) and "entries=1" in repr(table)
+    assert "alice" not in str(table)
+
+
+def test_memo_naming_its_values_uses_a_fingerprint_table() -> None:
+    """A memo that names its values gets a `FingerprintTable`, whose capacity is max_size
+    rounded up to a power of two; a memo without a kind is a plain dict."""
+    memo: Memo[str, int] = Memo(len, max_size=1000, values="u64")
+    assert isinstance(memo.table, FingerprintTable) and memo.max_size == 1024
+    assert [memo["abc"], memo["abc"], memo["de"]] == [3, 3, 2] and memo.misses == 2
+    with pytest.raises(TypeError):
+        _ = memo.plain_table
+    plain: Memo[str, int] = Memo(len, max_size=1000)
+    assert plain.plain_table == {} and plain.max_size == 1000

@@ -130,7 +130,7 @@ def figures(results: list[RowResult], inputs: list[Input], **run: Any) -> dict[s
 
 # ------------------------------------------------------------------------------- command
 @click.command("bench")
-@click.option("--quick", is_flag=True, help=f"{QUICK_EVENTS} events, no pure-Python worker rows.")
+@click.option("--quick", is_flag=True, help=f"{QUICK_EVENTS} events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on the last line.")
 @click.option("--bootstrap", default=None, help="Use this broker instead of starting one.")
 @click.option(
@@ -145,11 +145,6 @@ def figures(results: list[RowResult], inputs: list[Input], **run: Any) -> dict[s
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Interpreter with quixstreams (default build/bench-venv/bin/python, created if absent).",
-)
-@click.option(
-    "--native-compare",
-    is_flag=True,
-    help="Also run the worker without its C extension (always on without --quick).",
 )
 @click.option(
     "--rows",
@@ -173,7 +168,6 @@ def bench_cli(
     events: int | None,
     seed: int,
     peer_python: Path | None,
-    native_compare: bool,
     families: str,
     workers: int,
     keep: bool,
@@ -194,7 +188,6 @@ def bench_cli(
             f"must be among {', '.join(FAMILIES)}; got {', '.join(unknown)}", param_hint="--rows"
         )
     count = events or (QUICK_EVENTS if quick else FULL_EVENTS)
-    pure = native_compare or not quick
     workdir = Path(tempfile.mkdtemp(prefix="anonstream-bench-"))
     try:
         settings = load_settings()
@@ -213,7 +206,6 @@ def bench_cli(
                 events=count,
                 seed=seed,
                 families=chosen,
-                pure=pure,
                 workers=workers,
                 peer_python=peer,
             )
@@ -239,7 +231,6 @@ def run(
     events: int,
     seed: int,
     families: list[str],
-    pure: bool,
     workers: int,
     peer_python: Path | None,
 ) -> tuple[list[RowResult], list[Input], list[str]]:
@@ -271,10 +262,6 @@ def run(
             steps.append(("quix", partial(bench.quix, source)))
         if "worker" in families:
             steps.append(("worker", partial(bench.worker, source, consent=consent)))
-            if pure:
-                steps.append(
-                    ("worker", partial(bench.worker, source, consent=consent, native=False))
-                )
             if workers > 1:
                 steps.append(
                     ("worker", partial(bench.worker, source, consent=consent, workers=workers))

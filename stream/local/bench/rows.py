@@ -39,11 +39,6 @@ POLL_S = 1.0
 """How often afterwards (only to know when it is done; times come from the broker): each
 read costs the worker CPU that the row would count as its own."""
 CONSUMED = "anonstream_events_consumed_total"
-NO_NATIVE = (
-    "from anonymizers.native import use_native; use_native(False); "
-    "from stream.cli import main; main(['worker', '--stage', 'anonymize', '--loglevel', 'warn'])"
-)
-"""The worker without the C extension: `use_native(False)` before anything is built."""
 
 
 @dataclass(frozen=True)
@@ -210,9 +205,7 @@ class Bench:
             }
         )
 
-    def worker(
-        self, source: Input, *, consent: Path, native: bool = True, workers: int = 1
-    ) -> RowResult:
+    def worker(self, source: Input, *, consent: Path, workers: int = 1) -> RowResult:
         """`anonstream worker --stage anonymize` on `source` (`workers` processes in one
         group), from spawn to the last output record."""
         from stream.local import processes
@@ -220,7 +213,7 @@ class Bench:
         from stream.local.broker import free_port
 
         family = "worker" if workers == 1 else f"worker{workers}"
-        name = f"{family}_{source.kind}" + ("" if native else "_pure")
+        name = f"{family}_{source.kind}"
         settings = self.worker_settings(name, source)
         outputs = {settings.topic_pseudonymized, settings.topic_deadletter}
         specs = [
@@ -232,11 +225,8 @@ class Bench:
         create_topics(settings, specs)
         import_consent(settings, consent)
         self.progress(f"row {name} ...")
-        if native:
-            command = [sys.executable, "-m", "stream", "worker", "--stage", "anonymize"]
-            command += ["--loglevel", "warn"]
-        else:
-            command = [sys.executable, "-c", NO_NATIVE]
+        command = [sys.executable, "-m", "stream", "worker", "--stage", "anonymize"]
+        command += ["--loglevel", "warn"]
         started: list[Spawned] = []
         spawned = time.time()
         try:
