@@ -237,7 +237,10 @@ async def _anonymize_and_produce(
                 if builder.append(key=None, value=payload, timestamp=None, headers=header) is None:
                     pending.append(await producer.send_batch(builder, topic, partition=target))
                     builder = producer.create_batch()
-                    if builder.append(key=None, value=payload, timestamp=None, headers=header) is None:
+                    if (
+                        builder.append(key=None, value=payload, timestamp=None, headers=header)
+                        is None
+                    ):
                         raise BenchError(f"a {len(payload)}-byte message fits no record batch")
                 builders[target] = builder
                 produced.events_per_message.setdefault(target, []).append(len(offsets))
@@ -384,7 +387,9 @@ async def _committed_offsets(settings: Settings, *, partitions: int) -> dict[int
     }
 
 
-def settled_commits(settings: Settings, *, partitions: int, timeout_s: float = 60.0) -> dict[int, int]:
+def settled_commits(
+    settings: Settings, *, partitions: int, timeout_s: float = 60.0
+) -> dict[int, int]:
     """The group's committed offsets once every partition has one and they stayed the same
     for `SETTLE_S`."""
     deadline = time.monotonic() + timeout_s
@@ -400,7 +405,9 @@ def settled_commits(settings: Settings, *, partitions: int, timeout_s: float = 6
     raise BenchError(f"the aggregate group's commits did not settle: {previous}")
 
 
-def measure(settings: Settings, produced: Produced, workdir: Path) -> tuple[Run, Run, dict[int, int]]:
+def measure(
+    settings: Settings, produced: Produced, workdir: Path, *, loglevel: str
+) -> tuple[Run, Run, dict[int, int]]:
     """The first worker's catch-up, then SIGKILL and the second worker's recovery."""
     from stream.local import processes
     from stream.local.broker import free_port
@@ -411,7 +418,9 @@ def measure(settings: Settings, produced: Produced, workdir: Path) -> tuple[Run,
     log = workdir / "aggregate-1.log"
     _progress("first aggregate worker: catching up on the whole input ...")
     spawned = time.time()
-    process = processes.spawn_worker(settings, "aggregate", web_port=port, log=log)
+    process = processes.spawn_worker(
+        settings, "aggregate", web_port=port, log=log, loglevel=loglevel
+    )
     try:
         watch_until_live(
             process, port=port, spawned=spawned, run=first, partitions=partitions, log=log
@@ -427,7 +436,9 @@ def measure(settings: Settings, produced: Produced, workdir: Path) -> tuple[Run,
     port = free_port()
     log = workdir / "aggregate-2.log"
     spawned = time.time()
-    process = processes.spawn_worker(settings, "aggregate", web_port=port, log=log)
+    process = processes.spawn_worker(
+        settings, "aggregate", web_port=port, log=log, loglevel=loglevel
+    )
     try:
         watch_until_live(
             process, port=port, spawned=spawned, run=second, partitions=partitions, log=log
@@ -488,7 +499,10 @@ def table(first: Run, second: Run) -> str:
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in rows
     )
 
@@ -538,6 +552,9 @@ def main() -> None:
         default=1,
         help="raw 50-event messages per anonymize fetch (1: live-edge shape; 1000: catch-up)",
     )
+    parser.add_argument(
+        "--loglevel", default="warn", help="the workers' log level (their logs: --workdir)"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="kept after the run")
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args()
@@ -545,17 +562,25 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         with broker(args.bootstrap, workdir) as bootstrap:
-            result = bench(bootstrap, workdir, events=args.events, fetch_messages=args.fetch_messages)
+            result = bench(
+                bootstrap,
+                workdir,
+                events=args.events,
+                fetch_messages=args.fetch_messages,
+                loglevel=args.loglevel,
+            )
     except BenchError as exc:
         sys.exit(f"bench_recovery: {exc}")
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
-        print(orjson.dumps(result).decode())
+        print(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS).decode())
 
 
-def bench(bootstrap: str, workdir: Path, *, events: int, fetch_messages: int) -> dict[str, Any]:
+def bench(
+    bootstrap: str, workdir: Path, *, events: int, fetch_messages: int, loglevel: str
+) -> dict[str, Any]:
     from stream.topics import create_topics, topic_specs
 
     settings = run_settings(bootstrap, workdir)
@@ -572,7 +597,7 @@ def bench(bootstrap: str, workdir: Path, *, events: int, fetch_messages: int) ->
         f"{produced.raw_items:,} raw items, in {produced.seconds:.1f} s; not forwarded: "
         f"{dict(sorted(produced.dropped.items()))}"
     )
-    first, second, offsets = measure(settings, produced, workdir)
+    first, second, offsets = measure(settings, produced, workdir, loglevel=loglevel)
     load = os.getloadavg()
     print(
         f"\naggregate-worker recovery: {produced.events:,} events in today's open day window, "
