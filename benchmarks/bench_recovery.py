@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -131,8 +132,6 @@ def day_span(now: datetime) -> tuple[datetime, float]:
 def generate(settings: Settings, workdir: Path, *, events: int) -> Path:
     """`anonstream generate --seed 17 --start <midnight>` into workdir/traffic.jsonl, its
     timestamps from midnight to `MARGIN_S` before now."""
-    import subprocess
-
     from stream.local.processes import settings_env
 
     midnight, span = day_span(datetime.now(UTC))
@@ -151,7 +150,7 @@ def generate(settings: Settings, workdir: Path, *, events: int) -> Path:
     ]
     _progress(f"generating {items:,} items from {midnight:%Y-%m-%d} 00:00 UTC over {span:,.0f} s")
     started = time.monotonic()
-    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+    result = subprocess.run(
         command, env=settings_env(settings), capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
