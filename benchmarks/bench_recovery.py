@@ -1,7 +1,8 @@
 """Benchmark of aggregate-worker recovery (issue 17 item 5; prints figures, not a timed test).
 
-    python benchmarks/bench_recovery.py [--events 1000000] [--bootstrap HOST:PORT]
-                                        [--fetch-messages 1] [--workdir DIR] [--json]
+    python benchmarks/bench_recovery.py [--events 1000000] [--people N] [--bootstrap HOST:PORT]
+                                        [--fetch-messages 1] [--workdir DIR] [--loglevel warn]
+                                        [--json]
 
 How long a killed aggregate worker takes to be back at the live edge when today's day window
 holds `--events` events. The aggregate stage commits the first offset its oldest open window
@@ -22,12 +23,15 @@ the open day window: the recovery time grows with the window, not with a checkpo
    ends at the first fetch that brings the forwarded events to `--events` (overshoot < 50).
 3. `anonstream worker --stage aggregate` (fresh settings, topics and group) consumes it all:
    "first worker catch-up", spawn to live edge. Live edge: its
-   `anonstream_aggregate_events_total{outcome="events"}` equals the events it had to read and
-   `anonstream_consumer_lag` is 0 on every partition. Once its commits stop moving it is
-   killed (SIGKILL) and a second worker is spawned at once in the same group: "recovery",
-   spawn to live edge, split into start-up (spawn to /readyz), group join (ready to its first
-   event: the killed member holds its partitions until its session times out) and replay.
-   Events to replay: those of the messages from the committed offsets to the end.
+   `anonstream_aggregate_events_total{outcome="events"}` equals the events it had to read
+   (every one re-applied; nothing new arrives); the run then also waits for
+   `anonstream_consumer_lag` 0 on every partition, printed apart (the worker's offset probe
+   runs every 5 s). Once its commits stop moving it is killed (SIGKILL) and a second worker
+   is spawned at once in the same group: "recovery", spawn to live edge, split into process
+   up (spawn to /metrics), start-up (spawn to /readyz; it includes the Faust app group's wait
+   for the killed member's session to expire), group join (ready to its first event: the
+   stage consumer's group) and replay. Events to replay: those of the messages from the
+   committed offsets to the end.
 
 CPU: utime + stime of the worker process from spawn to live edge (start-up included); RSS:
 its VmHWM then. /metrics is read every `POLL_S`: times are to about that. Each figure is
