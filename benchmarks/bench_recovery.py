@@ -23,8 +23,10 @@ the open day window: the recovery time grows with the window, not with a checkpo
    ends at the first fetch that brings the forwarded events to `--events` (overshoot < 50).
 3. `anonstream worker --stage aggregate` (fresh settings, topics and group) consumes it all:
    "first worker catch-up", spawn to live edge. Live edge: its
-   `anonstream_aggregate_events_total{outcome="events"}` equals the events it had to read
-   (every one re-applied; nothing new arrives); the run then also waits for
+   `anonstream_aggregate_events_total{outcome="events"}` plus the events its replay guard
+   dropped as duplicates (`anonstream_aggregate_stage_total{what="duplicate_events"}`; see
+   `Run.duplicates`) equals the events it had to read (every one re-applied; nothing new
+   arrives); the run then also waits for
    `anonstream_consumer_lag` 0 on every partition, printed apart (the worker's offset probe
    runs every 5 s). Once its commits stop moving it is killed (SIGKILL) and a second worker
    is spawned at once in the same group: "recovery", spawn to live edge, split into process
@@ -89,6 +91,8 @@ PRODUCE_BATCH_BYTES = 1_000_000
 """Record batch size: under the broker's default message.max.bytes (1,048,588)."""
 PRODUCE_REQUEST_BYTES = 8 * 1024 * 1024
 EVENTS = 'anonstream_aggregate_events_total{outcome="events"}'
+DUPLICATES = 'anonstream_aggregate_stage_total{what="duplicate_events"}'
+"""Events the stage's replay guard dropped as already taken (see `watch_until_live`)."""
 
 
 def _progress(line: str) -> None:
@@ -310,6 +314,10 @@ class Run:
     timeline: list[tuple[float, int]] = field(default_factory=list)
     """(seconds from spawn, events counted) at each change."""
     events: int = 0
+    duplicates: int = 0
+    """Events dropped as duplicates: with large fetches the anonymize stage splits one raw
+    message's events over two messages to the same partition, and the aggregate stage's
+    replay guard (per raw partition, offsets beyond the highest taken) drops the second part."""
     cpu_s: float = 0.0
     cpu_startup_s: float | None = None
     rss_mb: float = 0.0
@@ -354,7 +362,9 @@ def watch_until_live(
         if run.ready_s is None and samples.get("anonstream_ready") == 1:
             run.ready_s = elapsed
             run.cpu_startup_s = cpu_seconds(process.pid)
-        events = int(samples.get(EVENTS, 0))
+        # Every event read ends counted or dropped as a duplicate (see `Run.duplicates`).
+        duplicates = int(samples.get(DUPLICATES, 0))
+        events = int(samples.get(EVENTS, 0)) + duplicates
         if events and run.first_event_s is None:
             run.first_event_s = elapsed
         if events != last_events:
@@ -364,6 +374,7 @@ def watch_until_live(
         if events == run.expected_events and not run.live_s:
             run.live_s = elapsed
             run.events = events
+            run.duplicates = duplicates
             run.cpu_s = cpu_seconds(process.pid)
             run.rss_mb = peak_rss_mb(process.pid)
             run.state_mb = samples.get("anonstream_aggregate_state_bytes", 0) / 2**20
@@ -508,6 +519,13 @@ def table(first: Run, second: Run) -> str:
             "",
         ),
         ("events read", f"{second.events:,}", "", f"{first.events:,}", ""),
+        (
+            "  of which dropped as duplicates",
+            f"{second.duplicates:,}",
+            "",
+            f"{first.duplicates:,}",
+            "",
+        ),
         (
             "events/s while reading",
             f"{second.events / second.replay_s:,.0f}" if second.replay_s else "-",
