@@ -119,15 +119,27 @@ class Routed:
 def _chunks(
     events: list[dict[str, Any]], offsets: list[int], *, max_bytes: int
 ) -> Iterator[tuple[bytes, list[int]]]:
-    """`events` encoded as JSON arrays of at most `max_bytes` (halving; one event alone is
-    never split: it came from a message within the input size limit)."""
+    """`events` encoded as JSON arrays of at most `max_bytes`, halving at a boundary between
+    raw offsets: the events of one raw message never span two messages to one partition (the
+    aggregate stage would take the second part for a replay), and one raw message's events
+    fit (it was within the input size limit)."""
     payload = orjson.dumps(events)
-    if len(payload) <= max_bytes or len(events) == 1:
+    cut = _boundary_near_middle(offsets)
+    if len(payload) <= max_bytes or cut is None:
         yield payload, offsets
         return
-    half = len(events) // 2
-    yield from _chunks(events[:half], offsets[:half], max_bytes=max_bytes)
-    yield from _chunks(events[half:], offsets[half:], max_bytes=max_bytes)
+    yield from _chunks(events[:cut], offsets[:cut], max_bytes=max_bytes)
+    yield from _chunks(events[cut:], offsets[cut:], max_bytes=max_bytes)
+
+
+def _boundary_near_middle(offsets: list[int]) -> int | None:
+    """The index nearest the middle where the raw offset changes; None if it never does."""
+    middle = len(offsets) // 2
+    for distance in range(len(offsets)):
+        for index in (middle - distance, middle + distance):
+            if 0 < index < len(offsets) and offsets[index - 1] != offsets[index]:
+                return index
+    return None
 
 
 PARTITION_CACHE_SIZE = 100_000

@@ -142,3 +142,24 @@ def test_invalid_items_are_dead_lettered_beside_good_ones() -> None:
     forwarded = sum(len(orjson.loads(o.value)) for o in out if o.topic == "pseudo")
     assert forwarded == 4
     assert stage.counters.consumed == 6 and stage.counters.reconciles()
+
+
+def test_a_split_never_cuts_one_raw_messages_events() -> None:
+    """Split under the limit, the events of one 50-event raw message stay in one output
+    message per partition, so the aggregate stage never takes a part for a replay."""
+    records = [
+        Record(offset, orjson.dumps([event(50 * offset + i) for i in range(50)]))
+        for offset in range(12)
+    ]
+    _, _, _, out = run(records, max_bytes=16 * 1024)
+    sent = [o for o in out if o.topic == "pseudo"]
+    assert len(sent) > 6, "split beyond one message per partition"
+    seen: dict[int, set[int]] = {}
+    for message in sent:
+        (header,) = [value for name, value in message.headers if name == SOURCE_HEADER]
+        _, offsets = parse_source_header(header) or (None, [])
+        for offset in set(offsets):
+            assert offset not in seen.setdefault(message.partition, set()), (
+                "one raw message's events split across two messages to one partition"
+            )
+        seen[message.partition].update(offsets)
