@@ -1,7 +1,7 @@
 """Benchmark of aggregate-worker recovery (issue 17 item 5; prints figures, not a timed test).
 
     python benchmarks/bench_recovery.py [--events 1000000] [--people N] [--bootstrap HOST:PORT]
-                                        [--fetch-messages 1] [--workdir DIR] [--loglevel warn]
+                                        [--fetch-messages 1] [--workdir DIR] [--loglevel warning]
                                         [--json]
 
 How long a killed aggregate worker takes to be back at the live edge when today's day window
@@ -597,7 +597,7 @@ def main() -> None:
         help="raw 50-event messages per anonymize fetch (1: live-edge shape; 1000: catch-up)",
     )
     parser.add_argument(
-        "--loglevel", default="warn", help="the workers' log level (their logs: --workdir)"
+        "--loglevel", default="warning", help="the workers' log level (their logs: --workdir)"
     )
     parser.add_argument("--workdir", type=Path, default=None, help="kept after the run")
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")

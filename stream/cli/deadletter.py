@@ -38,8 +38,8 @@ import orjson
 
 from stream.cli import bootstrap_option
 from stream.settings import Settings, load_settings
+from stream.stages.anonymize import REPLAY_HEADER
 
-REPLAY_HEADER: Final = "anonstream-replay"
 REASONS: Final = ("not_utf8", "not_json", "not_object", "too_large", "schema_violation")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}

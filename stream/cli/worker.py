@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import click
 
-from stream.settings import STAGES, Settings
+from stream.settings import LOG_LEVELS, STAGES, Settings
 
 
 @click.command("worker")
 @click.option("--stage", type=click.Choice(STAGES), required=True, help="Pipeline stage to run.")
-@click.option("--loglevel", type=click.Choice(["debug", "info", "warn", "error"]), default=None)
+@click.option(
+    "--loglevel",
+    type=click.Choice(LOG_LEVELS),
+    default=None,
+    help="Log level (default: ANONSTREAM_LOG_LEVEL); the same names as the setting.",
+)
 @click.option(
     "--wait-for-topics",
     "wait_for_topics_s",
@@ -33,7 +38,7 @@ def worker_cli(stage: str, loglevel: str | None, wait_for_topics_s: float) -> No
     from stream.worker import build_worker_app
 
     settings = load_settings()
-    level = loglevel or {"warning": "warn"}.get(settings.log_level, settings.log_level)
+    level = loglevel or settings.log_level
     # JSON lines from the first one (the topic wait, the geolocation database's age).
     logging.config.dictConfig(logging_config(level))
     require_reachable(settings)

@@ -70,7 +70,7 @@ def spawn_worker(
     *,
     web_port: int,
     log: Path,
-    loglevel: str = "warn",
+    loglevel: str = "warning",
     **extra_env: Any,
 ) -> subprocess.Popen[bytes]:
     """Start one production worker of `stage` serving its endpoints on `web_port`."""

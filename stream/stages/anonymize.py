@@ -22,7 +22,7 @@ import asyncio
 import base64
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -82,6 +82,9 @@ class StageCounters:
     dropped: Counter[str] = field(default_factory=Counter)
     children_reported: int = 0
     """`child` consent records sent for events flagged age_under_16."""
+    replayed: int = 0
+    """Items consumed from messages `anonstream deadletter replay` sent back (header
+    `anonstream-replay`): items from collectors = consumed - replayed."""
 
     def reconciles(self) -> bool:
         """consumed = forwarded + dead-lettered + dropped by policy."""
@@ -147,6 +150,9 @@ PARTITION_CACHE_SIZE = 100_000
 CHILDREN_SEEN_SIZE = 100_000
 """Consent keys of children the stage remembers having sent (cleared when full): a child's
 burst of events sends one record per identifier, not one per event."""
+REPLAY_HEADER = "anonstream-replay"
+"""Header of a message `anonstream deadletter replay` sent back to events.raw:
+`<dead-letter topic>:<partition>:<offset>` of the record it came from."""
 SOURCE_HEADER = "anonstream-src"
 """Header of every events.pseudonymized message: `<raw partition>:<raw offsets>`, the raw
 offset each of its events came from, in order (`o` alone, `oxN` for N events of offset `o`,
@@ -216,10 +222,16 @@ class AnonymizeStage:
         return self.process_fetch([(value, offset)], topic=topic, partition=partition)
 
     def process_fetch(
-        self, messages: Sequence[tuple[bytes | None, int]], *, topic: str, partition: int
+        self,
+        messages: Sequence[tuple[bytes | None, int]],
+        *,
+        topic: str,
+        partition: int,
+        replayed: Collection[int] = (),
     ) -> Routed:
         """Handle the raw messages `(value, offset)` of one fetch of `topic`/`partition`, in
-        offset order: their events go through the chain in one call."""
+        offset order: their events go through the chain in one call. `replayed`: offsets of
+        messages sent back by `anonstream deadletter replay` (counted apart)."""
         routed = Routed()
         counters = self.counters
         events: list[dict[str, Any]] = []
@@ -229,6 +241,8 @@ class AnonymizeStage:
             decoded = decode_message(value, max_bytes=max_bytes)
             counters.messages += 1
             counters.consumed += decoded.consumed
+            if offset in replayed:
+                counters.replayed += decoded.consumed
             for invalid in decoded.invalid:
                 counters.deadlettered[invalid.reason] += 1
                 routed.deadletter.append(
@@ -351,6 +365,11 @@ class AnonymizePartition:
             [(record.value, record.offset) for record in records],
             topic=topics.source,
             partition=self.partition,
+            replayed={
+                record.offset
+                for record in records
+                if record.headers and any(name == REPLAY_HEADER for name, _ in record.headers)
+            },
         )
         self._next_offset = records[-1].offset + 1
         out = [
@@ -490,6 +509,12 @@ class AnonymizeRuntime:
         )
         yield counter_by(
             "anonstream_events_dropped", "Events dropped by policy.", "reason", dict(c.dropped)
+        )
+        yield counter(
+            "anonstream_events_replayed",
+            "Items consumed from messages anonstream deadletter replay sent back "
+            "(items from collectors = consumed - replayed).",
+            c.replayed,
         )
         yield counter(
             "anonstream_children_reported",

@@ -226,7 +226,7 @@ class Bench:
         import_consent(settings, consent)
         self.progress(f"row {name} ...")
         command = [sys.executable, "-m", "stream", "worker", "--stage", "anonymize"]
-        command += ["--loglevel", "warn"]
+        command += ["--loglevel", "warning"]
         started: list[Spawned] = []
         spawned = time.time()
         try:

@@ -19,6 +19,7 @@ from tests.support.workers import WorkerFactory
 pytestmark = pytest.mark.kafka
 
 CONSUMED = "anonstream_events_consumed_total"
+REPLAYED = "anonstream_events_replayed_total"
 FORWARDED = "anonstream_events_forwarded_total"
 TOO_LARGE = 'anonstream_events_deadlettered_total{reason="too_large"}'
 SMALL_LIMIT = 2048  # the "bug": collectors now send events larger than this
@@ -132,4 +133,7 @@ def test_replay_after_a_fix_reconciles_and_replays_each_record_once(
         'anonstream_events_deadlettered_total{reason="not_json"}', 0
     )
     assert consumed - len(replayed) == sent
+    # The stage counts the replayed items itself: collectors' items = consumed - replayed.
+    counted = first.get(REPLAYED, 0.0) + second.get(REPLAYED, 0.0)
+    assert counted == len(replayed) and consumed - counted == sent
     assert first[FORWARDED] + second[FORWARDED] + (dead - len(replayed)) == sent

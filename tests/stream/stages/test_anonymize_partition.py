@@ -34,6 +34,7 @@ DAY = 86400
 class Record:
     offset: int
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class CountingPipeline:
@@ -163,3 +164,18 @@ def test_a_split_never_cuts_one_raw_messages_events() -> None:
                 "one raw message's events split across two messages to one partition"
             )
         seen[message.partition].update(offsets)
+
+
+def test_replayed_messages_are_counted_apart() -> None:
+    """Items of messages carrying `anonstream-replay` are counted as replayed (collectors'
+    items = consumed - replayed); the others are not."""
+    replay = (("anonstream-replay", b"events.deadletter:0:7"),)
+    records = [
+        Record(0, orjson.dumps(event(0)), ()),
+        Record(1, orjson.dumps([event(1), event(2)]), replay),
+        Record(2, b"{not json", replay),
+        Record(3, orjson.dumps(event(3)), ()),
+    ]
+    _, stage, _, _ = run(records)
+    assert stage.counters.consumed == 5
+    assert stage.counters.replayed == 3
