@@ -10,9 +10,11 @@ under test.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -244,6 +246,32 @@ def _embed(field: str, text: str, *, encode: bool) -> dict[str, Any]:
     return {"user_agent": f"MyApp/one (Linux; Android) contact {text} please"}
 
 
+class _LogLines(logging.Handler):
+    """Every log line (message, arguments and traceback formatted) emitted while installed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def _logged() -> Iterator[_LogLines]:
+    """Capture every log line at DEBUG from every logger for the duration."""
+    root = logging.getLogger()
+    handler, level = _LogLines(), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def _pipeline() -> Pipeline:
     return Pipeline.from_policy(default_policy(), keys=static_keys(), geo=None)
 
@@ -262,8 +290,8 @@ _PIPELINE = _pipeline()
 def test_no_recoverable_personal_data_in_any_output(
     secret: Secret, field: str, encode: bool
 ) -> None:
-    """Whatever the kind, spelling and field, neither the anonymized event nor the masked
-    "before" side holds the secret in any form a reader could recover."""
+    """Whatever the kind, spelling and field, neither the anonymized event, the masked
+    "before" side nor any log line holds the secret in any form a reader could recover."""
     text, forms = secret
     event = {
         "event_id": "e-1",
@@ -276,10 +304,12 @@ def test_no_recoverable_personal_data_in_any_output(
         "page_url": "https://shop.example/home",
         **_embed(field, text, encode=encode),
     }
-    outcome = _PIPELINE(event)
-    outputs = [orjson.dumps(mask_event(event)).decode()]
+    with _logged() as logged:
+        outcome = _PIPELINE(event)
+        outputs = [orjson.dumps(mask_event(event)).decode()]
     if isinstance(outcome, Anonymized):
         outputs.append(orjson.dumps(outcome.event).decode())
+    outputs.extend(logged.lines)
     for output in outputs:
         read = _reader(output)
         for form in forms:
