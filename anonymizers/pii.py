@@ -174,6 +174,8 @@ def _is_ipv4_run(run: str) -> bool:
     parts, or one, count (as inet_aton reads them) only when a part is written in hex or
     octal, so that version numbers like `2.4.1` stay.
     """
+    if "0" not in run and run.count(".") + run.count("_") + run.count("-") < 3:
+        return False  # under four parts and none in hex or octal: the common case, no split
     parts = _IPV4_SPLIT_RE.split(run)
     parts = [p for p in parts if p]
     if len(parts) >= 4:
