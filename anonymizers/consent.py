@@ -246,6 +246,8 @@ class ConsentGate:
         consent = event.get("consent")
         if consent is None:
             analytics = None
+        elif type(consent) is dict:  # what JSON gives: no ABC check per event
+            analytics = consent.get("analytics")
         else:
             analytics = consent.get("analytics") if isinstance(consent, Mapping) else None
         if analytics is False or (self._require_signal and analytics is not True):
