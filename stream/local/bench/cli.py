@@ -3,9 +3,12 @@
 Starts a local broker (or uses `--bootstrap`), generates traffic with `anonstream generate`
 (fixed seed), pre-fills two input topics (6 partitions): one item per message, and valid
 events in 50-event JSON arrays. Then measures each row as one process of its own (see
-`stream.local.bench.rows`) and prints one table: events/s, the ratio to the ceiling and to
-the Quix peer of the same input, CPU seconds per 100,000 events, peak RSS, the worker's
-start-up. With `--json`, one JSON object on the last line.
+`stream.local.bench.rows`), the aggregate and release stages on the worker rows' output
+(`stream.local.bench.stages`) and the worker's latency at half its rate
+(`stream.local.bench.latency`), and prints one table: events/s, the ratio to the ceiling, to
+the Quix peer and to the anonymize worker of the same input, CPU seconds per 100,000 events,
+peak RSS, start-up; the latency row on a line below it. With `--json`, one JSON object on
+the last line.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,9 @@ import click
 import orjson
 
 from stream.local.bench.exceptions import BenchError
+from stream.local.bench.latency import LatencyResult, latency_row
 from stream.local.bench.rows import Bench, Input, RowResult
+from stream.local.bench.stages import aggregate_row, release_row
 from stream.local.bench.traffic import generate, prefill
 from stream.local.bench.venv import default_peer_python, ensure_peer_python
 from stream.settings import Settings
@@ -32,7 +38,11 @@ from stream.settings import Settings
 FULL_EVENTS = 500_000
 QUICK_EVENTS = 100_000
 SEED = 17
-FAMILIES = ("ceiling", "faust", "quix", "worker")
+FAMILIES = ("ceiling", "faust", "quix", "worker", "aggregate", "release", "latency")
+NEEDS = {"aggregate": "worker", "release": "aggregate", "latency": "worker"}
+"""Rows that read another row's output (or rate)."""
+QUICK_LATENCY_S = 20.0
+FULL_LATENCY_S = 60.0
 
 
 def _progress(line: str) -> None:
@@ -69,31 +79,39 @@ def ratio(value: float, reference: float | None) -> str:
     return f"{value / reference:.2f}" if reference else "-"
 
 
-def table(results: list[RowResult]) -> str:
-    """One aligned table; ratios to the ceiling and the Quix peer of the same input."""
+REFERENCES = ("ceiling", "quix", "worker")
+"""The rows every row is compared with, on the same input: x ceiling, x peer, x worker."""
+
+
+def references(results: list[RowResult], row: RowResult) -> list[float | None]:
+    """events/s of the ceiling, the Quix peer and the anonymize worker on `row`'s input."""
     by_name = {r.name: r for r in results}
+    kind = "batch50" if "batch50" in row.name else "single"
+    found = [by_name.get(f"{family}_{kind}") for family in REFERENCES]
+    return [reference.events_per_s if reference else None for reference in found]
+
+
+def table(results: list[RowResult]) -> str:
+    """One aligned table; ratios to the ceiling, the Quix peer and the worker of the input."""
     header = (
         "row",
         "events",
         "events/s",
         "x ceiling",
         "x peer(quix)",
+        "x worker",
         "CPU s/100k ev",
         "RSS MB",
         "start-up s",
     )
-    lines = [header]
+    lines: list[tuple[str, ...]] = [header]
     for r in results:
-        kind = "batch50" if "batch50" in r.name else "single"
-        ceiling = by_name.get(f"ceiling_{kind}")
-        peer = by_name.get(f"quix_{kind}")
         lines.append(
             (
                 r.name,
                 f"{r.events}",
                 f"{r.events_per_s:,.0f}",
-                ratio(r.events_per_s, ceiling.events_per_s if ceiling else None),
-                ratio(r.events_per_s, peer.events_per_s if peer else None),
+                *(ratio(r.events_per_s, reference) for reference in references(results, r)),
                 f"{r.cpu_s_per_100k:.1f}",
                 f"{r.rss_mb:.0f}",
                 f"{r.startup_s:.1f}" if r.startup_s is not None else "-",
@@ -109,7 +127,26 @@ def table(results: list[RowResult]) -> str:
     )
 
 
-def figures(results: list[RowResult], inputs: list[Input], **run: Any) -> dict[str, Any]:
+def notes(results: list[RowResult], latency: LatencyResult | None) -> list[str]:
+    """Lines under the table: what the release rows count, the latency row."""
+    out = [
+        f"{r.name}: events/s counts the {r.events:,} events aggregated into the "
+        f"{r.figures['partials']:,} partial records it read ({r.figures['partials_per_s']:,.0f} "
+        "partials/s)"
+        for r in results
+        if r.name.startswith("release_")
+    ]
+    if latency is not None:
+        out.append(latency.line())
+    return out
+
+
+def figures(
+    results: list[RowResult],
+    inputs: list[Input],
+    latency: LatencyResult | None = None,
+    **run: Any,
+) -> dict[str, Any]:
     """The JSON object: `<row>_events_per_s` etc. for every row, and the run's inputs."""
     out: dict[str, Any] = dict(run)
     for source in inputs:
@@ -125,6 +162,13 @@ def figures(results: list[RowResult], inputs: list[Input], **run: Any) -> dict[s
             out[f"{r.name}_startup_s"] = round(r.startup_s, 2)
         if r.consumed is not None:
             out[f"{r.name}_consumed"] = r.consumed
+        for family, reference in zip(REFERENCES, references(results, r), strict=True):
+            if reference and not r.name.startswith(f"{family}_"):
+                out[f"{r.name}_x_{family}"] = round(r.events_per_s / reference, 3)
+        for key, value in r.figures.items():
+            out[f"{r.name}_{key}"] = value
+    if latency is not None:
+        out.update(latency.figures())
     return out
 
 
@@ -151,7 +195,16 @@ def figures(results: list[RowResult], inputs: list[Input], **run: Any) -> dict[s
     "families",
     default=",".join(FAMILIES),
     show_default=True,
-    help="Which rows to run (comma-separated of ceiling, faust, quix, worker).",
+    help="Which rows to run (comma-separated of "
+    + ", ".join(FAMILIES)
+    + "); aggregate and latency need worker, release needs aggregate.",
+)
+@click.option(
+    "--latency-seconds",
+    type=click.FloatRange(min=1),
+    default=None,
+    help=f"Measured period of the latency row (default {FULL_LATENCY_S:.0f}; "
+    f"{QUICK_LATENCY_S:.0f} with --quick).",
 )
 @click.option(
     "--workers",
@@ -169,6 +222,7 @@ def bench_cli(
     seed: int,
     peer_python: Path | None,
     families: str,
+    latency_seconds: float | None,
     workers: int,
     keep: bool,
 ) -> None:
@@ -177,7 +231,9 @@ def bench_cli(
     Rows (each one process, each its own consumer group, reading the same pre-filled topics):
     ceiling (aiokafka getmany + orjson decode), faust (a bare agent), quix (a Quix Streams
     anonymizer), worker (`anonstream worker --stage anonymize`), on one event per message
-    (single) and on 50-event arrays (batch50). Progress goes to stderr.
+    (single) and on 50-event arrays (batch50); aggregate and release (those stages on the
+    worker's and then the aggregate stage's output); latency (the worker's, at half the
+    worker_single rate). Progress goes to stderr.
     """
     from stream.settings import load_settings
 
@@ -187,7 +243,11 @@ def bench_cli(
         raise click.BadParameter(
             f"must be among {', '.join(FAMILIES)}; got {', '.join(unknown)}", param_hint="--rows"
         )
+    missing = [f"{row} needs {NEEDS[row]}" for row in chosen if NEEDS.get(row, row) not in chosen]
+    if missing:
+        raise click.BadParameter("; ".join(missing), param_hint="--rows")
     count = events or (QUICK_EVENTS if quick else FULL_EVENTS)
+    latency_s = latency_seconds or (QUICK_LATENCY_S if quick else FULL_LATENCY_S)
     workdir = Path(tempfile.mkdtemp(prefix="anonstream-bench-"))
     try:
         settings = load_settings()
@@ -200,7 +260,7 @@ def bench_cli(
             )
         with broker(bootstrap, workdir) as address:
             settings = settings.model_copy(update={"bootstrap_servers": address})
-            results, inputs, problems = run(
+            report = run(
                 settings,
                 workdir,
                 events=count,
@@ -208,20 +268,41 @@ def bench_cli(
                 families=chosen,
                 workers=workers,
                 peer_python=peer,
+                latency_s=latency_s,
             )
     finally:
         if keep:
             _progress(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    click.echo(table(results))
-    for problem in problems:
+    click.echo(table(report.results))
+    for note in notes(report.results, report.latency):
+        click.echo(note)
+    for problem in report.problems:
         click.echo(f"problem: {problem}", err=True)
     if as_json:
-        payload = figures(results, inputs, events=count, seed=seed, quick=quick, problems=problems)
+        payload = figures(
+            report.results,
+            report.inputs,
+            report.latency,
+            events=count,
+            seed=seed,
+            quick=quick,
+            problems=report.problems,
+        )
         click.echo(orjson.dumps(payload).decode())
-    if problems:
+    if report.problems:
         sys.exit(1)
+
+
+@dataclass
+class Report:
+    """What a run measured: the rows, the latency row, the inputs, the rows that failed."""
+
+    results: list[RowResult]
+    inputs: list[Input]
+    problems: list[str]
+    latency: LatencyResult | None = None
 
 
 def run(
@@ -233,8 +314,10 @@ def run(
     families: list[str],
     workers: int,
     peer_python: Path | None,
-) -> tuple[list[RowResult], list[Input], list[str]]:
-    """Generate, pre-fill, run every row; (results, inputs, problems of rows that failed)."""
+    latency_s: float = QUICK_LATENCY_S,
+) -> Report:
+    """Generate, pre-fill, run every row (a row that fails is a problem; the rows that read
+    its output fail too)."""
     traffic = generate(settings, workdir, events=events, seed=seed, progress=_progress)
     bench = Bench(
         settings=settings,
@@ -266,6 +349,10 @@ def run(
                 steps.append(
                     ("worker", partial(bench.worker, source, consent=consent, workers=workers))
                 )
+        if "aggregate" in families:
+            steps.append(("aggregate", partial(aggregate_row, bench, source.kind)))
+        if "release" in families:
+            steps.append(("release", partial(release_row, bench, source.kind)))
     for family, step in steps:
         try:
             result = step()
@@ -275,4 +362,12 @@ def run(
             continue
         results.append(result)
         _progress(f"  {result.name}: {result.events} events, {result.events_per_s:,.0f}/s")
-    return results, inputs, problems
+    report = Report(results=results, inputs=inputs, problems=problems)
+    if "latency" in families:
+        try:
+            report.latency = latency_row(bench, traffic.single, consent=consent, seconds=latency_s)
+            _progress(f"  {report.latency.line()}")
+        except BenchError as exc:
+            problems.append(f"latency: {exc}")
+            _progress(f"  failed: {exc}")
+    return report

@@ -7,6 +7,10 @@ of their first output record to that of their last (output topics are created wi
 from the first to the last message they saw (monotonic clock, in the process). CPU: utime +
 stime of the row's process (all threads) between its first message (first count on the
 worker's /metrics) and the end, so start-up is excluded; memory: its VmHWM at the end.
+
+The rows that read a worker row's output (the aggregate and release stages, the latency row)
+live in `stream.local.bench.stages` and `stream.local.bench.latency`; what they need of an
+upstream row is its `Output`, and they share this module's spawning and watching.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,7 @@ from typing import Any
 import orjson
 
 from stream.local.bench.exceptions import BenchError
+from stream.local.bench.kafkaio import committed_offsets, end_offsets
 from stream.local.bench.procfs import cpu_seconds, peak_rss_mb
 from stream.local.bench.traffic import INPUT_PARTITIONS, Progress
 from stream.settings import Settings
@@ -38,7 +45,14 @@ START_POLL_S = 0.1
 POLL_S = 1.0
 """How often afterwards (only to know when it is done; times come from the broker): each
 read costs the worker CPU that the row would count as its own."""
+DONE_TIMEOUT_S = 300.0
+"""A row whose input is all consumed but whose `done` check (its last output committed) has
+not passed this long after has failed."""
+DONE_POLL_S = 0.2
+"""How often `done` is checked once the input is consumed (one admin request)."""
 CONSUMED = "anonstream_events_consumed_total"
+FORWARDED = "anonstream_events_forwarded_total"
+LAG = "anonstream_consumer_lag"
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,8 @@ class RowResult:
     rss_mb: float
     startup_s: float | None = None
     consumed: int | None = None
+    figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """More figures of this row for the JSON object, as `<row>_<name>`."""
 
     @property
     def events_per_s(self) -> float:
@@ -72,9 +88,36 @@ class RowResult:
         return self.cpu_s / self.events * 100_000 if self.events else 0.0
 
 
+@dataclass(frozen=True)
+class Output:
+    """What a finished row leaves for the rows that read its output."""
+
+    settings: Settings
+    """The row's settings: its topics (and the key, consent and input topics it read)."""
+    result: RowResult
+    events: int
+    """Events it passed on: forwarded (anonymize), aggregated (aggregate)."""
+    closed_through_us: int | None = None
+    """aggregate: every window of its input ended before this (event time, µs since the
+    epoch): the release stage is done once its commits say it decided that far."""
+
+
+# Topics a row gets afresh, named `<app id>.<default name>` (e.g. `....events.pseudonymized`).
+ROW_TOPICS = (
+    "topic_pseudonymized",
+    "topic_deadletter",
+    "topic_partials",
+    "topic_aggregates",
+    "topic_ledger",
+    "topic_consent",
+    "topic_keys",
+)
+
+
 @dataclass
 class Bench:
-    """What every row shares: the broker, the run's id and directory, the peers' tools."""
+    """What every row shares: the broker, the run's id and directory, the peers' tools, and
+    the outputs of the rows done so far."""
 
     settings: Settings
     workdir: Path
@@ -82,10 +125,29 @@ class Bench:
     peer_python: Path | None = None
     mmdb: Path | None = None
     run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:8])
+    outputs: dict[str, Output] = dataclasses.field(default_factory=dict)
 
     def name(self, *parts: str) -> str:
         """A topic, group or app id of this run: `bench<run>.<parts>`."""
         return ".".join([f"bench{self.run_id}", *parts])
+
+    def output(self, row: str, *, needed_by: str) -> Output:
+        """The output of `row`, which `needed_by` reads; BenchError if it did not finish."""
+        found = self.outputs.get(row)
+        if found is None:
+            raise BenchError(f"{needed_by} reads the output of {row}, which did not finish")
+        return found
+
+    def row_settings(
+        self, row: str, base: Settings, *, fresh: Collection[str], **update: Any
+    ) -> Settings:
+        """`base` with the app id (so the consumer groups) and state directory of `row`, the
+        topics named in `fresh` (Settings field names) its own, and `update` applied."""
+        app_id = self.name(row).replace(".", "-")
+        topics = {field: f"{app_id}.{Settings.model_fields[field].default}" for field in fresh}
+        return base.model_copy(
+            update={"app_id": app_id, "data_dir": self.workdir / row, **topics, **update}
+        )
 
     # ------------------------------------------------------------------ peers
     def ceiling(self, source: Input) -> RowResult:
@@ -185,50 +247,66 @@ class Bench:
         """Fresh topics, group and state for one worker row, reading `source`'s topic."""
         from stream.tables.keyring import write_key_encryption_key
 
-        app_id = self.name(row).replace(".", "-")
         kek = self.settings.key_encryption_key_file
         if kek is None:  # the bench's own, as the demo's: the worker refuses to run without
             kek = write_key_encryption_key(self.workdir / "key-encryption-key")
-        return self.settings.model_copy(
-            update={
-                "app_id": app_id,
-                "topic_raw": source.topic,
-                "topic_pseudonymized": f"{app_id}.events.pseudonymized",
-                "topic_deadletter": f"{app_id}.events.deadletter",
-                "topic_partials": f"{app_id}.stats.partials",
-                "topic_aggregates": f"{app_id}.stats.aggregates",
-                "topic_consent": f"{app_id}.privacy.consent",
-                "topic_keys": f"{app_id}.privacy.keys",
-                "partitions": INPUT_PARTITIONS,
-                "data_dir": self.workdir / row,
-                "key_encryption_key_file": kek,
-            }
+        return self.row_settings(
+            row,
+            self.settings,
+            fresh=ROW_TOPICS,
+            topic_raw=source.topic,
+            partitions=INPUT_PARTITIONS,
+            key_encryption_key_file=kek,
         )
 
     def worker(self, source: Input, *, consent: Path, workers: int = 1) -> RowResult:
         """`anonstream worker --stage anonymize` on `source` (`workers` processes in one
         group), from spawn to the last output record."""
-        from stream.local import processes
         from stream.local.bench.traffic import import_consent
-        from stream.local.broker import free_port
 
         family = "worker" if workers == 1 else f"worker{workers}"
         name = f"{family}_{source.kind}"
         settings = self.worker_settings(name, source)
-        outputs = {settings.topic_pseudonymized, settings.topic_deadletter}
-        specs = [
-            dataclasses.replace(spec, configs={**spec.configs, **APPEND_TIME})
-            if spec.name in outputs
-            else spec
-            for spec in topic_specs(settings)
-        ]
-        create_topics(settings, specs)
+        outputs = [settings.topic_pseudonymized, settings.topic_deadletter]
+        create_row_topics(settings, append_time=outputs)
         import_consent(settings, consent)
         self.progress(f"row {name} ...")
-        command = [sys.executable, "-m", "stream", "worker", "--stage", "anonymize"]
+        spawned = time.time()
+        with (
+            self.running(name, settings, "anonymize", workers=workers) as started,
+            caught_up(settings, stage="anonymize", topic=source.topic) as done,
+        ):
+            watched = watch_workers(
+                started, expected=source.items, name=name, exact=workers == 1, done=done
+            )
+        span = append_span(settings, outputs)
+        forwarded = int(watched.samples.get(FORWARDED, 0))
+        result = RowResult(
+            name=name,
+            events=source.items,
+            seconds=span.seconds,
+            cpu_s=watched.cpu_s,
+            rss_mb=watched.rss_mb,
+            startup_s=span.first_ms / 1000 - spawned,
+            consumed=watched.consumed,
+            figures={"forwarded": forwarded, "output_topic": settings.topic_pseudonymized},
+        )
+        if workers == 1:
+            self.outputs[name] = Output(settings=settings, result=result, events=forwarded)
+        return result
+
+    @contextmanager
+    def running(
+        self, name: str, settings: Settings, stage: str, *, workers: int = 1
+    ) -> Iterator[list[Spawned]]:
+        """`workers` processes of `anonstream worker --stage <stage>` with `settings`, each
+        with its own web port and log `<name>-<i>.log`; stopped (SIGTERM) on exit."""
+        from stream.local import processes
+        from stream.local.broker import free_port
+
+        command = [sys.executable, "-m", "stream", "worker", "--stage", stage]
         command += ["--loglevel", "warning"]
         started: list[Spawned] = []
-        spawned = time.time()
         try:
             for index in range(workers):
                 port = free_port()
@@ -243,22 +321,43 @@ class Bench:
                         start_new_session=True,
                     )
                 started.append(Spawned(process, port, log))
-            consumed, cpu_s, rss_mb = watch_workers(
-                started, expected=source.items, name=name, exact=workers == 1
-            )
+            yield started
         finally:
             for worker in started:
                 processes.stop(worker.process)
-        span = append_span(settings, sorted(outputs))
-        return RowResult(
-            name=name,
-            events=source.items,
-            seconds=span.seconds,
-            cpu_s=cpu_s,
-            rss_mb=rss_mb,
-            startup_s=span.first_ms / 1000 - spawned,
-            consumed=consumed,
-        )
+
+
+@contextmanager
+def caught_up(settings: Settings, *, stage: str, topic: str) -> Iterator[Callable[[], bool]]:
+    """`done` for `watch_workers`: the `stage` group of `settings` has committed the end
+    offsets (as they are on entering) of every partition of `topic` that holds records. The
+    stages commit a fetch only once the broker acknowledged its output, so all of that output
+    is on the broker then; a worker stopped earlier would lose its last fetch's output (seen:
+    half of a small batch50 row's)."""
+    ends = end_offsets(settings, topic)
+    with committed_offsets(settings, group_id=settings.group_id(stage), topic=topic) as read:
+
+        def done() -> bool:
+            committed = read()
+            return all(
+                committed.get(partition, (-1, ""))[0] >= end
+                for partition, end in ends.items()
+                if end > 0
+            )
+
+        yield done
+
+
+def create_row_topics(settings: Settings, *, append_time: Collection[str]) -> None:
+    """The topics of `settings` (those that exist are left as they are), the ones named in
+    `append_time` stamped by the broker (`LogAppendTime`): their times are the row's."""
+    specs = [
+        dataclasses.replace(spec, configs={**spec.configs, **APPEND_TIME})
+        if spec.name in append_time
+        else spec
+        for spec in topic_specs(settings)
+    ]
+    create_topics(settings, specs)
 
 
 @dataclass(frozen=True)
@@ -269,42 +368,78 @@ class Spawned:
     port: int
     log: Path
 
+    def check_alive(self, name: str) -> None:
+        """BenchError with the end of its log if the process has exited."""
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise BenchError(f"{name} exited with {self.process.returncode}; its log ends:\n{tail}")
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What `watch_workers` saw when the workers were done."""
+
+    consumed: int
+    cpu_s: float
+    rss_mb: float
+    samples: dict[str, float]
+    """Their last /metrics samples, summed over the workers."""
+
 
 def watch_workers(
-    workers: list[Spawned], *, expected: int, name: str, exact: bool
-) -> tuple[int, float, float]:
-    """Poll the workers' /metrics until their consumed totals add up to `expected`:
-    (consumed, CPU seconds of each from its own first consumed event to then, summed, and
-    their peak RSS MiB, summed). BenchError if one exits, none starts, or the total stays
-    below `expected` for PLATEAU_S. With `exact` (one worker) a total above `expected` is an
-    error too; several workers may re-read what one consumed but had not committed when the
-    group rebalanced."""
+    workers: list[Spawned],
+    *,
+    expected: int,
+    name: str,
+    exact: bool,
+    counter: str = CONSUMED,
+    cpu_start: dict[int, float] | None = None,
+    done: Callable[[], bool] | None = None,
+) -> Watched:
+    """Poll the workers' /metrics until their `counter` totals add up to `expected` and then
+    `done()` holds (default: at once). CPU seconds of each worker from `cpu_start[pid]` (by
+    default from its own first counted event) to then, summed; peak RSS MiB, summed.
+    BenchError if one exits, none starts, the total stays below `expected` for PLATEAU_S, or
+    `done()` does not hold within DONE_TIMEOUT_S after. With `exact` (one worker) a total
+    above `expected` is an error too; several workers may re-read what one consumed but had
+    not committed when the group rebalanced."""
     from stream.local.demo import scrape
 
     started = time.monotonic()
-    cpu_first: dict[int, float] = {}
+    cpu_first: dict[int, float] = dict(cpu_start or {})
     last_value = -1
     last_change = started
+    complete_since: float | None = None
     while True:
         for worker in workers:
-            if worker.process.poll() is not None:
-                tail = worker.log.read_text(errors="replace")[-3000:]
-                raise BenchError(
-                    f"{name} exited with {worker.process.returncode}; its log ends:\n{tail}"
-                )
+            worker.check_alive(name)
         consumed = 0
+        samples: dict[str, float] = {}
         for worker in workers:
-            count = int(scrape(worker.port).get(CONSUMED, 0))
+            scraped = scrape(worker.port)
+            for key, value in scraped.items():
+                samples[key] = samples.get(key, 0.0) + value
+            count = int(scraped.get(counter, 0))
             if count and worker.process.pid not in cpu_first:
                 cpu_first[worker.process.pid] = cpu_seconds(worker.process.pid)
             consumed += count
         now = time.monotonic()
         if consumed >= expected:
-            cpu = sum(cpu_seconds(pid) - first for pid, first in cpu_first.items())
             if exact and consumed > expected:
                 raise BenchError(f"{name} consumed {consumed} events; the topic holds {expected}")
-            rss = sum(peak_rss_mb(worker.process.pid) for worker in workers)
-            return consumed, cpu, rss
+            complete_since = complete_since or now
+            if done is None or done():
+                cpu = sum(cpu_seconds(pid) - first for pid, first in cpu_first.items())
+                rss = sum(peak_rss_mb(worker.process.pid) for worker in workers)
+                return Watched(consumed=consumed, cpu_s=cpu, rss_mb=rss, samples=samples)
+            if now - complete_since > DONE_TIMEOUT_S:
+                raise BenchError(
+                    f"{name} consumed its {expected} input items but did not finish its output "
+                    f"within {DONE_TIMEOUT_S:.0f} s; logs: "
+                    f"{', '.join(str(w.log) for w in workers)}"
+                )
+            time.sleep(DONE_POLL_S)
+            continue
         if consumed != last_value:
             last_value, last_change = consumed, now
         elif consumed and now - last_change > PLATEAU_S:
@@ -316,6 +451,24 @@ def watch_workers(
         elif not consumed and now - started > START_TIMEOUT_S:
             raise BenchError(f"{name} consumed nothing within {START_TIMEOUT_S:.0f} s")
         time.sleep(POLL_S if len(cpu_first) == len(workers) else START_POLL_S)
+
+
+def wait_assigned(worker: Spawned, *, partitions: int, name: str) -> float:
+    """Poll a worker's /metrics until it reports the lag of all `partitions` partitions of
+    its input: it joined its group, built its partition workers and is waiting for records.
+    Returns when (time.time()); BenchError if it exits or is not there in START_TIMEOUT_S."""
+    from stream.local.demo import scrape
+
+    wanted = {f'{LAG}{{partition="{p}"}}' for p in range(partitions)}
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        worker.check_alive(name)
+        if wanted <= scrape(worker.port).keys():
+            return time.time()
+        time.sleep(START_POLL_S)
+    raise BenchError(
+        f"{name} was not assigned its {partitions} partitions in {START_TIMEOUT_S:.0f} s"
+    )
 
 
 @dataclass(frozen=True)

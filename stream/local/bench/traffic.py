@@ -13,18 +13,17 @@ anything else 1, and a message larger than `max_message_bytes` 1 (it is dead-let
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from stream.local.bench.exceptions import BenchError
+from stream.local.bench.kafkaio import Message, produce
 from stream.settings import Settings
 from stream.topics import TopicSpec, create_topics
 
@@ -34,9 +33,6 @@ INPUT_PARTITIONS = 6
 """Partitions of the pre-filled input topics."""
 RATE = 2000.0
 """Events per second of generated (event) time: the whole input spans minutes, not hours."""
-PRODUCE_REQUEST_BYTES = 8 * 1024 * 1024
-BATCH_BYTES = 512 * 1024
-"""Record batch size of the pre-fill (larger when `max_message_bytes` is)."""
 
 Progress = Callable[[str], None]
 
@@ -144,53 +140,17 @@ def create_input_topic(settings: Settings, name: str) -> None:
 def prefill(
     settings: Settings, topic: str, messages: Sequence[bytes], *, progress: Progress
 ) -> None:
-    """Produce `messages` to `topic`, partitions in turn, and wait until all are acknowledged.
-
-    In hand-built record batches (aiokafka `create_batch`/`send_batch`, as `anonstream consent
-    import` sends): kafka-python's per-message `send` managed ~1,000 messages/s here.
-    """
+    """Produce `messages` to `topic`, partitions in turn, and wait until all are acknowledged."""
     create_input_topic(settings, topic)
     started = time.monotonic()
-    asyncio.run(_produce(settings, topic, messages, progress=progress))
+    produce(
+        settings,
+        topic,
+        [Message(index % INPUT_PARTITIONS, value) for index, value in enumerate(messages)],
+        progress=progress,
+    )
     elapsed = time.monotonic() - started
     progress(f"  {topic}: {len(messages)} messages pre-filled in {elapsed:.1f} s")
-
-
-async def _produce(
-    settings: Settings, topic: str, messages: Sequence[bytes], *, progress: Progress
-) -> None:
-    from stream import kafka
-
-    batch_bytes = max(BATCH_BYTES, settings.max_message_bytes + 65_536)
-    producer = kafka.async_producer(
-        settings, max_batch_size=batch_bytes, max_request_size=PRODUCE_REQUEST_BYTES
-    )
-    await producer.start()
-    pending: list[asyncio.Future[Any]] = []
-    try:
-        open_batches: dict[int, Any] = {}
-        for index, value in enumerate(messages):
-            partition = index % INPUT_PARTITIONS
-            builder = open_batches.get(partition) or producer.create_batch()
-            if builder.append(key=None, value=value, timestamp=None) is None:
-                pending.append(await producer.send_batch(builder, topic, partition=partition))
-                builder = producer.create_batch()
-                if builder.append(key=None, value=value, timestamp=None) is None:
-                    raise BenchError(f"message {index} ({len(value)} bytes) fits no record batch")
-            open_batches[partition] = builder
-            if index and index % 100_000 == 0:
-                progress(f"  {topic}: {index} of {len(messages)} messages queued")
-        for partition, builder in open_batches.items():
-            pending.append(await producer.send_batch(builder, topic, partition=partition))
-        answers = await asyncio.gather(*pending, return_exceptions=True)
-    finally:
-        await producer.stop()
-    failures = [answer for answer in answers if isinstance(answer, BaseException)]
-    if failures:
-        raise BenchError(
-            f"{len(failures)} record batches to {topic} were not acknowledged; "
-            f"first: {failures[0]!r}"
-        )
 
 
 def import_consent(settings: Settings, path: Path) -> None:
