@@ -46,7 +46,7 @@ from anonymizers.stats.records import (
     partial_key,
     progress_key,
 )
-from anonymizers.stats.state import SHIFT, PairStore, SubjectIndex, ValueStore
+from anonymizers.stats.state import SHIFT, AdmittedWindows, PairStore, SubjectIndex, ValueStore
 from anonymizers.stats.windows import (
     MAX_EVENT_US,
     MIN_EVENT_US,
@@ -93,8 +93,8 @@ class _Epoch:
     # Per space: cell key (the value for one dimension, else a tuple) to id, and back.
     cell_maps: list[dict[object, int]] = field(default_factory=list)
     cell_lists: list[list[str | tuple[str, ...]]] = field(default_factory=list)
-    # (space index, window size) -> subject id -> the window starts it counts in (dp's W).
-    admitted: dict[tuple[int, int], dict[int, list[int]]] = field(default_factory=dict)
+    # (space index, window size) -> the windows each subject counts in (dp's W).
+    admitted: dict[tuple[int, int], AdmittedWindows] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -324,26 +324,13 @@ class PartitionAggregator:
         """Which of these contributions (subject ids, one window) come from subjects within
         their W windows of this size in the window's epoch: a subject's first W windows of
         a size count, in partition order; later ones are dropped for good."""
-        epoch = self._epochs[start_us // self._epoch_us]
-        admitted = epoch.admitted.setdefault((space.index, size), {})
-        cap = self._caps[size]
-        allowed: dict[int, bool] = {}
-        for sid in np.unique(sids).tolist():
-            starts = admitted.get(sid)
-            if starts is None:
-                admitted[sid] = [start_us]
-                allowed[sid] = True
-            elif start_us in starts:
-                allowed[sid] = True
-            elif len(starts) < cap:
-                starts.append(start_us)
-                allowed[sid] = True
-            else:
-                allowed[sid] = False
-        if all(allowed.values()):
-            return np.ones(len(sids), bool)
-        refused = np.array([sid for sid, ok in allowed.items() if not ok], np.int64)
-        return ~np.isin(sids, refused)
+        number, offset = divmod(start_us, self._epoch_us)
+        epoch = self._epochs[number]
+        admitted = epoch.admitted.get((space.index, size))
+        if admitted is None:
+            admitted = epoch.admitted[(space.index, size)] = AdmittedWindows(self._caps[size])
+        # The window's number in its epoch (1,440 minutes in a day's).
+        return admitted.admit(sids, offset // (size * US_PER_S))
 
     def _skip_capped(self, space: _Space, size: int, dropped: int) -> None:
         for metric in space.metrics:

@@ -32,6 +32,80 @@ SHIFT = np.uint64(32)
 _EMPTY = -1
 
 
+class AdmittedWindows:
+    """AdmittedWindows(cap): the windows of one size each subject counts in, one epoch (dp's
+    W): a subject's first `cap` distinct windows count, in arrival order; later ones are
+    refused for good.
+
+    Compact: the first `min(cap, SLOTS)` windows of each subject are int32 window numbers in a
+    dense numpy row per subject id (4 bytes a slot, -1 empty); only a subject past those
+    (possible when cap > SLOTS: minute windows) has a Python list of the rest. A dict of lists
+    per subject cost about 150 bytes each and doubled the aggregate state per subject.
+    """
+
+    SLOTS = 4
+
+    __slots__ = ("_cap", "_more", "_rows")
+
+    def __init__(self, cap: int) -> None:
+        if cap < 1:
+            raise ValueError("cap must be >= 1")
+        self._cap = cap
+        self._rows: npt.NDArray[np.int32] = np.full((0, min(cap, self.SLOTS)), _EMPTY, np.int32)
+        self._more: dict[int, list[int]] = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the dense rows (the overflow lists are Python objects)."""
+        return int(self._rows.nbytes)
+
+    def admit(self, sids: I64, window: int) -> npt.NDArray[np.bool_]:
+        """Which of `sids` (subject ids, repeats allowed) count in window number `window`
+        (0 to 2**31 - 1; a 31-day epoch has 44,640 minutes): True for a subject that counts
+        in it already or has room for it (it is then recorded), False for one whose `cap`
+        windows are all others."""
+        if not 0 <= window <= np.iinfo(np.int32).max:
+            raise ValueError("window number out of range")
+        subjects = np.unique(sids)
+        if not len(subjects):
+            return np.ones(0, bool)
+        self._grow(int(subjects[-1]) + 1)
+        rows = self._rows[subjects]
+        known = (rows == window).any(axis=1)
+        used = (rows != _EMPTY).sum(axis=1)
+        width = rows.shape[1]
+        room = ~known & (used < width)
+        self._rows[subjects[room], used[room]] = window
+        full = ~known & (used == width)
+        if not full.any():
+            return np.ones(len(sids), bool)
+        refused = [sid for sid in subjects[full].tolist() if not self._admit_more(sid, window)]
+        if not refused:
+            return np.ones(len(sids), bool)
+        return ~np.isin(sids, np.array(refused, np.int64))
+
+    def _admit_more(self, sid: int, window: int) -> bool:
+        """A subject whose slots are full: past them, up to cap windows in its list."""
+        more = self._more.get(sid)
+        if more is not None and window in more:
+            return True
+        held = self._rows.shape[1] + (len(more) if more is not None else 0)
+        if held >= self._cap:
+            return False
+        if more is None:
+            self._more[sid] = [window]
+        else:
+            more.append(window)
+        return True
+
+    def _grow(self, size: int) -> None:
+        have = len(self._rows)
+        if size > have:
+            extra = max(size, have * 3 // 2, 1024) - have
+            pad = np.full((extra, self._rows.shape[1]), _EMPTY, np.int32)
+            self._rows = np.concatenate([self._rows, pad])
+
+
 class SubjectIndex:
     """Dense ids for 128-bit subject digests (one index per pseudonym epoch).
 

@@ -449,3 +449,56 @@ def test_one_subject_moves_any_cell_by_at_most_l(
         if after != before:
             changed[key[:3]] += 1
     assert all(n <= bounds[1] for n in changed.values())
+
+
+# ----------------------------------------------------------- dp's W: windows per subject
+def _first_windows(cap: int, calls: Sequence[tuple[list[int], int]]) -> list[list[bool]]:
+    """Reference for `AdmittedWindows`: a dict of lists, a subject's first `cap` distinct
+    windows in arrival order admitted, each later one refused."""
+    held: dict[int, list[int]] = {}
+    answers = []
+    for sids, window in calls:
+        for sid in sids:
+            starts = held.setdefault(sid, [])
+            if window not in starts and len(starts) < cap:
+                starts.append(window)
+        answers.append([window in held[sid] for sid in sids])
+    return answers
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cap=st.integers(1, 7),
+    calls=st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 40), min_size=0, max_size=12),
+            st.integers(0, 1439),
+        ),
+        max_size=60,
+    ).map(lambda calls: [(sids, window % 9 * 160) for sids, window in calls]),
+)
+def test_admitted_windows_are_each_subjects_first_w(
+    cap: int, calls: list[tuple[list[int], int]]
+) -> None:
+    """The compact admitted windows (numpy rows, lists past them) answer as a dict of lists
+    would, call by call, on either side of its row width."""
+    import numpy as np
+
+    from anonymizers.stats.state import AdmittedWindows
+
+    admitted = AdmittedWindows(cap)
+    got = [admitted.admit(np.array(sids, np.int64), window).tolist() for sids, window in calls]
+    assert got == _first_windows(cap, calls)
+
+
+def test_admitted_windows_stay_small_per_subject() -> None:
+    """One window each for 100,000 subjects: the dense rows only, no Python object per
+    subject (a dict of lists held about 150 bytes a subject)."""
+    import numpy as np
+
+    from anonymizers.stats.state import AdmittedWindows
+
+    admitted = AdmittedWindows(60)
+    admitted.admit(np.arange(100_000, dtype=np.int64), 7)
+    assert admitted.nbytes / 100_000 <= 4 * AdmittedWindows.SLOTS * 1.5
+    assert admitted.admit(np.array([5, 99_999], np.int64), 7).tolist() == [True, True]
