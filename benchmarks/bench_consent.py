@@ -78,11 +78,11 @@ def bench_state(count: int) -> None:
     base = {"event_type": "page_view", "consent": {"analytics": True}}
     hit = {**base, "cookie_id": subject_id(count // 2), "user_id": "u-1"}
     miss = {**base, "cookie_id": "c-not-there", "user_id": "u-1"}
-    assert gate(hit) == "opted_out" and gate(miss) is None
+    assert gate.decide(hit) == "opted_out" and gate.decide(miss) is None
     for name, call in (
-        ("opted-out subject (cookie + user id)", lambda: gate(hit)),
-        ("other subject (cookie + user id)", lambda: gate(miss)),
-        ("empty table", lambda: empty(miss)),
+        ("opted-out subject (cookie + user id)", lambda: gate.decide(hit)),
+        ("other subject (cookie + user id)", lambda: gate.decide(miss)),
+        ("empty table", lambda: empty.decide(miss)),
     ):
         loops = 200_000
         seconds = min(timeit.repeat(call, number=loops, repeat=3))
