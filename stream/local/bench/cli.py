@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -29,7 +29,7 @@ import orjson
 
 from stream.local.bench.exceptions import BenchError
 from stream.local.bench.latency import LatencyResult, latency_row
-from stream.local.bench.rows import Bench, Input, RowResult
+from stream.local.bench.rows import Bench, Input, RowResult, Tree
 from stream.local.bench.stages import aggregate_row, release_row
 from stream.local.bench.traffic import generate, prefill
 from stream.local.bench.venv import default_peer_python, ensure_peer_python
@@ -213,6 +213,14 @@ def figures(
     show_default=True,
     help="Above 1: also a scaling row, that many worker processes in one group.",
 )
+@click.option(
+    "--compare",
+    "compare",
+    multiple=True,
+    metavar="LABEL=DIR",
+    help="Also run the worker rows on another source tree (an earlier checkout, or "
+    "build/compiled-tree for mypyc), as rows worker@LABEL; repeatable.",
+)
 @click.option("--keep", is_flag=True, help="Keep the run's directory (logs, figures, traffic).")
 def bench_cli(
     quick: bool,
@@ -224,6 +232,7 @@ def bench_cli(
     families: str,
     latency_seconds: float | None,
     workers: int,
+    compare: tuple[str, ...],
     keep: bool,
 ) -> None:
     """Measure the anonymize worker end to end beside a ceiling and a Quix Streams peer.
@@ -246,6 +255,11 @@ def bench_cli(
     missing = [f"{row} needs {NEEDS[row]}" for row in chosen if NEEDS.get(row, row) not in chosen]
     if missing:
         raise click.BadParameter("; ".join(missing), param_hint="--rows")
+    trees = [_tree(spec) for spec in compare]
+    if trees and "worker" not in chosen:
+        raise click.BadParameter(
+            "compares worker rows: needs worker in --rows", param_hint="--compare"
+        )
     count = events or (QUICK_EVENTS if quick else FULL_EVENTS)
     latency_s = latency_seconds or (QUICK_LATENCY_S if quick else FULL_LATENCY_S)
     workdir = Path(tempfile.mkdtemp(prefix="anonstream-bench-"))
@@ -269,6 +283,7 @@ def bench_cli(
                 workers=workers,
                 peer_python=peer,
                 latency_s=latency_s,
+                trees=trees,
             )
     finally:
         if keep:
@@ -295,6 +310,21 @@ def bench_cli(
         sys.exit(1)
 
 
+def _tree(spec: str) -> Tree:
+    """`LABEL=DIR` of --compare: a directory holding anonstream's packages."""
+    label, _, directory = spec.partition("=")
+    path = Path(directory).expanduser()
+    if not label or not directory or not label.replace("-", "").isalnum():
+        raise click.BadParameter(
+            f"{spec!r}: expected LABEL=DIR, LABEL letters, digits, -", param_hint="--compare"
+        )
+    if not (path / "anonymizers" / "chain.py").is_file() and not any(
+        (path / "anonymizers").glob("chain.*.so")
+    ):
+        raise click.BadParameter(f"{directory}: no anonymizers/chain in it", param_hint="--compare")
+    return Tree(label, path.resolve())
+
+
 @dataclass
 class Report:
     """What a run measured: the rows, the latency row, the inputs, the rows that failed."""
@@ -315,6 +345,7 @@ def run(
     workers: int,
     peer_python: Path | None,
     latency_s: float = QUICK_LATENCY_S,
+    trees: Sequence[Tree] = (),
 ) -> Report:
     """Generate, pre-fill, run every row (a row that fails is a problem; the rows that read
     its output fail too)."""
@@ -349,6 +380,8 @@ def run(
                 steps.append(
                     ("worker", partial(bench.worker, source, consent=consent, workers=workers))
                 )
+            for tree in trees:
+                steps.append(("worker", partial(bench.worker, source, consent=consent, tree=tree)))
         if "aggregate" in families:
             steps.append(("aggregate", partial(aggregate_row, bench, source.kind)))
         if "release" in families:

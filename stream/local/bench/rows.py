@@ -259,12 +259,19 @@ class Bench:
             key_encryption_key_file=kek,
         )
 
-    def worker(self, source: Input, *, consent: Path, workers: int = 1) -> RowResult:
+    def worker(
+        self, source: Input, *, consent: Path, workers: int = 1, tree: Tree | None = None
+    ) -> RowResult:
         """`anonstream worker --stage anonymize` on `source` (`workers` processes in one
-        group), from spawn to the last output record."""
+        group), from spawn to the last output record; with `tree`, that source tree's code
+        (row `worker@<label>_<kind>`)."""
         from stream.local.bench.traffic import import_consent
 
         family = "worker" if workers == 1 else f"worker{workers}"
+        module = None
+        if tree is not None:
+            family = f"worker@{tree.label}"
+            module = tree.chain_module()
         name = f"{family}_{source.kind}"
         settings = self.worker_settings(name, source)
         outputs = [settings.topic_pseudonymized, settings.topic_deadletter]
@@ -273,7 +280,7 @@ class Bench:
         self.progress(f"row {name} ...")
         spawned = time.time()
         with (
-            self.running(name, settings, "anonymize", workers=workers) as started,
+            self.running(name, settings, "anonymize", workers=workers, tree=tree) as started,
             caught_up(settings, stage="anonymize", topic=source.topic) as done,
         ):
             watched = watch_workers(
@@ -291,16 +298,25 @@ class Bench:
             consumed=watched.consumed,
             figures={"forwarded": forwarded, "output_topic": settings.topic_pseudonymized},
         )
-        if workers == 1:
+        if module is not None:
+            result.figures["chain_module"] = module
+        elif workers == 1:
             self.outputs[name] = Output(settings=settings, result=result, events=forwarded)
         return result
 
     @contextmanager
     def running(
-        self, name: str, settings: Settings, stage: str, *, workers: int = 1
+        self,
+        name: str,
+        settings: Settings,
+        stage: str,
+        *,
+        workers: int = 1,
+        tree: Tree | None = None,
     ) -> Iterator[list[Spawned]]:
         """`workers` processes of `anonstream worker --stage <stage>` with `settings`, each
-        with its own web port and log `<name>-<i>.log`; stopped (SIGTERM) on exit."""
+        with its own web port and log `<name>-<i>.log`, running `tree`'s code when given;
+        stopped (SIGTERM) on exit."""
         from stream.local import processes
         from stream.local.broker import free_port
 
@@ -311,10 +327,14 @@ class Bench:
             for index in range(workers):
                 port = free_port()
                 log = self.workdir / f"{name}-{index}.log"
+                env = processes.settings_env(settings, web_port=port)
+                if tree is not None:
+                    env.update(tree.env())
                 with log.open("wb") as out:
                     process = subprocess.Popen(  # noqa: S603 - our own interpreter
                         command,
-                        env=processes.settings_env(settings, web_port=port),
+                        env=env,
+                        cwd=tree.path if tree is not None else None,
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
@@ -358,6 +378,41 @@ def create_row_topics(settings: Settings, *, append_time: Collection[str]) -> No
         for spec in topic_specs(settings)
     ]
     create_topics(settings, specs)
+
+
+@dataclass(frozen=True)
+class Tree:
+    """Another source tree of anonstream whose worker a row runs (`--compare LABEL=DIR`): a
+    checkout of an earlier commit, or the mypyc-compiled tree (`make compiled-tree`). The
+    worker runs in that directory (`-m` puts the working directory first on sys.path) with it
+    on PYTHONPATH, ahead of the installed project."""
+
+    label: str
+    path: Path
+
+    def env(self) -> dict[str, str]:
+        return {"PYTHONPATH": str(self.path)}
+
+    def chain_module(self) -> str:
+        """The file `anonymizers.chain` is imported from under this tree (a `.so` when
+        compiled): proof of which code the row ran. BenchError if it is not under the tree."""
+        import os
+
+        found = subprocess.run(
+            [sys.executable, "-c", "import anonymizers.chain as c; print(c.__file__)"],
+            env={**os.environ, **self.env()},
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        module = found.stdout.strip()
+        if found.returncode != 0 or not Path(module).resolve().is_relative_to(self.path.resolve()):
+            raise BenchError(
+                f"worker@{self.label}: anonymizers.chain is not imported from {self.path} "
+                f"({module or found.stderr.strip()[-300:]})"
+            )
+        return str(Path(module).relative_to(self.path.resolve()))
 
 
 @dataclass(frozen=True)
