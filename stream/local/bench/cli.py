@@ -219,7 +219,7 @@ def figures(
     multiple=True,
     metavar="LABEL=DIR",
     help="Also run the worker rows on another source tree (an earlier checkout, or "
-    "build/compiled-tree for mypyc), as rows worker@LABEL; repeatable.",
+    "build/compiled-tree for mypyc), as rows worker-LABEL; repeatable.",
 )
 @click.option("--keep", is_flag=True, help="Keep the run's directory (logs, figures, traffic).")
 def bench_cli(

@@ -264,13 +264,13 @@ class Bench:
     ) -> RowResult:
         """`anonstream worker --stage anonymize` on `source` (`workers` processes in one
         group), from spawn to the last output record; with `tree`, that source tree's code
-        (row `worker@<label>_<kind>`)."""
+        (row `worker-<label>_<kind>`)."""
         from stream.local.bench.traffic import import_consent
 
         family = "worker" if workers == 1 else f"worker{workers}"
         module = None
         if tree is not None:
-            family = f"worker@{tree.label}"
+            family = f"worker-{tree.label}"
             module = tree.chain_module()
         name = f"{family}_{source.kind}"
         settings = self.worker_settings(name, source)
@@ -409,7 +409,7 @@ class Tree:
         module = found.stdout.strip()
         if found.returncode != 0 or not Path(module).resolve().is_relative_to(self.path.resolve()):
             raise BenchError(
-                f"worker@{self.label}: anonymizers.chain is not imported from {self.path} "
+                f"worker-{self.label}: anonymizers.chain is not imported from {self.path} "
                 f"({module or found.stderr.strip()[-300:]})"
             )
         return str(Path(module).relative_to(self.path.resolve()))
