@@ -211,7 +211,8 @@ def figures(
     type=click.IntRange(1, 6),
     default=1,
     show_default=True,
-    help="Above 1: also a scaling row, that many worker processes in one group.",
+    help="Above 1: also scaling rows, that many anonymize (and aggregate) worker processes "
+    "in one group.",
 )
 @click.option(
     "--compare",
@@ -384,6 +385,10 @@ def run(
                 steps.append(("worker", partial(bench.worker, source, consent=consent, tree=tree)))
         if "aggregate" in families:
             steps.append(("aggregate", partial(aggregate_row, bench, source.kind)))
+            if workers > 1:
+                steps.append(
+                    ("aggregate", partial(aggregate_row, bench, source.kind, workers=workers))
+                )
         if "release" in families:
             steps.append(("release", partial(release_row, bench, source.kind)))
     for family, step in steps:

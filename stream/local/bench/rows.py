@@ -526,6 +526,31 @@ def wait_assigned(worker: Spawned, *, partitions: int, name: str) -> float:
     )
 
 
+def wait_group_assigned(workers: list[Spawned], *, partitions: int, name: str) -> float:
+    """`wait_assigned` for several workers of one group: every worker reports the lag of
+    some partitions and together all `partitions`, the same on two polls in a row (a group
+    that is still rebalancing moves them). Returns when (time.time())."""
+    if len(workers) == 1:
+        return wait_assigned(workers[0], partitions=partitions, name=name)
+    from stream.local.demo import scrape
+
+    wanted = {f'{LAG}{{partition="{p}"}}' for p in range(partitions)}
+    deadline = time.monotonic() + START_TIMEOUT_S
+    previous: list[set[str]] = []
+    while time.monotonic() < deadline:
+        for worker in workers:
+            worker.check_alive(name)
+        seen = [wanted & scrape(worker.port).keys() for worker in workers]
+        if all(seen) and set().union(*seen) == wanted and seen == previous:
+            return time.time()
+        previous = seen
+        time.sleep(max(START_POLL_S, 1.0))
+    raise BenchError(
+        f"{name}: its {len(workers)} workers were not assigned the {partitions} partitions in "
+        f"{START_TIMEOUT_S:.0f} s"
+    )
+
+
 @dataclass(frozen=True)
 class Span:
     """Broker append times of the first and last records of some topics."""

@@ -52,7 +52,7 @@ from stream.local.bench.rows import (
     RowResult,
     append_span,
     create_row_topics,
-    wait_assigned,
+    wait_group_assigned,
     watch_workers,
 )
 from stream.local.bench.traffic import INPUT_PARTITIONS
@@ -67,12 +67,13 @@ CLOSING_LEAD = 3
 lateness and idle timeout) after now; done means committed at least one `open_for_s` ahead."""
 
 
-def aggregate_row(bench: Bench, kind: str) -> RowResult:
-    """`anonstream worker --stage aggregate` on a copy of the `worker_<kind>` row's output."""
+def aggregate_row(bench: Bench, kind: str, *, workers: int = 1) -> RowResult:
+    """`anonstream worker --stage aggregate` on a copy of the `worker_<kind>` row's output;
+    `workers` processes in one group (row `aggregate<N>_<kind>` above 1)."""
     from stream.resources import load_stream_policy
     from stream.worker import open_for_s
 
-    name = f"aggregate_{kind}"
+    name = f"aggregate_{kind}" if workers == 1 else f"aggregate{workers}_{kind}"
     upstream = bench.output(f"worker_{kind}", needed_by=name)
     settings = bench.row_settings(
         name,
@@ -112,15 +113,17 @@ def aggregate_row(bench: Bench, kind: str) -> RowResult:
         expected=events + len(closing),
         events=events,
         closed_through_us=closed_through_us,
+        workers=workers,
     )
     partials = append_span(settings, [settings.topic_partials]).records
     result.consumed = (result.consumed or 0) - len(closing)
     result.figures.update(
         closing_events=len(closing), partials=partials, output_topic=settings.topic_partials
     )
-    bench.outputs[name] = Output(
-        settings=settings, result=result, events=events, closed_through_us=closed_through_us
-    )
+    if workers == 1:
+        bench.outputs[name] = Output(
+            settings=settings, result=result, events=events, closed_through_us=closed_through_us
+        )
     return result
 
 
@@ -176,21 +179,22 @@ def _run_stage(
     expected: int,
     events: int,
     closed_through_us: int,
+    workers: int = 1,
 ) -> RowResult:
-    """Start `stage` on the empty `input_topic`, copy `messages` in once it waits for them,
-    and watch it until its `counter` reaches `expected` and its commits `closed_through_us`
-    (see module doc). The row's figures are per `events`."""
+    """Start `stage` (`workers` processes in one group) on the empty `input_topic`, copy
+    `messages` in once it waits for them, and watch it until its `counter` (summed) reaches
+    `expected` and its commits `closed_through_us` (see module doc). The row's figures are per
+    `events`; CPU and RSS are the processes' sums."""
     from stream.local.bench.procfs import cpu_seconds
 
     create_row_topics(settings, append_time=[input_topic, *outputs])
     spawned = time.time()
     with (
-        bench.running(name, settings, stage) as started,
+        bench.running(name, settings, stage, workers=workers) as started,
         committed_offsets(settings, group_id=settings.group_id(stage), topic=input_topic) as read,
     ):
-        worker = started[0]
-        ready = wait_assigned(worker, partitions=INPUT_PARTITIONS, name=name)
-        cpu_start = {worker.process.pid: cpu_seconds(worker.process.pid)}
+        ready = wait_group_assigned(started, partitions=INPUT_PARTITIONS, name=name)
+        cpu_start = {w.process.pid: cpu_seconds(w.process.pid) for w in started}
         copy_started = time.monotonic()
         produce(settings, input_topic, messages)
         copy_s = time.monotonic() - copy_started
@@ -198,7 +202,7 @@ def _run_stage(
             started,
             expected=expected,
             name=name,
-            exact=True,
+            exact=workers == 1,
             counter=counter,
             cpu_start=cpu_start,
             done=_committed_through(read, closed_through_us),
