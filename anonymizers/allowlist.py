@@ -83,8 +83,10 @@ def _ip_needles(value: str) -> list[str]:
         octets = [int(p) for p in parts]
         if all(o <= 255 for o in octets):
             return _ipv4_needles(octets)  # dotted decimal, the usual case: no parsing
+    # An IPv6 zone ("fe80::1%eth0") is no part of the address's notations, and Python 3.11's
+    # IPv6Address with one raises on `.exploded`: the address is looked for without it.
     try:
-        address = ipaddress.ip_address(text.strip("[]"))
+        address = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
     except ValueError:
         return []
     if isinstance(address, ipaddress.IPv4Address):
@@ -268,10 +270,13 @@ class EchoGuard:
                     return None
         raw_ip = event.get("ip")
         if isinstance(raw_ip, str):
-            entry = self._ip_table.get(raw_ip)
-            if entry is None:
-                entry = self.ip_memo.miss(raw_ip)
-            for probe in entry[1]:
+            # The IP unit left the probes in the draft; the guard's own memo serves a draft it
+            # did not fill (an IP of no probes gives the same empty tuple either way).
+            probes = out.needles
+            if not probes:
+                entry = self._ip_table.get(raw_ip)
+                probes = (entry if entry is not None else self.ip_memo.miss(raw_ip))[1]
+            for probe in probes:
                 if probe in haystack:
                     self._guard(event, out)
                     return None
@@ -298,3 +303,9 @@ def _entry_of(needles: list[str]) -> _NeedleEntry:
 
 def _ip_entry(raw_ip: str) -> _NeedleEntry:
     return _entry_of(echo_needles((), ips=(raw_ip,)))
+
+
+def ip_probes(raw_ip: str) -> tuple[str, ...]:
+    """What the echo guard looks for in the haystack for an event whose IP is `raw_ip`: every
+    notation's compact form (short ones between delimiters)."""
+    return _ip_entry(raw_ip)[1]

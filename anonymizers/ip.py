@@ -18,7 +18,7 @@ import ipaddress
 from collections.abc import Collection
 from typing import Any, Final, NamedTuple
 
-from anonymizers.allowlist import echo_needles
+from anonymizers.allowlist import ip_probes
 from anonymizers.geo import GeoLookup, Place
 from anonymizers.memo import Memo, bounded_put
 from anonymizers.outcome import Draft
@@ -232,17 +232,14 @@ class IpAnonymizer:
         return None
 
     def _entry(self, raw_ip: str) -> _IpEntry:
+        # The echo guard's probes for this address (every notation), memoised here with the
+        # rest: the guard reads them from the draft instead of a memo of its own.
+        probes = ip_probes(raw_ip)
         ip = parse_ip(raw_ip)
-        # The echo guard looks for the address as sent and in canonical form.
-        sent = raw_ip.strip()
         if ip is None:
-            return None, (), tuple(echo_needles((sent,))), False
+            return None, (), probes, False
         pairs, located = self.output_fields(ip) if self._geo_wanted else ((), False)
-        texts = [sent, ip.text]
-        if ip.version == 4 and ":" in sent:
-            # An IPv6 address unwrapped to IPv4: its canonical IPv6 spelling too.
-            texts.append(ipaddress.IPv6Address(sent).compressed)
-        return ip.text, pairs, tuple(echo_needles(dict.fromkeys(texts))), located
+        return ip.text, pairs, probes, located
 
     def outcome(self, ip: ParsedIp | None) -> IpOutcome:
         """The four output fields of a parsed address (None where nothing is derived)."""

@@ -48,7 +48,8 @@ class Draft:
         self.ip_text: str | None = None
         """The canonical text of the event's IP, None when it has none usable."""
         self.needles: tuple[str, ...] = ()
-        """The IP's spellings the echo guard looks for."""
+        """What the echo guard looks for of the event's IP, every notation (`ip_probes`; set
+        by the IP unit)."""
         self.located = False
         self.subject = ""
         self.source = ""

@@ -138,3 +138,13 @@ def test_allowlist_guard_removes_echoed_identifiers() -> None:
     )
     assert out["search_terms"] == "track [id]" and out["page_url"] == "https://s.example/[id]"
     assert touched == ["page_url", "search_terms"]
+
+
+def test_an_ipv6_zone_is_no_part_of_the_notations_looked_for() -> None:
+    """A zone ("%eth0") once made the notations raise (Python 3.11's `exploded`), dropping the
+    event as unprocessable; the address is looked for without it, in every notation."""
+    from anonymizers.allowlist import ip_probes
+
+    probes = ip_probes("fe80::1%eth0")
+    assert "fe800000000000000000000000000001" in probes  # exploded, separators removed
+    assert "fe801" in probes  # compressed
