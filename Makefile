@@ -10,7 +10,7 @@ DURATION ?= 0
 RATE ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: all install kafka-jars browser kustomize test compiled-tree test-compiled lint typecheck demo bench bench-compiled bench-venv bench-worker clean distclean
+.PHONY: all install kafka-jars browser kustomize test lint typecheck demo bench bench-venv bench-worker clean distclean
 
 all: test
 
@@ -20,7 +20,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall when the dependency list changes.
-$(INSTALL_STAMP): pyproject.toml setup.py | $(BIN)/python
+$(INSTALL_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
@@ -62,20 +62,6 @@ kustomize:
 
 test: install kafka-jars browser kustomize bench-venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-# The suite (Kafka tests aside) against the mypyc-compiled chain (see setup.py), built in a
-# scratch copy: compiled modules next to the sources would shadow later edits.
-COMPILED_TREE := build/compiled-tree
-compiled-tree: install
-	rm -rf $(COMPILED_TREE) && mkdir -p $(COMPILED_TREE)
-	git ls-files -z | xargs -0 cp --parents -t $(COMPILED_TREE)
-	cd $(COMPILED_TREE) && ANONSTREAM_COMPILE=1 $(abspath $(BIN))/python setup.py -q build_ext --inplace
-
-test-compiled: compiled-tree
-	cd $(COMPILED_TREE) && $(abspath $(BIN))/python -m pytest -m "not kafka" $(PYTEST_ARGS)
-
-bench-compiled: compiled-tree
-	cd $(COMPILED_TREE) && PYTHONPATH=. $(abspath $(BIN))/python benchmarks/bench_chain.py
 
 lint: install
 	$(BIN)/ruff check stream anonymizers schemas tests benchmarks

@@ -221,7 +221,7 @@ class ConsentGate:
     def check(self, event: dict[str, object], present: Collection[str]) -> str | None:
         """The drop reason for `event`, whose identifier fields are exactly `present`.
 
-        `event` is a plain dict (compiled, its look-ups are direct calls, no bound method).
+        `event` is a plain dict.
         """
         if event.get("age_under_16") is True:
             return reasons.UNDER_16

@@ -166,7 +166,7 @@ class EventTime:
 
     def read(self, raw: object) -> tuple[int, str, str]:
         """(epoch, UTC text to the second, UTC day) of `raw`; `NO_TIME` (day "") when
-        unusable (not None: mypyc returns a fixed tuple without allocating it)."""
+        unusable."""
         if not isinstance(raw, str):
             return NO_TIME
         known = self._clock.read(raw)

@@ -248,8 +248,8 @@ class Memo(Generic[K, V]):
 
     @property
     def plain_table(self) -> dict[K, V]:
-        """The table of a memo that names no kind of values: always a dict (compiled code
-        reads a dict faster than any other table)."""
+        """The table of a memo that names no kind of values: always a dict, whose `get` a
+        caller may call directly (`miss` on None)."""
         if self._dict is None:
             raise TypeError("this memo's table is a FingerprintTable")
         return self._dict

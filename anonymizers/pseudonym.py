@@ -114,8 +114,7 @@ class Pseudonymizer:
         """(pseudonym, source) of the event's subject, `NO_SUBJECT` ("", "") when it has none.
 
         `present` holds the identifier fields the event has, no more, no fewer; `ip_text` is
-        the canonical text of its parsed IP (None: no usable IP). (No None for "none":
-        mypyc returns a fixed tuple without allocating it.)
+        the canonical text of its parsed IP (None: no usable IP).
         """
         if key is not self._bound:
             self._bind(key)

@@ -47,7 +47,6 @@ from typing import Any
 
 import orjson
 
-import anonymizers.chain as chain_module
 from anonymizers.chain import Pipeline
 from anonymizers.consent import ConsentState
 from anonymizers.fields import SUBJECT_FIELDS
@@ -335,8 +334,6 @@ def main() -> None:
         f"emitted), after a warm-up of {args.warmup:,}; batches of {batch}; "
         f"geo: {geo_path.name if geo_path else 'none'}; events/s of CPU time on one core"
     )
-    compiled = Path(chain_module.__file__ or "").suffix != ".py"
-    print(f"chain: {'compiled with mypyc (setup.py)' if compiled else 'pure Python'}")
     if young_threshold:
         settings = f"a worker's: start-up frozen, young threshold {young_threshold:,}"
     else:

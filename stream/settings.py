@@ -43,7 +43,6 @@ OTHER_VARIABLES: Final = frozenset(
         f"{ENV_PREFIX}KAFKA_RECIPE",  # the local broker's recipe (stream.local.broker)
         f"{ENV_PREFIX}TEST_BOOTSTRAP",  # tests: reuse a running broker
         f"{ENV_PREFIX}BENCH_BOOTSTRAP",  # benchmarks: reuse a running broker
-        f"{ENV_PREFIX}COMPILE",  # setup.py: build the optional compiled modules
         f"{ENV_PREFIX}SCREENSHOT_DIR",  # dashboard browser tests
     }
 )

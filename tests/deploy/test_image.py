@@ -40,7 +40,7 @@ def test_the_base_image_is_pinned() -> None:
 
 
 def test_the_runtime_stage_installs_no_build_tools() -> None:
-    """Compilers and apt installs stay in the build stage; the runtime installs wheels only."""
+    """No compiler or apt install in the runtime stage; it installs wheels only."""
     runs = " ".join(instructions(FINAL, "RUN"))
     assert "apt-get" not in runs and "gcc" not in runs
     assert "pip install --no-cache-dir /wheels/*.whl" in runs
