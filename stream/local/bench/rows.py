@@ -383,7 +383,7 @@ def create_row_topics(settings: Settings, *, append_time: Collection[str]) -> No
 @dataclass(frozen=True)
 class Tree:
     """Another source tree of anonstream whose worker a row runs (`--compare LABEL=DIR`): a
-    checkout of an earlier commit, or the mypyc-compiled tree (`make compiled-tree`). The
+    checkout of an earlier commit (to measure before and after in one run). The
     worker runs in that directory (`-m` puts the working directory first on sys.path) with it
     on PYTHONPATH, ahead of the installed project."""
 
@@ -394,8 +394,8 @@ class Tree:
         return {"PYTHONPATH": str(self.path)}
 
     def chain_module(self) -> str:
-        """The file `anonymizers.chain` is imported from under this tree (a `.so` when
-        compiled): proof of which code the row ran. BenchError if it is not under the tree."""
+        """The file `anonymizers.chain` is imported from under this tree: proof of which code
+        the row ran. BenchError if it is not under the tree."""
         import os
 
         found = subprocess.run(
