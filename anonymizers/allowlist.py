@@ -58,14 +58,25 @@ def echo_found(needle: str, haystack: str) -> bool:
     return f"{_WHOLE}{needle}{_WHOLE}" in haystack
 
 
+# Each octet's spellings in the dotted notations (decimal, zero-padded, octal, hex padded and
+# not): an IP's needles are joins of four look-ups (a new IP costs its notations once).
+_OCTET_SPELLINGS: Final = tuple(
+    tuple(table[o] for o in range(256))
+    for table in (
+        [str(o) for o in range(256)],
+        [f"{o:03d}" for o in range(256)],
+        [f"0{o:o}" for o in range(256)],
+        [f"0x{o:02x}" for o in range(256)],
+        [f"0x{o:x}" for o in range(256)],
+    )
+)
+
+
 def _ipv4_needles(octets: Sequence[int]) -> list[str]:
-    number = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+    a, b, c, d = octets
+    number = (a << 24) | (b << 16) | (c << 8) | d
     return [
-        "".join([str(o) for o in octets]),
-        "".join([f"{o:03d}" for o in octets]),
-        "".join([f"0{o:o}" for o in octets]),
-        "".join([f"0x{o:02x}" for o in octets]),
-        "".join([f"0x{o:x}" for o in octets]),
+        *(table[a] + table[b] + table[c] + table[d] for table in _OCTET_SPELLINGS),
         f"0x{number:08x}",
         f"{number:08x}",  # also the tail of the IPv4-mapped IPv6 address, exploded
         f"{number:x}",
