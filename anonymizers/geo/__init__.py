@@ -1,5 +1,5 @@
-"""Geolocation: `GeoLookup` over a MaxMind-format database, its flat IPv4 index and record
-decoder, and where the bundled GeoLite2 City database is."""
+"""Geolocation: `GeoLookup` over a MaxMind-format database, its flat IPv4 index, and where the
+bundled GeoLite2 City database is."""
 
 from anonymizers.geo.bundled import default_database_path
 from anonymizers.geo.lookup import GeoLookup, GeoResult, Place

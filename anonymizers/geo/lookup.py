@@ -13,7 +13,6 @@ import maxminddb
 
 from anonymizers.exceptions import GeoDatabaseError
 from anonymizers.geo.index import Ipv4Index
-from anonymizers.geo.records import PlaceDecoder, UnsupportedRecord
 from anonymizers.memo import bounded_put
 
 DEFAULT_CACHE_SIZE: Final = 131_072
@@ -23,8 +22,6 @@ CACHE_LEVELS: Final[dict[int, tuple[int, ...]]] = {
     6: tuple(range(48, 15, -4)),
 }
 """Prefix lengths the geolocation cache keys networks by, finest first, per IP version."""
-DATA_SEPARATOR_BYTES: Final = 16
-"""Zero bytes between a MaxMind DB's search tree and its data section."""
 # NamedTuple construction without its Python-level __new__.
 _new_tuple: Final = tuple.__new__
 
@@ -87,9 +84,8 @@ class GeoLookup:
     Opening is the only I/O of `anonymizers`. Every answer is exact, never approximated:
 
     - IPv4 (with `index`, the default): `anonymizers.geo.index.Ipv4Index` gives the address's
-      record pointer in the database, and each record is decoded once and cached by pointer:
-      by the reader, or by `anonymizers.geo.records.PlaceDecoder` (only the three strings
-      needed) when `decode_records` is true.
+      record pointer in the database, and each record is decoded once by the reader and
+      cached by pointer.
     - IPv6, or IPv4 without the index: results are cached by network. The database's own
       network for an address (from `get_with_prefix_len`) is a block every address of which
       has the same record, so the answer is cached under the widest of the levels
@@ -105,7 +101,6 @@ class GeoLookup:
         *,
         cache_size: int = DEFAULT_CACHE_SIZE,
         index: bool = True,
-        decode_records: bool = False,
     ) -> None:
         try:
             self._reader = maxminddb.open_database(path)
@@ -126,16 +121,6 @@ class GeoLookup:
             if index
             else None
         )
-        # With the index and `decode_records`, records are read by `PlaceDecoder` from the
-        # data section, held in memory (~31 MB for GeoLite2 City); the reader decodes what it
-        # cannot read. As plain Python it is slower than the reader's C decoder (~21 µs
-        # against ~13 µs per GeoLite2 City record), hence off by default.
-        self._decoder: PlaceDecoder | None = None
-        self._data_base = node_count + DATA_SEPARATOR_BYTES
-        if index and decode_records:
-            self._decoder = PlaceDecoder(
-                _data_section(path, node_count * record_size // 4 + DATA_SEPARATOR_BYTES)
-            )
         # Results are cached as plain tuples, which the garbage collector stops tracking
         # (a NamedTuple it tracks for ever): record pointer -> result (IPv4 with the index);
         self._records: dict[int, Place] = {}
@@ -165,7 +150,7 @@ class GeoLookup:
                 return _UNKNOWN_PLACE
             place = self._records.get(pointer)
             if place is None:
-                place = self._record_place(pointer, ip)
+                place = tuple(self._lookup(ip)[0])
                 if self._cache_size:
                     bounded_put(self._records, pointer, place, max_size=self._cache_size)
             return place
@@ -191,18 +176,6 @@ class GeoLookup:
         """(entries cached, bound per cache, records read from the database)."""
         return len(self._records) + len(self._cache), self._cache_size, self.lookups
 
-    def _record_place(self, pointer: int, ip: Address) -> Place:
-        """The place of the record `pointer` (a search-tree record value) that `ip` maps to."""
-        if self._decoder is not None:
-            try:
-                place = self._decoder.place(pointer - self._data_base)
-            except UnsupportedRecord:
-                pass
-            else:
-                self.lookups += 1
-                return place
-        return tuple(self._lookup(ip)[0])
-
     def _lookup(self, ip: Address) -> tuple[GeoResult, int]:
         if ip.version == 6 and self._ipv4_only:
             return _UNKNOWN, 0
@@ -216,13 +189,3 @@ class GeoLookup:
     def close(self) -> None:
         """Close the database."""
         self._reader.close()
-
-
-def _data_section(path: str, start: int) -> bytes:
-    """The bytes of the database file from `start` (its data section) to the end."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(start)
-            return file.read()
-    except OSError as exc:
-        raise GeoDatabaseError(f"cannot read geolocation database {path!r}: {exc}") from exc

@@ -32,9 +32,9 @@ FORBIDDEN_MODULES = {
     "dotenv",
 }
 FORBIDDEN_NAMES = {"environ", "getenv", "putenv", "system", "popen"}
-# open() is allowed only where the policy file (policy/load.py) and the geo database
-# (geo/lookup.py: its data section, for anonymizers.geo.records) are read.
-OPEN_ALLOWED = {"policy/load.py", "geo/lookup.py"}
+# open() is allowed only where the policy file is read (policy/load.py); the geo database is
+# opened by maxminddb and read by numpy.
+OPEN_ALLOWED = {"policy/load.py"}
 
 
 def _sources() -> list[Path]:

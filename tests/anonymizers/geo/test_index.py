@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
 
 from anonymizers.exceptions import GeoDatabaseError
 from anonymizers.geo.index import Ipv4Index, Ipv4Ranges, _records
@@ -92,6 +94,43 @@ def test_records_are_read_once_per_pointer() -> None:
         assert parsed is not None
         assert geo(parsed).city == "London"
     assert geo.lookups == 1
+
+
+def test_every_record_of_a_large_database(tmp_path: Path) -> None:
+    """3,000 distinct places (data past 2,048 and 526,336 bytes: 2- and 3-byte pointers), each
+    /24 answered as written, a second address of it from the cache; one read per record."""
+    writer = MMDBWriter(ip_version=6, database_type="GeoIP2-City", ipv4_compatible=True)
+    rng = random.Random(3)
+    expected: dict[int, tuple[str | None, str | None, str | None]] = {}
+    for index in range(3000):
+        country, city = f"C{index % 50}", f"city-{index}-en-" + "n" * rng.randrange(200)
+        names = {"en": city} | {
+            lang: f"city-{index}-{lang}-" + "n" * rng.randrange(200) for lang in ("de", "fr")
+        }
+        place: dict[str, Any] = {
+            "country": {"iso_code": country, "names": {"en": f"country {index % 50}"}},
+            "city": {"names": names, "geoname_id": index},
+            "location": {"latitude": rng.uniform(-90, 90), "longitude": rng.uniform(-180, 180)},
+        }
+        region = None
+        if index % 3:
+            # A region code, else (DB-IP lite) only an English name.
+            region = f"R{index % 7}" if index % 2 else f"r{index}"
+            place["subdivisions"] = [
+                {"iso_code": region} if index % 2 else {"names": {"en": region}}
+            ]
+        writer.insert_network(IPSet([f"10.{index // 256}.{index % 256}.0/24"]), place)
+        expected[index] = (country, region, city)
+    path = tmp_path / "many.mmdb"
+    writer.to_db_file(str(path))
+    assert path.stat().st_size > 526_336 + 3000 * 200
+    geo = GeoLookup(str(path))
+    for index, place_written in expected.items():
+        for host in (0, rng.randrange(1, 256)):
+            parsed = parse_ip(f"10.{index // 256}.{index % 256}.{host}")
+            assert parsed is not None
+            assert geo.place(parsed) == place_written, (index, host)
+    assert geo.lookups == 3000
 
 
 @pytest.fixture(scope="module")
