@@ -453,9 +453,6 @@ class AnonymizeRuntime:
             max_records=FETCH_MAX_RECORDS,
             on_batch=watch.processed_batch,
             before_batch=self.wait_ready,
-            # Commits once a second, not per fetch: a replay after a crash is deduplicated
-            # per event downstream (`anonstream-src`), so the round trip is not worth it.
-            commit_every_batch=False,
         )
 
     def may_process(self) -> bool:

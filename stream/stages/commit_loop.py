@@ -73,7 +73,6 @@ class ManualCommitLoop:
         on_batch: Callable[[dict[int, int], float], None] | None = None,
         on_retire: Callable[[Any], None] | None = None,
         before_batch: Callable[[], Awaitable[None]] | None = None,
-        commit_every_batch: bool = True,
     ) -> None:
         self._settings = settings
         self._topic = topic
@@ -82,20 +81,14 @@ class ManualCommitLoop:
         self._tick_interval_s = tick_interval_s
         self._max_records = max_records
         self._on_batch = on_batch
-        """Called after each batch is sent (and committed, unless commits wait for ticks)
-        with {partition: next offset} and the seconds it took (health and latency metrics,
-        `stream.health.probes`)."""
+        """Called after each batch is sent and committed with {partition: next offset} and
+        the seconds it took (health and latency metrics, `stream.health.probes`)."""
         self._on_retire = on_retire
         """Called with each worker dropped on a revoke, once, after its last commit: the
         runtime keeps what the worker counted, so its metrics never go down."""
         self._before_batch = before_batch
         """Awaited before a fetched batch is processed (the anonymize stage waits there while
         its consent table or key is not current: fail closed)."""
-        self._commit_every_batch = commit_every_batch
-        """False: commit on ticks (about every `tick_interval_s`), on a revoke and at stop, not
-        after every batch: one broker round trip less per batch, for a stage whose replays
-        are harmless (the anonymize stage: the aggregate stage drops replayed events by their
-        raw offsets). What is committed is still acknowledged output only."""
         self.workers: dict[int, Any] = {}
         self._lock = asyncio.Lock()
         self._consumer: Any = None
@@ -166,8 +159,7 @@ class ManualCommitLoop:
                     self.messages += len(records)
                 if batches:
                     self.last_batch_at = time.time()
-                ticked = time.monotonic() >= next_tick
-                if ticked:
+                if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self._tick_interval_s
                     now = time.time()
                     for partition, worker in self.workers.items():
@@ -178,8 +170,7 @@ class ManualCommitLoop:
                     touched = list(self.workers)  # commit points may move on ticks too
                 await self._send(outgoing)
                 self._unsent = False
-                if self._commit_every_batch or ticked:
-                    await self._commit(touched)
+                await self._commit(touched)
             if self._on_batch is not None and batches:
                 positions = {tp.partition: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
                 self._on_batch(positions, time.perf_counter() - started)
