@@ -1,11 +1,17 @@
 """Every detector on untrusted text runs in linear time (issue 18, class 2).
 
 Adversarial text fills every free-text field of a raw event to the schema's maximum size
-(URLs 8192 characters, search terms and user agent 2048, identifiers 512); the chain (fresh
-memos, so nothing is a cache hit) and preview's masking run on it. CPU time per KB of input,
-measured with `time.process_time` (best of a few runs: this machine is shared), must stay
-within `BUDGET_MS_PER_KB`; a quadratic pattern costs about 1 s on one such URL, hundreds of
-times the budget. The figures are printed (`pytest -s`) beside the budget.
+(URLs 8192 characters, search terms and user agent 2048, identifiers 512), and again to an
+eighth of it; the chain (fresh memos, so nothing is a cache hit) and preview's masking run on
+both. CPU time per KB of input is measured with `time.process_time` (best of a few runs).
+
+What is asserted does not depend on how fast the machine is (the house measures speed in
+benchmarks, not in timed tests; this test failed CI on a VM twice as slow as usual, with every
+input linear): per KB, the full size costs at most `GROWTH_LIMIT` times the eighth, measured
+back to back (linear work costs the same per KB; quadratic work costs eight times more, and a
+quadratic pattern costs ~1 s on one such URL). A loose absolute bound, `SANITY_MS_PER_KB`
+(ten times the issue's 1 ms/KB budget), catches work that is slow at every size. The figures
+are printed (`pytest -s`) beside the budget.
 """
 
 from __future__ import annotations
@@ -25,6 +31,14 @@ from anonymizers.policy import default_policy
 from tests.anonymizers.conftest import static_keys
 
 BUDGET_MS_PER_KB = 1.0
+"""Issue 18's budget, printed beside the figures (what a quiet development VM measures: at
+most ~0.6)."""
+SANITY_MS_PER_KB = 10 * BUDGET_MS_PER_KB
+GROWTH_LIMIT = 2.5
+"""Per-KB cost at full size over that at an eighth: ~1 when linear, ~8 when quadratic."""
+FLOOR_MS_PER_KB = 0.05
+"""Per-KB costs below this are compared as this (a few µs of noise on nearly free input)."""
+SMALL = 8
 RUNS = 5
 RETRIES = 4
 RETRY_PAUSE_S = 2.0
@@ -71,21 +85,26 @@ def _fill(unit: str, size: int, prefix: str = "") -> str:
     return (prefix + body)[:size]
 
 
-def _event(unit: str) -> dict[str, object]:
+def _event(unit: str, divisor: int = 1) -> dict[str, object]:
+    """Every free-text field filled with `unit`, to its maximum size over `divisor`."""
     url = "https://shop.example/"
+
+    def fill(name: str, prefix: str = "") -> str:
+        return _fill(unit, _LIMITS[name] // divisor, prefix)
+
     return {
         "event_id": "e-1",
         "event_type": "search",
         "occurred_at": "2024-05-01T10:00:00Z",
-        "cookie_id": _fill(unit, _LIMITS["cookie_id"]),
-        "user_id": _fill(unit, _LIMITS["user_id"]),
-        "mac": _fill(unit, _LIMITS["mac"]),
-        "page_url": _fill(unit, _LIMITS["page_url"], url),
-        "link_url": _fill(unit, _LIMITS["link_url"], url + "c?utm_source="),
-        "referrer_url": _fill(unit, _LIMITS["referrer_url"], "https://"),
-        "search_terms": _fill(unit, _LIMITS["search_terms"]),
-        "user_agent": _fill(unit, _LIMITS["user_agent"]),
-        "browser_language": _fill(unit, _LIMITS["browser_language"]),
+        "cookie_id": fill("cookie_id"),
+        "user_id": fill("user_id"),
+        "mac": fill("mac"),
+        "page_url": fill("page_url", url),
+        "link_url": fill("link_url", url + "c?utm_source="),
+        "referrer_url": fill("referrer_url", "https://"),
+        "search_terms": fill("search_terms"),
+        "user_agent": fill("user_agent"),
+        "browser_language": fill("browser_language"),
     }
 
 
@@ -128,43 +147,70 @@ def make_pipeline() -> Callable[[], Pipeline]:
     return make
 
 
-def test_every_field_at_maximum_size_within_budget(
+def _growth(name: str, make: Callable[[], Pipeline]) -> tuple[float, float, float, float]:
+    """(chain, masking) ms per KB at full size, then at an eighth, back to back."""
+    full = _ms_per_kb(_event(ADVERSARIAL[name]), make)
+    small = _ms_per_kb(_event(ADVERSARIAL[name], SMALL), make)
+    return (*full, *small)
+
+
+def _problems(figures: tuple[float, float, float, float]) -> list[str]:
+    chain, masking, chain_small, masking_small = figures
+    out = []
+    for what, big, little in (("chain", chain, chain_small), ("masking", masking, masking_small)):
+        if big > SANITY_MS_PER_KB:
+            out.append(f"{what} {big:.3f} ms/KB > {SANITY_MS_PER_KB}")
+        ratio = max(big, FLOOR_MS_PER_KB) / max(little, FLOOR_MS_PER_KB)
+        if ratio > GROWTH_LIMIT:
+            out.append(f"{what} per KB x{ratio:.1f} from 1/{SMALL} to full size")
+    return out
+
+
+def test_every_field_at_maximum_size_costs_linear_time(
     make_pipeline: Callable[[], Pipeline], tmp_path: Path
 ) -> None:
     """Adversarial text at the schema's maximum sizes costs the chain, and preview's masking,
-    at most the budget per KB of input each."""
-    figures = {name: _ms_per_kb(_event(unit), make_pipeline) for name, unit in ADVERSARIAL.items()}
+    no more per KB than at an eighth of them (module docstring), and at most the sanity bound."""
+    figures = {name: _growth(name, make_pipeline) for name in ADVERSARIAL}
     width = max(map(len, figures))
-    print(f"\nCPU per KB of input (budget {BUDGET_MS_PER_KB} ms/KB each), best of {RUNS} runs:")
-    print(f"  {'input':<{width}}   chain  masking")
-    for name, (chain, masking) in sorted(figures.items(), key=lambda item: -max(item[1])):
-        print(f"  {name:<{width}}  {chain:6.3f}  {masking:6.3f}")
+    print(
+        f"\nCPU ms per KB of input (issue 18's budget {BUDGET_MS_PER_KB}), best of {RUNS} runs, "
+        f"at full size and at 1/{SMALL}:"
+    )
+    print(f"  {'input':<{width}}   chain  masking  chain/{SMALL}  masking/{SMALL}")
+    for name, (chain, masking, chain_s, masking_s) in sorted(
+        figures.items(), key=lambda item: -max(item[1][:2])
+    ):
+        print(f"  {name:<{width}}  {chain:6.3f}  {masking:7.3f}  {chain_s:8.3f}  {masking_s:10.3f}")
     (tmp_path / "figures.json").write_text(json.dumps(figures))
-    # A shared machine's neighbours can slow every figure alike for a while (CI saw all of them
-    # at twice their quiet values): an input over the budget is measured again, a few times
-    # with a pause, and judged on its best figure, so only a cost that stays over fails.
+    # A neighbour can slow one measurement and not the next: an input that fails is measured
+    # again, a few times with a pause, and fails only if it fails every time.
+    problems = {name: _problems(f) for name, f in figures.items() if _problems(f)}
     for _ in range(RETRIES):
-        over = [n for n, fs in figures.items() if max(fs) > BUDGET_MS_PER_KB]
-        if not over:
+        if not problems:
             break
         time.sleep(RETRY_PAUSE_S)
-        for name in over:
-            again = _ms_per_kb(_event(ADVERSARIAL[name]), make_pipeline)
-            figures[name] = (min(figures[name][0], again[0]), min(figures[name][1], again[1]))
-    over_budget = {
-        n: [round(f, 3) for f in fs] for n, fs in figures.items() if max(fs) > BUDGET_MS_PER_KB
-    }
-    assert not over_budget, over_budget
+        problems = {
+            name: found for name in problems if (found := _problems(_growth(name, make_pipeline)))
+        }
+    assert not problems, problems
 
 
 def test_the_measure_sees_quadratic_work() -> None:
-    """The measure itself can fail: a quadratic backtracking pattern on one maximum-size URL
-    is far over the budget."""
+    """The measure itself can fail: a quadratic backtracking pattern costs far more per KB at
+    a maximum-size URL than at an eighth of it, past the growth limit."""
     import re
 
     quadratic = re.compile(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)+")  # the pattern of issue 18
-    text = _fill("1.", _LIMITS["page_url"])
-    started = time.process_time()
-    quadratic.search(text)
-    elapsed_ms = (time.process_time() - started) * 1000
-    assert elapsed_ms / (len(text) / 1024) > BUDGET_MS_PER_KB
+
+    def ms_per_kb(size: int) -> float:
+        text = _fill("1.", size)
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            quadratic.search(text)
+            best = min(best, time.process_time() - started)
+        return best * 1000 / (len(text) / 1024)
+
+    full, small = ms_per_kb(_LIMITS["page_url"]), ms_per_kb(_LIMITS["page_url"] // SMALL)
+    assert _problems((full, 0.0, small, 0.0)), (full, small)
