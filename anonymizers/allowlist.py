@@ -21,7 +21,6 @@ from typing import Any, Final
 
 from anonymizers import pii
 from anonymizers.canonical import canonical, compact
-from anonymizers.memo import Memo
 from anonymizers.outcome import Draft
 from anonymizers.policy import OutputConfig
 
@@ -33,8 +32,6 @@ ECHO_MIN_LENGTH: Final = 4
 
 _SEGMENT_SPLIT_RE: Final = re.compile(r"[/?&=#;,\s]+")
 _WORD_SPLIT_RE: Final = re.compile(r"[\W_]+")
-NEEDLE_CACHE_SIZE: Final = 65_536
-"""Raw IP texts whose notations the echo guard remembers (entries)."""
 _WHOLE: Final = "\x01"
 _ASCII_SEPARATORS_RE: Final = re.compile(r"[^a-z0-9]+")
 
@@ -255,20 +252,19 @@ class EchoGuard:
 
     The units before it leave the free-text fields' echo haystacks in the draft: an
     identifier found in none of them proves there is nothing to do, which is nearly every
-    event; only then are the fields rewritten. Each raw IP's notations are memoised.
+    event; only then are the fields rewritten. The IP's notations (`ip_probes`) come from the
+    draft: the IP unit, always earlier in the chain, memoises them with the rest of its entry.
     """
 
-    def __init__(self, allowlist: Allowlist, *, cache_size: int = NEEDLE_CACHE_SIZE) -> None:
+    def __init__(self, allowlist: Allowlist) -> None:
         self._allowlist = allowlist
-        self.ip_memo: Memo[str, _NeedleEntry] = Memo(_ip_entry, max_size=cache_size)
-        self._ip_table = self.ip_memo.plain_table
 
     def __call__(self, event: dict[str, Any], out: Draft) -> str | None:
         haystack = out.haystack
         if not haystack:
             return None
         # Identifiers mostly differ from event to event: their compact form is computed here
-        # (ASCII: lower-cased, separators removed), the IP's notations are memoised.
+        # (ASCII: lower-cased, separators removed); the IP's notations are in the draft.
         for name in out.present:
             value = event[name]
             if isinstance(value, str):
@@ -279,18 +275,10 @@ class EchoGuard:
                 if needle and echo_found(needle, haystack):
                     self._guard(event, out)
                     return None
-        raw_ip = event.get("ip")
-        if isinstance(raw_ip, str):
-            # The IP unit left the probes in the draft; the guard's own memo serves a draft it
-            # did not fill (an IP of no probes gives the same empty tuple either way).
-            probes = out.needles
-            if not probes:
-                entry = self._ip_table.get(raw_ip)
-                probes = (entry if entry is not None else self.ip_memo.miss(raw_ip))[1]
-            for probe in probes:
-                if probe in haystack:
-                    self._guard(event, out)
-                    return None
+        for probe in out.needles:
+            if probe in haystack:
+                self._guard(event, out)
+                return None
         return None
 
     def _guard(self, event: dict[str, Any], out: Draft) -> None:

@@ -195,8 +195,6 @@ class Pipeline:
                 memos.update({f"consent_digest:{n}": m for n, m in unit.digest_memos().items()})
             elif isinstance(unit, Pseudonymizer):
                 memos.update({f"pseudonym:{n}": m for n, m in unit.memos().items()})
-            elif isinstance(unit, EchoGuard):
-                memos["echo_needles:ip"] = unit.ip_memo
         stats = {name: (len(m), m.max_size, m.misses) for name, m in memos.items()}
         if self._geo is not None:
             # Misses here are records read from the database, for the IP memo's misses.
